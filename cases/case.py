@@ -1,0 +1,358 @@
+"""Loading and validating case files (DESIGN §4).
+
+A :class:`Case` is the resolved, checked case: a plain ``config`` dict (stored as JSON
+in every results file) plus the derived facts every solver needs — the dimension, the
+initial density and, where one is known, the exact solution.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cases import closed_forms as cf
+from cases.schema import SCHEMA, Key, key_at, resolve
+from wgf.errors import UserError
+
+CASES_DIR = Path(__file__).resolve().parent
+
+Density = Callable[[np.ndarray], np.ndarray]
+
+
+def shipped_cases() -> list[Path]:
+    """Return the case files shipped with wgf, sorted by name."""
+    return sorted(CASES_DIR.glob("*.toml"))
+
+
+def find_case_file(source: str | Path) -> Path:
+    """Resolve a case path or the name of a shipped case (with or without ``.toml``)."""
+    path = Path(source)
+    if path.is_file():
+        return path
+    for candidate in (CASES_DIR / path.name, CASES_DIR / f"{path.name}.toml"):
+        if candidate.is_file() and path.parent == Path("."):
+            return candidate
+    names = ", ".join(p.stem for p in shipped_cases())
+    raise UserError(f"case file '{source}' not found (shipped cases: {names})")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``section.key=value``; the value is read as TOML, else as a bare string."""
+    if "=" not in text:
+        raise UserError(f"--set {text!r}: expected section.key=value")
+    dotted, value = (s.strip() for s in text.split("=", 1))
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value
+    return dotted, parsed
+
+
+def apply_overrides(raw: dict, overrides: Sequence[str],
+                    solver_tables: dict[str, dict[str, Key]]) -> None:
+    """Apply ``--set`` overrides to the raw document, checking each key exists."""
+    for text in overrides:
+        dotted, value = parse_override(text)
+        try:
+            key_at(dotted, SCHEMA, solver_tables)
+        except UserError as err:
+            raise UserError(f"--set {dotted}: {err}") from None
+        node = raw
+        *tables, last = dotted.split(".")
+        for t in tables:
+            node = node.setdefault(t, {})
+            if not isinstance(node, dict):
+                raise UserError(f"--set {dotted}: '{t}' is not a table in the case file")
+        node[last] = value
+
+
+@dataclass
+class Case:
+    """A resolved and validated case.
+
+    Attributes:
+        config: The resolved case (every key present), JSON-serialisable.
+        path: The case file it came from.
+        dim: Spatial dimension.
+    """
+
+    config: dict
+    path: Path
+    dim: int
+
+    @property
+    def name(self) -> str:
+        """The case name."""
+        return self.config["name"]
+
+    def section(self, name: str) -> dict:
+        """Return one section of the resolved config."""
+        return self.config[name]
+
+    def solver_params(self, solver: str) -> dict:
+        """Return the ``[solver.<name>]`` table (defaults filled in)."""
+        return self.config["solver"].get(solver, {})
+
+    # -- densities -----------------------------------------------------------------------
+    def potential(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Return (A, c) of the quadratic potential, or None for V = 0."""
+        pot = self.config["energy"]["potential"]
+        if pot is None:
+            return None
+        return _matrix(pot["A"], self.dim), _vector(pot["center"], self.dim)
+
+    def density(self, table: str = "initial") -> Density:
+        """Return the density of ``[initial]`` (or ``[target]``) as a function of x (n, d)."""
+        spec = self.config[table]
+        kind, mass = spec["kind"], spec["mass"]
+        if kind == "gaussian":
+            mean, cov = np.array(spec["mean"]), _matrix(spec["cov"], self.dim)
+            return lambda x: cf.gaussian_density(x, mean, cov, mass)
+        if kind == "barenblatt":
+            m, s0 = self.config["energy"]["m"], self.barenblatt_time(spec)
+            center = self._barenblatt_center(spec)
+            return lambda x: cf.barenblatt(x, s0, m, mass, center)
+        exact = self.exact_solution()
+        assert exact is not None  # validated
+        return lambda x: exact(0.0, x)
+
+    def barenblatt_time(self, spec: dict | None = None) -> float:
+        """Barenblatt time s0 = D·t0 of a ``barenblatt`` density."""
+        spec = spec or self.config["initial"]
+        return self.config["energy"]["diffusivity"] * spec["t0"]
+
+    def _barenblatt_center(self, spec: dict) -> np.ndarray:
+        if spec["center"] is not None:
+            return np.array(spec["center"])
+        pot = self.potential()
+        return pot[1] if pot is not None else np.zeros(self.dim)
+
+    def exact_solution(self) -> Callable[[float, np.ndarray], np.ndarray] | None:
+        """Return ρ(t, x) in closed form, or None when ``[exact] kind = "none"``."""
+        kind = self.config["exact"]["kind"]
+        e, ini = self.config["energy"], self.config["initial"]
+        D, m, mass = e["diffusivity"], e["m"], ini["mass"]
+        if kind == "gaussian":
+            mean0, cov0 = np.array(ini["mean"]), _matrix(ini["cov"], self.dim)
+            A, c = self.potential() or (np.zeros((self.dim, self.dim)), np.zeros(self.dim))
+
+            def gaussian(t: float, x: np.ndarray) -> np.ndarray:
+                mean, cov = cf.ou_moments(t, mean0, cov0, A, c, D)
+                return cf.gaussian_density(x, mean, cov, mass)
+
+            return gaussian
+        if kind == "barenblatt":
+            s0, center = self.barenblatt_time(), self._barenblatt_center(ini)
+            return lambda t, x: cf.barenblatt(x, s0 + D * t, m, mass, center)
+        if kind == "nonlinear_fp":
+            A, c = self.potential()  # type: ignore[misc]
+            a, s0 = float(A[0, 0]), self.barenblatt_time()
+            return lambda t, x: cf.nonlinear_fp(x, t, s0, a, m, D, mass, c)
+        return None
+
+    def gaussian_moments(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """Exact mean and covariance at t of an ``exact.kind = "gaussian"`` case."""
+        ini = self.config["initial"]
+        A, c = self.potential() or (np.zeros((self.dim, self.dim)), np.zeros(self.dim))
+        return cf.ou_moments(t, np.array(ini["mean"]), _matrix(ini["cov"], self.dim), A, c,
+                             self.config["energy"]["diffusivity"])
+
+    # -- sampling --------------------------------------------------------------------------
+    def sample_cells(self) -> list[int]:
+        """Cells per direction of the sample grid (the case's or the default)."""
+        cells = self.config["output"]["sample_cells"]
+        return cells if cells is not None else [{1: 200, 2: 100, 3: 30}[self.dim]] * self.dim
+
+    def sample_points(self, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+        """Midpoints of the uniform sample grid on the box [lower, upper], shape (n, dim).
+
+        Midpoints keep samples off the domain boundary, and the midpoint rule then makes
+        ``sum(|f|) · cell volume`` an O(h²) approximation of ∫|f|.
+        """
+        axes = [lo + (np.arange(n) + 0.5) * (hi - lo) / n
+                for lo, hi, n in zip(lower, upper, self.sample_cells(), strict=True)]
+        grid = np.meshgrid(*axes, indexing="ij")
+        return np.stack([g.ravel() for g in grid], axis=1)
+
+
+def _vector(value: list[float] | None, dim: int) -> np.ndarray:
+    return np.zeros(dim) if value is None else np.asarray(value, dtype=float)
+
+
+def _matrix(value: float | list, dim: int) -> np.ndarray:
+    if isinstance(value, float):
+        return value * np.eye(dim)
+    return np.asarray(value, dtype=float)
+
+
+def load_case(source: str | Path, overrides: Sequence[str] = (),
+              solver_tables: dict[str, dict[str, Key]] | None = None) -> Case:
+    """Read, override, resolve and validate a case file.
+
+    Args:
+        source: A path, or the name of a shipped case.
+        overrides: ``section.key=value`` strings (``--set``).
+        solver_tables: The parameter schema of each solver, for ``[solver.<name>]``.
+
+    Returns:
+        The validated :class:`Case`.
+
+    Raises:
+        UserError: With a one-line message naming the problem.
+    """
+    path = find_case_file(source)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise UserError(f"case file '{path}': TOML does not parse: {err}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"case file '{path}' cannot be read: {err}") from None
+    apply_overrides(raw, overrides, solver_tables or {})
+    config = resolve(raw, SCHEMA, "", solver_tables or {})
+    dim = validate(config)
+    if config["domain"]["shape"] == "file":
+        config["domain"]["path"] = str((path.parent / config["domain"]["path"]).resolve())
+    return Case(config=config, path=path.resolve(), dim=dim)
+
+
+def _dimension(cfg: dict) -> int:
+    """The dimension, from the first key that carries one; every other must agree."""
+    dom, ini = cfg["domain"], cfg["initial"]
+    pot = cfg["energy"]["potential"]
+    carriers: list[tuple[str, Any]] = [
+        ("domain.lower", dom["lower"]), ("domain.upper", dom["upper"]),
+        ("domain.cells", dom["cells"]), ("domain.center", dom["center"]),
+        ("initial.mean", ini["mean"]), ("initial.center", ini["center"]),
+        ("output.sample_cells", cfg["output"]["sample_cells"]),
+    ]
+    if pot is not None:
+        carriers.append(("energy.potential.center", pot["center"]))
+    if cfg["target"] is not None:
+        carriers += [("target.mean", cfg["target"]["mean"]),
+                     ("target.center", cfg["target"]["center"])]
+    given = [(k, len(v)) for k, v in carriers if v is not None]
+    if not given:
+        raise UserError("case: cannot tell the dimension (give domain.lower or initial.mean)")
+    first_key, dim = given[0]
+    for key, n in given[1:]:
+        if n != dim:
+            raise UserError(f"case: dimension mismatch: '{key}' has length {n} but "
+                            f"'{first_key}' has length {dim}")
+    if dim not in (1, 2, 3):
+        raise UserError(f"case: dimension {dim} from '{first_key}' is not 1, 2 or 3")
+    return dim
+
+
+def _check_matrix(key: str, value: float | list, dim: int, definite: bool) -> np.ndarray:
+    mat = _matrix(value, dim)
+    if mat.shape != (dim, dim):
+        raise UserError(f"case key '{key}': expected a {dim}x{dim} matrix, got shape "
+                        f"{mat.shape[0]}x{mat.shape[1]} (dimension mismatch)")
+    if not np.allclose(mat, mat.T, rtol=0.0, atol=1e-12 * (1.0 + np.abs(mat).max())):
+        raise UserError(f"case key '{key}': matrix is not symmetric")
+    low = np.linalg.eigvalsh(mat).min()
+    scale = 1e-12 * (1.0 + np.abs(mat).max())
+    if (definite and low <= scale) or low < -scale:
+        what = "positive definite" if definite else "positive semidefinite"
+        raise UserError(f"case key '{key}': matrix is not {what} "
+                        f"(smallest eigenvalue {low:.3g})")
+    return mat
+
+
+def _validate_density(cfg: dict, table: str, dim: int) -> None:
+    spec = cfg[table]
+    if not spec["mass"] > 0.0:
+        raise UserError(f"case key '{table}.mass': the density must have positive mass, "
+                        f"got {spec['mass']}")
+    kind = spec["kind"]
+    if kind == "gaussian":
+        for key in ("mean", "cov"):
+            if spec[key] is None:
+                raise UserError(f"case key '{table}.{key}' is required for kind = \"gaussian\"")
+        _check_matrix(f"{table}.cov", spec["cov"], dim, definite=True)
+    elif kind == "barenblatt":
+        if cfg["energy"]["internal"] != "power":
+            raise UserError(f"case key '{table}.kind': \"barenblatt\" needs "
+                            "energy.internal = \"power\" (its shape uses m)")
+        if not spec["t0"] > 0.0:
+            raise UserError(f"case key '{table}.t0' must be > 0, got {spec['t0']}")
+    elif kind == "exact" and cfg["exact"]["kind"] == "none":
+        raise UserError(f"case key '{table}.kind': \"exact\" needs an [exact] kind")
+
+
+def validate(cfg: dict) -> int:
+    """Check the cross-key rules of a resolved case; return its dimension."""
+    dim = _dimension(cfg)
+    energy, dom, time = cfg["energy"], cfg["domain"], cfg["time"]
+    for key in ("t_end", "tau"):
+        if not time[key] > 0.0:
+            raise UserError(f"case key 'time.{key}' must be > 0, got {time[key]}")
+    if energy["internal"] == "power" and not energy["m"] > 1.0:
+        raise UserError(f"case key 'energy.m' must be > 1 for internal = \"power\", "
+                        f"got {energy['m']}")
+    if energy["internal"] != "none" and not energy["diffusivity"] > 0.0:
+        raise UserError(f"case key 'energy.diffusivity' must be > 0, got {energy['diffusivity']}")
+    if energy["potential"] is not None:
+        _check_matrix("energy.potential.A", energy["potential"]["A"], dim, definite=False)
+    shape = dom["shape"]
+    needed = {"box": ("lower", "upper", "cells"), "disk": ("center", "radius", "h"),
+              "file": ("path",)}[shape]
+    for key in needed:
+        if dom[key] is None:
+            raise UserError(f"case key 'domain.{key}' is required for shape = \"{shape}\"")
+    if shape == "box":
+        if any(hi <= lo for lo, hi in zip(dom["lower"], dom["upper"], strict=True)):
+            raise UserError("case keys 'domain.lower'/'domain.upper': need lower < upper")
+        if any(n < 1 for n in dom["cells"]):
+            raise UserError(f"case key 'domain.cells' must be positive, got {dom['cells']}")
+    elif shape == "disk":
+        if dim != 2:
+            raise UserError(f"case key 'domain.shape': \"disk\" is 2-D, the case is {dim}-D")
+        for key in ("radius", "h"):
+            if not dom[key] > 0.0:
+                raise UserError(f"case key 'domain.{key}' must be > 0, got {dom[key]}")
+    _validate_density(cfg, "initial", dim)
+    if cfg["target"] is not None:
+        _validate_density(cfg, "target", dim)
+    out = cfg["output"]
+    if out["snapshots"] < 1:
+        raise UserError(f"case key 'output.snapshots' must be >= 1, got {out['snapshots']}")
+    if out["sample_cells"] is not None and any(n < 1 for n in out["sample_cells"]):
+        raise UserError("case key 'output.sample_cells' must be positive")
+    _validate_exact(cfg, dim)
+    return dim
+
+
+def _validate_exact(cfg: dict, dim: int) -> None:
+    kind = cfg["exact"]["kind"]
+    energy, ini = cfg["energy"], cfg["initial"]
+    pot = energy["potential"]
+    need = {
+        "gaussian": ("entropy", "gaussian"),
+        "barenblatt": ("power", "barenblatt"),
+        "nonlinear_fp": ("power", "barenblatt"),
+    }.get(kind)
+    if need is None:
+        return
+    if energy["internal"] != need[0] or ini["kind"] != need[1]:
+        raise UserError(f"case key 'exact.kind': \"{kind}\" needs energy.internal = "
+                        f"\"{need[0]}\" and initial.kind = \"{need[1]}\"")
+    if kind == "barenblatt" and pot is not None:
+        raise UserError("case key 'exact.kind': \"barenblatt\" needs V = 0 "
+                        "(use \"nonlinear_fp\" with a potential)")
+    if kind == "nonlinear_fp":
+        if pot is None:
+            raise UserError("case key 'exact.kind': \"nonlinear_fp\" needs [energy.potential]")
+        A = _matrix(pot["A"], dim)
+        a = A[0, 0]
+        if not (a > 0.0 and np.allclose(A, a * np.eye(dim))):
+            raise UserError("case key 'energy.potential.A': \"nonlinear_fp\" needs A = a·I, a > 0")
+        c = np.zeros(dim) if pot["center"] is None else np.array(pot["center"])
+        if ini["center"] is not None and not np.allclose(ini["center"], c):
+            raise UserError("case key 'initial.center': \"nonlinear_fp\" needs the Barenblatt "
+                            "centred at the potential centre")

@@ -1,0 +1,101 @@
+"""Closed-form solutions (DESIGN §5), as NumPy functions of points ``x`` of shape (n, d).
+
+These are the references every solver is verified against, and the initial data of
+the shipped cases.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from scipy.linalg import sqrtm
+from scipy.special import gammaln
+
+Array = npt.NDArray[np.float64]
+
+
+def gaussian_density(x: Array, mean: Array, cov: Array, mass: float = 1.0) -> Array:
+    """Density of ``mass · N(mean, cov)`` at the points ``x`` (n, d)."""
+    d = mean.size
+    diff = np.atleast_2d(x) - mean
+    cinv = np.linalg.inv(cov)
+    quad = np.einsum("ni,ij,nj->n", diff, cinv, diff)
+    norm = np.sqrt((2.0 * np.pi) ** d * np.linalg.det(cov))
+    return mass * np.exp(-0.5 * quad) / norm
+
+
+def ou_moments(t: float, mean0: Array, cov0: Array, A: Array, center: Array,
+               diffusivity: float) -> tuple[Array, Array]:
+    """Mean and covariance at time t of the linear Fokker–Planck flow with V = ½(x-c)ᵀA(x-c).
+
+    Uses the eigen-decomposition of the symmetric A, so that A = 0 (heat) and a
+    semidefinite A need no special case: the factor (1 - e^{-2λt})/λ tends to 2t.
+    """
+    lam, q = np.linalg.eigh(A)
+    decay = q @ np.diag(np.exp(-lam * t)) @ q.T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        growth = np.where(np.abs(lam * t) > 1e-12, -np.expm1(-2.0 * lam * t) / lam, 2.0 * t)
+    mean = center + decay @ (mean0 - center)
+    cov = decay @ cov0 @ decay.T + diffusivity * q @ np.diag(growth) @ q.T
+    return mean, 0.5 * (cov + cov.T)
+
+
+def barenblatt_constants(m: float, d: int, mass: float) -> tuple[float, float, float]:
+    """Return (alpha, k, C) of the Barenblatt profile of ∂_t ρ = Δρ^m in R^d with mass M."""
+    p = 1.0 / (m - 1.0)
+    alpha = d / (d * (m - 1.0) + 2.0)
+    k = alpha * (m - 1.0) / (2.0 * m * d)
+    log_c = (np.log(mass) + 0.5 * d * np.log(k) + gammaln(p + 1.0 + 0.5 * d)
+             - 0.5 * d * np.log(np.pi) - gammaln(p + 1.0)) / (p + 0.5 * d)
+    return alpha, k, float(np.exp(log_c))
+
+
+def barenblatt(x: Array, s: float, m: float, mass: float = 1.0,
+               center: Array | None = None) -> Array:
+    """Barenblatt solution of ∂_t ρ = Δρ^m at time s (s = D·t for diffusivity D).
+
+    ρ = s^{-α} (C - k |x-c|² s^{-2α/d})_+^{1/(m-1)}.
+    """
+    x = np.atleast_2d(x)
+    d = x.shape[1]
+    c = np.zeros(d) if center is None else center
+    alpha, k, big_c = barenblatt_constants(m, d, mass)
+    r2 = np.sum((x - c) ** 2, axis=1)
+    base = np.maximum(big_c - k * r2 * s ** (-2.0 * alpha / d), 0.0)
+    return s ** (-alpha) * base ** (1.0 / (m - 1.0))
+
+
+def barenblatt_radius(s: float, m: float, d: int, mass: float = 1.0) -> float:
+    """Radius of the support of the Barenblatt profile at time s."""
+    alpha, k, big_c = barenblatt_constants(m, d, mass)
+    return float(np.sqrt(big_c / k) * s ** (alpha / d))
+
+
+def nonlinear_fp_time(t: float, s0: float, a: float, m: float, d: int,
+                      diffusivity: float) -> float:
+    """Barenblatt time s(t) of the nonlinear Fokker–Planck solution (DESIGN §5)."""
+    rate = (d * (m - 1.0) + 2.0) * a
+    return s0 + diffusivity * np.expm1(rate * t) / rate
+
+
+def nonlinear_fp(x: Array, t: float, s0: float, a: float, m: float, diffusivity: float,
+                 mass: float = 1.0, center: Array | None = None) -> Array:
+    """Solution of ∂_t ρ = DΔρ^m + a div((x-c)ρ) from the Barenblatt profile at s0.
+
+    ρ(t, x) = e^{dat} u(s(t), e^{at}(x-c)), u the D = 1 Barenblatt solution; this
+    scaling needs D = 1 inside u only because D enters through s(t).
+    """
+    x = np.atleast_2d(x)
+    d = x.shape[1]
+    c = np.zeros(d) if center is None else center
+    s = nonlinear_fp_time(t, s0, a, m, d, diffusivity)
+    y = np.exp(a * t) * (x - c)
+    return np.exp(d * a * t) * barenblatt(y, s, m, mass)
+
+
+def w2_gaussians(mean1: Array, cov1: Array, mean2: Array, cov2: Array) -> float:
+    """Exact W2 distance between N(mean1, cov1) and N(mean2, cov2)."""
+    r2 = np.real(sqrtm(cov2))
+    cross = np.real(sqrtm(r2 @ cov1 @ r2))
+    w2sq = float(np.sum((mean1 - mean2) ** 2) + np.trace(cov1 + cov2 - 2.0 * cross))
+    return float(np.sqrt(max(w2sq, 0.0)))

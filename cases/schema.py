@@ -1,0 +1,237 @@
+"""The case-file schema (DESIGN §4): every key, its type and its default.
+
+A schema is a nested ``dict``: a :class:`Key` describes a value, a :class:`Table` a
+sub-table.  :func:`resolve` checks a parsed TOML document against it, names the
+offending key on any error (with the closest valid key for a misspelling) and fills
+in defaults, so that every solver sees a complete, plain ``dict``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from wgf.errors import UserError
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Key:
+    """One value of a case file.
+
+    Attributes:
+        kind: ``"str" | "float" | "int" | "bool" | "vector" | "ivector" | "matrix"``;
+            a ``"matrix"`` may be given as a number ``s``, meaning ``s·I``.
+        default: The value used when the key is absent; ``None`` means "not set".
+        required: Whether the key must be present.
+        choices: The allowed values of a string key.
+        help: One line for the documentation.
+    """
+
+    kind: str
+    default: Any = None
+    required: bool = False
+    choices: tuple[str, ...] = ()
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    """A sub-table; an ``optional`` table is absent (``None``) unless given."""
+
+    keys: dict[str, Key | Table]
+    optional: bool = False
+    help: str = ""
+    open_keys: bool = field(default=False)  # keys are names (e.g. solver tables)
+
+
+DENSITY = {
+    "kind": Key("str", "gaussian", choices=("gaussian", "barenblatt", "exact"),
+                help="initial density: Gaussian, Barenblatt profile, or the exact solution at 0"),
+    "mean": Key("vector", help="gaussian: mean"),
+    "cov": Key("matrix", help="gaussian: covariance (a number s means s·I)"),
+    "t0": Key("float", 0.01, help="barenblatt: Barenblatt time (the profile is B(t0))"),
+    "center": Key("vector", help="barenblatt: centre (default: the potential centre or 0)"),
+    "mass": Key("float", 1.0, help="total mass the density is normalised to"),
+}
+
+SCHEMA: dict[str, Key | Table] = {
+    "name": Key("str", required=True, help="case name, used for output file names"),
+    "description": Key("str", "", help="free text"),
+    "energy": Table({
+        "internal": Key("str", "entropy", choices=("entropy", "power", "none"),
+                        help="U(ρ): ρ log ρ | ρ^m/(m-1) | 0"),
+        "m": Key("float", 2.0, help="exponent of the power law (m > 1)"),
+        "diffusivity": Key("float", 1.0, help="D, the factor in front of ∫U(ρ)"),
+        "potential": Table({
+            "A": Key("matrix", required=True, help="V(x) = ½(x-c)ᵀA(x-c); A sym. pos. semidef."),
+            "center": Key("vector", help="c (default 0)"),
+        }, optional=True, help="omit for V = 0"),
+    }),
+    "domain": Table({
+        "shape": Key("str", "box", choices=("box", "disk", "file")),
+        "lower": Key("vector", help="box: lower corner"),
+        "upper": Key("vector", help="box: upper corner"),
+        "cells": Key("ivector", help="box: cells per direction"),
+        "cell_type": Key("str", "simplex", choices=("simplex", "hypercube"),
+                         help="box: triangles/tetrahedra or quadrilaterals/hexahedra"),
+        "center": Key("vector", help="disk: centre"),
+        "radius": Key("float", help="disk: radius"),
+        "h": Key("float", help="disk: mesh size"),
+        "path": Key("str", help="file: a meshio-readable mesh, relative to the case file"),
+    }),
+    "initial": Table(DENSITY),
+    "target": Table(DENSITY, optional=True, help="fem-bb: the density transported to"),
+    "time": Table({
+        "t_end": Key("float", required=True, help="final time T (> 0)"),
+        "tau": Key("float", required=True, help="time step τ (> 0)"),
+    }),
+    "exact": Table({
+        "kind": Key("str", "none", choices=("gaussian", "barenblatt", "nonlinear_fp", "none")),
+    }),
+    "output": Table({
+        "snapshots": Key("int", 11, help="number of snapshot times, evenly spaced in [0, T]"),
+        "sample_cells": Key("ivector", help="sample grid (cell midpoints) on the bounding box; "
+                                            "default 200 in 1-D, 100² in 2-D, 30³ in 3-D"),
+    }),
+    "solver": Table({}, open_keys=True, help="one table per solver for its own parameters"),
+}
+
+
+def _type_error(path: str, kind: str, value: Any) -> UserError:
+    return UserError(f"case key '{path}': expected {kind}, got {value!r}")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_value(path: str, key: Key, value: Any) -> Any:
+    kind = key.kind
+    if kind == "str":
+        if not isinstance(value, str):
+            raise _type_error(path, "a string", value)
+        if key.choices and value not in key.choices:
+            raise UserError(f"case key '{path}': {value!r} is not one of {', '.join(key.choices)}")
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise _type_error(path, "true or false", value)
+        return value
+    if kind == "int":
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise _type_error(path, "an integer", value)
+        return value
+    if kind == "float":
+        if not _is_number(value):
+            raise _type_error(path, "a number", value)
+        if not math.isfinite(value):
+            raise UserError(f"case key '{path}': {value!r} is not finite")
+        return float(value)
+    if kind in ("vector", "ivector"):
+        ok = _is_number if kind == "vector" else (lambda v: isinstance(v, int)
+                                                  and not isinstance(v, bool))
+        if not isinstance(value, list) or not value or not all(ok(v) for v in value):
+            what = "a list of numbers" if kind == "vector" else "a list of integers"
+            raise _type_error(path, what, value)
+        if not all(math.isfinite(v) for v in value):
+            raise UserError(f"case key '{path}': {value!r} is not finite")
+        return [float(v) for v in value] if kind == "vector" else list(value)
+    if kind == "matrix":
+        if _is_number(value):
+            return float(value)
+        if (not isinstance(value, list) or not value
+                or not all(isinstance(r, list) and r and all(_is_number(v) for v in r)
+                           for r in value)):
+            raise _type_error(path, "a number or a list of lists of numbers", value)
+        if len({len(r) for r in value}) != 1:
+            raise UserError(f"case key '{path}': rows of different lengths")
+        return [[float(v) for v in r] for r in value]
+    raise AssertionError(kind)
+
+
+def _unknown(path: str, name: str, valid: list[str]) -> UserError:
+    where = f"'{path}.{name}'" if path else f"'{name}'"
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(sorted(valid))}"
+    return UserError(f"unknown case key {where}{hint}")
+
+
+def resolve(raw: dict, schema: dict[str, Key | Table] = SCHEMA, path: str = "",
+            open_tables: dict[str, dict[str, Key]] | None = None) -> dict:
+    """Check ``raw`` against ``schema`` and fill in defaults.
+
+    Args:
+        raw: The parsed TOML document (or a sub-table of it).
+        schema: The schema of ``raw``.
+        path: Dotted path of ``raw`` for messages.
+        open_tables: For an ``open_keys`` table (``[solver]``): the schema of each
+            allowed sub-table, by name.
+
+    Returns:
+        A new ``dict`` with every key of the schema (absent optional tables as ``None``).
+
+    Raises:
+        UserError: On an unknown key, a wrong type or a missing required key.
+    """
+    if not isinstance(raw, dict):
+        raise _type_error(path, "a table", raw)
+    out: dict[str, Any] = {}
+    for name in raw:
+        if name not in schema:
+            raise _unknown(path, name, list(schema))
+    for name, spec in schema.items():
+        sub = f"{path}.{name}" if path else name
+        value = raw.get(name, _MISSING)
+        if isinstance(spec, Table):
+            if value is _MISSING:
+                if spec.optional:
+                    out[name] = None
+                    continue
+                value = {}
+            if spec.open_keys:
+                out[name] = _resolve_open(value, sub, open_tables or {})
+            else:
+                out[name] = resolve(value, spec.keys, sub)
+        elif value is _MISSING:
+            if spec.required:
+                raise UserError(f"case key '{sub}' is required")
+            out[name] = spec.default
+        else:
+            out[name] = _check_value(sub, spec, value)
+    return out
+
+
+def _resolve_open(raw: Any, path: str, tables: dict[str, dict[str, Key]]) -> dict:
+    if not isinstance(raw, dict):
+        raise _type_error(path, "a table", raw)
+    out = {}
+    for name in raw:
+        if name not in tables:
+            raise _unknown(path, name, list(tables))
+    for name, keys in tables.items():
+        out[name] = resolve(raw.get(name, {}), keys, f"{path}.{name}")
+    return out
+
+
+def key_at(dotted: str, schema: dict[str, Key | Table] = SCHEMA,
+           open_tables: dict[str, dict[str, Key]] | None = None) -> Key:
+    """Return the :class:`Key` at a dotted path, or raise :class:`UserError` naming it."""
+    parts = dotted.split(".")
+    node: dict[str, Key | Table] = schema
+    done: list[str] = []
+    for i, part in enumerate(parts):
+        spec = node.get(part)
+        if spec is None:
+            raise _unknown(".".join(done), part, list(node))
+        done.append(part)
+        if isinstance(spec, Key):
+            if i != len(parts) - 1:
+                raise UserError(f"--set {dotted}: '{'.'.join(done)}' is a value, not a table")
+            return spec
+        node = ({k: Table(v) for k, v in (open_tables or {}).items()} if spec.open_keys
+                else spec.keys)
+    raise UserError(f"--set {dotted}: '{dotted}' is a table, not a value")

@@ -1,0 +1,8 @@
+"""Post-processing: reading results files, norms and comparisons.
+
+Never imports a solver: post-processing and solvers meet only in the results file.
+"""
+
+from postprocess.results import read_results
+
+__all__ = ["read_results"]

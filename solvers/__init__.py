@@ -1,0 +1,10 @@
+"""The numerical methods: the shared energy, FE solvers (:mod:`solvers.fem`) and,
+later, particle solvers.
+
+Every solver registers a :class:`SolverInfo` in :data:`SOLVERS`; the command line and
+the case loader discover solvers and their parameters only through it.
+"""
+
+from solvers.registry import SOLVERS, SolverInfo, get_solver, solver_tables
+
+__all__ = ["SOLVERS", "SolverInfo", "get_solver", "solver_tables"]

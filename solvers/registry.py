@@ -1,0 +1,69 @@
+"""The solver registry: names, what each supports, and its ``[solver.<name>]`` keys.
+
+Modules are imported lazily, so that listing solvers or validating a case does not
+load DOLFINx.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass, field
+
+from cases.schema import Key
+from wgf.errors import UserError
+
+
+@dataclass(frozen=True)
+class SolverInfo:
+    """What the CLI needs to know about a solver.
+
+    Attributes:
+        name: The name used on the command line and in ``[solver.<name>]``.
+        module: The module holding the solver class ``Solver``.
+        summary: One line.
+        supports: Energies, dimensions and domains it runs.
+        parameters: Its ``[solver.<name>]`` keys.
+    """
+
+    name: str
+    module: str
+    summary: str
+    supports: str
+    parameters: dict[str, Key] = field(default_factory=dict)
+
+    def load(self) -> type:
+        """Import the module and return its ``Solver`` class."""
+        return importlib.import_module(self.module).Solver
+
+
+SOLVERS: dict[str, SolverInfo] = {
+    info.name: info
+    for info in [
+        SolverInfo(
+            "fem-implicit",
+            "solvers.fem.implicit_euler",
+            "implicit Euler + Newton (PETSc SNES) on the PDE, mass-lumped P1",
+            "entropy, power, none; quadratic V; 1-D/2-D/3-D; box, disk, file",
+            {
+                "rtol": Key("float", 1e-10, help="SNES relative tolerance"),
+                "atol": Key("float", 1e-12, help="SNES absolute tolerance"),
+                "max_it": Key("int", 50, help="SNES maximum Newton iterations"),
+            },
+        ),
+    ]
+}
+
+
+def get_solver(name: str) -> SolverInfo:
+    """Return the registered solver ``name`` or raise a :class:`UserError` naming it."""
+    if name in SOLVERS:
+        return SOLVERS[name]
+    close = difflib.get_close_matches(name, list(SOLVERS), n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise UserError(f"unknown solver '{name}' (available: {', '.join(SOLVERS)}){hint}")
+
+
+def solver_tables() -> dict[str, dict[str, Key]]:
+    """Schema of ``[solver]``: each solver's parameter keys, by solver name."""
+    return {name: info.parameters for name, info in SOLVERS.items()}

@@ -1,0 +1,9 @@
+"""wgf — Wasserstein gradient flows solved two ways and compared.
+
+The package ties the numerical folders together: :mod:`cases` (what to solve),
+:mod:`meshes`, :mod:`solvers` (how), :mod:`postprocess` (what came out).  This
+package holds the parts they share at run time: the error types, the results
+file writer and the command line.
+"""
+
+__version__ = "0.1.0"

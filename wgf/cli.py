@@ -1,0 +1,155 @@
+"""The ``wgf`` command line (DESIGN §7).
+
+Exit status: 0 success, 2 bad input (one line on stderr, nothing written), 3 a solver
+did not converge (completed steps kept; ``--resume`` continues).
+
+PETSc options (single dash, e.g. ``-fem_implicit_snes_monitor``) may follow the wgf
+options; they are handed to ``petsc4py.init`` before DOLFINx is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from wgf.errors import SolverError, UserError
+
+EPILOG = """\
+exit status: 0 success; 2 bad input (case file, option, mesh, --resume file);
+3 a solver did not converge (completed steps are kept; continue with --resume).
+
+PETSc options go after the wgf options, with the solver's prefix, e.g.
+  wgf run heat_2d -fem_implicit_snes_monitor -fem_implicit_ksp_type cg -fem_implicit_pc_type gamg
+Run in parallel with:  mpiexec -n 2 python -m mpi4py -m wgf run CASE
+"""
+
+
+def split_petsc_options(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Separate PETSc options (``-name [value]``) from wgf arguments (``--name``)."""
+    ours: list[str] = []
+    petsc: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("-") and not arg.startswith("--") and arg not in ("-h",) \
+                and len(arg) > 1 and not _is_number(arg):
+            petsc.append(arg)
+            if i + 1 < len(argv) and (not argv[i + 1].startswith("-") or _is_number(argv[i + 1])):
+                petsc.append(argv[i + 1])
+                i += 1
+        else:
+            ours.append(arg)
+        i += 1
+    return ours, petsc
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``wgf``."""
+    parser = argparse.ArgumentParser(
+        prog="wgf", description="Wasserstein gradient flows: FE and particle solvers of one case.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+
+    run = sub.add_parser(
+        "run", help="run a case with one or more solvers",
+        description="Run CASE (a .toml path or a shipped case name) and write "
+                    "OUT/<case>_<solver>.h5 (+ .xdmf for FE solvers).",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("case", help="case file or shipped case name (see `wgf cases`)")
+    run.add_argument("--solver", action="append", default=None, metavar="NAME",
+                     help="solver to run (repeatable), or 'all' (default: all that support "
+                          "the case); see `wgf solvers`")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     dest="overrides", help="override a case key, e.g. --set time.tau=0.005")
+    run.add_argument("--out", type=Path, default=Path("out"), metavar="DIR",
+                     help="output directory (default: ./out)")
+    run.add_argument("--resume", action="store_true",
+                     help="continue an interrupted run from its results file")
+
+    sub.add_parser("cases", help="list the shipped cases")
+    sub.add_parser("solvers", help="list the solvers and what each supports")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args_in, petsc_args = split_petsc_options(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(args_in)
+    try:
+        if args.verb == "cases":
+            return _cases()
+        if args.verb == "solvers":
+            return _solvers()
+        import dolfinx_solver  # noqa: F401 - loads MPI before petsc4py and dolfinx
+        import petsc4py
+
+        petsc4py.init([sys.argv[0], *petsc_args])
+        return _run(args)
+    except (UserError, SolverError) as err:
+        _report(err)
+        return err.status
+
+
+def _report(err: Exception) -> None:
+    try:
+        from mpi4py import MPI
+
+        rank = MPI.COMM_WORLD.rank
+    except ImportError:  # pragma: no cover
+        rank = 0
+    if rank == 0:
+        print(f"wgf: error: {err}", file=sys.stderr, flush=True)
+
+
+def _cases() -> int:
+    from cases import load_case, shipped_cases
+
+    for path in shipped_cases():
+        case = load_case(path)
+        print(f"{case.name:30s} {case.dim}-D  {case.config['description']}")
+    return 0
+
+
+def _solvers() -> int:
+    from solvers import SOLVERS
+
+    for info in SOLVERS.values():
+        print(f"{info.name:14s} {info.summary}\n{'':14s} supports: {info.supports}")
+        for key, spec in info.parameters.items():
+            print(f"{'':14s}   [solver.{info.name}] {key} = {spec.default!r}  {spec.help}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mpi4py import MPI
+
+    from cases import load_case
+    from solvers import SOLVERS, get_solver, solver_tables
+    from wgf.run import run_flow
+    from wgf.summary import print_summary
+
+    comm = MPI.COMM_WORLD
+    case = load_case(args.case, args.overrides, solver_tables())
+    names = args.solver or ["all"]
+    if "all" in names:
+        names = list(SOLVERS)
+    infos = [get_solver(n) for n in dict.fromkeys(names)]
+    # Build every solver before running any: bad input fails before any file is written.
+    solvers = [info.load()(case, comm, case.solver_params(info.name)) for info in infos]
+    summaries = []
+    for solver in solvers:
+        summaries.append(run_flow(solver, case, args.out, resume=args.resume))
+    if comm.rank == 0:
+        print_summary(case, summaries)
+    return 0

@@ -1,0 +1,205 @@
+"""The results file (DESIGN §6): one HDF5 file per run, written by rank 0 with h5py.
+
+Every series is a resizable dataset that grows by one entry per time level and is
+flushed after each step, so a run that is killed leaves a readable file with every
+completed step.  The solver state needed to continue (``/checkpoint``) is written after
+the step's series; on ``--resume`` all series are cut back to the checkpointed step.
+
+All ranks call the methods; only rank 0 touches the file.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+from mpi4py import MPI
+
+import wgf
+from wgf.errors import UserError
+
+SCHEMA = "wgf-results/1"
+
+#: Case sections that may differ between a run and its ``--resume``
+#: (a smaller τ after a failed step, a longer T, another solver parameter).
+RESUMABLE_CHANGES = ("time", "solver", "description")
+
+
+def _grow(ds: h5py.Dataset, row: np.ndarray | float) -> None:
+    ds.resize(ds.shape[0] + 1, axis=0)
+    ds[-1] = row
+
+
+def _series(group: h5py.Group, name: str, row_shape: tuple[int, ...] = ()) -> h5py.Dataset:
+    if name in group:
+        return group[name]
+    return group.create_dataset(name, shape=(0, *row_shape), maxshape=(None, *row_shape),
+                                dtype="f8", chunks=(max(1, 4096 // max(1, int(np.prod(
+                                    row_shape or (1,))))), *row_shape))
+
+
+class ResultsFile:
+    """Incremental writer of a results file.
+
+    Args:
+        path: The ``.h5`` file.
+        comm: The run's communicator; rank 0 writes.
+        case_name: ``case`` attribute.
+        solver: ``solver`` attribute.
+        dim: Spatial dimension.
+        config: The resolved case, stored as JSON in ``config``.
+        sample_points: The sample grid, (n, dim).
+        resume: Open an existing file and cut it back to its checkpoint.
+    """
+
+    def __init__(self, path: Path, comm: MPI.Comm, case_name: str, solver: str, dim: int,
+                 config: dict, sample_points: np.ndarray, resume: bool = False) -> None:
+        self.path, self.comm = Path(path), comm
+        self.h5: h5py.File | None = None
+        if comm.rank != 0:
+            return
+        if resume:
+            self.h5 = h5py.File(self.path, "a")
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = self.h5 = h5py.File(self.path, "w")
+        f.attrs.update({
+            "schema": SCHEMA, "case": case_name, "solver": solver, "dim": dim,
+            "mpi_size": comm.size, "wgf_version": wgf.__version__,
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "config": json.dumps(config),
+        })
+        _series(f, "time")
+        f.create_group("diagnostics")
+        snap = f.create_group("snapshots")
+        _series(snap, "time")
+        _series(snap, "density", (len(sample_points),))
+        f.create_dataset("samples/points", data=sample_points)
+        f.flush()
+
+    @property
+    def root(self) -> bool:
+        """Whether this rank writes."""
+        return self.h5 is not None
+
+    def set_fields(self, xdmf: str) -> None:
+        """Record the ParaView file of the FE fields (relative to the results file)."""
+        if self.root:
+            self.h5.require_group("fields").attrs["xdmf"] = xdmf
+
+    def append_step(self, t: float, diagnostics: dict[str, float]) -> None:
+        """Append one time level: ``/time`` and every ``/diagnostics/<name>``."""
+        if not self.root:
+            return
+        diag = self.h5["diagnostics"]
+        for name, value in diagnostics.items():
+            _grow(_series(diag, name), value)
+        _grow(self.h5["time"], t)
+
+    def append_snapshot(self, t: float, density: np.ndarray,
+                        extra: dict[str, np.ndarray] | None = None) -> None:
+        """Append a snapshot: the sampled density, and per-snapshot arrays such as positions."""
+        if not self.root:
+            return
+        snap = self.h5["snapshots"]
+        _grow(snap["density"], density)
+        for name, value in (extra or {}).items():
+            _grow(_series(self.h5, name, value.shape), value)
+        _grow(snap["time"], t)
+
+    def write_checkpoint(self, step: int, t: float, tau: float,
+                         state: dict[str, np.ndarray]) -> None:
+        """Store what the solver needs to continue after ``step``, then flush the file."""
+        if not self.root:
+            return
+        group = self.h5.require_group("checkpoint")
+        for name, value in state.items():
+            if name in group and group[name].shape == value.shape:
+                group[name][...] = value
+            else:
+                if name in group:
+                    del group[name]
+                group.create_dataset(name, data=value)
+        group.attrs.update({"step": step, "time": t, "tau": tau})
+        self.h5.flush()
+
+    def write_scalar(self, name: str, value: float, **attrs: object) -> None:
+        """Write a scalar dataset (e.g. ``/ot/w2``) with attributes."""
+        if not self.root:
+            return
+        if name in self.h5:
+            del self.h5[name]
+        ds = self.h5.create_dataset(name, data=value)
+        ds.attrs.update(attrs)
+
+    def close(self) -> None:
+        """Flush and close (on rank 0)."""
+        if self.root:
+            self.h5.close()
+            self.h5 = None
+
+
+def read_checkpoint(path: Path, comm: MPI.Comm, config: dict, solver: str,
+                    ) -> tuple[int, float, dict[str, np.ndarray]]:
+    """Check that ``path`` can be resumed with ``config`` and cut it back to its checkpoint.
+
+    Returns:
+        (step, time, state) of the last checkpoint, on every rank.
+
+    Raises:
+        UserError: When the file is missing, not a wgf results file, from another case
+            or solver, or has no checkpoint.
+    """
+    payload: tuple | str | None = None
+    if comm.rank == 0:
+        try:
+            payload = _cut_back(path, config, solver)
+        except UserError as err:
+            payload = str(err)
+    payload = comm.bcast(payload, root=0)
+    if isinstance(payload, str):
+        raise UserError(payload)
+    return payload
+
+
+def _cut_back(path: Path, config: dict, solver: str) -> tuple[int, float, dict]:
+    if not path.is_file():
+        raise UserError(f"--resume: no results file '{path}' to resume")
+    try:
+        f = h5py.File(path, "a")
+    except OSError as err:
+        raise UserError(f"--resume: '{path}' is not a readable HDF5 file: {err}") from None
+    with f:
+        if f.attrs.get("schema") != SCHEMA:
+            raise UserError(f"--resume: '{path}' is not a {SCHEMA} results file")
+        if f.attrs["solver"] != solver:
+            raise UserError(f"--resume: '{path}' was written by solver '{f.attrs['solver']}', "
+                            f"not '{solver}'")
+        old = json.loads(f.attrs["config"])
+        for section in sorted(set(old) | set(config)):
+            if section not in RESUMABLE_CHANGES and old.get(section) != config.get(section):
+                raise UserError(f"--resume: '{path}' is from a different case "
+                                f"(section [{section}] differs)")
+        if "checkpoint" not in f:
+            raise UserError(f"--resume: '{path}' has no completed step to resume from")
+        ck = f["checkpoint"]
+        step, t = int(ck.attrs["step"]), float(ck.attrs["time"])
+        state = {name: ck[name][()] for name in ck}
+        _truncate(f, step + 1, t)
+        f.attrs["config"] = json.dumps(config)
+        return step, t, state
+
+
+def _truncate(f: h5py.File, levels: int, t: float) -> None:
+    """Cut every time series to ``levels`` entries and drop snapshots after time t."""
+    f["time"].resize(levels, axis=0)
+    for ds in f["diagnostics"].values():
+        ds.resize(min(ds.shape[0], levels), axis=0)
+    keep = int(np.sum(f["snapshots/time"][()] <= t * (1 + 1e-12) + 1e-300))
+    for ds in f["snapshots"].values():
+        ds.resize(keep, axis=0)
+    if "particles/positions" in f:
+        f["particles/positions"].resize(keep, axis=0)
