@@ -34,7 +34,7 @@ import ufl
 
 from cases import Case
 from meshes import bounding_box, build_mesh
-from solvers.energy import Energy, ufl_namespace
+from solvers.energy import Energy, Entropy, ufl_namespace
 from wgf.errors import UserError
 
 ERROR_QUADRATURE_DEGREE = 6
@@ -98,11 +98,15 @@ class FEFlowSolver:
         self.rho_old.x.array[:] = self.rho.x.array
 
     def _build_diagnostics(self) -> None:
-        rho_pos = self.xp.maximum(self.rho, 1e-300)  # 0·log 0 = 0 for the entropy
+        # 0·log 0 = 0: floor ρ inside the entropy only (V·ρ must see the true ρ).
+        rho_u = self.xp.maximum(self.rho, 1e-300) if isinstance(
+            self.energy.internal, Entropy) else self.rho
         V = self.V_ufl if self.V_ufl is not None else 0.0
+        energy = (self.energy.diffusivity * self.energy.internal.U(rho_u, self.xp)
+                  + V * self.rho)
         self._forms = {
             "mass": dolfinx.fem.form(self.rho * self.dx_lumped),
-            "energy": dolfinx.fem.form(self.energy.density(rho_pos, V, self.xp) * self.dx_lumped),
+            "energy": dolfinx.fem.form(energy * self.dx_lumped),
             "second_moment": dolfinx.fem.form(ufl.dot(self.x, self.x) * self.rho * self.dx),
         }
         self.exact = self.case.exact_solution()

@@ -1,18 +1,29 @@
 """``fem-implicit``: implicit Euler and Newton on the PDE itself — the baseline.
 
-    ∂_t ρ = div( D∇P(ρ) + ρ∇V ),    P(ρ) = ρU'(ρ) - U(ρ),    no-flux boundary.
+    ∂_t ρ = div( ρ ∇μ ),    μ = δF/δρ = D·U'(ρ) + V,    no-flux boundary.
 
-Discretisation: P1 density, mass-lumped time derivative, and the pressure form of the
-flux, written as D·P'(ρ)∇ρ + ρ∇V:
+Discretisation: P1 in space, implicit Euler in time, in the chemical-potential form,
+with every term integrated by the vertex rule (mass lumping):
 
-    Σ_i m_i (ρ_i - ρ_i^n)/τ v_i + ∫ (D·P'(ρ)∇ρ + ρ∇V)·∇v dx = 0   for all v ∈ P1.
+    Σ_i m_i (ρ_i - ρ_i^n)/τ v_i + Σ_K |K| mean_{i∈K}(ρ_i) ∇μ·∇v = 0,
+    μ_i = D·U'(ρ_i) + V(x_i)  at every vertex.
 
-Why this form: for the entropy P'(ρ) = 1 and the step is linear; for the power law
-P'(ρ) = mρ^{m-1} vanishes with ρ and is evaluated at max(ρ, 0), so the residual stays
-defined where Newton iterates overshoot below zero at the free boundary.  The lumped
-mass gives exact mass conservation (v = 1 kills the flux term) and, on non-obtuse
-meshes, a monotone (M-matrix) diffusion part, so ρ stays non-negative up to the drift.
-``min_density`` records how far that holds.
+Why this form: the lumped rule makes μ exactly the nodal derivative of the discrete
+energy F_h(ρ) = Σ_i m_i (D·U(ρ_i) + V_i ρ_i), so testing with v = μ and convexity give
+
+    F_h(ρ^{n+1}) + τ Σ_K |K| mean(ρ) |∇μ|² ≤ F_h(ρ^n):
+
+the discrete energy decays at every step, for any τ.  Mass is conserved exactly (v = 1).  How ρ → 0 is handled:
+
+* entropy: ρ∇μ = D e^{-V/D} ∇g with the Slotboom variable g = ρ e^{V/D}, so the step
+  is *linear* in g: Σ m_i (ρ_i - ρ_i^n)/τ v_i + Σ_K |K| mean(D e^{-V/D}) ∇g·∇v = 0.
+  On a non-obtuse mesh the weighted stiffness matrix is an M-matrix, hence ρ > 0
+  (discrete maximum principle) and, testing with log g, the energy decays; one Newton
+  iteration solves the step;
+* power law (and no internal energy): the unknowns are (ρ, μ), the nodal relation is a
+  second lumped equation, U'(ρ) and the mobility are evaluated at max(ρ, 0), so Newton
+  iterates that overshoot below zero near the free boundary stay well defined.  The
+  centred mobility does not guarantee ρ ≥ 0 there; ``min_density`` records the undershoot.
 
 Each step is one ``dolfinx.fem.petsc.NonlinearProblem`` solve with PETSc SNES (Newton,
 backtracking line search, MUMPS LU by default).  Every PETSc option can be changed on
@@ -24,15 +35,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from mpi4py import MPI
 from petsc4py import PETSc
 
 import dolfinx_solver  # noqa: F401, I001 - must precede dolfinx
+import basix.ufl
 import dolfinx.fem
 import dolfinx.fem.petsc
 import ufl
 
 from cases import Case
+from solvers.energy import Entropy
 from solvers.fem.base import FEFlowSolver
 from solvers.fem.petsc_options import NEWTON_LU, set_default_options
 from wgf.errors import SolverError
@@ -47,13 +61,30 @@ class Solver(FEFlowSolver):
 
     def __init__(self, case: Case, comm: MPI.Comm, params: dict[str, Any]) -> None:
         super().__init__(case, comm, params)
-        rho, v = self.rho, ufl.TestFunction(self.V)
         self.tau = dolfinx.fem.Constant(self.mesh, PETSc.ScalarType(case.section("time")["tau"]))
-        flux = self.energy.dpressure(rho, self.xp) * ufl.grad(rho)
-        if self.V_ufl is not None:
-            flux = flux + rho * ufl.grad(self.V_ufl)
-        residual = ((rho - self.rho_old) / self.tau * v * self.dx_lumped
-                    + ufl.dot(flux, ufl.grad(v)) * self.dx)
+        self.slotboom = isinstance(self.energy.internal, Entropy)
+        V = self.V_ufl if self.V_ufl is not None else 0.0
+        D, dxl = self.energy.diffusivity, self.dx_lumped
+        if self.slotboom:
+            # Shift V by its minimum so that the weight e^{-V/D} is at most 1.
+            self._weight = ufl.exp(-(V - self._potential_min()) / D)
+            self.W = self.V
+            self.w = dolfinx.fem.Function(self.W, name="slotboom")
+            g, v = self.w, ufl.TestFunction(self.W)
+            rho = g * self._weight
+            residual = ((rho - self.rho_old) / self.tau * v * dxl
+                        + D * self._weight * ufl.dot(ufl.grad(g), ufl.grad(v)) * dxl)
+        else:
+            p1 = basix.ufl.element("Lagrange", self.mesh.basix_cell(), 1)
+            self.W = dolfinx.fem.functionspace(self.mesh, basix.ufl.mixed_element([p1, p1]))
+            self.w = dolfinx.fem.Function(self.W, name="density_potential")
+            rho, mu = ufl.split(self.w)
+            v, q = ufl.TestFunctions(self.W)
+            residual = ((rho - self.rho_old) / self.tau * v * dxl
+                        + self.xp.maximum(rho, 0.0) * ufl.dot(ufl.grad(mu), ufl.grad(v)) * dxl
+                        + (mu - self.energy.first_variation(rho, V, self.xp)) * q * dxl)
+        self._rho_expr = dolfinx.fem.Expression(
+            rho, self.V.element.interpolation_points)
         set_default_options(PREFIX, {
             **NEWTON_LU,
             "snes_rtol": params["rtol"],
@@ -61,20 +92,49 @@ class Solver(FEFlowSolver):
             "snes_max_it": params["max_it"],
         })
         self.problem = dolfinx.fem.petsc.NonlinearProblem(
-            residual, rho, petsc_options_prefix=PREFIX)
+            residual, self.w, petsc_options_prefix=PREFIX)
         self.snes = self.problem.solver
         self.snes.setFromOptions()
+        self._set_unknowns_from_density()
+
+    def _potential_min(self) -> float:
+        """min V over the vertices (0 for V = 0)."""
+        if self.energy.potential is None:
+            return 0.0
+        x = self.mesh.geometry.x[:, : self.case.dim]
+        return self.comm.allreduce(float(self.energy.potential.value(x).min(initial=np.inf)),
+                                   op=MPI.MIN)
+
+    def _set_unknowns_from_density(self) -> None:
+        """Nodal g = ρ e^{V/D}, or (ρ, μ = D·U'(ρ) + V), from ``self.rho``."""
+        points = self.V.element.interpolation_points
+        if self.slotboom:
+            self.w.interpolate(dolfinx.fem.Expression(self.rho / self._weight, points))
+        else:
+            V = self.V_ufl if self.V_ufl is not None else 0.0
+            mu = self.energy.first_variation(self.rho, V, self.xp)
+            self.w.sub(0).interpolate(self.rho)
+            self.w.sub(1).interpolate(dolfinx.fem.Expression(mu, points))
+        self.w.x.scatter_forward()
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore the density and re-derive the Newton unknowns from it."""
+        super().set_state(state)
+        self._set_unknowns_from_density()
 
     def step(self, tau: float) -> int:
         """One implicit Euler step of size τ; returns the Newton iterations."""
         self.rho_old.x.array[:] = self.rho.x.array
+        saved = self.w.x.array.copy()
         self.tau.value = tau
         self.problem.solve()
         reason = self.snes.getConvergedReason()
-        if reason <= 0:
-            self.rho.x.array[:] = self.rho_old.x.array
+        if reason <= 0 or not np.all(np.isfinite(self.w.x.array)):
+            self.w.x.array[:] = saved
             raise SolverError(f"SNES did not converge (reason {_reason_name(reason)}, "
                               f"{self.snes.getIterationNumber()} iterations)")
+        self.rho.interpolate(self._rho_expr)
+        self.rho.x.scatter_forward()
         return self.snes.getIterationNumber()
 
 
