@@ -48,7 +48,7 @@ SOLVERS: dict[str, SolverInfo] = {
             {
                 "rtol": Key("float", 1e-10, help="SNES relative tolerance"),
                 "atol": Key("float", 1e-12, help="SNES absolute tolerance"),
-                "max_it": Key("int", 50, help="SNES maximum Newton iterations"),
+                "max_it": Key("int", 100, help="SNES maximum Newton iterations"),
             },
         ),
     ]

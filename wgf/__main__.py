@@ -1,7 +1,5 @@
 """``python -m wgf`` — the same as the ``wgf`` console script."""
 
-import sys
+from wgf.cli import entry
 
-from wgf.cli import main
-
-sys.exit(main())
+entry()

@@ -153,3 +153,23 @@ def _run(args: argparse.Namespace) -> int:
     if comm.rank == 0:
         print_summary(case, summaries)
     return 0
+
+
+def entry() -> None:
+    """Console-script entry: run :func:`main` and exit with its status.
+
+    Under ``python -m mpi4py`` a non-zero ``SystemExit`` becomes ``MPI_Abort``, which
+    prints a line per rank after our one-line error.  Our errors are raised on every rank
+    alike, so instead each rank finalises MPI itself and leaves with the status.
+    """
+    status = main()
+    if status:
+        mpi = sys.modules.get("mpi4py.MPI")
+        if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized():
+            import os
+
+            sys.stdout.flush()
+            sys.stderr.flush()
+            mpi.Finalize()
+            os._exit(status)
+    sys.exit(status)

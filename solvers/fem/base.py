@@ -191,7 +191,7 @@ class FEFlowSolver:
     def _input_indices(self) -> np.ndarray:
         """For each local dof, the mesh-input index of its vertex (rank-count independent)."""
         if not hasattr(self, "_dof_input"):
-            geo = self.mesh.geometry.dofmap
+            geo = self.mesh.geometry.dofmaps[0]
             dofs = self.V.dofmap.list
             node_of_dof = np.empty(len(self.rho.x.array), dtype=np.int64)
             node_of_dof[dofs.ravel()] = geo.ravel()
