@@ -7,6 +7,8 @@ Errors (a missing or unreadable file) are detected on rank 0 and raised as the s
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 import numpy as np
@@ -96,10 +98,16 @@ def _read_on_root(path: Path) -> tuple[str, np.ndarray, np.ndarray]:
 
     if not path.is_file():
         raise UserError(f"mesh file '{path}' does not exist")
+    # meshio prints its own complaint and may even call sys.exit: keep it quiet and
+    # turn every failure into one line.
+    sink = io.StringIO()
     try:
-        mesh = meshio.read(path)
-    except Exception as err:  # meshio raises many types for unreadable input
-        raise UserError(f"mesh file '{path}' cannot be read: {err}") from None
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            mesh = meshio.read(path)
+    except (Exception, SystemExit) as err:
+        why = str(err) if str(err) not in ("", "1") else sink.getvalue().strip()
+        why = " ".join(why.split()) or type(err).__name__
+        raise UserError(f"mesh file '{path}' cannot be read: {why}") from None
     for name in ("hexahedron", "tetra", "quad", "triangle", "line"):
         blocks = [c.data for c in mesh.cells if c.type == name]
         if blocks:

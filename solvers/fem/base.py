@@ -80,7 +80,8 @@ class FEFlowSolver:
     def _set_initial(self) -> None:
         density = self.case.density("initial")
         gdim = self.case.dim
-        self.rho.interpolate(lambda x: density(x[:gdim].T))
+        with np.errstate(all="ignore"):  # reported below as one clear error
+            self.rho.interpolate(lambda x: density(x[:gdim].T))
         values = self.rho.x.array[: self._owned]
         bad = self.comm.allreduce(int(np.count_nonzero(~np.isfinite(values))), op=MPI.SUM)
         if bad:

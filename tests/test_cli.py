@@ -1,0 +1,111 @@
+"""The command line: listing verbs, bad input (exit 2, one line, nothing written) on 1 and
+2 ranks, solver failure (exit 3, completed steps kept), PETSc options."""
+
+import numpy as np
+import pytest
+
+from tests.conftest import read, wgf
+
+BAD_INPUT = {
+    "missing case file": (["run", "no_such_case.toml"], "not found"),
+    "unknown key": (["run", "{bad_key}"], "did you mean 'internal'"),
+    "toml parse": (["run", "{bad_toml}"], "TOML does not parse"),
+    "wrong type": (["run", "heat_2d", "--set", "time.tau=[1]"], "expected a number"),
+    "negative tau": (["run", "heat_2d", "--set", "time.tau=-0.1"], "time.tau' must be > 0"),
+    "zero t_end": (["run", "heat_2d", "--set", "time.t_end=0"], "time.t_end' must be > 0"),
+    "m <= 1": (["run", "porous_medium_2d", "--set", "energy.m=1"], "energy.m' must be > 1"),
+    "A not spd": (["run", "fokker_planck_ou_2d", "--set",
+                   "energy.potential.A=[[1.0, 0.0], [0.0, -2.0]]"], "not positive semidefinite"),
+    "dimension mismatch": (["run", "heat_2d", "--set", "initial.mean=[0.0]"],
+                           "dimension mismatch"),
+    "zero mass": (["run", "heat_2d", "--set", "initial.mass=0"], "positive mass"),
+    "density outside the domain": (["run", "heat_2d", "--set", "initial.mean=[50.0, 50.0]"],
+                                   "no mass on the mesh"),
+    "non-finite density": (["run", "heat_2d", "--set", "initial.mass=1e308"],
+                           "non-finite values"),
+    "missing mesh": (["run", "heat_2d", "--set", "domain.shape=file", "--set",
+                      "domain.path=/nonexistent/mesh.msh"], "does not exist"),
+    "unreadable mesh": (["run", "heat_2d", "--set", "domain.shape=file", "--set",
+                         "domain.path={garbage_mesh}"], "cannot be read"),
+    "unknown solver": (["run", "heat_2d", "--solver", "fem-implict"], "did you mean"),
+    "--set unknown key": (["run", "heat_2d", "--set", "time.dt=0.1"], "unknown case key"),
+}
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    bad_key = tmp_path / "bad_key.toml"
+    bad_key.write_text('name = "x"\n[energy]\ninternall = "power"\n')
+    bad_toml = tmp_path / "bad_toml.toml"
+    bad_toml.write_text('name = "x"\n[energy\n')
+    garbage = tmp_path / "garbage.msh"
+    garbage.write_text("this is not a mesh\n")
+    return {"bad_key": bad_key, "bad_toml": bad_toml, "garbage_mesh": garbage}
+
+
+def _check_bad_input(args, message, inputs, tmp_path, ranks):
+    out = tmp_path / "out"
+    args = [a.format(**inputs) for a in args] + ["--out", str(out)]
+    proc = wgf(*args, ranks=ranks)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("wgf: error:") and message in lines[0], lines[0]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not out.exists(), "bad input must not leave output behind"
+
+
+@pytest.mark.parametrize("name", list(BAD_INPUT))
+def test_bad_input_serial(name, inputs, tmp_path):
+    _check_bad_input(*BAD_INPUT[name], inputs, tmp_path, ranks=0)
+
+
+@pytest.mark.parametrize("name", ["unknown key", "negative tau", "missing mesh", "unreadable mesh",
+                                  "non-finite density", "unknown solver"])
+def test_bad_input_two_ranks(name, inputs, tmp_path):
+    _check_bad_input(*BAD_INPUT[name], inputs, tmp_path, ranks=2)
+
+
+def test_resume_from_another_case_is_refused(tmp_path):
+    out = str(tmp_path)
+    assert wgf("run", "heat_1d", "--out", out).returncode == 0
+    before = read(tmp_path / "heat_1d_fem-implicit.h5")
+    proc = wgf("run", "heat_1d", "--out", out, "--resume", "--set", "energy.diffusivity=2.0")
+    assert proc.returncode == 2
+    assert "different case" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    after = read(tmp_path / "heat_1d_fem-implicit.h5")
+    np.testing.assert_array_equal(before["time"], after["time"])
+
+
+def test_listing_verbs_and_help():
+    cases = wgf("cases")
+    assert cases.returncode == 0 and "porous_medium_2d" in cases.stdout
+    solvers = wgf("solvers")
+    assert solvers.returncode == 0 and "fem-implicit" in solvers.stdout
+    help_ = wgf("run", "--help")
+    assert help_.returncode == 0 and "--resume" in help_.stdout and "PETSc" in help_.stdout
+
+
+def test_petsc_options_reach_snes(tmp_path):
+    proc = wgf("run", "heat_1d", "--out", str(tmp_path), "--set", "time.t_end=0.01",
+               "-fem_implicit_snes_monitor", "-fem_implicit_ksp_type", "gmres",
+               "-fem_implicit_pc_type", "jacobi", "-fem_implicit_ksp_rtol", "1e-12")
+    assert proc.returncode == 0, proc.stderr
+    assert "SNES Function norm" in proc.stdout
+
+
+def test_solver_failure_keeps_completed_steps_and_resumes(tmp_path):
+    out = str(tmp_path)
+    # One Newton iteration cannot solve a porous-medium step: the run must stop after
+    # halving twice, with status 3, a message naming the step, and a readable file.
+    proc = wgf("run", "porous_medium_1d", "--out", out, "--set", "solver.fem-implicit.max_it=1")
+    assert proc.returncode == 3, proc.stderr
+    assert "step 1 (t = 0" in proc.stderr and "--resume" in proc.stderr
+    assert proc.stdout.count("retrying with τ/2") >= 1
+    kept = read(tmp_path / "porous_medium_1d_fem-implicit.h5")
+    assert len(kept["time"]) == 1 and kept["checkpoint/density"].size > 0
+    proc = wgf("run", "porous_medium_1d", "--out", out, "--resume")
+    assert proc.returncode == 0, proc.stderr
+    done = read(tmp_path / "porous_medium_1d_fem-implicit.h5")
+    assert done["time"][-1] == pytest.approx(0.1)
+    assert np.all(np.diff(done["time"]) > 0)
