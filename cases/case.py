@@ -53,8 +53,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     return dotted, parsed
 
 
-def apply_overrides(raw: dict, overrides: Sequence[str],
-                    solver_tables: dict[str, dict[str, Key]]) -> None:
+def apply_overrides(
+    raw: dict, overrides: Sequence[str], solver_tables: dict[str, dict[str, Key]]
+) -> None:
     """Apply ``--set`` overrides to the raw document, checking each key exists."""
     for text in overrides:
         dotted, value = parse_override(text)
@@ -159,8 +160,14 @@ class Case:
         """Exact mean and covariance at t of an ``exact.kind = "gaussian"`` case."""
         ini = self.config["initial"]
         A, c = self.potential() or (np.zeros((self.dim, self.dim)), np.zeros(self.dim))
-        return cf.ou_moments(t, np.array(ini["mean"]), _matrix(ini["cov"], self.dim), A, c,
-                             self.config["energy"]["diffusivity"])
+        return cf.ou_moments(
+            t,
+            np.array(ini["mean"]),
+            _matrix(ini["cov"], self.dim),
+            A,
+            c,
+            self.config["energy"]["diffusivity"],
+        )
 
     # -- sampling --------------------------------------------------------------------------
     def sample_cells(self) -> list[int]:
@@ -174,8 +181,10 @@ class Case:
         Midpoints keep samples off the domain boundary, and the midpoint rule then makes
         ``sum(|f|) · cell volume`` an O(h²) approximation of ∫|f|.
         """
-        axes = [lo + (np.arange(n) + 0.5) * (hi - lo) / n
-                for lo, hi, n in zip(lower, upper, self.sample_cells(), strict=True)]
+        axes = [
+            lo + (np.arange(n) + 0.5) * (hi - lo) / n
+            for lo, hi, n in zip(lower, upper, self.sample_cells(), strict=True)
+        ]
         grid = np.meshgrid(*axes, indexing="ij")
         return np.stack([g.ravel() for g in grid], axis=1)
 
@@ -190,8 +199,11 @@ def _matrix(value: float | list, dim: int) -> np.ndarray:
     return np.asarray(value, dtype=float)
 
 
-def load_case(source: str | Path, overrides: Sequence[str] = (),
-              solver_tables: dict[str, dict[str, Key]] | None = None) -> Case:
+def load_case(
+    source: str | Path,
+    overrides: Sequence[str] = (),
+    solver_tables: dict[str, dict[str, Key]] | None = None,
+) -> Case:
     """Read, override, resolve and validate a case file.
 
     Args:
@@ -225,24 +237,31 @@ def _dimension(cfg: dict) -> int:
     dom, ini = cfg["domain"], cfg["initial"]
     pot = cfg["energy"]["potential"]
     carriers: list[tuple[str, Any]] = [
-        ("domain.lower", dom["lower"]), ("domain.upper", dom["upper"]),
-        ("domain.cells", dom["cells"]), ("domain.center", dom["center"]),
-        ("initial.mean", ini["mean"]), ("initial.center", ini["center"]),
+        ("domain.lower", dom["lower"]),
+        ("domain.upper", dom["upper"]),
+        ("domain.cells", dom["cells"]),
+        ("domain.center", dom["center"]),
+        ("initial.mean", ini["mean"]),
+        ("initial.center", ini["center"]),
         ("output.sample_cells", cfg["output"]["sample_cells"]),
     ]
     if pot is not None:
         carriers.append(("energy.potential.center", pot["center"]))
     if cfg["target"] is not None:
-        carriers += [("target.mean", cfg["target"]["mean"]),
-                     ("target.center", cfg["target"]["center"])]
+        carriers += [
+            ("target.mean", cfg["target"]["mean"]),
+            ("target.center", cfg["target"]["center"]),
+        ]
     given = [(k, len(v)) for k, v in carriers if v is not None]
     if not given:
         raise UserError("case: cannot tell the dimension (give domain.lower or initial.mean)")
     first_key, dim = given[0]
     for key, n in given[1:]:
         if n != dim:
-            raise UserError(f"case: dimension mismatch: '{key}' has length {n} but "
-                            f"'{first_key}' has length {dim}")
+            raise UserError(
+                f"case: dimension mismatch: '{key}' has length {n} but "
+                f"'{first_key}' has length {dim}"
+            )
     if dim not in (1, 2, 3):
         raise UserError(f"case: dimension {dim} from '{first_key}' is not 1, 2 or 3")
     return dim
@@ -251,24 +270,26 @@ def _dimension(cfg: dict) -> int:
 def _check_matrix(key: str, value: float | list, dim: int, definite: bool) -> np.ndarray:
     mat = _matrix(value, dim)
     if mat.shape != (dim, dim):
-        raise UserError(f"case key '{key}': expected a {dim}x{dim} matrix, got shape "
-                        f"{mat.shape[0]}x{mat.shape[1]} (dimension mismatch)")
+        raise UserError(
+            f"case key '{key}': expected a {dim}x{dim} matrix, got shape "
+            f"{mat.shape[0]}x{mat.shape[1]} (dimension mismatch)"
+        )
     if not np.allclose(mat, mat.T, rtol=0.0, atol=1e-12 * (1.0 + np.abs(mat).max())):
         raise UserError(f"case key '{key}': matrix is not symmetric")
     low = np.linalg.eigvalsh(mat).min()
     scale = 1e-12 * (1.0 + np.abs(mat).max())
     if (definite and low <= scale) or low < -scale:
         what = "positive definite" if definite else "positive semidefinite"
-        raise UserError(f"case key '{key}': matrix is not {what} "
-                        f"(smallest eigenvalue {low:.3g})")
+        raise UserError(f"case key '{key}': matrix is not {what} (smallest eigenvalue {low:.3g})")
     return mat
 
 
 def _validate_density(cfg: dict, table: str, dim: int) -> None:
     spec = cfg[table]
     if not spec["mass"] > 0.0:
-        raise UserError(f"case key '{table}.mass': the density must have positive mass, "
-                        f"got {spec['mass']}")
+        raise UserError(
+            f"case key '{table}.mass': the density must have positive mass, got {spec['mass']}"
+        )
     kind = spec["kind"]
     if kind == "gaussian":
         for key in ("mean", "cov"):
@@ -277,8 +298,10 @@ def _validate_density(cfg: dict, table: str, dim: int) -> None:
         _check_matrix(f"{table}.cov", spec["cov"], dim, definite=True)
     elif kind == "barenblatt":
         if cfg["energy"]["internal"] != "power":
-            raise UserError(f"case key '{table}.kind': \"barenblatt\" needs "
-                            "energy.internal = \"power\" (its shape uses m)")
+            raise UserError(
+                f"case key '{table}.kind': \"barenblatt\" needs "
+                'energy.internal = "power" (its shape uses m)'
+            )
         if not spec["t0"] > 0.0:
             raise UserError(f"case key '{table}.t0' must be > 0, got {spec['t0']}")
     elif kind == "exact" and cfg["exact"]["kind"] == "none":
@@ -293,15 +316,19 @@ def validate(cfg: dict) -> int:
         if not time[key] > 0.0:
             raise UserError(f"case key 'time.{key}' must be > 0, got {time[key]}")
     if energy["internal"] == "power" and not energy["m"] > 1.0:
-        raise UserError(f"case key 'energy.m' must be > 1 for internal = \"power\", "
-                        f"got {energy['m']}")
+        raise UserError(
+            f"case key 'energy.m' must be > 1 for internal = \"power\", got {energy['m']}"
+        )
     if energy["internal"] != "none" and not energy["diffusivity"] > 0.0:
         raise UserError(f"case key 'energy.diffusivity' must be > 0, got {energy['diffusivity']}")
     if energy["potential"] is not None:
         _check_matrix("energy.potential.A", energy["potential"]["A"], dim, definite=False)
     shape = dom["shape"]
-    needed = {"box": ("lower", "upper", "cells"), "disk": ("center", "radius", "h"),
-              "file": ("path",)}[shape]
+    needed = {
+        "box": ("lower", "upper", "cells"),
+        "disk": ("center", "radius", "h"),
+        "file": ("path",),
+    }[shape]
     for key in needed:
         if dom[key] is None:
             raise UserError(f"case key 'domain.{key}' is required for shape = \"{shape}\"")
@@ -340,11 +367,15 @@ def _validate_exact(cfg: dict, dim: int) -> None:
     if need is None:
         return
     if energy["internal"] != need[0] or ini["kind"] != need[1]:
-        raise UserError(f"case key 'exact.kind': \"{kind}\" needs energy.internal = "
-                        f"\"{need[0]}\" and initial.kind = \"{need[1]}\"")
+        raise UserError(
+            f"case key 'exact.kind': \"{kind}\" needs energy.internal = "
+            f'"{need[0]}" and initial.kind = "{need[1]}"'
+        )
     if kind == "barenblatt" and pot is not None:
-        raise UserError("case key 'exact.kind': \"barenblatt\" needs V = 0 "
-                        "(use \"nonlinear_fp\" with a potential)")
+        raise UserError(
+            "case key 'exact.kind': \"barenblatt\" needs V = 0 "
+            '(use "nonlinear_fp" with a potential)'
+        )
     if kind == "nonlinear_fp":
         if pot is None:
             raise UserError("case key 'exact.kind': \"nonlinear_fp\" needs [energy.potential]")
@@ -354,5 +385,7 @@ def _validate_exact(cfg: dict, dim: int) -> None:
             raise UserError("case key 'energy.potential.A': \"nonlinear_fp\" needs A = a·I, a > 0")
         c = np.zeros(dim) if pot["center"] is None else np.array(pot["center"])
         if ini["center"] is not None and not np.allclose(ini["center"], c):
-            raise UserError("case key 'initial.center': \"nonlinear_fp\" needs the Barenblatt "
-                            "centred at the potential centre")
+            raise UserError(
+                "case key 'initial.center': \"nonlinear_fp\" needs the Barenblatt "
+                "centred at the potential centre"
+            )

@@ -24,8 +24,9 @@ def gaussian_density(x: Array, mean: Array, cov: Array, mass: float = 1.0) -> Ar
     return mass * np.exp(-0.5 * quad) / norm
 
 
-def ou_moments(t: float, mean0: Array, cov0: Array, A: Array, center: Array,
-               diffusivity: float) -> tuple[Array, Array]:
+def ou_moments(
+    t: float, mean0: Array, cov0: Array, A: Array, center: Array, diffusivity: float
+) -> tuple[Array, Array]:
     """Mean and covariance at time t of the linear Fokker–Planck flow with V = ½(x-c)ᵀA(x-c).
 
     Uses the eigen-decomposition of the symmetric A, so that A = 0 (heat) and a
@@ -45,13 +46,19 @@ def barenblatt_constants(m: float, d: int, mass: float) -> tuple[float, float, f
     p = 1.0 / (m - 1.0)
     alpha = d / (d * (m - 1.0) + 2.0)
     k = alpha * (m - 1.0) / (2.0 * m * d)
-    log_c = (np.log(mass) + 0.5 * d * np.log(k) + gammaln(p + 1.0 + 0.5 * d)
-             - 0.5 * d * np.log(np.pi) - gammaln(p + 1.0)) / (p + 0.5 * d)
+    log_c = (
+        np.log(mass)
+        + 0.5 * d * np.log(k)
+        + gammaln(p + 1.0 + 0.5 * d)
+        - 0.5 * d * np.log(np.pi)
+        - gammaln(p + 1.0)
+    ) / (p + 0.5 * d)
     return alpha, k, float(np.exp(log_c))
 
 
-def barenblatt(x: Array, s: float, m: float, mass: float = 1.0,
-               center: Array | None = None) -> Array:
+def barenblatt(
+    x: Array, s: float, m: float, mass: float = 1.0, center: Array | None = None
+) -> Array:
     """Barenblatt solution of ∂_t ρ = Δρ^m at time s (s = D·t for diffusivity D).
 
     ρ = s^{-α} (C - k |x-c|² s^{-2α/d})_+^{1/(m-1)}.
@@ -71,15 +78,22 @@ def barenblatt_radius(s: float, m: float, d: int, mass: float = 1.0) -> float:
     return float(np.sqrt(big_c / k) * s ** (alpha / d))
 
 
-def nonlinear_fp_time(t: float, s0: float, a: float, m: float, d: int,
-                      diffusivity: float) -> float:
+def nonlinear_fp_time(t: float, s0: float, a: float, m: float, d: int, diffusivity: float) -> float:
     """Barenblatt time s(t) of the nonlinear Fokker–Planck solution (DESIGN §5)."""
     rate = (d * (m - 1.0) + 2.0) * a
     return s0 + diffusivity * np.expm1(rate * t) / rate
 
 
-def nonlinear_fp(x: Array, t: float, s0: float, a: float, m: float, diffusivity: float,
-                 mass: float = 1.0, center: Array | None = None) -> Array:
+def nonlinear_fp(
+    x: Array,
+    t: float,
+    s0: float,
+    a: float,
+    m: float,
+    diffusivity: float,
+    mass: float = 1.0,
+    center: Array | None = None,
+) -> Array:
     """Solution of ∂_t ρ = DΔρ^m + a div((x-c)ρ) from the Barenblatt profile at s0.
 
     ρ(t, x) = e^{dat} u(s(t), e^{at}(x-c)), u the D = 1 Barenblatt solution; this

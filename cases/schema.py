@@ -49,8 +49,12 @@ class Table:
 
 
 DENSITY = {
-    "kind": Key("str", "gaussian", choices=("gaussian", "barenblatt", "exact"),
-                help="initial density: Gaussian, Barenblatt profile, or the exact solution at 0"),
+    "kind": Key(
+        "str",
+        "gaussian",
+        choices=("gaussian", "barenblatt", "exact"),
+        help="initial density: Gaussian, Barenblatt profile, or the exact solution at 0",
+    ),
     "mean": Key("vector", help="gaussian: mean"),
     "cov": Key("matrix", help="gaussian: covariance (a number s means s·I)"),
     "t0": Key("float", 0.01, help="barenblatt: Barenblatt time (the profile is B(t0))"),
@@ -61,42 +65,69 @@ DENSITY = {
 SCHEMA: dict[str, Key | Table] = {
     "name": Key("str", required=True, help="case name, used for output file names"),
     "description": Key("str", "", help="free text"),
-    "energy": Table({
-        "internal": Key("str", "entropy", choices=("entropy", "power", "none"),
-                        help="U(ρ): ρ log ρ | ρ^m/(m-1) | 0"),
-        "m": Key("float", 2.0, help="exponent of the power law (m > 1)"),
-        "diffusivity": Key("float", 1.0, help="D, the factor in front of ∫U(ρ)"),
-        "potential": Table({
-            "A": Key("matrix", required=True, help="V(x) = ½(x-c)ᵀA(x-c); A sym. pos. semidef."),
-            "center": Key("vector", help="c (default 0)"),
-        }, optional=True, help="omit for V = 0"),
-    }),
-    "domain": Table({
-        "shape": Key("str", "box", choices=("box", "disk", "file")),
-        "lower": Key("vector", help="box: lower corner"),
-        "upper": Key("vector", help="box: upper corner"),
-        "cells": Key("ivector", help="box: cells per direction"),
-        "cell_type": Key("str", "simplex", choices=("simplex", "hypercube"),
-                         help="box: triangles/tetrahedra or quadrilaterals/hexahedra"),
-        "center": Key("vector", help="disk: centre"),
-        "radius": Key("float", help="disk: radius"),
-        "h": Key("float", help="disk: mesh size"),
-        "path": Key("str", help="file: a meshio-readable mesh, relative to the case file"),
-    }),
+    "energy": Table(
+        {
+            "internal": Key(
+                "str",
+                "entropy",
+                choices=("entropy", "power", "none"),
+                help="U(ρ): ρ log ρ | ρ^m/(m-1) | 0",
+            ),
+            "m": Key("float", 2.0, help="exponent of the power law (m > 1)"),
+            "diffusivity": Key("float", 1.0, help="D, the factor in front of ∫U(ρ)"),
+            "potential": Table(
+                {
+                    "A": Key(
+                        "matrix", required=True, help="V(x) = ½(x-c)ᵀA(x-c); A sym. pos. semidef."
+                    ),
+                    "center": Key("vector", help="c (default 0)"),
+                },
+                optional=True,
+                help="omit for V = 0",
+            ),
+        }
+    ),
+    "domain": Table(
+        {
+            "shape": Key("str", "box", choices=("box", "disk", "file")),
+            "lower": Key("vector", help="box: lower corner"),
+            "upper": Key("vector", help="box: upper corner"),
+            "cells": Key("ivector", help="box: cells per direction"),
+            "cell_type": Key(
+                "str",
+                "simplex",
+                choices=("simplex", "hypercube"),
+                help="box: triangles/tetrahedra or quadrilaterals/hexahedra",
+            ),
+            "center": Key("vector", help="disk: centre"),
+            "radius": Key("float", help="disk: radius"),
+            "h": Key("float", help="disk: mesh size"),
+            "path": Key("str", help="file: a meshio-readable mesh, relative to the case file"),
+        }
+    ),
     "initial": Table(DENSITY),
     "target": Table(DENSITY, optional=True, help="fem-bb: the density transported to"),
-    "time": Table({
-        "t_end": Key("float", required=True, help="final time T (> 0)"),
-        "tau": Key("float", required=True, help="time step τ (> 0)"),
-    }),
-    "exact": Table({
-        "kind": Key("str", "none", choices=("gaussian", "barenblatt", "nonlinear_fp", "none")),
-    }),
-    "output": Table({
-        "snapshots": Key("int", 11, help="number of snapshot times, evenly spaced in [0, T]"),
-        "sample_cells": Key("ivector", help="sample grid (cell midpoints) on the bounding box; "
-                                            "default 200 in 1-D, 100² in 2-D, 30³ in 3-D"),
-    }),
+    "time": Table(
+        {
+            "t_end": Key("float", required=True, help="final time T (> 0)"),
+            "tau": Key("float", required=True, help="time step τ (> 0)"),
+        }
+    ),
+    "exact": Table(
+        {
+            "kind": Key("str", "none", choices=("gaussian", "barenblatt", "nonlinear_fp", "none")),
+        }
+    ),
+    "output": Table(
+        {
+            "snapshots": Key("int", 11, help="number of snapshot times, evenly spaced in [0, T]"),
+            "sample_cells": Key(
+                "ivector",
+                help="sample grid (cell midpoints) on the bounding box; "
+                "default 200 in 1-D, 100² in 2-D, 30³ in 3-D",
+            ),
+        }
+    ),
     "solver": Table({}, open_keys=True, help="one table per solver for its own parameters"),
 }
 
@@ -132,8 +163,11 @@ def _check_value(path: str, key: Key, value: Any) -> Any:
             raise UserError(f"case key '{path}': {value!r} is not finite")
         return float(value)
     if kind in ("vector", "ivector"):
-        ok = _is_number if kind == "vector" else (lambda v: isinstance(v, int)
-                                                  and not isinstance(v, bool))
+        ok = (
+            _is_number
+            if kind == "vector"
+            else (lambda v: isinstance(v, int) and not isinstance(v, bool))
+        )
         if not isinstance(value, list) or not value or not all(ok(v) for v in value):
             what = "a list of numbers" if kind == "vector" else "a list of integers"
             raise _type_error(path, what, value)
@@ -143,9 +177,11 @@ def _check_value(path: str, key: Key, value: Any) -> Any:
     if kind == "matrix":
         if _is_number(value):
             return float(value)
-        if (not isinstance(value, list) or not value
-                or not all(isinstance(r, list) and r and all(_is_number(v) for v in r)
-                           for r in value)):
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(r, list) and r and all(_is_number(v) for v in r) for r in value)
+        ):
             raise _type_error(path, "a number or a list of lists of numbers", value)
         if len({len(r) for r in value}) != 1:
             raise UserError(f"case key '{path}': rows of different lengths")
@@ -160,8 +196,12 @@ def _unknown(path: str, name: str, valid: list[str]) -> UserError:
     return UserError(f"unknown case key {where}{hint}")
 
 
-def resolve(raw: dict, schema: dict[str, Key | Table] = SCHEMA, path: str = "",
-            open_tables: dict[str, dict[str, Key]] | None = None) -> dict:
+def resolve(
+    raw: dict,
+    schema: dict[str, Key | Table] = SCHEMA,
+    path: str = "",
+    open_tables: dict[str, dict[str, Key]] | None = None,
+) -> dict:
     """Check ``raw`` against ``schema`` and fill in defaults.
 
     Args:
@@ -217,8 +257,11 @@ def _resolve_open(raw: Any, path: str, tables: dict[str, dict[str, Key]]) -> dic
     return out
 
 
-def key_at(dotted: str, schema: dict[str, Key | Table] = SCHEMA,
-           open_tables: dict[str, dict[str, Key]] | None = None) -> Key:
+def key_at(
+    dotted: str,
+    schema: dict[str, Key | Table] = SCHEMA,
+    open_tables: dict[str, dict[str, Key]] | None = None,
+) -> Key:
     """Return the :class:`Key` at a dotted path, or raise :class:`UserError` naming it."""
     parts = dotted.split(".")
     node: dict[str, Key | Table] = schema
@@ -232,6 +275,7 @@ def key_at(dotted: str, schema: dict[str, Key | Table] = SCHEMA,
             if i != len(parts) - 1:
                 raise UserError(f"--set {dotted}: '{'.'.join(done)}' is a value, not a table")
             return spec
-        node = ({k: Table(v) for k, v in (open_tables or {}).items()} if spec.open_keys
-                else spec.keys)
+        node = (
+            {k: Table(v) for k, v in (open_tables or {}).items()} if spec.open_keys else spec.keys
+        )
     raise UserError(f"--set {dotted}: '{dotted}' is a table, not a value")

@@ -36,8 +36,9 @@ def read_results(path: str | Path) -> Results:
         raise UserError(f"'{path}' is not a readable HDF5 file: {err}") from None
     with f:
         if f.attrs.get("schema") != SCHEMA:
-            raise UserError(f"'{path}' is not a {SCHEMA} results file "
-                            f"(schema {f.attrs.get('schema')!r})")
+            raise UserError(
+                f"'{path}' is not a {SCHEMA} results file (schema {f.attrs.get('schema')!r})"
+            )
         n = f["time"].shape[0]
         return Results(
             path=path,

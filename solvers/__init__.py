@@ -1,5 +1,4 @@
-"""The numerical methods: the shared energy, FE solvers (:mod:`solvers.fem`) and,
-later, particle solvers.
+"""The numerical methods: the shared energy, FE and (later) particle solvers.
 
 Every solver registers a :class:`SolverInfo` in :data:`SOLVERS`; the command line and
 the case loader discover solvers and their parameters only through it.

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-
 #: NumPy face: pass ``xp=NUMPY`` (the default).
 NUMPY = types.SimpleNamespace(log=np.log, maximum=np.maximum, zero=np.zeros_like)
 
@@ -35,11 +34,11 @@ class Entropy:
 
     name = "entropy"
 
-    def U(self, rho: Any, xp: Any = NUMPY) -> Any:  # noqa: N802 - the paper's name
-        """Energy density U(ρ)."""
+    def U(self, rho: Any, xp: Any = NUMPY) -> Any:
+        """Return the internal energy density ρ log ρ."""
         return rho * xp.log(rho)
 
-    def dU(self, rho: Any, xp: Any = NUMPY) -> Any:  # noqa: N802
+    def dU(self, rho: Any, xp: Any = NUMPY) -> Any:
         """First variation U'(ρ)."""
         return xp.log(rho) + 1.0
 
@@ -59,11 +58,11 @@ class PowerLaw:
     m: float
     name = "power"
 
-    def U(self, rho: Any, xp: Any = NUMPY) -> Any:  # noqa: N802
-        """Energy density U(ρ) (ρ is clipped at 0: a vanishing density has no energy)."""
+    def U(self, rho: Any, xp: Any = NUMPY) -> Any:
+        """Return ρ^m/(m-1), with ρ clipped at 0 (a vanishing density has no energy)."""
         return xp.maximum(rho, 0.0) ** self.m / (self.m - 1.0)
 
-    def dU(self, rho: Any, xp: Any = NUMPY) -> Any:  # noqa: N802
+    def dU(self, rho: Any, xp: Any = NUMPY) -> Any:
         """First variation U'(ρ) = m ρ^{m-1}/(m-1)."""
         return self.m * xp.maximum(rho, 0.0) ** (self.m - 1.0) / (self.m - 1.0)
 
@@ -82,7 +81,7 @@ class NoInternal:
 
     name = "none"
 
-    def U(self, rho: Any, xp: Any = NUMPY) -> Any:  # noqa: N802
+    def U(self, rho: Any, xp: Any = NUMPY) -> Any:
         """Energy density 0."""
         return xp.zero(rho)
 
@@ -135,16 +134,16 @@ class Energy:
         """Build the energy of a :class:`cases.Case`."""
         e = case.config["energy"]
         internal: InternalEnergy = {"entropy": Entropy, "none": NoInternal}.get(
-            e["internal"], lambda: PowerLaw(e["m"]))()
+            e["internal"], lambda: PowerLaw(e["m"])
+        )()
         pot = case.potential()
-        return cls(internal, e["diffusivity"],
-                   None if pot is None else QuadraticPotential(*pot))
+        return cls(internal, e["diffusivity"], None if pot is None else QuadraticPotential(*pot))
 
-    def density(self, rho: Any, V: Any, xp: Any = NUMPY) -> Any:  # noqa: N803
+    def density(self, rho: Any, V: Any, xp: Any = NUMPY) -> Any:
         """Integrand D·U(ρ) + Vρ, given V evaluated at the same points."""
         return self.diffusivity * self.internal.U(rho, xp) + V * rho
 
-    def first_variation(self, rho: Any, V: Any, xp: Any = NUMPY) -> Any:  # noqa: N803
+    def first_variation(self, rho: Any, V: Any, xp: Any = NUMPY) -> Any:
         """δF/δρ = D·U'(ρ) + V."""
         return self.diffusivity * self.internal.dU(rho, xp) + V
 

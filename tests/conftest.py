@@ -16,8 +16,14 @@ VENV_BIN = Path(sys.executable).parent
 MPIEXEC = VENV_BIN / "mpiexec"
 
 
-def run_case(source: str, sets: list[str], out: Path, comm=None, solver: str = "fem-implicit",
-             resume: bool = False):
+def run_case(
+    source: str,
+    sets: list[str],
+    out: Path,
+    comm=None,
+    solver: str = "fem-implicit",
+    resume: bool = False,
+):
     """Run one solver on a case in this process; return the RunSummary."""
     from mpi4py import MPI
 
@@ -35,8 +41,11 @@ def read(path: Path) -> dict:
     """All datasets of a results file as arrays."""
     out = {}
     with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: out.__setitem__(name, obj[()])
-                     if isinstance(obj, h5py.Dataset) else None)
+        f.visititems(
+            lambda name, obj: (
+                out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None
+            )
+        )
         out["attrs"] = dict(f.attrs)
     return out
 
@@ -47,8 +56,7 @@ def wgf(*args: str, ranks: int = 0, timeout: float = 300) -> subprocess.Complete
     if ranks:
         cmd = [str(MPIEXEC), "-n", str(ranks), sys.executable, "-m", "mpi4py", "-m", "wgf", *args]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
-                          cwd=ROOT)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
 
 
 @pytest.fixture

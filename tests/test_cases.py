@@ -15,13 +15,16 @@ def test_shipped_cases_load_and_match_their_exact_solution(path):
     case = load_case(path, (), solver_tables())
     exact = case.exact_solution()
     assert exact is not None, "every shipped case has a closed form"
-    x = case.sample_points(np.array(case.section("domain")["lower"]),
-                           np.array(case.section("domain")["upper"]))
+    x = case.sample_points(
+        np.array(case.section("domain")["lower"]), np.array(case.section("domain")["upper"])
+    )
     # The initial density is the exact solution at t = 0 ...
     np.testing.assert_allclose(case.density()(x), exact(0.0, x), rtol=1e-13, atol=1e-300)
     # ... and the box holds the solution at T: (nearly) all mass on the sample grid.
-    cell = np.prod((np.array(case.section("domain")["upper"])
-                    - np.array(case.section("domain")["lower"])) / case.sample_cells())
+    cell = np.prod(
+        (np.array(case.section("domain")["upper"]) - np.array(case.section("domain")["lower"]))
+        / case.sample_cells()
+    )
     mass = exact(case.section("time")["t_end"], x).sum() * cell
     assert mass == pytest.approx(1.0, abs=2e-3)
 
@@ -30,23 +33,26 @@ def _load_with(*sets):
     return load_case("porous_medium_2d", sets, solver_tables())
 
 
-@pytest.mark.parametrize(("sets", "message"), [
-    (["time.tau=0"], "time.tau' must be > 0"),
-    (["time.t_end=-1"], "time.t_end' must be > 0"),
-    (["energy.m=1.0"], "energy.m' must be > 1"),
-    (["energy.mm=3"], "did you mean 'm'"),
-    (["time.tau='fast'"], "expected a number"),
-    (["domain.cells=[10, 10, 10]"], "dimension mismatch"),
-    (["initial.mass=0"], "positive mass"),
-    (["initial.mass=-1"], "positive mass"),
-    (["initial.mass=inf"], "not finite"),
-    (["energy.potential.A=[[1.0, 2.0], [0.0, 1.0]]"], "not symmetric"),
-    (["energy.potential.A=[[1.0, 0.0], [0.0, -1.0]]"], "not positive semidefinite"),
-    (["solver.fem-implicitt.rtol=1"], "did you mean 'fem-implicit'"),
-    (["solver.fem-implicit.rtl=1"], "did you mean 'rtol'"),
-    (["domain.shape=disk"], "domain.center' is required"),
-    (["exact.kind=gaussian"], "needs energy.internal"),
-])
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["time.tau=0"], "time.tau' must be > 0"),
+        (["time.t_end=-1"], "time.t_end' must be > 0"),
+        (["energy.m=1.0"], "energy.m' must be > 1"),
+        (["energy.mm=3"], "did you mean 'm'"),
+        (["time.tau='fast'"], "expected a number"),
+        (["domain.cells=[10, 10, 10]"], "dimension mismatch"),
+        (["initial.mass=0"], "positive mass"),
+        (["initial.mass=-1"], "positive mass"),
+        (["initial.mass=inf"], "not finite"),
+        (["energy.potential.A=[[1.0, 2.0], [0.0, 1.0]]"], "not symmetric"),
+        (["energy.potential.A=[[1.0, 0.0], [0.0, -1.0]]"], "not positive semidefinite"),
+        (["solver.fem-implicitt.rtol=1"], "did you mean 'fem-implicit'"),
+        (["solver.fem-implicit.rtl=1"], "did you mean 'rtol'"),
+        (["domain.shape=disk"], "domain.center' is required"),
+        (["exact.kind=gaussian"], "needs energy.internal"),
+    ],
+)
 def test_bad_input_is_named(sets, message):
     with pytest.raises(UserError, match=message.replace("[", r"\[").replace("(", r"\(")):
         _load_with(*sets)
@@ -60,14 +66,21 @@ def test_bad_files(tmp_path):
     with pytest.raises(UserError, match="TOML does not parse"):
         load_case(bad)
     bad.write_text("name = 'x'\n[energy]\ninternall = 'power'\n")
-    with pytest.raises(UserError, match="unknown case key 'energy.internall'; did you mean "
-                                        "'internal'"):
+    with pytest.raises(
+        UserError,
+        match=r"unknown case key 'energy\.internall'; did you mean "
+        r"'internal'",
+    ):
         load_case(bad)
 
 
 def test_overrides_reach_the_config():
-    case = _load_with("time.tau=0.001", "energy.m=3", "solver.fem-implicit.rtol=1e-6",
-                      "domain.cell_type=hypercube")
+    case = _load_with(
+        "time.tau=0.001",
+        "energy.m=3",
+        "solver.fem-implicit.rtol=1e-6",
+        "domain.cell_type=hypercube",
+    )
     assert case.section("time")["tau"] == 0.001
     assert case.section("energy")["m"] == 3.0
     assert case.solver_params("fem-implicit")["rtol"] == 1e-6
@@ -81,14 +94,22 @@ def test_barenblatt_has_its_mass_and_solves_the_pme(m, d):
     if d == 1:
         mass = integrate.quad(lambda x: cf.barenblatt(np.array([[x]]), s, m)[0], -r, r)[0]
     else:
-        mass = integrate.quad(lambda q: 2 * np.pi * q * cf.barenblatt(
-            np.array([[q, 0.0]]), s, m)[0], 0, r)[0]
+        mass = integrate.quad(
+            lambda q: 2 * np.pi * q * cf.barenblatt(np.array([[q, 0.0]]), s, m)[0], 0, r
+        )[0]
     assert mass == pytest.approx(1.0, rel=1e-7)
     # ∂_s u = Δ u^m at an interior point, by finite differences.
     x0, h = np.array([[0.3 * r] + [0.1 * r] * (d - 1)]), 1e-4
     dudt = (cf.barenblatt(x0, s + h, m) - cf.barenblatt(x0, s - h, m)) / (2 * h)
-    lap = sum((cf.barenblatt(x0 + h * e, s, m) ** m - 2 * cf.barenblatt(x0, s, m) ** m
-               + cf.barenblatt(x0 - h * e, s, m) ** m) / h**2 for e in np.eye(d))
+    lap = sum(
+        (
+            cf.barenblatt(x0 + h * e, s, m) ** m
+            - 2 * cf.barenblatt(x0, s, m) ** m
+            + cf.barenblatt(x0 - h * e, s, m) ** m
+        )
+        / h**2
+        for e in np.eye(d)
+    )
     assert dudt[0] == pytest.approx(lap[0], rel=1e-5)
 
 
@@ -103,8 +124,11 @@ def test_nonlinear_fp_solves_its_pde_and_tends_to_the_steady_state():
     rhs = 0.0
     for e in np.eye(2):
         rhs += D * (rho(t, x0 + h * e) ** m - 2 * rho(t, x0) ** m + rho(t, x0 - h * e) ** m) / h**2
-        rhs += a * ((x0 + h * e) @ e * rho(t, x0 + h * e) - (x0 - h * e) @ e * rho(t, x0 - h * e)
-                    ) / (2 * h)
+        rhs += (
+            a
+            * ((x0 + h * e) @ e * rho(t, x0 + h * e) - (x0 - h * e) @ e * rho(t, x0 - h * e))
+            / (2 * h)
+        )
     assert dt[0] == pytest.approx(rhs[0], rel=1e-5)
     # Steady state (C' - a(m-1)/(2mD)|x|²)_+ with C' = 1/sqrt(2π) for unit mass, d = 2.
     late = rho(8.0, x0)[0]
@@ -125,9 +149,11 @@ def test_ou_moments_heat_limit_and_equilibrium():
 def test_w2_gaussians_in_1d_is_the_quantile_distance():
     from scipy.stats import norm
 
-    l2 = np.sqrt(integrate.quad(
-        lambda q: (norm.ppf(q, 0.3, 0.5) - norm.ppf(q, -0.2, 1.1)) ** 2, 0, 1, limit=200)[0])
-    w2 = cf.w2_gaussians(np.array([0.3]), np.array([[0.25]]), np.array([-0.2]),
-                         np.array([[1.21]]))
+    l2 = np.sqrt(
+        integrate.quad(
+            lambda q: (norm.ppf(q, 0.3, 0.5) - norm.ppf(q, -0.2, 1.1)) ** 2, 0, 1, limit=200
+        )[0]
+    )
+    w2 = cf.w2_gaussians(np.array([0.3]), np.array([[0.25]]), np.array([-0.2]), np.array([[1.21]]))
     assert w2 == pytest.approx(np.sqrt(0.5**2 + 0.6**2), rel=1e-12)
     assert w2 == pytest.approx(l2, rel=1e-8)

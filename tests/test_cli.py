@@ -14,19 +14,32 @@ BAD_INPUT = {
     "negative tau": (["run", "heat_2d", "--set", "time.tau=-0.1"], "time.tau' must be > 0"),
     "zero t_end": (["run", "heat_2d", "--set", "time.t_end=0"], "time.t_end' must be > 0"),
     "m <= 1": (["run", "porous_medium_2d", "--set", "energy.m=1"], "energy.m' must be > 1"),
-    "A not spd": (["run", "fokker_planck_ou_2d", "--set",
-                   "energy.potential.A=[[1.0, 0.0], [0.0, -2.0]]"], "not positive semidefinite"),
-    "dimension mismatch": (["run", "heat_2d", "--set", "initial.mean=[0.0]"],
-                           "dimension mismatch"),
+    "A not spd": (
+        ["run", "fokker_planck_ou_2d", "--set", "energy.potential.A=[[1.0, 0.0], [0.0, -2.0]]"],
+        "not positive semidefinite",
+    ),
+    "dimension mismatch": (["run", "heat_2d", "--set", "initial.mean=[0.0]"], "dimension mismatch"),
     "zero mass": (["run", "heat_2d", "--set", "initial.mass=0"], "positive mass"),
-    "density outside the domain": (["run", "heat_2d", "--set", "initial.mean=[50.0, 50.0]"],
-                                   "no mass on the mesh"),
-    "non-finite density": (["run", "heat_2d", "--set", "initial.mass=1e308"],
-                           "non-finite values"),
-    "missing mesh": (["run", "heat_2d", "--set", "domain.shape=file", "--set",
-                      "domain.path=/nonexistent/mesh.msh"], "does not exist"),
-    "unreadable mesh": (["run", "heat_2d", "--set", "domain.shape=file", "--set",
-                         "domain.path={garbage_mesh}"], "cannot be read"),
+    "density outside the domain": (
+        ["run", "heat_2d", "--set", "initial.mean=[50.0, 50.0]"],
+        "no mass on the mesh",
+    ),
+    "non-finite density": (["run", "heat_2d", "--set", "initial.mass=1e308"], "non-finite values"),
+    "missing mesh": (
+        [
+            "run",
+            "heat_2d",
+            "--set",
+            "domain.shape=file",
+            "--set",
+            "domain.path=/nonexistent/mesh.msh",
+        ],
+        "does not exist",
+    ),
+    "unreadable mesh": (
+        ["run", "heat_2d", "--set", "domain.shape=file", "--set", "domain.path={garbage_mesh}"],
+        "cannot be read",
+    ),
     "unknown solver": (["run", "heat_2d", "--solver", "fem-implict"], "did you mean"),
     "--set unknown key": (["run", "heat_2d", "--set", "time.dt=0.1"], "unknown case key"),
 }
@@ -60,8 +73,17 @@ def test_bad_input_serial(name, inputs, tmp_path):
     _check_bad_input(*BAD_INPUT[name], inputs, tmp_path, ranks=0)
 
 
-@pytest.mark.parametrize("name", ["unknown key", "negative tau", "missing mesh", "unreadable mesh",
-                                  "non-finite density", "unknown solver"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "unknown key",
+        "negative tau",
+        "missing mesh",
+        "unreadable mesh",
+        "non-finite density",
+        "unknown solver",
+    ],
+)
 def test_bad_input_two_ranks(name, inputs, tmp_path):
     _check_bad_input(*BAD_INPUT[name], inputs, tmp_path, ranks=2)
 
@@ -87,9 +109,21 @@ def test_listing_verbs_and_help():
 
 
 def test_petsc_options_reach_snes(tmp_path):
-    proc = wgf("run", "heat_1d", "--out", str(tmp_path), "--set", "time.t_end=0.01",
-               "-fem_implicit_snes_monitor", "-fem_implicit_ksp_type", "gmres",
-               "-fem_implicit_pc_type", "jacobi", "-fem_implicit_ksp_rtol", "1e-12")
+    proc = wgf(
+        "run",
+        "heat_1d",
+        "--out",
+        str(tmp_path),
+        "--set",
+        "time.t_end=0.01",
+        "-fem_implicit_snes_monitor",
+        "-fem_implicit_ksp_type",
+        "gmres",
+        "-fem_implicit_pc_type",
+        "jacobi",
+        "-fem_implicit_ksp_rtol",
+        "1e-12",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "SNES Function norm" in proc.stdout
 

@@ -10,9 +10,14 @@ from tests.conftest import read, run_case
 #: Relative L1 error at T with the shipped (coarse, seconds-long) settings; measured
 #: values are about 2/3 of these bounds.
 L1_BOUND = {
-    "fokker_planck_ou_1d": 5e-3, "fokker_planck_ou_2d": 2e-2, "heat_1d": 1.6e-2,
-    "heat_2d": 4.5e-2, "porous_medium_1d": 1.8e-2, "porous_medium_2d": 6e-2,
-    "nonlinear_fokker_planck_1d": 6.5e-3, "nonlinear_fokker_planck_2d": 4e-2,
+    "fokker_planck_ou_1d": 5e-3,
+    "fokker_planck_ou_2d": 2e-2,
+    "heat_1d": 1.6e-2,
+    "heat_2d": 4.5e-2,
+    "porous_medium_1d": 1.8e-2,
+    "porous_medium_2d": 6e-2,
+    "nonlinear_fokker_planck_1d": 6.5e-3,
+    "nonlinear_fokker_planck_2d": 4e-2,
 }
 
 
@@ -57,8 +62,11 @@ def test_eoc_in_h_linear_fokker_planck_1d(tmp_path):
     errors, hs = [], []
     for n in (25, 50, 100):
         tau = 0.02 * (25 / n) ** 2
-        s = run_case("fokker_planck_ou_1d", [f"domain.cells=[{n}]", f"time.tau={tau}",
-                                             "output.snapshots=1"], tmp_path / str(n))
+        s = run_case(
+            "fokker_planck_ou_1d",
+            [f"domain.cells=[{n}]", f"time.tau={tau}", "output.snapshots=1"],
+            tmp_path / str(n),
+        )
         errors.append(s.diagnostics["l1_error"])
         hs.append(10.0 / n)
     slope = np.polyfit(np.log(hs), np.log(errors), 1)[0]
@@ -69,8 +77,11 @@ def test_eoc_in_tau_porous_medium_1d(tmp_path):
     """First order in τ on a fine mesh (the free boundary limits the spatial error)."""
     errors, taus = [], [0.01, 0.005, 0.0025]
     for tau in taus:
-        s = run_case("porous_medium_1d", ["domain.cells=[1000]", f"time.tau={tau}",
-                                          "output.snapshots=1"], tmp_path / str(tau))
+        s = run_case(
+            "porous_medium_1d",
+            ["domain.cells=[1000]", f"time.tau={tau}", "output.snapshots=1"],
+            tmp_path / str(tau),
+        )
         errors.append(s.diagnostics["l1_error"])
     slope = np.polyfit(np.log(taus), np.log(errors), 1)[0]
     assert 0.85 < slope < 1.15, (errors, slope)

@@ -33,8 +33,13 @@ def split_petsc_options(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     i = 0
     while i < len(argv):
         arg = argv[i]
-        if arg.startswith("-") and not arg.startswith("--") and arg not in ("-h",) \
-                and len(arg) > 1 and not _is_number(arg):
+        if (
+            arg.startswith("-")
+            and not arg.startswith("--")
+            and arg not in ("-h",)
+            and len(arg) > 1
+            and not _is_number(arg)
+        ):
             petsc.append(arg)
             if i + 1 < len(argv) and (not argv[i + 1].startswith("-") or _is_number(argv[i + 1])):
                 petsc.append(argv[i + 1])
@@ -56,26 +61,49 @@ def _is_number(text: str) -> bool:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``wgf``."""
     parser = argparse.ArgumentParser(
-        prog="wgf", description="Wasserstein gradient flows: FE and particle solvers of one case.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="wgf",
+        description="Wasserstein gradient flows: FE and particle solvers of one case.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
 
     run = sub.add_parser(
-        "run", help="run a case with one or more solvers",
+        "run",
+        help="run a case with one or more solvers",
         description="Run CASE (a .toml path or a shipped case name) and write "
-                    "OUT/<case>_<solver>.h5 (+ .xdmf for FE solvers).",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "OUT/<case>_<solver>.h5 (+ .xdmf for FE solvers).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument("case", help="case file or shipped case name (see `wgf cases`)")
-    run.add_argument("--solver", action="append", default=None, metavar="NAME",
-                     help="solver to run (repeatable), or 'all' (default: all that support "
-                          "the case); see `wgf solvers`")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     dest="overrides", help="override a case key, e.g. --set time.tau=0.005")
-    run.add_argument("--out", type=Path, default=Path("out"), metavar="DIR",
-                     help="output directory (default: ./out)")
-    run.add_argument("--resume", action="store_true",
-                     help="continue an interrupted run from its results file")
+    run.add_argument(
+        "--solver",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="solver to run (repeatable), or 'all' (default: all that support "
+        "the case); see `wgf solvers`",
+    )
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="override a case key, e.g. --set time.tau=0.005",
+    )
+    run.add_argument(
+        "--out",
+        type=Path,
+        default=Path("out"),
+        metavar="DIR",
+        help="output directory (default: ./out)",
+    )
+    run.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run from its results file"
+    )
 
     sub.add_parser("cases", help="list the shipped cases")
     sub.add_parser("solvers", help="list the solvers and what each supports")
@@ -92,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verb == "solvers":
             return _solvers()
         import dolfinx_solver  # noqa: F401 - loads MPI before petsc4py and dolfinx
+
         import petsc4py
 
         petsc4py.init([sys.argv[0], *petsc_args])

@@ -36,9 +36,13 @@ def _grow(ds: h5py.Dataset, row: np.ndarray | float) -> None:
 def _series(group: h5py.Group, name: str, row_shape: tuple[int, ...] = ()) -> h5py.Dataset:
     if name in group:
         return group[name]
-    return group.create_dataset(name, shape=(0, *row_shape), maxshape=(None, *row_shape),
-                                dtype="f8", chunks=(max(1, 4096 // max(1, int(np.prod(
-                                    row_shape or (1,))))), *row_shape))
+    return group.create_dataset(
+        name,
+        shape=(0, *row_shape),
+        maxshape=(None, *row_shape),
+        dtype="f8",
+        chunks=(max(1, 4096 // max(1, int(np.prod(row_shape or (1,))))), *row_shape),
+    )
 
 
 class ResultsFile:
@@ -55,8 +59,17 @@ class ResultsFile:
         resume: Open an existing file and cut it back to its checkpoint.
     """
 
-    def __init__(self, path: Path, comm: MPI.Comm, case_name: str, solver: str, dim: int,
-                 config: dict, sample_points: np.ndarray, resume: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        comm: MPI.Comm,
+        case_name: str,
+        solver: str,
+        dim: int,
+        config: dict,
+        sample_points: np.ndarray,
+        resume: bool = False,
+    ) -> None:
         self.path, self.comm = Path(path), comm
         self.h5: h5py.File | None = None
         if comm.rank != 0:
@@ -66,12 +79,18 @@ class ResultsFile:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         f = self.h5 = h5py.File(self.path, "w")
-        f.attrs.update({
-            "schema": SCHEMA, "case": case_name, "solver": solver, "dim": dim,
-            "mpi_size": comm.size, "wgf_version": wgf.__version__,
-            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "config": json.dumps(config),
-        })
+        f.attrs.update(
+            {
+                "schema": SCHEMA,
+                "case": case_name,
+                "solver": solver,
+                "dim": dim,
+                "mpi_size": comm.size,
+                "wgf_version": wgf.__version__,
+                "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                "config": json.dumps(config),
+            }
+        )
         _series(f, "time")
         f.create_group("diagnostics")
         snap = f.create_group("snapshots")
@@ -99,8 +118,9 @@ class ResultsFile:
             _grow(_series(diag, name), value)
         _grow(self.h5["time"], t)
 
-    def append_snapshot(self, t: float, density: np.ndarray,
-                        extra: dict[str, np.ndarray] | None = None) -> None:
+    def append_snapshot(
+        self, t: float, density: np.ndarray, extra: dict[str, np.ndarray] | None = None
+    ) -> None:
         """Append a snapshot: the sampled density, and per-snapshot arrays such as positions."""
         if not self.root:
             return
@@ -110,8 +130,9 @@ class ResultsFile:
             _grow(_series(self.h5, name, value.shape), value)
         _grow(snap["time"], t)
 
-    def write_checkpoint(self, step: int, t: float, tau: float,
-                         state: dict[str, np.ndarray]) -> None:
+    def write_checkpoint(
+        self, step: int, t: float, tau: float, state: dict[str, np.ndarray]
+    ) -> None:
         """Store what the solver needs to continue after ``step``, then flush the file."""
         if not self.root:
             return
@@ -142,8 +163,12 @@ class ResultsFile:
             self.h5 = None
 
 
-def read_checkpoint(path: Path, comm: MPI.Comm, config: dict, solver: str,
-                    ) -> tuple[int, float, dict[str, np.ndarray]]:
+def read_checkpoint(
+    path: Path,
+    comm: MPI.Comm,
+    config: dict,
+    solver: str,
+) -> tuple[int, float, dict[str, np.ndarray]]:
     """Check that ``path`` can be resumed with ``config`` and cut it back to its checkpoint.
 
     Returns:
@@ -176,13 +201,15 @@ def _cut_back(path: Path, config: dict, solver: str) -> tuple[int, float, dict]:
         if f.attrs.get("schema") != SCHEMA:
             raise UserError(f"--resume: '{path}' is not a {SCHEMA} results file")
         if f.attrs["solver"] != solver:
-            raise UserError(f"--resume: '{path}' was written by solver '{f.attrs['solver']}', "
-                            f"not '{solver}'")
+            raise UserError(
+                f"--resume: '{path}' was written by solver '{f.attrs['solver']}', not '{solver}'"
+            )
         old = json.loads(f.attrs["config"])
         for section in sorted(set(old) | set(config)):
             if section not in RESUMABLE_CHANGES and old.get(section) != config.get(section):
-                raise UserError(f"--resume: '{path}' is from a different case "
-                                f"(section [{section}] differs)")
+                raise UserError(
+                    f"--resume: '{path}' is from a different case (section [{section}] differs)"
+                )
         if "checkpoint" not in f:
             raise UserError(f"--resume: '{path}' has no completed step to resume from")
         ck = f["checkpoint"]

@@ -51,7 +51,7 @@ def _time_levels(t: float, t_end: float, tau: float) -> tuple[int, float]:
     return n, (t_end - t) / n
 
 
-def _advance(solver, tau: float, halvings: int = HALVINGS) -> int:  # noqa: ANN001
+def _advance(solver, tau: float, halvings: int = HALVINGS) -> int:
     """Take a step of size τ, retrying as two half steps (recursively) on failure."""
     try:
         return solver.step(tau)
@@ -62,7 +62,7 @@ def _advance(solver, tau: float, halvings: int = HALVINGS) -> int:  # noqa: ANN0
         return _advance(solver, tau / 2, halvings - 1) + _advance(solver, tau / 2, halvings - 1)
 
 
-def run_flow(solver, case: Case, out_dir: Path, resume: bool = False) -> RunSummary:  # noqa: ANN001
+def run_flow(solver, case: Case, out_dir: Path, resume: bool = False) -> RunSummary:
     """Run a constructed gradient-flow solver from 0 (or its checkpoint) to ``t_end``.
 
     Args:
@@ -92,8 +92,9 @@ def run_flow(solver, case: Case, out_dir: Path, resume: bool = False) -> RunSumm
     if comm.rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
     comm.Barrier()
-    results = ResultsFile(path, comm, case.name, solver.name, case.dim, case.config, points,
-                          resume=resume)
+    results = ResultsFile(
+        path, comm, case.name, solver.name, case.dim, case.config, points, resume=resume
+    )
     summary = RunSummary(solver.name, path, steps=step, t=t)
     # The XDMF file keeps its heavy data in <name>.h5: the name must differ from ours.
     fields = solver.open_fields(out_dir / f"{stem}_fields.xdmf")
@@ -137,7 +138,8 @@ def run_flow(solver, case: Case, out_dir: Path, resume: bool = False) -> RunSumm
                 raise SolverError(
                     f"{solver.name}: step {step + 1} (t = {t:.6g} → {t + dt:.6g}) failed after "
                     f"{HALVINGS} halvings of τ: {err}. Completed steps are in {path}; continue "
-                    f"with --resume --set time.tau=<smaller τ>") from None
+                    f"with --resume --set time.tau=<smaller τ>"
+                ) from None
             step, t = step + 1, t + dt if k < n else t_end
             diag = record(t, its)
             results.write_checkpoint(step, t, dt, solver.state())
@@ -148,9 +150,12 @@ def run_flow(solver, case: Case, out_dir: Path, resume: bool = False) -> RunSumm
             now = time.perf_counter() - start
             if now - last_print > 1.0 or k == n:
                 last_print = now
-                _progress(comm, f"[{solver.name}] step {step:5d}  t = {t:.5g}  its = {its}  "
-                                f"mass = {diag['mass']:.12g}  energy = {diag['energy']:.8g}"
-                          + (f"  L1 err = {diag['l1_error']:.3e}" if "l1_error" in diag else ""))
+                _progress(
+                    comm,
+                    f"[{solver.name}] step {step:5d}  t = {t:.5g}  its = {its}  "
+                    f"mass = {diag['mass']:.12g}  energy = {diag['energy']:.8g}"
+                    + (f"  L1 err = {diag['l1_error']:.3e}" if "l1_error" in diag else ""),
+                )
         summary.steps, summary.t = step, t
         summary.diagnostics = prev or {}
         summary.wall_time = time.perf_counter() - start

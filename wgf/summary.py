@@ -10,9 +10,11 @@ from wgf.run import RunSummary
 
 def print_summary(case: Case, runs: list[RunSummary]) -> None:
     """Print one row per solver: steps, error at T, mass drift, energy, iterations, time."""
-    head = (f"{'solver':14s} {'steps':>6s} {'T':>8s} {'L1 err':>10s} {'L2 err':>10s} "
-            f"{'mass drift':>11s} {'F(T)':>12s} {'F incr.':>7s} {'min rho':>10s} "
-            f"{'its mean/max':>12s} {'wall [s]':>9s}")
+    head = (
+        f"{'solver':14s} {'steps':>6s} {'T':>8s} {'L1 err':>10s} {'L2 err':>10s} "
+        f"{'mass drift':>11s} {'F(T)':>12s} {'F incr.':>7s} {'min rho':>10s} "
+        f"{'its mean/max':>12s} {'wall [s]':>9s}"
+    )
     print(f"\ncase {case.name} ({case.dim}-D)")
     print(head)
     print("-" * len(head))
@@ -20,9 +22,11 @@ def print_summary(case: Case, runs: list[RunSummary]) -> None:
         d = r.diagnostics
         drift = abs(d.get("mass", np.nan) - r.mass0) / r.mass0
         its = f"{np.mean(r.iterations):.1f}/{max(r.iterations)}" if r.iterations else "-"
-        print(f"{r.solver:14s} {r.steps:6d} {r.t:8.4g} {d.get('l1_error', np.nan):10.3e} "
-              f"{d.get('l2_error', np.nan):10.3e} {drift:11.2e} {d.get('energy', np.nan):12.6g} "
-              f"{r.energy_increases:7d} {d.get('min_density', np.nan):10.3e} {its:>12s} "
-              f"{r.wall_time:9.2f}")
+        print(
+            f"{r.solver:14s} {r.steps:6d} {r.t:8.4g} {d.get('l1_error', np.nan):10.3e} "
+            f"{d.get('l2_error', np.nan):10.3e} {drift:11.2e} {d.get('energy', np.nan):12.6g} "
+            f"{r.energy_increases:7d} {d.get('min_density', np.nan):10.3e} {its:>12s} "
+            f"{r.wall_time:9.2f}"
+        )
     for r in runs:
         print(f"results: {r.path}")

@@ -19,18 +19,18 @@ ranks beyond round-off.
 
 from __future__ import annotations
 
+import dolfinx_solver  # noqa: F401 - must precede dolfinx
+
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from mpi4py import MPI
-
-import dolfinx_solver  # noqa: F401, I001 - must precede dolfinx
 import basix
 import dolfinx.fem
 import dolfinx.geometry
 import dolfinx.io
+import numpy as np
 import ufl
+from mpi4py import MPI
 
 from cases import Case
 from meshes import bounding_box, build_mesh
@@ -58,8 +58,10 @@ class FEFlowSolver:
         self.energy = Energy.from_case(case)
         self.mesh = build_mesh(case.section("domain"), comm)
         if self.mesh.geometry.dim != case.dim:
-            raise UserError(f"case: the mesh is {self.mesh.geometry.dim}-D but the case is "
-                            f"{case.dim}-D (dimension mismatch)")
+            raise UserError(
+                f"case: the mesh is {self.mesh.geometry.dim}-D but the case is "
+                f"{case.dim}-D (dimension mismatch)"
+            )
         self.V = dolfinx.fem.functionspace(self.mesh, ("Lagrange", 1))
         self.rho = dolfinx.fem.Function(self.V, name="density")
         self.rho_old = dolfinx.fem.Function(self.V, name="density_old")
@@ -67,8 +69,8 @@ class FEFlowSolver:
         self.x = ufl.SpatialCoordinate(self.mesh)
         self.dx = ufl.Measure("dx", domain=self.mesh)
         self.dx_lumped = ufl.Measure(
-            "dx", domain=self.mesh,
-            metadata={"quadrature_rule": "vertex", "quadrature_degree": 1})
+            "dx", domain=self.mesh, metadata={"quadrature_rule": "vertex", "quadrature_degree": 1}
+        )
         pot = self.energy.potential
         self.V_ufl = None if pot is None else pot.ufl_value(self.x)
         self._owned = self.V.dofmap.index_map.size_local
@@ -85,26 +87,31 @@ class FEFlowSolver:
         values = self.rho.x.array[: self._owned]
         bad = self.comm.allreduce(int(np.count_nonzero(~np.isfinite(values))), op=MPI.SUM)
         if bad:
-            raise UserError(f"case key 'initial': the initial density has {bad} non-finite "
-                            "values on the mesh")
+            raise UserError(
+                f"case key 'initial': the initial density has {bad} non-finite values on the mesh"
+            )
         low = self.comm.allreduce(float(values.min(initial=np.inf)), op=MPI.MIN)
         if low < 0.0:
             raise UserError(f"case key 'initial': the initial density is negative (min {low:.3g})")
         mass = self.integrate(self.rho * self.dx_lumped)
         if not mass > 0.0:
-            raise UserError("case key 'initial': the initial density has no mass on the mesh "
-                            "(is it inside the domain?)")
+            raise UserError(
+                "case key 'initial': the initial density has no mass on the mesh "
+                "(is it inside the domain?)"
+            )
         # Normalise to the stated mass: the box truncates the closed form's tails.
         self.rho.x.array[:] *= self.case.section("initial")["mass"] / mass
         self.rho_old.x.array[:] = self.rho.x.array
 
     def _build_diagnostics(self) -> None:
         # 0·log 0 = 0: floor ρ inside the entropy only (V·ρ must see the true ρ).
-        rho_u = self.xp.maximum(self.rho, 1e-300) if isinstance(
-            self.energy.internal, Entropy) else self.rho
+        rho_u = (
+            self.xp.maximum(self.rho, 1e-300)
+            if isinstance(self.energy.internal, Entropy)
+            else self.rho
+        )
         V = self.V_ufl if self.V_ufl is not None else 0.0
-        energy = (self.energy.diffusivity * self.energy.internal.U(rho_u, self.xp)
-                  + V * self.rho)
+        energy = self.energy.diffusivity * self.energy.internal.U(rho_u, self.xp) + V * self.rho
         self._forms = {
             "mass": dolfinx.fem.form(self.rho * self.dx_lumped),
             "energy": dolfinx.fem.form(energy * self.dx_lumped),
@@ -114,10 +121,12 @@ class FEFlowSolver:
         if self.exact is None:
             return
         cell = self.mesh.topology.cell_type.name
-        points, weights = basix.make_quadrature(getattr(basix.CellType, cell),
-                                                ERROR_QUADRATURE_DEGREE)
-        cells = np.arange(self.mesh.topology.index_map(self.mesh.topology.dim).size_local,
-                          dtype=np.int32)
+        points, weights = basix.make_quadrature(
+            getattr(basix.CellType, cell), ERROR_QUADRATURE_DEGREE
+        )
+        cells = np.arange(
+            self.mesh.topology.index_map(self.mesh.topology.dim).size_local, dtype=np.int32
+        )
         x_expr = dolfinx.fem.Expression(self.x, points)
         jac_expr = dolfinx.fem.Expression(abs(ufl.JacobianDeterminant(self.mesh)), points)
         self._q_cells = cells
@@ -128,8 +137,7 @@ class FEFlowSolver:
     # -- numbers ---------------------------------------------------------------------------
     def integrate(self, integrand: ufl.Form | dolfinx.fem.Form) -> float:
         """Global value of a scalar form."""
-        form = integrand if isinstance(integrand, dolfinx.fem.Form) else dolfinx.fem.form(
-            integrand)
+        form = integrand if isinstance(integrand, dolfinx.fem.Form) else dolfinx.fem.form(integrand)
         return self.comm.allreduce(dolfinx.fem.assemble_scalar(form), op=MPI.SUM)
 
     def errors(self, t: float) -> dict[str, float]:
@@ -138,10 +146,14 @@ class FEFlowSolver:
             return {}
         rho_q = self._q_rho.eval(self.mesh, self._q_cells).ravel()
         exact_q = self.exact(t, self._q_x)
-        sums = np.array([np.sum(np.abs(rho_q - exact_q) * self._q_w),
-                         np.sum((rho_q - exact_q) ** 2 * self._q_w),
-                         np.sum(np.abs(exact_q) * self._q_w),
-                         np.sum(exact_q**2 * self._q_w)])
+        sums = np.array(
+            [
+                np.sum(np.abs(rho_q - exact_q) * self._q_w),
+                np.sum((rho_q - exact_q) ** 2 * self._q_w),
+                np.sum(np.abs(exact_q) * self._q_w),
+                np.sum(exact_q**2 * self._q_w),
+            ]
+        )
         self.comm.Allreduce(MPI.IN_PLACE, sums, op=MPI.SUM)
         return {"l1_error": sums[0] / sums[2], "l2_error": float(np.sqrt(sums[1] / sums[3]))}
 

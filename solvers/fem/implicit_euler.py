@@ -13,7 +13,8 @@ energy F_h(ρ) = Σ_i m_i (D·U(ρ_i) + V_i ρ_i), so testing with v = μ and co
 
     F_h(ρ^{n+1}) + τ Σ_K |K| mean(ρ) |∇μ|² ≤ F_h(ρ^n):
 
-the discrete energy decays at every step, for any τ.  Mass is conserved exactly (v = 1).  How ρ → 0 is handled:
+the discrete energy decays at every step, for any τ.  Mass is conserved exactly
+(v = 1).  How ρ → 0 is handled:
 
 * entropy: ρ∇μ = D e^{-V/D} ∇g with the Slotboom variable g = ρ e^{V/D}, so the step
   is *linear* in g: Σ m_i (ρ_i - ρ_i^n)/τ v_i + Σ_K |K| mean(D e^{-V/D}) ∇g·∇v = 0.
@@ -33,17 +34,17 @@ or ``-fem_implicit_ksp_type gmres -fem_implicit_pc_type gamg``.
 
 from __future__ import annotations
 
+import dolfinx_solver  # noqa: F401 - must precede dolfinx
+
 from typing import Any
 
-import numpy as np
-from mpi4py import MPI
-from petsc4py import PETSc
-
-import dolfinx_solver  # noqa: F401, I001 - must precede dolfinx
 import basix.ufl
 import dolfinx.fem
 import dolfinx.fem.petsc
+import numpy as np
 import ufl
+from mpi4py import MPI
+from petsc4py import PETSc
 
 from cases import Case
 from solvers.energy import Entropy
@@ -72,38 +73,45 @@ class Solver(FEFlowSolver):
             self.w = dolfinx.fem.Function(self.W, name="slotboom")
             g, v = self.w, ufl.TestFunction(self.W)
             rho = g * self._weight
-            residual = ((rho - self.rho_old) / self.tau * v * dxl
-                        + D * self._weight * ufl.dot(ufl.grad(g), ufl.grad(v)) * dxl)
+            residual = (rho - self.rho_old) / self.tau * v * dxl + D * self._weight * ufl.dot(
+                ufl.grad(g), ufl.grad(v)
+            ) * dxl
         else:
             p1 = basix.ufl.element("Lagrange", self.mesh.basix_cell(), 1)
             self.W = dolfinx.fem.functionspace(self.mesh, basix.ufl.mixed_element([p1, p1]))
             self.w = dolfinx.fem.Function(self.W, name="density_potential")
             rho, mu = ufl.split(self.w)
             v, q = ufl.TestFunctions(self.W)
-            residual = ((rho - self.rho_old) / self.tau * v * dxl
-                        + self.xp.maximum(rho, 0.0) * ufl.dot(ufl.grad(mu), ufl.grad(v)) * dxl
-                        + (mu - self.energy.first_variation(rho, V, self.xp)) * q * dxl)
-        self._rho_expr = dolfinx.fem.Expression(
-            rho, self.V.element.interpolation_points)
-        set_default_options(PREFIX, {
-            **NEWTON_LU,
-            "snes_rtol": params["rtol"],
-            "snes_atol": params["atol"],
-            "snes_max_it": params["max_it"],
-        })
+            residual = (
+                (rho - self.rho_old) / self.tau * v * dxl
+                + self.xp.maximum(rho, 0.0) * ufl.dot(ufl.grad(mu), ufl.grad(v)) * dxl
+                + (mu - self.energy.first_variation(rho, V, self.xp)) * q * dxl
+            )
+        self._rho_expr = dolfinx.fem.Expression(rho, self.V.element.interpolation_points)
+        set_default_options(
+            PREFIX,
+            {
+                **NEWTON_LU,
+                "snes_rtol": params["rtol"],
+                "snes_atol": params["atol"],
+                "snes_max_it": params["max_it"],
+            },
+        )
         self.problem = dolfinx.fem.petsc.NonlinearProblem(
-            residual, self.w, petsc_options_prefix=PREFIX)
+            residual, self.w, petsc_options_prefix=PREFIX
+        )
         self.snes = self.problem.solver
         self.snes.setFromOptions()
         self._set_unknowns_from_density()
 
     def _potential_min(self) -> float:
-        """min V over the vertices (0 for V = 0)."""
+        """Min V over the vertices (0 for V = 0)."""
         if self.energy.potential is None:
             return 0.0
         x = self.mesh.geometry.x[:, : self.case.dim]
-        return self.comm.allreduce(float(self.energy.potential.value(x).min(initial=np.inf)),
-                                   op=MPI.MIN)
+        return self.comm.allreduce(
+            float(self.energy.potential.value(x).min(initial=np.inf)), op=MPI.MIN
+        )
 
     def _set_unknowns_from_density(self) -> None:
         """Nodal g = ρ e^{V/D}, or (ρ, μ = D·U'(ρ) + V), from ``self.rho``."""
@@ -131,8 +139,10 @@ class Solver(FEFlowSolver):
         reason = self.snes.getConvergedReason()
         if reason <= 0 or not np.all(np.isfinite(self.w.x.array)):
             self.w.x.array[:] = saved
-            raise SolverError(f"SNES did not converge (reason {_reason_name(reason)}, "
-                              f"{self.snes.getIterationNumber()} iterations)")
+            raise SolverError(
+                f"SNES did not converge (reason {_reason_name(reason)}, "
+                f"{self.snes.getIterationNumber()} iterations)"
+            )
         self.rho.interpolate(self._rho_expr)
         self.rho.x.scatter_forward()
         return self.snes.getIterationNumber()

@@ -1,0 +1,67 @@
+"""Run under ``mpiexec -n 2 python -m mpi4py -m pytest -m mpi``: the same case on 2 ranks
+and on 1 rank (COMM_SELF on rank 0, in the same run) gives the same numbers."""
+
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+from tests.conftest import read, run_case
+
+pytestmark = pytest.mark.mpi
+
+COMPARED = [
+    "time",
+    "diagnostics/energy",
+    "diagnostics/mass",
+    "diagnostics/second_moment",
+    "diagnostics/l1_error",
+    "diagnostics/l2_error",
+    "diagnostics/min_density",
+    "diagnostics/iterations",
+    "snapshots/time",
+    "snapshots/density",
+    "checkpoint/density",
+]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "fokker_planck_ou_2d",
+        "porous_medium_2d",
+        "nonlinear_fokker_planck_1d",
+        "nonlinear_fokker_planck_2d",
+    ],
+)
+def test_one_and_two_ranks_agree(case, shared_tmp):
+    comm = MPI.COMM_WORLD
+    assert comm.size == 2, "run this file under mpiexec -n 2"
+    world = run_case(case, [], shared_tmp / "world", comm=comm)
+    if comm.rank == 0:
+        single = run_case(case, [], shared_tmp / "self", comm=MPI.COMM_SELF)
+        a, b = read(world.path), read(single.path)
+        assert a["attrs"]["mpi_size"] == 2 and b["attrs"]["mpi_size"] == 1
+        for key in COMPARED:
+            np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-10, err_msg=key)
+    comm.Barrier()
+
+
+def test_disk_mesh_in_parallel(shared_tmp):
+    """A gmsh disk, built on rank 0 and distributed: mass, energy decay, Gaussian error."""
+    sets = [
+        'domain.shape="disk"',
+        "domain.center=[0.0, 0.0]",
+        "domain.radius=3.0",
+        "domain.h=0.15",
+        "output.sample_cells=[40, 40]",
+    ]
+    s = run_case("heat_2d", sets, shared_tmp / "disk", comm=MPI.COMM_WORLD)
+    if MPI.COMM_WORLD.rank == 0:
+        r = read(s.path)
+        assert abs(r["diagnostics/mass"][-1] - 1.0) < 1e-10
+        assert np.all(np.diff(r["diagnostics/energy"]) <= 1e-12)
+        assert r["diagnostics/l1_error"][-1] < 0.05
+        # Sample points outside the disk (the bounding box corners) read zero.
+        pts = r["samples/points"]
+        outside = np.hypot(pts[:, 0], pts[:, 1]) > 3.0 + 1e-9
+        assert outside.any() and np.all(r["snapshots/density"][:, outside] == 0.0)
