@@ -29,6 +29,7 @@ def test_resume_continues_to_the_straight_answer(tmp_path):
     np.testing.assert_allclose(t2, t1, rtol=0, atol=1e-14)
     for key in d1:
         np.testing.assert_allclose(d2[key], d1[key], rtol=1e-12, atol=1e-14, err_msg=key)
+    assert read(resumed.path)["diagnostics/wall_time"][-1] > 0.0
 
 
 def test_sigkill_leaves_a_readable_file_and_resume_finishes(tmp_path):
@@ -78,3 +79,8 @@ def test_sigkill_leaves_a_readable_file_and_resume_finishes(tmp_path):
     np.testing.assert_allclose(np.diff(t), 0.001, rtol=1e-9)
     assert np.all(np.diff(d["diagnostics/energy"]) <= 1e-12)
     assert abs(d["diagnostics/mass"][-1] - 1.0) < 1e-10
+    # The ParaView file is rebuilt on resume: every snapshot, before and after the kill.
+    snaps = read(path)["snapshots/time"]
+    np.testing.assert_allclose(snaps, np.linspace(0.0, 0.1, 6), atol=1e-12)
+    with h5py.File(tmp_path / "porous_medium_2d_fem-implicit_fields.h5", "r") as f:
+        assert len(f["Function/density"]) == len(snaps)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -163,22 +164,36 @@ class ResultsFile:
             self.h5 = None
 
 
-def read_checkpoint(
-    path: Path,
-    comm: MPI.Comm,
-    config: dict,
-    solver: str,
-) -> tuple[int, float, dict[str, np.ndarray]]:
+@dataclass
+class Checkpoint:
+    """What ``--resume`` continues from.
+
+    Attributes:
+        step: Index of the last completed time level.
+        time: Its time.
+        wall_time: Wall time spent up to it.
+        state: The solver state at it.
+        snapshots: (time, state) of every earlier snapshot, to rebuild field files.
+    """
+
+    step: int
+    time: float
+    wall_time: float
+    state: dict[str, np.ndarray]
+    snapshots: list[tuple[float, dict[str, np.ndarray]]]
+
+
+def read_checkpoint(path: Path, comm: MPI.Comm, config: dict, solver: str) -> Checkpoint:
     """Check that ``path`` can be resumed with ``config`` and cut it back to its checkpoint.
 
     Returns:
-        (step, time, state) of the last checkpoint, on every rank.
+        The last checkpoint, on every rank.
 
     Raises:
         UserError: When the file is missing, not a wgf results file, from another case
             or solver, or has no checkpoint.
     """
-    payload: tuple | str | None = None
+    payload: Checkpoint | str | None = None
     if comm.rank == 0:
         try:
             payload = _cut_back(path, config, solver)
@@ -190,7 +205,7 @@ def read_checkpoint(
     return payload
 
 
-def _cut_back(path: Path, config: dict, solver: str) -> tuple[int, float, dict]:
+def _cut_back(path: Path, config: dict, solver: str) -> Checkpoint:
     if not path.is_file():
         raise UserError(f"--resume: no results file '{path}' to resume")
     try:
@@ -216,8 +231,15 @@ def _cut_back(path: Path, config: dict, solver: str) -> tuple[int, float, dict]:
         step, t = int(ck.attrs["step"]), float(ck.attrs["time"])
         state = {name: ck[name][()] for name in ck}
         _truncate(f, step + 1, t)
+        wall = f["diagnostics/wall_time"]
+        snaps = f["snapshots"]
+        stored = snaps.get("state", {})
+        snapshots = [
+            (float(ts), {name: stored[name][i] for name in stored})
+            for i, ts in enumerate(snaps["time"][()])
+        ]
         f.attrs["config"] = json.dumps(config)
-        return step, t, state
+        return Checkpoint(step, t, float(wall[-1]) if len(wall) else 0.0, state, snapshots)
 
 
 def _truncate(f: h5py.File, levels: int, t: float) -> None:
@@ -226,7 +248,12 @@ def _truncate(f: h5py.File, levels: int, t: float) -> None:
     for ds in f["diagnostics"].values():
         ds.resize(min(ds.shape[0], levels), axis=0)
     keep = int(np.sum(f["snapshots/time"][()] <= t * (1 + 1e-12) + 1e-300))
-    for ds in f["snapshots"].values():
-        ds.resize(keep, axis=0)
-    if "particles/positions" in f:
-        f["particles/positions"].resize(keep, axis=0)
+    per_snapshot = [f["snapshots"], f.get("particles", {})]
+
+    def cut(_name: str, obj: h5py.HLObject) -> None:
+        if isinstance(obj, h5py.Dataset) and obj.maxshape[0] is None:
+            obj.resize(min(obj.shape[0], keep), axis=0)
+
+    for group in per_snapshot:
+        if isinstance(group, h5py.Group):
+            group.visititems(cut)

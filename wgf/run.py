@@ -85,10 +85,11 @@ def run_flow(solver, case: Case, out_dir: Path, resume: bool = False) -> RunSumm
     points = case.sample_points(lower, upper)
     solver.prepare_sampling(points)
 
-    step, t = 0, 0.0
+    step, t, wall0 = 0, 0.0, 0.0
+    checkpoint = None
     if resume:
-        step, t, state = read_checkpoint(path, comm, case.config, solver.name)
-        solver.set_state(state)
+        checkpoint = read_checkpoint(path, comm, case.config, solver.name)
+        step, t, wall0 = checkpoint.step, checkpoint.time, checkpoint.wall_time
     if comm.rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
     comm.Barrier()
@@ -100,32 +101,40 @@ def run_flow(solver, case: Case, out_dir: Path, resume: bool = False) -> RunSumm
     fields = solver.open_fields(out_dir / f"{stem}_fields.xdmf")
     if fields is not None:
         results.set_fields(fields)
+    if checkpoint is not None:
+        # Rebuild the field file from the stored snapshot states, then continue.
+        for ts, snap_state in checkpoint.snapshots:
+            solver.set_state(snap_state)
+            solver.write_fields(ts)
+        solver.set_state(checkpoint.state)
     snapshot_times = np.linspace(0.0, t_end, case.section("output")["snapshots"])
     if len(snapshot_times) == 1:
         snapshot_times = np.array([t_end])
     eps = 1e-9 * t_end
     next_snap = int(np.searchsorted(snapshot_times, t + eps, side="right")) if resume else 0
     start = time.perf_counter()
-    wall0 = 0.0
 
-    def record(t: float, iterations: int) -> dict[str, float]:
+    def record(step: int, t: float, tau: float, iterations: int) -> dict[str, float]:
+        """Diagnostics, snapshot if one is due, then the checkpoint (flushes the file)."""
         nonlocal next_snap
         diag = solver.diagnostics(t)
         diag["iterations"] = float(iterations)
         diag["wall_time"] = wall0 + time.perf_counter() - start
         results.append_step(t, diag)
+        state = solver.state()
         if next_snap < len(snapshot_times) and t >= snapshot_times[next_snap] - eps:
-            results.append_snapshot(t, solver.sample())
+            extra = {f"snapshots/state/{name}": value for name, value in state.items()}
+            results.append_snapshot(t, solver.sample(), extra)
             solver.write_fields(t)
             while next_snap < len(snapshot_times) and t >= snapshot_times[next_snap] - eps:
                 next_snap += 1
+        results.write_checkpoint(step, t, tau, state)
         return diag
 
     try:
         prev = None
         if not resume:
-            prev = record(0.0, 0)
-            results.write_checkpoint(0, 0.0, tau, solver.state())
+            prev = record(0, 0.0, tau, 0)
             summary.mass0 = prev["mass"]
         n, dt = _time_levels(t, t_end, tau)
         if not math.isclose(dt, tau, rel_tol=1e-9):
@@ -141,8 +150,7 @@ def run_flow(solver, case: Case, out_dir: Path, resume: bool = False) -> RunSumm
                     f"with --resume --set time.tau=<smaller τ>"
                 ) from None
             step, t = step + 1, t + dt if k < n else t_end
-            diag = record(t, its)
-            results.write_checkpoint(step, t, dt, solver.state())
+            diag = record(step, t, dt, its)
             summary.iterations.append(its)
             if prev is not None and diag["energy"] > prev["energy"] + 1e-12 * abs(prev["energy"]):
                 summary.energy_increases += 1
