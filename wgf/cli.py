@@ -160,6 +160,17 @@ def _solvers() -> int:
     return 0
 
 
+def _supports(info, case, comm) -> bool:
+    """Whether a solver runs ``case``; for ``--solver all``, say why one is skipped."""
+    try:
+        info.load().check_case(case)
+    except UserError as err:
+        if comm.rank == 0:
+            print(f"skipping {info.name}: {err}", flush=True)
+        return False
+    return True
+
+
 def _run(args: argparse.Namespace) -> int:
     from mpi4py import MPI
 
@@ -171,9 +182,9 @@ def _run(args: argparse.Namespace) -> int:
     comm = MPI.COMM_WORLD
     case = load_case(args.case, args.overrides, solver_tables())
     names = args.solver or ["all"]
+    infos = [get_solver(n) for n in dict.fromkeys(names) if n != "all"]
     if "all" in names:
-        names = list(SOLVERS)
-    infos = [get_solver(n) for n in dict.fromkeys(names)]
+        infos = [info for info in SOLVERS.values() if _supports(info, case, comm)]
     # Build every solver before running any: bad input fails before any file is written.
     solvers = [info.load()(case, comm, case.solver_params(info.name)) for info in infos]
     summaries = []

@@ -148,8 +148,8 @@ class ResultsFile:
         group.attrs.update({"step": step, "time": t, "tau": tau})
         self.h5.flush()
 
-    def write_scalar(self, name: str, value: float, **attrs: object) -> None:
-        """Write a scalar dataset (e.g. ``/ot/w2``) with attributes."""
+    def write_array(self, name: str, value: np.ndarray | float, **attrs: object) -> None:
+        """Write (or replace) a whole dataset, e.g. ``/particles/weights`` or ``/ot/w2``."""
         if not self.root:
             return
         if name in self.h5:

@@ -18,6 +18,7 @@ import numpy as np
 from mpi4py import MPI
 
 from cases import Case
+from solvers.base import FlowSolver
 from wgf.errors import SolverError
 from wgf.results import ResultsFile, read_checkpoint
 
@@ -51,7 +52,7 @@ def _time_levels(t: float, t_end: float, tau: float) -> tuple[int, float]:
     return n, (t_end - t) / n
 
 
-def _advance(solver, tau: float, halvings: int = HALVINGS) -> int:
+def _advance(solver: FlowSolver, tau: float, halvings: int = HALVINGS) -> int:
     """Take a step of size τ, retrying as two half steps (recursively) on failure."""
     try:
         return solver.step(tau)
@@ -62,11 +63,11 @@ def _advance(solver, tau: float, halvings: int = HALVINGS) -> int:
         return _advance(solver, tau / 2, halvings - 1) + _advance(solver, tau / 2, halvings - 1)
 
 
-def run_flow(solver, case: Case, out_dir: Path, resume: bool = False) -> RunSummary:
+def run_flow(solver: FlowSolver, case: Case, out_dir: Path, resume: bool = False) -> RunSummary:
     """Run a constructed gradient-flow solver from 0 (or its checkpoint) to ``t_end``.
 
     Args:
-        solver: A solver object (see :class:`solvers.fem.base.FEFlowSolver`).
+        solver: The constructed solver.
         case: The validated case.
         out_dir: Where ``<case>_<solver>.h5`` and the field files go.
         resume: Continue from the checkpoint of an existing results file.
@@ -96,6 +97,9 @@ def run_flow(solver, case: Case, out_dir: Path, resume: bool = False) -> RunSumm
     results = ResultsFile(
         path, comm, case.name, solver.name, case.dim, case.config, points, resume=resume
     )
+    if checkpoint is None:
+        for name, value in solver.static_arrays().items():
+            results.write_array(name, value)
     summary = RunSummary(solver.name, path, steps=step, t=t)
     # The XDMF file keeps its heavy data in <name>.h5: the name must differ from ours.
     fields = solver.open_fields(out_dir / f"{stem}_fields.xdmf")
@@ -124,6 +128,7 @@ def run_flow(solver, case: Case, out_dir: Path, resume: bool = False) -> RunSumm
         state = solver.state()
         if next_snap < len(snapshot_times) and t >= snapshot_times[next_snap] - eps:
             extra = {f"snapshots/state/{name}": value for name, value in state.items()}
+            extra.update(solver.snapshot_arrays())
             results.append_snapshot(t, solver.sample(), extra)
             solver.write_fields(t)
             while next_snap < len(snapshot_times) and t >= snapshot_times[next_snap] - eps:

@@ -34,13 +34,14 @@ from mpi4py import MPI
 
 from cases import Case
 from meshes import bounding_box, build_mesh
+from solvers.base import FlowSolver
 from solvers.energy import Energy, Entropy, ufl_namespace
 from wgf.errors import UserError
 
 ERROR_QUADRATURE_DEGREE = 6
 
 
-class FEFlowSolver:
+class FEFlowSolver(FlowSolver):
     """Base class: a P1 density on a distributed mesh, with diagnostics and I/O.
 
     Subclasses implement :meth:`step`.
@@ -54,7 +55,7 @@ class FEFlowSolver:
     name = "fem"
 
     def __init__(self, case: Case, comm: MPI.Comm, params: dict[str, Any]) -> None:
-        self.case, self.comm, self.params = case, comm, params
+        super().__init__(case, comm, params)
         self.energy = Energy.from_case(case)
         self.mesh = build_mesh(case.section("domain"), comm)
         if self.mesh.geometry.dim != case.dim:
@@ -254,10 +255,3 @@ class FEFlowSolver:
         if self._fields is not None:
             self._fields.close()
             self._fields = None
-
-    def step(self, tau: float) -> int:
-        """Advance by τ; return the inner iteration count.
-
-        On failure raise :class:`~wgf.errors.SolverError` and leave the state unchanged.
-        """
-        raise NotImplementedError

@@ -1,0 +1,90 @@
+"""The interface every gradient-flow solver offers to the time loop (:mod:`wgf.run`).
+
+A solver is built from a validated case, advances by ``step(τ)`` and answers questions
+about its current state; the driver does the clock, the results file and resuming.
+Methods marked optional here have a do-nothing default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mpi4py import MPI
+
+from cases import Case
+
+
+class FlowSolver:
+    """Base class of all solvers of ∂_t ρ = div(ρ∇δF/δρ).
+
+    Args:
+        case: The validated case.
+        comm: The communicator of the run.
+        params: The solver's ``[solver.<name>]`` table, defaults filled in.
+    """
+
+    name = "solver"
+
+    def __init__(self, case: Case, comm: MPI.Comm, params: dict[str, Any]) -> None:
+        self.check_case(case)
+        self.case, self.comm, self.params = case, comm, params
+
+    @classmethod
+    def check_case(cls, case: Case) -> None:
+        """Raise :class:`~wgf.errors.UserError` if this solver cannot run ``case``.
+
+        Called without building anything, so ``--solver all`` can skip such solvers.
+        """
+
+    # -- required --------------------------------------------------------------------------
+    def step(self, tau: float) -> int:
+        """Advance by τ and return the inner iteration count.
+
+        On failure raise :class:`~wgf.errors.SolverError` and leave the state unchanged.
+        """
+        raise NotImplementedError
+
+    def diagnostics(self, t: float) -> dict[str, float]:
+        """Per-step diagnostics at time t (DESIGN §6), identical on every rank."""
+        raise NotImplementedError
+
+    def bounding_box(self) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper corners of the domain (for the sample grid)."""
+        raise NotImplementedError
+
+    def prepare_sampling(self, points: np.ndarray) -> None:
+        """Get ready to evaluate the density at ``points`` (n, dim), called once."""
+        raise NotImplementedError
+
+    def sample(self) -> np.ndarray | None:
+        """The density at the sample points, on rank 0 (None elsewhere)."""
+        raise NotImplementedError
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Everything needed to continue, as global arrays on rank 0 ({} elsewhere)."""
+        raise NotImplementedError
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore a state written by :meth:`state`; ``state`` is given on every rank."""
+        raise NotImplementedError
+
+    # -- optional --------------------------------------------------------------------------
+    def static_arrays(self) -> dict[str, np.ndarray]:
+        """Datasets written once into a new results file (e.g. ``particles/weights``)."""
+        return {}
+
+    def snapshot_arrays(self) -> dict[str, np.ndarray]:
+        """Datasets appended at each snapshot (e.g. ``particles/positions``), rank 0."""
+        return {}
+
+    def open_fields(self, path: Path) -> str | None:
+        """Start a ParaView time series at ``path``; return its file name, or None."""
+        return None
+
+    def write_fields(self, t: float) -> None:
+        """Append the current state at time t to the ParaView series."""
+
+    def close(self) -> None:
+        """Close any open files."""
