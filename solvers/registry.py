@@ -51,6 +51,26 @@ SOLVERS: dict[str, SolverInfo] = {
                 "max_it": Key("int", 100, help="SNES maximum Newton iterations"),
             },
         ),
+        SolverInfo(
+            "fem-jko",
+            "solvers.fem.jko",
+            "JKO with the one-step Benamou–Brenier cost, P1 mixed (ρ, ϕ), damped Newton",
+            "entropy, power (log barrier); quadratic V; 1-D/2-D/3-D; box, disk, file",
+            {
+                "inner": Key("str", "newton", choices=("newton", "alg2"), help="inner solver"),
+                "rtol": Key("float", 1e-10, help="Newton relative tolerance (residual norm)"),
+                "atol": Key("float", 1e-11, help="Newton absolute tolerance (residual norm)"),
+                "max_it": Key("int", 50, help="Newton maximum iterations"),
+                "monitor": Key("bool", False, help="print the Newton residuals (rank 0)"),
+                "upwind_smoothing": Key(
+                    "float", 1e-6, help="width δ in ϕ of the smoothed upwind switch"
+                ),
+                "floor": Key(
+                    "float", 1e-10, help="initial density floor, relative to its maximum"
+                ),
+                "barrier": Key("float", 1e-8, help="power law: log-barrier weight / mean density"),
+            },
+        ),
     ]
 }
 
