@@ -70,9 +70,11 @@ def test_compare_refuses_bad_inputs(tmp_path):
     bogus = tmp_path / "bogus.h5"
     with h5py.File(bogus, "w") as f:
         f.attrs["schema"] = "something-else/9"
-    for args, message in [((str(a), str(b)), "different cases"),
-                          ((str(a), str(bogus)), "is not a wgf-results/1"),
-                          ((str(a), str(tmp_path / "nope.h5")), "does not exist")]:
+    for args, message in [
+        ((str(a), str(b)), "different cases"),
+        ((str(a), str(bogus)), "is not a wgf-results/1"),
+        ((str(a), str(tmp_path / "nope.h5")), "does not exist"),
+    ]:
         proc = wgf("compare", *args, "--out", str(tmp_path / "c"))
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
@@ -80,23 +82,56 @@ def test_compare_refuses_bad_inputs(tmp_path):
 
 
 def test_converge_prints_eoc_and_enforces_the_expected_order(tmp_path):
-    ok = wgf("converge", "porous_medium_1d", "--refine", "tau", "--levels", "3",
-             "--set", "domain.cells=[1000]", "--set", "time.tau=0.01",
-             "--expect-order", "1+-0.15", "--out", str(tmp_path / "ok"))
+    ok = wgf(
+        "converge",
+        "porous_medium_1d",
+        "--refine",
+        "tau",
+        "--levels",
+        "3",
+        "--set",
+        "domain.cells=[1000]",
+        "--set",
+        "time.tau=0.01",
+        "--expect-order",
+        "1+-0.15",
+        "--out",
+        str(tmp_path / "ok"),
+    )
     assert ok.returncode == 0, ok.stderr
     assert "fitted order" in ok.stdout
     with h5py.File(tmp_path / "ok" / "eoc.h5") as f:
         assert f["error/L1"].attrs["fitted_order"] == pytest.approx(1.0, abs=0.15)
     assert (tmp_path / "ok" / "eoc.png").is_file()
-    bad = wgf("converge", "porous_medium_1d", "--refine", "tau", "--levels", "2",
-              "--expect-order", "3+-0.1", "--out", str(tmp_path / "bad"))
+    bad = wgf(
+        "converge",
+        "porous_medium_1d",
+        "--refine",
+        "tau",
+        "--levels",
+        "2",
+        "--expect-order",
+        "3+-0.1",
+        "--out",
+        str(tmp_path / "bad"),
+    )
     assert bad.returncode == 4 and "outside" in bad.stderr
 
 
 def test_sweep_on_two_ranks_resumes_and_records_failures(tmp_path):
     out = tmp_path / "sw"
-    args = ["sweep", "porous_medium_1d", "--grid", "time.tau=0.01,0.005",
-            "--grid", "energy.m=2,0.5", "--ranks-per-run", "1", "--out", str(out)]
+    args = [
+        "sweep",
+        "porous_medium_1d",
+        "--grid",
+        "time.tau=0.01,0.005",
+        "--grid",
+        "energy.m=2,0.5",
+        "--ranks-per-run",
+        "1",
+        "--out",
+        str(out),
+    ]
     first = wgf(*args, ranks=2)
     assert first.returncode == 0, first.stderr
     status = {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/status.json")}
@@ -111,12 +146,15 @@ def test_sweep_on_two_ranks_resumes_and_records_failures(tmp_path):
     assert (out / "summary.csv").read_text() == summary
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--grid", "time.dt=0.1,0.2"], "unknown case key"),
-    (["--grid", "time.tau="], "empty"),
-    ([], "at least one --grid"),
-    (["--grid", "time.tau=0.1", "--ranks-per-run", "3"], "does not divide"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--grid", "time.dt=0.1,0.2"], "unknown case key"),
+        (["--grid", "time.tau="], "empty"),
+        ([], "at least one --grid"),
+        (["--grid", "time.tau=0.1", "--ranks-per-run", "3"], "does not divide"),
+    ],
+)
 def test_sweep_bad_input(args, message, tmp_path):
     proc = wgf("sweep", "heat_1d", *args, "--out", str(tmp_path / "s"), ranks=2)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr

@@ -116,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("runs", nargs="+", metavar="RUN.h5", help="results files")
     cmp_.add_argument("--out", type=Path, default=Path("out/compare"), metavar="DIR")
     cmp_.add_argument("--force", action="store_true", help="compare runs of different cases")
+    cmp_.add_argument(
+        "--paraview",
+        action="store_true",
+        help="also write compare_paraview.py: the runs side by side in ParaView "
+        "(run it with pvbatch to render compare_paraview.png)",
+    )
 
     conv = sub.add_parser(
         "converge",
@@ -270,6 +276,11 @@ def _compare(args: argparse.Namespace) -> int:
     print(final_table(result))
     for path in write_outputs(result, args.out):
         print(f"wrote {path}")
+    if args.paraview:
+        from postprocess.paraview import write_script
+
+        labels = [f"{r.solver}[{i}]" for i, r in enumerate(result.runs)]
+        print(f"wrote {write_script([r.path for r in result.runs], labels, args.out)}")
     return 0
 
 
