@@ -4,10 +4,12 @@ How W2 is computed (``w2``):
 
 * in 1-D, exactly, as the L2 distance of the two quantile functions (``w2_quantile_1d``);
 * otherwise with the exact network-simplex solver ``ot.emd2`` while n·m ≤ ``EXACT_SIZE``
-  (the cost matrix then takes ≤ 128 MB);
-* above that, with the debiased Sinkhorn divergence
-  S_ε(a, b) = OT_ε(a, b) - ½OT_ε(a, a) - ½OT_ε(b, b), ε = ``SINKHORN_EPS`` × diam², on the
-  clouds binned to at most ``MAX_POINTS`` points each (the method string says so).
+  (4000 × 4000 points: the cost matrix takes 128 MB, emd 2.7 s here);
+* above that, the clouds are first binned onto a uniform grid of at most ``MAX_POINTS``
+  cells (mass at the cell barycentres) and ``ot.emd2`` solves the binned problem; the
+  method string says so.  Binning moves mass by at most a bin diameter, which bounds the
+  error.  We measured POT's debiased-Sinkhorn ingredients slower than emd at these sizes
+  (``sinkhorn2``: 10 s for 4000², the log-domain variant 70 s for 1000²), so emd it is.
 
 An FE density enters as the weighted cloud of its sample-grid midpoints with weights
 ρ·|cell|; a particle run as its particles and weights.  Both clouds are normalised to unit
@@ -21,7 +23,6 @@ import ot
 
 EXACT_SIZE = 16_000_000
 MAX_POINTS = 4000
-SINKHORN_EPS = 1e-3
 #: Points whose weight is below this fraction of the total are dropped.
 NEGLIGIBLE = 1e-14
 
@@ -76,12 +77,6 @@ def w2(x: np.ndarray, a: np.ndarray, y: np.ndarray, b: np.ndarray) -> tuple[floa
         return float(np.sqrt(max(ot.emd2(a, b, cost, numItermax=10_000_000), 0.0))), "emd"
     xb, ab = _bin(x, a, MAX_POINTS)
     yb, bb = _bin(y, b, MAX_POINTS)
-    span = np.vstack([xb, yb])
-    eps = SINKHORN_EPS * float(np.sum((span.max(axis=0) - span.min(axis=0)) ** 2))
-
-    def ot_eps(p: np.ndarray, u: np.ndarray, q: np.ndarray, v: np.ndarray) -> float:
-        cost = ot.dist(p, q, metric="sqeuclidean")
-        return float(ot.sinkhorn2(u, v, cost, eps, method="sinkhorn_log", numItermax=5000))
-
-    div = ot_eps(xb, ab, yb, bb) - 0.5 * ot_eps(xb, ab, xb, ab) - 0.5 * ot_eps(yb, bb, yb, bb)
-    return float(np.sqrt(max(div, 0.0))), f"sinkhorn(eps={eps:.2e}, binned {MAX_POINTS})"
+    cost = ot.dist(xb, yb, metric="sqeuclidean")
+    value = float(np.sqrt(max(ot.emd2(ab, bb, cost, numItermax=10_000_000), 0.0)))
+    return value, f"emd (binned to <= {MAX_POINTS} points)"
