@@ -23,6 +23,7 @@ from mpi4py import MPI
 from cases import load_case
 from cases.case import parse_override
 from cases.schema import SCHEMA, key_at
+from postprocess.results import read_results
 from solvers import solver_tables
 from wgf.errors import SolverError, UserError
 from wgf.run import run_case
@@ -102,15 +103,18 @@ def _run_point(
             summary = run_case(case, solver, comm, out, resume=False)  # unusable leftovers
     except (UserError, SolverError) as err:
         return {**record, "status": "failed", "message": str(err)}
-    d = summary.diagnostics
+    if comm.rank != 0:
+        return record
+    # From the file, not the summary: a resumed run's summary covers only its new steps.
+    diag = read_results(summary.path).diagnostics
     return {
         **record,
         "status": "done",
-        "l1_error": d.get("l1_error", float("nan")),
-        "energy": d.get("energy"),
-        "wall_time": d.get("wall_time"),
+        "l1_error": float(diag["l1_error"][-1]) if "l1_error" in diag else float("nan"),
+        "energy": float(diag["energy"][-1]),
+        "wall_time": float(diag["wall_time"][-1]),
         "steps": summary.steps,
-        "iterations_mean": float(np.mean(summary.iterations)) if summary.iterations else 0.0,
+        "iterations_mean": float(np.mean(diag["iterations"][1:])),
     }
 
 
