@@ -3,19 +3,34 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from cases.case import Case
 from wgf.errors import UserError
 from wgf.results import SCHEMA
 
 
 @dataclass
 class Results:
-    """The contents of one results file."""
+    """The contents of one results file.
+
+    Attributes:
+        path: The file.
+        attrs: Root attributes (``case``, ``solver``, ``dim``, ``mpi_size``, ...).
+        config: The resolved case it ran.
+        time: Every time level.
+        diagnostics: ``/diagnostics/<name>`` series.
+        snapshot_time: Snapshot times.
+        snapshot_density: Density on the sample grid at each snapshot, (n_snap, n_samples).
+        sample_points: The sample grid, (n_samples, dim).
+        positions: Particle positions at each snapshot, (n_snap, N, dim), or None (FE).
+        weights: Particle weights, (N,), or None.
+    """
 
     path: Path
     attrs: dict
@@ -25,14 +40,57 @@ class Results:
     snapshot_time: np.ndarray
     snapshot_density: np.ndarray
     sample_points: np.ndarray
+    positions: np.ndarray | None = None
+    weights: np.ndarray | None = None
+
+    @property
+    def solver(self) -> str:
+        """The solver that wrote the file."""
+        return str(self.attrs["solver"])
+
+    @property
+    def case_name(self) -> str:
+        """The case it ran."""
+        return str(self.attrs["case"])
+
+    @property
+    def dim(self) -> int:
+        """Spatial dimension."""
+        return int(self.attrs["dim"])
+
+    def case(self) -> Case:
+        """The case, rebuilt from the stored configuration."""
+        return Case(config=self.config, path=self.path, dim=self.dim)
+
+    def exact(self) -> Callable[[float, np.ndarray], np.ndarray] | None:
+        """The closed-form solution ρ(t, x) of the case, or None."""
+        return self.case().exact_solution()
+
+    def sample_cell_volume(self) -> float:
+        """Volume of one cell of the sample grid (the points are its midpoints)."""
+        pts = self.sample_points
+        spacing = [
+            np.diff(np.unique(pts[:, k]))[0] if len(np.unique(pts[:, k])) > 1 else 1.0
+            for k in range(pts.shape[1])
+        ]
+        return float(np.prod(spacing))
+
+    def snapshot_index(self, t: float) -> int:
+        """Index of the snapshot at time t (within round-off)."""
+        hits = np.flatnonzero(np.isclose(self.snapshot_time, t, rtol=1e-9, atol=1e-12))
+        if not len(hits):
+            raise UserError(f"'{self.path}' has no snapshot at t = {t}")
+        return int(hits[0])
 
 
 def read_results(path: str | Path) -> Results:
     """Read a results file; raise :class:`UserError` if it is not a wgf results file."""
     path = Path(path)
+    if not path.is_file():
+        raise UserError(f"'{path}' does not exist")
     try:
         f = h5py.File(path, "r")
-    except (OSError, FileNotFoundError) as err:
+    except OSError as err:
         raise UserError(f"'{path}' is not a readable HDF5 file: {err}") from None
     with f:
         if f.attrs.get("schema") != SCHEMA:
@@ -40,6 +98,7 @@ def read_results(path: str | Path) -> Results:
                 f"'{path}' is not a {SCHEMA} results file (schema {f.attrs.get('schema')!r})"
             )
         n = f["time"].shape[0]
+        has_particles = "particles/positions" in f
         return Results(
             path=path,
             attrs={k: v for k, v in f.attrs.items() if k != "config"},
@@ -49,4 +108,6 @@ def read_results(path: str | Path) -> Results:
             snapshot_time=f["snapshots/time"][()],
             snapshot_density=f["snapshots/density"][()],
             sample_points=f["samples/points"][()],
+            positions=f["particles/positions"][()] if has_particles else None,
+            weights=f["particles/weights"][()] if "particles/weights" in f else None,
         )

@@ -18,7 +18,8 @@ from wgf.errors import SolverError, UserError
 
 EPILOG = """\
 exit status: 0 success; 2 bad input (case file, option, mesh, --resume file);
-3 a solver did not converge (completed steps are kept; continue with --resume).
+3 a solver did not converge (completed steps are kept; continue with --resume);
+4 `wgf converge --expect-order` was not met.
 
 PETSc options go after the wgf options, with the solver's prefix, e.g.
   wgf run heat_2d -fem_implicit_snes_monitor -fem_implicit_ksp_type cg -fem_implicit_pc_type gamg
@@ -105,6 +106,73 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="continue an interrupted run from its results file"
     )
 
+    cmp_ = sub.add_parser(
+        "compare",
+        help="compare runs of one case: errors, W2, energy curves",
+        description="Compare results files of one case (any solvers) at their common "
+        "snapshot times: errors against the closed form, L1/L2 and W2 between "
+        "runs; writes compare.csv, compare.h5 and PNG figures into --out.",
+    )
+    cmp_.add_argument("runs", nargs="+", metavar="RUN.h5", help="results files")
+    cmp_.add_argument("--out", type=Path, default=Path("out/compare"), metavar="DIR")
+    cmp_.add_argument("--force", action="store_true", help="compare runs of different cases")
+    cmp_.add_argument(
+        "--paraview",
+        action="store_true",
+        help="also write compare_paraview.py: the runs side by side in ParaView "
+        "(run it with pvbatch to render compare_paraview.png)",
+    )
+
+    conv = sub.add_parser(
+        "converge",
+        help="run a refinement ladder and print the EOC table",
+        description="Refine tau, the mesh (h) or the number of particles level by level, "
+        "run each level (in parallel under mpiexec) and report the L1, L2 and "
+        "W2 errors at T with their EOC; writes eoc.csv, eoc.h5, eoc.png.",
+        epilog="exit status 4: --expect-order was given and the fitted L1 order is outside it.",
+    )
+    conv.add_argument("case", help="case file or shipped case name")
+    conv.add_argument("--refine", choices=("tau", "h", "particles"), required=True)
+    conv.add_argument("--levels", type=int, default=3, help="number of levels (default 3)")
+    conv.add_argument("--factor", type=float, default=2.0, help="refinement factor (2)")
+    conv.add_argument("--solver", default="fem-implicit", metavar="NAME")
+    conv.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides")
+    conv.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="default out/converge/<case>_<solver>_<refine>",
+    )
+    conv.add_argument(
+        "--expect-order",
+        metavar="P+-TOL",
+        help="fail (status 4) unless the fitted L1 order is in P±TOL",
+    )
+
+    swp = sub.add_parser(
+        "sweep",
+        help="run a grid of parameter values (under mpiexec)",
+        description="Run CASE at every combination of the --grid values; under "
+        "mpiexec -n P the ranks form P/K groups (K = --ranks-per-run) that share "
+        "the points.  Re-running skips finished points and resumes interrupted "
+        "ones; failed points are recorded, not fatal.",
+    )
+    swp.add_argument("case", help="case file or shipped case name")
+    swp.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="a case key and its values (repeatable)",
+    )
+    swp.add_argument("--ranks-per-run", type=int, default=1, metavar="K")
+    swp.add_argument("--solver", default="fem-implicit", metavar="NAME")
+    swp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides")
+    swp.add_argument(
+        "--out", type=Path, default=None, metavar="DIR", help="default out/sweep/<case>_<solver>"
+    )
+
     sub.add_parser("cases", help="list the shipped cases")
     sub.add_parser("solvers", help="list the solvers and what each supports")
     return parser
@@ -124,7 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         import petsc4py
 
         petsc4py.init([sys.argv[0], *petsc_args])
-        return _run(args)
+        return {"run": _run, "compare": _compare, "converge": _converge, "sweep": _sweep}[
+            args.verb
+        ](args)
     except (UserError, SolverError) as err:
         _report(err)
         return err.status
@@ -176,7 +246,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from cases import load_case
     from solvers import SOLVERS, get_solver, solver_tables
-    from wgf.run import run_flow
+    from wgf.run import build_solver, run_flow
     from wgf.summary import print_summary
 
     comm = MPI.COMM_WORLD
@@ -186,12 +256,78 @@ def _run(args: argparse.Namespace) -> int:
     if "all" in names:
         infos = [info for info in SOLVERS.values() if _supports(info, case, comm)]
     # Build every solver before running any: bad input fails before any file is written.
-    solvers = [info.load()(case, comm, case.solver_params(info.name)) for info in infos]
+    solvers = [build_solver(case, info.name, comm) for info in infos]
     summaries = []
     for solver in solvers:
         summaries.append(run_flow(solver, case, args.out, resume=args.resume))
     if comm.rank == 0:
         print_summary(case, summaries)
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from mpi4py import MPI
+
+    from postprocess.compare import compare, final_table, load_runs, write_outputs
+
+    if MPI.COMM_WORLD.rank != 0:  # post-processing is serial: rank 0 does it
+        return 0
+    result = compare(load_runs(args.runs, force=args.force))
+    print(final_table(result))
+    for path in write_outputs(result, args.out):
+        print(f"wrote {path}")
+    if args.paraview:
+        from postprocess.paraview import write_script
+
+        labels = [f"{r.solver}[{i}]" for i, r in enumerate(result.runs)]
+        print(f"wrote {write_script([r.path for r in result.runs], labels, args.out)}")
+    return 0
+
+
+def _converge(args: argparse.Namespace) -> int:
+    from mpi4py import MPI
+
+    from postprocess.eoc import parse_expectation
+    from wgf.converge import ORDER_NOT_MET, report, run_ladder
+
+    expect = None
+    if args.expect_order is not None:
+        try:
+            expect = parse_expectation(args.expect_order)
+        except ValueError as err:
+            raise UserError(f"--expect-order: {err}") from None
+    out = args.out or Path("out/converge") / f"{Path(args.case).stem}_{args.solver}_{args.refine}"
+    ladder = run_ladder(
+        args.case, args.overrides, args.refine, args.levels, args.solver, out, args.factor
+    )
+    status = 0
+    if MPI.COMM_WORLD.rank == 0:
+        print(report(ladder, out, Path(args.case).stem, args.solver))
+        print(f"wrote {out / 'eoc.csv'}, {out / 'eoc.h5'}, {out / 'eoc.png'}")
+        if expect is not None:
+            from postprocess.eoc import fitted_order
+
+            order = fitted_order(ladder.params, ladder.errors["L1"])
+            if abs(order - expect[0]) > expect[1]:
+                print(
+                    f"wgf: error: fitted L1 order {order:.3f} is outside {expect[0]}±{expect[1]}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                status = ORDER_NOT_MET
+    return MPI.COMM_WORLD.bcast(status, root=0)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from mpi4py import MPI
+
+    from wgf.sweep import sweep, table
+
+    out = args.out or Path("out/sweep") / f"{Path(args.case).stem}_{args.solver}"
+    records = sweep(args.case, args.overrides, args.grid, args.solver, out, args.ranks_per_run)
+    if MPI.COMM_WORLD.rank == 0:
+        print(table(records, args.grid))
+        print(f"wrote {out / 'summary.csv'}")
     return 0
 
 

@@ -48,6 +48,8 @@ def _progress(comm: MPI.Comm, text: str) -> None:
 
 def _time_levels(t: float, t_end: float, tau: float) -> tuple[int, float]:
     """Number of uniform steps from t to t_end with step at most τ (up to round-off)."""
+    if t_end - t <= 1e-12 * t_end:
+        return 0, tau
     n = max(1, math.ceil((t_end - t) / tau - 1e-9))
     return n, (t_end - t) / n
 
@@ -170,7 +172,7 @@ def run_flow(solver: FlowSolver, case: Case, out_dir: Path, resume: bool = False
                     + (f"  L1 err = {diag['l1_error']:.3e}" if "l1_error" in diag else ""),
                 )
         summary.steps, summary.t = step, t
-        summary.diagnostics = prev or {}
+        summary.diagnostics = prev or solver.diagnostics(t)
         summary.wall_time = time.perf_counter() - start
     finally:
         solver.close()
@@ -182,3 +184,18 @@ def run_flow(solver: FlowSolver, case: Case, out_dir: Path, resume: bool = False
         with h5py.File(path, "r") as f:
             summary.mass0 = float(f["diagnostics/mass"][0])
     return summary
+
+
+def build_solver(case: Case, name: str, comm: MPI.Comm) -> FlowSolver:
+    """Construct the registered solver ``name`` for ``case`` (input errors raise here)."""
+    from solvers import get_solver
+
+    info = get_solver(name)
+    return info.load()(case, comm, case.solver_params(info.name))
+
+
+def run_case(
+    case: Case, name: str, comm: MPI.Comm, out_dir: Path, resume: bool = False
+) -> RunSummary:
+    """Build and run one solver on a case: what ``wgf run`` does for each solver."""
+    return run_flow(build_solver(case, name, comm), case, out_dir, resume=resume)

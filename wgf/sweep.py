@@ -1,0 +1,201 @@
+"""``wgf sweep``: a parameter study over a grid of case keys, under ``mpiexec``.
+
+COMM_WORLD (P ranks) is split into P/K groups of K = ``--ranks-per-run`` ranks; group g
+runs the grid points i with i mod (P/K) = g, one after another, each on its K ranks and
+into its own directory ``OUT/<point>/``.  A point's ``status.json`` (written when it ends)
+records ``done`` with its scalars, or ``failed`` with the message; a failing point does
+not stop the sweep.  Running the same sweep again skips the points that are done and
+resumes those that were interrupted (their results file holds a checkpoint), so nothing
+complete is redone.  At the end rank 0 prints and writes ``OUT/summary.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+from mpi4py import MPI
+
+from cases import load_case
+from cases.case import parse_override
+from cases.schema import SCHEMA, key_at
+from postprocess.results import read_results
+from solvers import solver_tables
+from wgf.errors import SolverError, UserError
+from wgf.run import run_case
+
+SCALARS = ("l1_error", "energy", "wall_time", "iterations_mean", "steps")
+
+
+def parse_grid(specs: list[str]) -> list[tuple[str, list[str]]]:
+    """``key=v1,v2`` strings → [(key, [values])], checking every key exists."""
+    if not specs:
+        raise UserError("sweep: give at least one --grid key=v1,v2")
+    grid = []
+    for spec in specs:
+        if "=" not in spec:
+            raise UserError(f"sweep --grid {spec!r}: expected key=v1,v2,...")
+        key, values = (s.strip() for s in spec.split("=", 1))
+        try:
+            key_at(key, SCHEMA, solver_tables())
+        except UserError as err:
+            raise UserError(f"sweep --grid {key}: {err}") from None
+        items = [v.strip() for v in _split_values(values) if v.strip()]
+        if not items:
+            raise UserError(f"sweep --grid {key}: the list of values is empty")
+        grid.append((key, items))
+    return grid
+
+
+def _split_values(text: str) -> list[str]:
+    """Split on commas that are not inside brackets (values may be lists: [64,64])."""
+    parts, depth, current = [], 0, ""
+    for ch in text:
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    return [*parts, current]
+
+
+def points(grid: list[tuple[str, list[str]]]) -> list[list[str]]:
+    """Every combination, as lists of ``key=value`` overrides."""
+    keys = [k for k, _ in grid]
+    return [
+        [f"{k}={v}" for k, v in zip(keys, combo, strict=True)]
+        for combo in itertools.product(*(vals for _, vals in grid))
+    ]
+
+
+def point_name(index: int, overrides: list[str]) -> str:
+    """A directory name for a grid point."""
+    text = "_".join(overrides)
+    return f"p{index:03d}_" + re.sub(r"[^A-Za-z0-9.=+-]+", "-", text)
+
+
+def _status(path: Path) -> dict | None:
+    try:
+        return json.loads((path / "status.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _run_point(
+    source: str, sets: list[str], overrides: list[str], solver: str, out: Path, comm: MPI.Comm
+) -> dict:
+    """Run (or resume) one point on ``comm``; return its status record."""
+    record = {"point": out.name, "overrides": overrides, "solver": solver}
+    try:
+        case = load_case(source, [*sets, *overrides], solver_tables())
+        resume = (out / f"{case.name}_{solver}.h5").is_file()
+        try:
+            summary = run_case(case, solver, comm, out, resume=resume)
+        except UserError:
+            if not resume:
+                raise
+            summary = run_case(case, solver, comm, out, resume=False)  # unusable leftovers
+    except (UserError, SolverError) as err:
+        return {**record, "status": "failed", "message": str(err)}
+    if comm.rank != 0:
+        return record
+    # From the file, not the summary: a resumed run's summary covers only its new steps.
+    diag = read_results(summary.path).diagnostics
+    return {
+        **record,
+        "status": "done",
+        "l1_error": float(diag["l1_error"][-1]) if "l1_error" in diag else float("nan"),
+        "energy": float(diag["energy"][-1]),
+        "wall_time": float(diag["wall_time"][-1]),
+        "steps": summary.steps,
+        "iterations_mean": float(np.mean(diag["iterations"][1:])),
+    }
+
+
+def sweep(
+    source: str,
+    sets: list[str],
+    grid_specs: list[str],
+    solver: str,
+    out: Path,
+    ranks_per_run: int = 1,
+    comm: MPI.Comm = MPI.COMM_WORLD,
+) -> list[dict]:
+    """Run the sweep; returns the status of every point (on rank 0)."""
+    grid = parse_grid(grid_specs)
+    if ranks_per_run < 1 or comm.size % ranks_per_run:
+        raise UserError(
+            f"sweep: --ranks-per-run {ranks_per_run} does not divide the {comm.size} ranks"
+        )
+    load_case(source, sets, solver_tables())  # the base case itself must be valid
+    todo = points(grid)
+    groups = comm.size // ranks_per_run
+    color = comm.rank // ranks_per_run
+    sub = comm.Split(color, comm.rank)
+    try:
+        for index, overrides in enumerate(todo):
+            if index % groups != color:
+                continue
+            where = out / point_name(index, overrides)
+            old = _status(where)
+            if old is not None and old.get("status") == "done":
+                if sub.rank == 0:
+                    print(f"[sweep] {where.name}: done already, skipped", flush=True)
+                continue
+            record = _run_point(source, sets, overrides, solver, where, sub)
+            if sub.rank == 0:
+                where.mkdir(parents=True, exist_ok=True)
+                (where / "status.json").write_text(json.dumps(record, indent=1))
+                print(f"[sweep] {where.name}: {record['status']}", flush=True)
+    finally:
+        sub.Free()
+    comm.Barrier()
+    if comm.rank != 0:
+        return []
+    records = [
+        _status(out / point_name(i, o)) or {"point": point_name(i, o), "status": "missing"}
+        for i, o in enumerate(todo)
+    ]
+    with (out / "summary.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        keys = [k for k, _ in grid]
+        writer.writerow(["point", *keys, "status", *SCALARS, "message"])
+        for rec, overrides in zip(records, todo, strict=True):
+            values = [parse_override(o)[1] for o in overrides]
+            writer.writerow(
+                [
+                    rec["point"],
+                    *values,
+                    rec["status"],
+                    *(rec.get(s, "") for s in SCALARS),
+                    rec.get("message", ""),
+                ]
+            )
+    return records
+
+
+def table(records: list[dict], grid_specs: list[str]) -> str:
+    """The summary table printed at the end of a sweep."""
+    keys = [spec.split("=", 1)[0] for spec in grid_specs]
+    head = (
+        " ".join(f"{k:>16s}" for k in keys) + f" {'status':>7s} {'L1 err':>10s} "
+        f"{'energy':>12s} {'wall [s]':>9s} {'its':>6s}"
+    )
+    lines = [head, "-" * len(head)]
+    for rec in records:
+        vals = [o.split("=", 1)[1] for o in rec.get("overrides", [""] * len(keys))]
+        if rec["status"] == "done":
+            nums = (
+                f"{rec['l1_error']:10.3e} {rec['energy']:12.6g} {rec['wall_time']:9.2f} "
+                f"{rec['iterations_mean']:6.2f}"
+            )
+        else:
+            nums = rec.get("message", "")[:60]
+        lines.append(" ".join(f"{v:>16s}" for v in vals) + f" {rec['status']:>7s} {nums}")
+    return "\n".join(lines)
