@@ -65,9 +65,7 @@ SOLVERS: dict[str, SolverInfo] = {
                 "upwind_smoothing": Key(
                     "float", 1e-6, help="width δ in ϕ of the smoothed upwind switch"
                 ),
-                "floor": Key(
-                    "float", 1e-10, help="initial density floor, relative to its maximum"
-                ),
+                "floor": Key("float", 1e-10, help="initial density floor, relative to its maximum"),
                 "barrier": Key("float", 1e-8, help="power law: log-barrier weight / mean density"),
             },
         ),

@@ -33,17 +33,29 @@ gives the energy-dissipation inequality F_h(ρ^{n+1}) + W̃²/(2τ) ≤ F_h(ρ^n
 Newton tolerance; the diagnostics ``transport_cost`` (= W̃²) and ``dissipation_gap``
 (= F_h(ρ^n) - F_h(ρ^{n+1}) - W̃²/(2τ)) record it at every step.
 
-Newton: the Jacobian is assembled from the same edge arrays (PETSc COO assembly, MPI
-parallel; each edge belongs to the rank owning its endpoint with the smaller global index)
-and solved with MUMPS LU by default.  Each step is cut so that ρ keeps at least 1% of its
-value (fraction to the boundary), then halved until the residual norm decreases.  Every
-Newton step conserves mass exactly (the fluxes cancel in Σ_i).
+Newton, on ϕ alone.  The Hamilton–Jacobi row gives ρ_i explicitly as a function of ϕ:
+μ_i(ρ_i) - ε/ρ_i = ψ_i(ϕ) := -ϕ_i + (τ/2m_i) Σ_j w_ij a_ij (ϕ_j - ϕ_i)², and the left side
+is increasing in ρ > 0 (for the entropy ρ_i = exp((ψ_i - V_i)/D - 1)).  Substituting it
+into the mass row leaves one equation per vertex in ϕ, R(ϕ) = 0, solved by Newton with
+the exact Jacobian J = (∂R/∂ρ) diag(dρ/dψ) (∂ψ/∂ϕ) + ∂R/∂ϕ (three edge matrices from
+PETSc COO assembly and one ``matMult``, MPI-parallel; each edge belongs to the rank that
+owns its endpoint of smaller global index), MUMPS LU by default, and backtracking on ‖R‖.
+Eliminating ρ this way is what makes Newton work: ρ > 0 holds by construction at every
+iterate, so no fraction-to-the-boundary rule stalls the steps in Gaussian tails, where the
+(ρ, ϕ) formulation needed hundreds of damped iterations.  After convergence ρ is rescaled
+by M^n/M (a relative change at the level of the tolerance) so that mass is conserved to
+round-off.  The upwind switch is smoothed, w = ½(1 + tanh(Δϕ/δ)), δ = ``upwind_smoothing``,
+so that R is differentiable.
 
-ρ → 0.  For the entropy, μ contains log ρ and the fraction-to-the-boundary rule keeps
-every iterate positive.  For the power law ρ may vanish, so F_h gets the log barrier
+Where Newton is slow: for the power law the support grows by about one layer of cells
+per Newton iteration (the mobility ahead of the front is ε-small), so steps that move the
+front over many cells take many iterations.
+
+ρ → 0.  The entropy keeps ρ > 0 by itself.  For the power law F_h gets the log barrier
 -ε Σ_i m_i log ρ_i (interior point) with ε = ``barrier`` × the initial mean density: the
 minimiser stays strictly positive and deviates from the barrier-free one by O(ε) where ρ
-is small.
+is small.  Initial densities are floored at ``floor`` × their maximum (1e-10 by default),
+so that Gaussian tails do not start at 1e-80, and renormalised to the stated mass.
 
 PETSc options of the linear solver can be changed on the command line under the prefix
 ``fem_jko_`` (e.g. ``-fem_jko_ksp_type gmres -fem_jko_pc_type bjacobi``).
@@ -69,7 +81,6 @@ from solvers.fem.petsc_options import set_default_options
 from wgf.errors import SolverError, UserError
 
 PREFIX = "fem_jko_"
-FRACTION_TO_BOUNDARY = 0.99
 ARMIJO = 1e-4
 
 
@@ -80,7 +91,17 @@ class Solver(FEFlowSolver):
 
     @classmethod
     def check_case(cls, case: Case) -> None:
-        """Only the Newton inner solver exists so far."""
+        """Newton only (ALG2 is not available yet) and an internal energy to invert."""
+        if case.section("domain")["cell_type"] != "simplex":
+            raise UserError(
+                "case key 'domain.cell_type': fem-jko needs \"simplex\" cells "
+                "(its transmissibilities are those of P1 on simplices)"
+            )
+        if case.section("energy")["internal"] == "none":
+            raise UserError(
+                'case key \'energy.internal\': fem-jko needs "entropy" or "power" '
+                "(ρ is recovered from its first variation)"
+            )
         inner = case.solver_params("fem-jko").get("inner", "newton")
         if inner != "newton":
             raise UserError(
@@ -98,19 +119,20 @@ class Solver(FEFlowSolver):
         if not isinstance(self.energy.internal, Entropy):
             mean_density = case.section("initial")["mass"] / self.integrate(1.0 * self.dx)
             self.barrier = params["barrier"] * mean_density
-        # Newton unknowns, interleaved (ρ_i, ϕ_i), with ghosts; residual likewise.
-        self.x = dolfinx.la.vector(imap, bs=2)
-        self.r = dolfinx.la.vector(imap, bs=2)
-        self.dx_newton = dolfinx.la.vector(imap, bs=2)
+        # The Newton unknown ϕ, its update, the residual and a scratch vector, with ghosts.
+        self.phi = dolfinx.la.vector(imap)
+        self.dphi = dolfinx.la.vector(imap)
+        self.r = dolfinx.la.vector(imap)
+        self.work = dolfinx.la.vector(imap)
         peak = self.comm.allreduce(float(self.rho.x.array.max(initial=0.0)), op=MPI.MAX)
         floor = max(self.barrier, params["floor"] * peak)
         self.rho.x.array[:] = np.maximum(self.rho.x.array, floor)
         self.rho.x.array[:] *= case.section("initial")["mass"] / self.integrate(self._forms["mass"])
         self.rho_old.x.array[:] = self.rho.x.array
+        self.mass_target = case.section("initial")["mass"]
         self._set_unknowns_from_density()
-        self.A = self._jacobian_matrix(imap, n_local)
+        self.Psi, self.Rrho, self.Rphi = (self._edge_matrix(imap, n_local) for _ in range(3))
         self.ksp = PETSc.KSP().create(comm)
-        self.ksp.setOperators(self.A)
         self.ksp.setOptionsPrefix(PREFIX)
         set_default_options(
             PREFIX, {"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_solver_type": "mumps"}
@@ -133,193 +155,211 @@ class Solver(FEFlowSolver):
         return self.energy.potential.value(coords)
 
     def _edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Edges (i, j, a_ij > 0) in local indices, each global edge on exactly one rank."""
-        u, v = ufl.TrialFunction(self.V), ufl.TestFunction(self.V)
-        K = dolfinx.fem.assemble_matrix(
-            dolfinx.fem.form(ufl.dot(ufl.grad(u), ufl.grad(v)) * self.dx)
-        )
-        K.scatter_reverse()
-        csr = K.to_scipy().tocoo()
-        gidx = self.V.dofmap.index_map.local_to_global(
-            np.arange(len(self.rho.x.array), dtype=np.int32)
-        )
-        keep = (csr.row < self.n_owned) & (gidx[csr.row] < gidx[csr.col]) & (csr.data < 0.0)
-        return csr.row[keep].astype(np.int64), csr.col[keep].astype(np.int64), -csr.data[keep]
+        """Edge pieces (i, j, a > 0), one per owned cell and pair of its vertices.
 
-    def _jacobian_matrix(self, imap: dolfinx.common.IndexMap, n_local: int) -> PETSc.Mat:
-        """A 2×2-blocked AIJ matrix with a fixed COO pattern (vertex blocks + edge blocks)."""
+        a = -K^T_ij is the element stiffness entry of cell T: summed over the cells around
+        an edge it is the P1 transmissibility.  Fluxes and costs are linear in a, so the
+        pieces can be kept apart — which puts every piece on the rank owning its cell,
+        where both endpoints are local (an owned vertex's neighbours need not be).  Each
+        piece is clipped at 0 (exact on non-obtuse meshes).
+        """
+        tdim = self.mesh.topology.dim
+        n_cells = self.mesh.topology.index_map(tdim).size_local
+        dofs = self.V.dofmap.list[:n_cells]
+        x = self.V.tabulate_dof_coordinates()[:, : self.case.dim][dofs]  # (cells, d+1, d)
+        edges = x[:, 1:] - x[:, :1]  # (cells, d, d): rows are edge vectors
+        grads = np.linalg.inv(edges).transpose(0, 2, 1)  # ∇λ_1..λ_d as rows
+        grads = np.concatenate([-grads.sum(axis=1, keepdims=True), grads], axis=1)
+        volume = np.abs(np.linalg.det(edges)) / np.prod(np.arange(1, tdim + 1))
+        stiffness = volume[:, None, None] * np.einsum("cak,cbk->cab", grads, grads)
+        pairs = [(p, q) for p in range(tdim + 1) for q in range(p + 1, tdim + 1)]
+        i = np.concatenate([dofs[:, p] for p, _ in pairs]).astype(np.int64)
+        j = np.concatenate([dofs[:, q] for _, q in pairs]).astype(np.int64)
+        a = np.concatenate([-stiffness[:, p, q] for p, q in pairs])
+        keep = a > 1e-14 * np.abs(a).max(initial=1.0)
+        return i[keep], j[keep], a[keep]
+
+    def _edge_matrix(self, imap: dolfinx.common.IndexMap, n_local: int) -> PETSc.Mat:
+        """AIJ matrix with the COO pattern [owned diagonal, (i,i), (i,j), (j,i), (j,j)]."""
         n_glob = imap.size_global
-        A = PETSc.Mat().createAIJ(
-            ((2 * self.n_owned, 2 * n_glob), (2 * self.n_owned, 2 * n_glob)),
-            bsize=2,
-            comm=self.comm,
-        )
+        A = PETSc.Mat().createAIJ(((self.n_owned, n_glob), (self.n_owned, n_glob)), comm=self.comm)
         l2g = imap.local_to_global(np.arange(n_local, dtype=np.int32)).astype(PETSc.IntType)
-        lgmap = PETSc.LGMap().create(l2g, bsize=2, comm=self.comm)
+        lgmap = PETSc.LGMap().create(l2g, comm=self.comm)
         A.setLGMap(lgmap, lgmap)
         owned = np.arange(self.n_owned)
-        # Vertex terms: the 2×2 block of each owned vertex.
-        rows = [2 * owned, 2 * owned, 2 * owned + 1, 2 * owned + 1]
-        cols = [2 * owned, 2 * owned + 1, 2 * owned, 2 * owned + 1]
-        # Edge terms: rows and columns {ρ_i, ϕ_i, ρ_j, ϕ_j}, all 16 combinations.
-        ends = [2 * self.edge_i, 2 * self.edge_i + 1, 2 * self.edge_j, 2 * self.edge_j + 1]
-        for r in ends:
-            for c in ends:
-                rows.append(r)
-                cols.append(c)
-        A.setPreallocationCOOLocal(
-            np.concatenate(rows).astype(PETSc.IntType), np.concatenate(cols).astype(PETSc.IntType)
-        )
+        i, j = self.edge_i, self.edge_j
+        rows = np.concatenate([owned, i, i, j, j]).astype(PETSc.IntType)
+        cols = np.concatenate([owned, i, j, i, j]).astype(PETSc.IntType)
+        A.setPreallocationCOOLocal(rows, cols)
         return A
 
     # -- state -------------------------------------------------------------------------------
     def _set_unknowns_from_density(self) -> None:
-        """(ρ, ϕ) from ``self.rho``, with ϕ = -μ(ρ), the τ → 0 limit of the HJ row."""
-        xv = self.x.array.reshape(-1, 2)
-        xv[:, 0] = self.rho.x.array
-        xv[:, 1] = -self._mu(self.rho.x.array)
+        """ϕ = -μ(ρ) (barrier included): the τ → 0 limit of the Hamilton–Jacobi row."""
+        rho = self.rho.x.array
+        self.phi.array[:] = -(self._mu(rho) - self.barrier / rho)
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
-        """Restore the density and re-derive the Newton unknowns from it."""
+        """Restore the density and re-derive the potential from it."""
         super().set_state(state)
         self._set_unknowns_from_density()
 
     def _mu(self, rho: np.ndarray) -> np.ndarray:
         return self.energy.first_variation(rho, self.V_nodes)
 
-    # -- residual and Jacobian ---------------------------------------------------------------
-    def _edge_terms(self, tau: float) -> dict[str, np.ndarray]:
-        """Per-edge flux, cost and the upwind weight w (ρ_ij = w ρ_i + (1 - w) ρ_j).
+    def _density_of(self, psi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Invert μ(ρ) - ε/ρ = ψ vertexwise: ρ and dρ/dψ (the Hamilton–Jacobi row)."""
+        D, y = self.energy.diffusivity, psi - self.V_nodes
+        if isinstance(self.energy.internal, Entropy):
+            rho = np.exp(np.minimum(y / D - 1.0, 700.0))
+            return rho, rho / D
+        # Power law + barrier: h(s) = D U'(e^s) - ε e^{-s} is increasing in s = log ρ.
+        s = np.log(np.maximum(self.rho.x.array, 1e-300))
+        for _ in range(100):
+            rho = np.exp(s)
+            h = self.energy.first_variation(rho, 0.0) - self.barrier / rho - y
+            dh = self.energy.dpressure(rho) + self.barrier / rho  # ρ·d/dρ
+            step = np.clip(h / dh, -5.0, 5.0)
+            s -= step
+            if np.max(np.abs(step)) < 1e-13:
+                break
+        rho = np.exp(s)
+        return rho, rho / (self.energy.dpressure(rho) + self.barrier / rho)
 
-        w is the upwind switch 1{ϕ_j > ϕ_i}, smoothed over |ϕ_j - ϕ_i| < δ: the kink of
-        the exact switch makes Newton cycle on edges where ϕ is flat.
-        """
-        xv = self.x.array.reshape(-1, 2)
-        rho, phi = xv[:, 0], xv[:, 1]
-        i, j, a = self.edge_i, self.edge_j, self.edge_a
-        dphi = phi[j] - phi[i]
-        delta = self.params["upwind_smoothing"]
-        th = np.tanh(dphi / delta)
-        w, dw = 0.5 * (1.0 + th), 0.5 * (1.0 - th**2) / delta
-        mob = w * rho[i] + (1.0 - w) * rho[j]
+    # -- the reduced system R(ϕ) = 0 ----------------------------------------------------------
+    def _edge_terms(self, tau: float) -> dict[str, np.ndarray]:
+        """Per-edge Δϕ, the smoothed upwind weight w (ρ_ij = wρ_i + (1-w)ρ_j) and w'."""
+        phi = self.phi.array
+        dphi = phi[self.edge_j] - phi[self.edge_i]
+        th = np.tanh(dphi / self.params["upwind_smoothing"])
         return {
             "dphi": dphi,
-            "w": w,
-            "dw": dw,
-            "mob": mob,
-            "flux": a * mob * dphi,
-            "half_cost": 0.5 * tau * a * dphi**2,
+            "w": 0.5 * (1.0 + th),
+            "dw": 0.5 * (1.0 - th**2) / self.params["upwind_smoothing"],
         }
 
-    def _residual_norm(self, tau: float) -> float:
-        """Assemble the residual (owned rows complete after the reverse scatter)."""
-        xv = self.x.array.reshape(-1, 2)
-        rho, phi = xv[:, 0], xv[:, 1]
+    def _accumulate(self, rows: list[np.ndarray], values: list[np.ndarray]) -> np.ndarray:
+        """Σ of edge contributions per vertex, completed across ranks (owned + ghosts)."""
+        self.work.array[:] = 0.0
+        for r, v in zip(rows, values, strict=True):
+            np.add.at(self.work.array, r, v)
+        self.work.scatter_reverse(dolfinx.la.InsertMode.add)
+        self.work.scatter_forward()
+        return self.work.array.copy()
+
+    def _update_density(self, tau: float) -> dict[str, np.ndarray]:
+        """ψ(ϕ) from the Hamilton–Jacobi row, then ρ = (μ - ε/ρ)^{-1}(ψ) at every vertex."""
         e = self._edge_terms(tau)
-        r = self.r.array.reshape(-1, 2)
-        r[:] = 0.0
-        m, own = self.masses, slice(0, self.n_owned)
-        r[own, 0] = m[own] * (rho[own] - self.rho_old.x.array[own]) / tau
-        r[own, 1] = rho[own] * m[own] * (self._mu(rho[own]) + phi[own]) - self.barrier * m[own]
-        i, j = self.edge_i, self.edge_j
-        np.add.at(r[:, 0], i, e["flux"])
-        np.add.at(r[:, 0], j, -e["flux"])
-        # ∂/∂ρ of the cost (τ/2) a ρ_ij (Δϕ)², times ρ (the scaled HJ row).
-        np.add.at(r[:, 1], i, -rho[i] * e["w"] * e["half_cost"])
-        np.add.at(r[:, 1], j, -rho[j] * (1.0 - e["w"]) * e["half_cost"])
+        a, dphi, w = self.edge_a, e["dphi"], e["w"]
+        half = 0.5 * tau * a * dphi**2
+        G = self._accumulate([self.edge_i, self.edge_j], [w * half, (1.0 - w) * half])
+        e["psi"] = -self.phi.array + G / self.masses
+        self.rho_v, self.drho = self._density_of(e["psi"])
+        return e
+
+    def _residual_norm(self, tau: float) -> float:
+        e = self._update_density(tau)
+        rho, own = self.rho_v, slice(0, self.n_owned)
+        i, j, w = self.edge_i, self.edge_j, e["w"]
+        flux = self.edge_a * (w * rho[i] + (1.0 - w) * rho[j]) * e["dphi"]
+        self.r.array[:] = 0.0
+        self.r.array[own] = self.masses[own] * (rho[own] - self.rho_old.x.array[own]) / tau
+        np.add.at(self.r.array, i, flux)
+        np.add.at(self.r.array, j, -flux)
         self.r.scatter_reverse(dolfinx.la.InsertMode.add)
-        owned = r[own].ravel()
+        owned = self.r.array[own]
+        self._edges_now = e
         return float(np.sqrt(self.comm.allreduce(owned @ owned, op=MPI.SUM)))
 
-    def _assemble_jacobian(self, tau: float) -> None:
-        xv = self.x.array.reshape(-1, 2)
-        rho, phi = xv[:, 0], xv[:, 1]
+    def _assemble_jacobian(self, tau: float) -> PETSc.Mat:
+        """J = (∂R/∂ρ) diag(dρ/dψ) (∂ψ/∂ϕ) + ∂R/∂ϕ, from edge COO values."""
+        e, rho = self._edges_now, self.rho_v
+        i, j, a = self.edge_i, self.edge_j, self.edge_a
+        dphi, w, dw = e["dphi"], e["w"], e["dw"]
         own = slice(0, self.n_owned)
-        m = self.masses[own]
-        dpressure = self.energy.dpressure(rho[own])  # ρ μ'(ρ) = D·P'(ρ)
-        vertex = [
-            m / tau,
-            np.zeros_like(m),
-            m * (self._mu(rho[own]) + phi[own]) + m * dpressure,
-            rho[own] * m,
-        ]
-        e = self._edge_terms(tau)
-        i, j = self.edge_i, self.edge_j
-        dphi, w, dw, mob, g = (e[k] for k in ("dphi", "w", "dw", "mob", "half_cost"))
-        a = self.edge_a
-        # d(flux)/dϕ_j = a (mob + Δϕ w' (ρ_i - ρ_j)); d/dϕ_i is its negative.
-        dflux = a * (mob + dphi * dw * (rho[i] - rho[j]))
-        dg = tau * a * dphi  # d(half_cost)/dϕ_j
-        hj_i_phi = rho[i] * (dw * g + w * dg)  # -d/dϕ_j of ρ_i w g
-        hj_j_phi = rho[j] * (-dw * g + (1.0 - w) * dg)
-        # Rows: mass_i, phi_i, mass_j, phi_j; columns: rho_i, phi_i, rho_j, phi_j.
-        mass_i = [a * dphi * w, -dflux, a * dphi * (1.0 - w), dflux]
-        mass_j = [-v for v in mass_i]
-        zero = np.zeros_like(a)
-        hj_i = [-w * g, hj_i_phi, zero, -hj_i_phi]
-        hj_j = [zero, hj_j_phi, -(1.0 - w) * g, -hj_j_phi]
-        values = vertex + [col for row in (mass_i, hj_i, mass_j, hj_j) for col in row]
-        # COO entries repeat (a vertex block and its edges): ADD sums them, INSERT would not.
-        self.A.zeroEntries()
-        self.A.setValuesCOO(
-            np.concatenate(values).astype(PETSc.ScalarType), addv=PETSc.InsertMode.ADD_VALUES
+        m = self.masses
+        # ∂ψ/∂ϕ: -I + (1/m) ∂G/∂ϕ.
+        c_i = 0.5 * tau * a * (dw * dphi**2 + 2.0 * w * dphi)
+        c_j = 0.5 * tau * a * (-dw * dphi**2 + 2.0 * (1.0 - w) * dphi)
+        for mat in (self.Psi, self.Rrho, self.Rphi):
+            mat.zeroEntries()
+        self.Psi.setValuesCOO(
+            np.concatenate(
+                [
+                    -np.ones(self.n_owned),
+                    -c_i / m[i],
+                    c_i / m[i],
+                    -c_j / m[j],
+                    c_j / m[j],
+                ]
+            ).astype(PETSc.ScalarType),
+            addv=PETSc.InsertMode.ADD_VALUES,
         )
+        # ∂R/∂ρ at fixed ϕ.
+        self.Rrho.setValuesCOO(
+            np.concatenate(
+                [
+                    m[own] / tau,
+                    a * w * dphi,
+                    a * (1.0 - w) * dphi,
+                    -a * w * dphi,
+                    -a * (1.0 - w) * dphi,
+                ]
+            ).astype(PETSc.ScalarType),
+            addv=PETSc.InsertMode.ADD_VALUES,
+        )
+        # ∂R/∂ϕ at fixed ρ.
+        d = a * (w * rho[i] + (1.0 - w) * rho[j] + dphi * dw * (rho[i] - rho[j]))
+        self.Rphi.setValuesCOO(
+            np.concatenate(
+                [
+                    np.zeros(self.n_owned),
+                    -d,
+                    d,
+                    d,
+                    -d,
+                ]
+            ).astype(PETSc.ScalarType),
+            addv=PETSc.InsertMode.ADD_VALUES,
+        )
+        scale = self.Psi.createVecLeft()
+        scale.array[:] = self.drho[own]
+        self.Psi.diagonalScale(L=scale)
+        J = self.Rrho.matMult(self.Psi)
+        J.axpy(1.0, self.Rphi, structure=PETSc.Mat.Structure.SUBSET_NONZERO_PATTERN)
+        return J
 
     # -- Newton --------------------------------------------------------------------------------
-    def _max_step(self) -> float:
-        """Largest α ≤ 1 keeping ρ + α δρ ≥ (1 - 0.99) ρ at every vertex (all ranks)."""
-        rho = self.x.array.reshape(-1, 2)[: self.n_owned, 0]
-        drho = self.dx_newton.array.reshape(-1, 2)[: self.n_owned, 0]
-        shrinking = drho < 0.0
-        alpha = 1.0
-        if np.any(shrinking):
-            alpha = min(
-                1.0, FRACTION_TO_BOUNDARY * float(np.min(-rho[shrinking] / drho[shrinking]))
-            )
-        return self.comm.allreduce(alpha, op=MPI.MIN)
-
-    def _update(self, x0: np.ndarray, alpha: float, curved: bool) -> None:
-        self.x.array[:] = x0 + alpha * self.dx_newton.array
-        if curved:
-            rho0 = x0.reshape(-1, 2)[:, 0]
-            drho = self.dx_newton.array.reshape(-1, 2)[:, 0]
-            shrink = drho < 0.0
-            # At most a factor e^-30 per iteration: exp must not underflow to ρ = 0.
-            self.x.array.reshape(-1, 2)[shrink, 0] = rho0[shrink] * np.exp(
-                np.maximum(alpha * drho[shrink] / rho0[shrink], -30.0)
-            )
-
     def _newton(self, tau: float) -> int:
         rtol, atol, max_it = self.params["rtol"], self.params["atol"], self.params["max_it"]
         norm0 = norm = self._residual_norm(tau)
-        x0 = np.empty_like(self.x.array)
+        phi0 = np.empty_like(self.phi.array)
         for it in range(1, max_it + 1):
             if norm <= max(atol, rtol * norm0):
                 return it - 1
-            self._assemble_jacobian(tau)
+            J = self._assemble_jacobian(tau)
+            self.ksp.setOperators(J)
             self.r.petsc_vec.scale(-1.0)
-            self.ksp.solve(self.r.petsc_vec, self.dx_newton.petsc_vec)
+            self.ksp.solve(self.r.petsc_vec, self.dphi.petsc_vec)
             if (reason := self.ksp.getConvergedReason()) < 0:
                 raise SolverError(f"linear solve failed (KSP reason {reason})")
-            self.dx_newton.scatter_forward()
-            # A full linear step that keeps ρ > 0 is taken as is; otherwise the decreasing
-            # densities move along ρ·exp(α δρ/ρ) — Newton's step in log ρ, same tangent —
-            # so that Gaussian tails can shrink by orders of magnitude in one iteration.
-            curved = self._max_step() < 1.0
+            self.dphi.scatter_forward()
             if self.params["monitor"] and self.comm.rank == 0:
-                print(f"    newton {it}: |F| = {norm:.3e}, curved {curved}", flush=True)
-            x0[:] = self.x.array
+                print(f"    newton {it}: |R| = {norm:.3e}", flush=True)
+            phi0[:] = self.phi.array
             alpha = 1.0
             while True:
-                self._update(x0, alpha, curved)
-                trial = self._residual_norm(tau)
+                self.phi.array[:] = phi0 + alpha * self.dphi.array
+                with np.errstate(over="ignore", invalid="ignore"):  # rejected below
+                    trial = self._residual_norm(tau)
                 if np.isfinite(trial) and trial <= (1.0 - ARMIJO * alpha) * norm:
                     break
                 alpha *= 0.5
                 if alpha < 1e-10:
-                    self.x.array[:] = x0
+                    self.phi.array[:] = phi0
                     raise SolverError(f"line search failed at Newton iteration {it}")
             norm = trial
+            J.destroy()
         if norm <= max(atol, rtol * norm0):
             return max_it
         raise SolverError(
@@ -330,18 +370,21 @@ class Solver(FEFlowSolver):
     def step(self, tau: float) -> int:
         """One JKO step of size τ; returns the Newton iterations."""
         self.rho_old.x.array[:] = self.rho.x.array
-        saved = self.x.array.copy()
+        saved = self.phi.array.copy()
         self.energy_before = self.integrate(self._forms["energy"])
-        self.x.array.reshape(-1, 2)[:, 0] = self.rho.x.array  # warm start: ϕ from last step
         try:
             its = self._newton(tau)
         except SolverError:
-            self.x.array[:] = saved
+            self.phi.array[:] = saved
             raise
-        self.rho.x.array[:] = self.x.array.reshape(-1, 2)[:, 0]
-        e = self._edge_terms(tau)
+        mass = self.comm.allreduce(
+            float(self.masses[: self.n_owned] @ self.rho_v[: self.n_owned]), op=MPI.SUM
+        )
+        self.rho.x.array[:] = self.rho_v * (self.mass_target / mass)
+        e = self._edges_now
+        rho_e = e["w"] * self.rho_v[self.edge_i] + (1.0 - e["w"]) * self.rho_v[self.edge_j]
         self.transport_cost = self.comm.allreduce(
-            float(np.sum(tau**2 * e["flux"] * e["dphi"])), op=MPI.SUM
+            float(np.sum(tau**2 * self.edge_a * rho_e * e["dphi"] ** 2)), op=MPI.SUM
         )
         self._last_tau = tau
         return its
