@@ -54,8 +54,10 @@ SOLVERS: dict[str, SolverInfo] = {
         SolverInfo(
             "fem-jko",
             "solvers.fem.jko",
-            "JKO with the one-step Benamou–Brenier cost, P1 mixed (ρ, ϕ), damped Newton",
-            "entropy, power (log barrier); quadratic V; 1-D/2-D/3-D; box, disk, file",
+            "JKO with the one-step Benamou–Brenier cost (LJKO, upwind) on the P1 mesh graph, "
+            "Newton on the potential",
+            "entropy, power (log barrier); quadratic V; simplex meshes 1-D/2-D/3-D; "
+            "box, disk, file",
             {
                 "inner": Key("str", "newton", choices=("newton", "alg2"), help="inner solver"),
                 "rtol": Key("float", 1e-10, help="Newton relative tolerance (residual norm)"),

@@ -1,0 +1,67 @@
+"""Cost of one fem-jko step against one fem-implicit step, same mesh and τ, one run.
+
+    .venv/bin/python benchmarks/jko_cost.py [--case porous_medium_2d] [--cells 64] [--steps 10]
+    .venv/bin/mpiexec -n 2 .venv/bin/python -m mpi4py benchmarks/jko_cost.py --cells 256
+
+Prints the wall time per step of each solver, their ratio (goal ≤ 3), the Newton
+iterations and the L1 error at the end of the run.  Under mpiexec the times are those of
+the parallel run; compare two invocations for the speed-up over ranks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import numpy as np
+from mpi4py import MPI
+
+from cases import load_case
+from solvers import solver_tables
+from wgf.run import build_solver
+
+
+def time_steps(case_name: str, sets: list[str], solver: str, steps: int) -> tuple[float, dict]:
+    comm = MPI.COMM_WORLD
+    case = load_case(case_name, sets, solver_tables())
+    s = build_solver(case, solver, comm)
+    tau = case.section("time")["tau"]
+    its = []
+    comm.Barrier()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        its.append(s.step(tau))
+    comm.Barrier()
+    per_step = (time.perf_counter() - t0) / steps
+    d = s.diagnostics(steps * tau)
+    d["its"] = float(np.mean(its))
+    return per_step, d
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", default="porous_medium_2d")
+    parser.add_argument("--cells", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=10)
+    args = parser.parse_args()
+    dim = load_case(args.case).dim
+    sets = [f"domain.cells={[args.cells] * dim}"]
+    with tempfile.TemporaryDirectory():
+        implicit, d_i = time_steps(args.case, sets, "fem-implicit", args.steps)
+        jko, d_j = time_steps(args.case, sets, "fem-jko", args.steps)
+    if MPI.COMM_WORLD.rank == 0:
+        print(
+            f"{args.case}, {args.cells}^{dim} cells, {args.steps} steps, "
+            f"{MPI.COMM_WORLD.size} rank(s)"
+        )
+        for name, t, d in (("fem-implicit", implicit, d_i), ("fem-jko", jko, d_j)):
+            print(
+                f"{name:13s} {t * 1e3:9.2f} ms/step  Newton its {d['its']:5.2f}  "
+                f"L1 err {d.get('l1_error', np.nan):.3e}"
+            )
+        print(f"cost ratio fem-jko / fem-implicit: {jko / implicit:.2f}")
+
+
+if __name__ == "__main__":
+    main()
