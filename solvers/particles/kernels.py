@@ -1,0 +1,107 @@
+"""Gaussian kernel sums over neighbour lists (never dense N×N).
+
+The mollifier is the Gaussian with covariance ε·I,
+
+    φ_ε(x) = (2πε)^{-d/2} exp(-|x|²/(2ε)),
+
+truncated at |x| = ``CUTOFF``·√ε = 5√ε, where it has fallen to e^{-12.5} ≈ 3.7·10⁻⁶ of its
+peak: a particle's sums then miss a relative ~10⁻⁶ of the kernel mass, far below the
+discretisation errors, while the neighbour lists stay short (≈ 11 neighbours in 1-D and
+≈ 80 in 2-D when √ε ≈ h).
+
+Neighbour pairs come from :meth:`scipy.spatial.cKDTree.query_pairs` on the *global*
+position array, which every rank builds identically; each rank keeps the pairs whose first
+index lies in its block.  Sums are taken with :func:`numpy.bincount`, which adds entries
+in list order, so a particle's sum does not depend on how particles are split over ranks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+#: Neighbour cut-off in units of the kernel width √ε.
+CUTOFF = 5.0
+
+
+def gaussian(r2: np.ndarray, eps: float, dim: int) -> np.ndarray:
+    """φ_ε at squared distances ``r2``."""
+    return np.exp(-0.5 * r2 / eps) / (2.0 * np.pi * eps) ** (0.5 * dim)
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Directed neighbour pairs (i, j), i ≠ j, |x_i - x_j| ≤ CUTOFF·√ε, i in a block.
+
+    Attributes:
+        lo: First global index of the block.
+        hi: One past its last.
+        rows: Block-local index i - lo of each pair.
+        cols: Global index j.
+        diff: x_i - x_j, shape (n_pairs, d).
+        kernel: φ_ε(x_i - x_j).
+        eps: ε.
+    """
+
+    lo: int
+    hi: int
+    rows: np.ndarray
+    cols: np.ndarray
+    diff: np.ndarray
+    kernel: np.ndarray
+    eps: float
+
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        """Σ_j values_ij for each i of the block (values per pair, 1-D)."""
+        return np.bincount(self.rows, weights=values, minlength=self.hi - self.lo)
+
+    def vector_sum(self, values: np.ndarray) -> np.ndarray:
+        """Σ_j values_ij (x_i - x_j) for each i of the block, shape (hi - lo, d)."""
+        return np.stack(
+            [self.sum(values * self.diff[:, k]) for k in range(self.diff.shape[1])], axis=1
+        )
+
+
+def neighbour_pairs(x: np.ndarray, eps: float, lo: int, hi: int) -> Pairs:
+    """All neighbour pairs of the particles ``lo..hi-1`` among the global positions ``x``."""
+    tree = cKDTree(x)
+    both = tree.query_pairs(CUTOFF * np.sqrt(eps), output_type="ndarray")
+    i = np.concatenate([both[:, 0], both[:, 1]])
+    j = np.concatenate([both[:, 1], both[:, 0]])
+    mine = (i >= lo) & (i < hi)
+    i, j = i[mine], j[mine]
+    diff = x[i] - x[j]
+    r2 = np.einsum("pk,pk->p", diff, diff)
+    return Pairs(lo, hi, i - lo, j, diff, gaussian(r2, eps, x.shape[1]), eps)
+
+
+def mean_neighbours(x: np.ndarray, eps: float) -> float:
+    """Average number of neighbours (self excluded) within the cut-off."""
+    pairs = cKDTree(x).query_pairs(CUTOFF * np.sqrt(eps), output_type="ndarray")
+    return 2.0 * len(pairs) / max(len(x), 1)
+
+
+def mollified_density(pairs: Pairs, weights: np.ndarray) -> np.ndarray:
+    """ρ_ε(x_i) = Σ_j w_j φ_ε(x_i - x_j) (self term included) for the block's particles."""
+    dim = pairs.diff.shape[1]
+    self_term = weights[pairs.lo : pairs.hi] * gaussian(np.zeros(1), pairs.eps, dim)
+    return self_term + pairs.sum(weights[pairs.cols] * pairs.kernel)
+
+
+def density_at(
+    points: np.ndarray, x: np.ndarray, weights: np.ndarray, eps: float
+) -> np.ndarray:
+    """Σ_j w_j φ_ε(p - x_j) at arbitrary points p (the kernel density estimate).
+
+    Pairs are sorted by (point, particle) so the sum order is canonical.
+    """
+    if len(points) == 0:
+        return np.zeros(0)
+    radius = CUTOFF * np.sqrt(eps)
+    found = cKDTree(points).sparse_distance_matrix(cKDTree(x), radius, output_type="ndarray")
+    order = np.lexsort((found["j"], found["i"]))
+    i, j, r = found["i"][order], found["j"][order], found["v"][order]
+    values = weights[j] * gaussian(r * r, eps, x.shape[1])
+    return np.bincount(i, weights=values, minlength=len(points))
