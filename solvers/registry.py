@@ -58,9 +58,9 @@ SOLVERS: dict[str, SolverInfo] = {
             "entropy, power, none; quadratic V; 1-D/2-D/3-D; box",
             {
                 "particles": Key(
-                    "int", None, help="lattice cells on the initial support (400/1600/4096)"
+                    "int", None, help="lattice cells on the support (1/2/3-D: 200/1600/4096)"
                 ),
-                "epsilon": Key("float", None, help="mollifier variance ε (default h^1.9 L^0.1)"),
+                "epsilon": Key("float", None, help="mollifier variance ε (default 2 h^1.9 L^0.1)"),
                 "cfl": Key("float", 0.5, help="substep = cfl x Heun stability bound"),
                 "dt": Key("float", None, help="forced substep (clamped to the stable one)"),
             },

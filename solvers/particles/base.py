@@ -79,7 +79,7 @@ class ParticleSolver(FlowSolver):
         if case.section("domain")["shape"] != "box":
             raise UserError(
                 f"solver '{cls.name}' needs domain.shape = \"box\" "
-                f"(got \"{case.section('domain')['shape']}\")"
+                f'(got "{case.section("domain")["shape"]}")'
             )
 
     # -- to implement -------------------------------------------------------------------

@@ -90,9 +90,7 @@ def mollified_density(pairs: Pairs, weights: np.ndarray) -> np.ndarray:
     return self_term + pairs.sum(weights[pairs.cols] * pairs.kernel)
 
 
-def density_at(
-    points: np.ndarray, x: np.ndarray, weights: np.ndarray, eps: float
-) -> np.ndarray:
+def density_at(points: np.ndarray, x: np.ndarray, weights: np.ndarray, eps: float) -> np.ndarray:
     """Σ_j w_j φ_ε(p - x_j) at arbitrary points p (the kernel density estimate).
 
     Pairs are sorted by (point, particle) so the sum order is canonical.

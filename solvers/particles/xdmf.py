@@ -60,8 +60,7 @@ class PolyvertexSeries:
 
     def _write_xml(self) -> None:
         grids = "".join(
-            _GRID.format(k=k, t=t, n=self.n, h5=self.h5_path.name)
-            for k, t in enumerate(self.times)
+            _GRID.format(k=k, t=t, n=self.n, h5=self.h5_path.name) for k, t in enumerate(self.times)
         )
         xml = (
             '<?xml version="1.0"?>\n<Xdmf Version="3.0">\n  <Domain>\n'
