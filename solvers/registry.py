@@ -65,6 +65,17 @@ SOLVERS: dict[str, SolverInfo] = {
                 "dt": Key("float", None, help="forced substep (clamped to the stable one)"),
             },
         ),
+        SolverInfo(
+            "quantile-1d",
+            "solvers.particles.quantile_1d",
+            "exact 1-D Lagrangian JKO in quantile coordinates (Newton, tridiagonal)",
+            "entropy, power, none; quadratic V; 1-D; box",
+            {
+                "particles": Key("int", None, help="particles at equal mass quantiles (400)"),
+                "rtol": Key("float", 1e-12, help="Newton stops at step < rtol x support width"),
+                "max_it": Key("int", 50, help="Newton iterations per step"),
+            },
+        ),
     ]
 }
 
