@@ -76,6 +76,17 @@ SOLVERS: dict[str, SolverInfo] = {
                 "max_it": Key("int", 50, help="Newton iterations per step"),
             },
         ),
+        SolverInfo(
+            "langevin",
+            "solvers.particles.langevin",
+            "stochastic particles, Euler–Maruyama (the sampling baseline)",
+            "entropy, none (no power law); quadratic V; 1-D/2-D/3-D; box",
+            {
+                "particles": Key("int", None, help="number of samples (10000)"),
+                "seed": Key("int", 1, help="seed of the initial samples and the noise"),
+                "dt": Key("float", None, help="forced substep (default τ; clamped to 1/‖A‖)"),
+            },
+        ),
     ]
 }
 

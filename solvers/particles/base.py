@@ -120,10 +120,13 @@ class ParticleSolver(FlowSolver):
     def _sampled(self) -> np.ndarray:
         """The density on the sample grid, every rank (computed once per state)."""
         if self._cache is None or self._cache[0] != self._version:
-            lo, hi = self.my_block(len(self._points))
-            values = allgather_blocks(self.comm, self.density_at(self._points[lo:hi]))
-            self._cache = (self._version, values)
+            self._cache = (self._version, self.sample_grid_density())
         return self._cache[1]
+
+    def sample_grid_density(self) -> np.ndarray:
+        """The density estimate at all sample points, on every rank (blocks + allgather)."""
+        lo, hi = self.my_block(len(self._points))
+        return allgather_blocks(self.comm, self.density_at(self._points[lo:hi]))
 
     def errors(self, t: float) -> dict[str, float]:
         """Relative L1 and L2 errors of the density estimate on the sample grid."""
