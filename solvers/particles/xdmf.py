@@ -1,6 +1,7 @@
 """A ParaView time series of moving particles: XDMF 3 Polyvertex grids + one HDF5 file.
 
-Written by rank 0 with h5py.  ``<stem>.h5`` holds ``/weights`` (N,) once and
+Written by rank 0 with h5py.  ``<stem>.h5`` holds ``/weights`` (N,) and
+``/connectivity`` (N, 1) (one vertex cell per particle) once, and
 ``/positions/<k>`` (N, 3) per snapshot (padded with zeros below 3-D, as XDMF's ``XYZ``
 geometry wants); ``<stem>.xdmf`` is a temporal collection of Polyvertex grids, one per
 snapshot, with the weights as a point attribute.  The XML is rewritten after every
@@ -18,7 +19,10 @@ import numpy as np
 _GRID = """\
       <Grid Name="particles_{k}" GridType="Uniform">
         <Time Value="{t!r}"/>
-        <Topology TopologyType="Polyvertex" NumberOfElements="{n}" NodesPerElement="1"/>
+        <Topology TopologyType="Polyvertex" NumberOfElements="{n}" NodesPerElement="1">
+          <DataItem Dimensions="{n} 1" NumberType="Int" Precision="8" Format="HDF">\
+{h5}:/connectivity</DataItem>
+        </Topology>
         <Geometry GeometryType="XYZ">
           <DataItem Dimensions="{n} 3" NumberType="Float" Precision="8" Format="HDF">\
 {h5}:/positions/{k}</DataItem>
@@ -46,6 +50,8 @@ class PolyvertexSeries:
         self.times: list[float] = []
         self.h5 = h5py.File(self.h5_path, "w")
         self.h5.create_dataset("weights", data=np.asarray(weights, dtype=float))
+        # One vertex cell per particle, so ParaView's default representation shows them.
+        self.h5.create_dataset("connectivity", data=np.arange(self.n, dtype=np.int64)[:, None])
         self.h5.create_group("positions")
         self._write_xml()
 
