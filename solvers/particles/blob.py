@@ -107,8 +107,9 @@ class Solver(ParticleSolver):
         rho = allgather_blocks(self.comm, mollified_density(pairs, self.w))
         # D·G'(ρ) = D·P(ρ)/ρ²: the derivative of the particle's energy density per mass.
         dg = self.energy.pressure(rho) / rho**2
-        coef = self.w[pairs.cols] * (dg[lo + pairs.rows] + dg[pairs.cols]) * pairs.kernel
-        v = pairs.vector_sum(coef / self.eps)  # -∇φ_ε(x_k - x_j) = φ_ε (x_k - x_j)/ε
+        # -∇φ_ε(x_i - x_j) = φ_ε (x_i - x_j)/ε; the pair term is symmetric up to w.
+        coef = (dg[pairs.i] + dg[pairs.j]) * pairs.kernel / self.eps
+        v = pairs.vector_sum(self.w[pairs.j] * coef, self.w[pairs.i] * coef)
         if self.energy.potential is not None:
             v -= self.energy.potential.gradient(x[lo:hi])
         return allgather_blocks(self.comm, v), rho

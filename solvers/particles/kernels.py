@@ -10,9 +10,9 @@ discretisation errors, while the neighbour lists stay short (≈ 11 neighbours i
 ≈ 80 in 2-D when √ε ≈ h).
 
 Neighbour pairs come from :meth:`scipy.spatial.cKDTree.query_pairs` on the *global*
-position array, which every rank builds identically; each rank keeps the pairs whose first
-index lies in its block.  Sums are taken with :func:`numpy.bincount`, which adds entries
-in list order, so a particle's sum does not depend on how particles are split over ranks.
+position array, which every rank builds identically; each rank keeps the pairs that touch
+its block.  Sums are taken with :func:`numpy.bincount`, which adds entries in list order,
+so a particle's sum does not depend on how particles are split over ranks.
 """
 
 from __future__ import annotations
@@ -34,48 +34,73 @@ def gaussian(r2: np.ndarray, eps: float, dim: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Pairs:
-    """Directed neighbour pairs (i, j), i ≠ j, |x_i - x_j| ≤ CUTOFF·√ε, i in a block.
+    """Neighbour pairs i < j, |x_i - x_j| ≤ CUTOFF·√ε, with i or j in a block [lo, hi).
+
+    Each pair is stored once and feeds the sums of both its particles (half the memory
+    and kernel evaluations of a directed list).
 
     Attributes:
         lo: First global index of the block.
         hi: One past its last.
-        rows: Block-local index i - lo of each pair.
-        cols: Global index j.
+        i: Global index of the first particle.
+        j: Global index of the second.
         diff: x_i - x_j, shape (n_pairs, d).
         kernel: φ_ε(x_i - x_j).
         eps: ε.
+        rows: Block row of each i-role in the block, then of each j-role.
+        in_i: Which pairs have i in the block (None: the block is every particle).
+        in_j: Which pairs have j in the block.
     """
 
     lo: int
     hi: int
-    rows: np.ndarray
-    cols: np.ndarray
+    i: np.ndarray
+    j: np.ndarray
     diff: np.ndarray
     kernel: np.ndarray
     eps: float
+    rows: np.ndarray
+    in_i: np.ndarray | None
+    in_j: np.ndarray | None
 
-    def sum(self, values: np.ndarray) -> np.ndarray:
-        """Σ_j values_ij for each i of the block (values per pair, 1-D)."""
+    def sum(self, for_i: np.ndarray, for_j: np.ndarray) -> np.ndarray:
+        """Σ over pairs of ``for_i`` into particle i and ``for_j`` into j, block rows only.
+
+        The entries of a row are added in pair-list order (first its i-roles, then its
+        j-roles), which does not depend on the block: sums are rank-count independent.
+        """
+        if self.in_i is None:
+            values = np.concatenate([for_i, for_j])
+        else:
+            values = np.concatenate([for_i[self.in_i], for_j[self.in_j]])
         return np.bincount(self.rows, weights=values, minlength=self.hi - self.lo)
 
-    def vector_sum(self, values: np.ndarray) -> np.ndarray:
-        """Σ_j values_ij (x_i - x_j) for each i of the block, shape (hi - lo, d)."""
+    def vector_sum(self, for_i: np.ndarray, for_j: np.ndarray) -> np.ndarray:
+        """Σ_j for_i·(x_i - x_j) into i and Σ for_j·(x_j - x_i) into j, shape (hi-lo, d)."""
         return np.stack(
-            [self.sum(values * self.diff[:, k]) for k in range(self.diff.shape[1])], axis=1
+            [
+                self.sum(for_i * self.diff[:, k], -for_j * self.diff[:, k])
+                for k in range(self.diff.shape[1])
+            ],
+            axis=1,
         )
 
 
 def neighbour_pairs(x: np.ndarray, eps: float, lo: int, hi: int) -> Pairs:
-    """All neighbour pairs of the particles ``lo..hi-1`` among the global positions ``x``."""
-    tree = cKDTree(x)
-    both = tree.query_pairs(CUTOFF * np.sqrt(eps), output_type="ndarray")
-    i = np.concatenate([both[:, 0], both[:, 1]])
-    j = np.concatenate([both[:, 1], both[:, 0]])
-    mine = (i >= lo) & (i < hi)
-    i, j = i[mine], j[mine]
+    """The neighbour pairs touching the particles ``lo..hi-1`` of the global positions ``x``."""
+    both = cKDTree(x).query_pairs(CUTOFF * np.sqrt(eps), output_type="ndarray")
+    i, j = both[:, 0], both[:, 1]
+    in_i = in_j = None
+    if lo > 0 or hi < len(x):
+        in_i, in_j = (i >= lo) & (i < hi), (j >= lo) & (j < hi)
+        mine = in_i | in_j
+        i, j, in_i, in_j = i[mine], j[mine], in_i[mine], in_j[mine]
+        rows = np.concatenate([i[in_i], j[in_j]]) - lo
+    else:
+        rows = np.concatenate([i, j])
     diff = x[i] - x[j]
     r2 = np.einsum("pk,pk->p", diff, diff)
-    return Pairs(lo, hi, i - lo, j, diff, gaussian(r2, eps, x.shape[1]), eps)
+    return Pairs(lo, hi, i, j, diff, gaussian(r2, eps, x.shape[1]), eps, rows, in_i, in_j)
 
 
 def mean_neighbours(x: np.ndarray, eps: float) -> float:
@@ -88,7 +113,7 @@ def mollified_density(pairs: Pairs, weights: np.ndarray) -> np.ndarray:
     """ρ_ε(x_i) = Σ_j w_j φ_ε(x_i - x_j) (self term included) for the block's particles."""
     dim = pairs.diff.shape[1]
     self_term = weights[pairs.lo : pairs.hi] * gaussian(np.zeros(1), pairs.eps, dim)
-    return self_term + pairs.sum(weights[pairs.cols] * pairs.kernel)
+    return self_term + pairs.sum(weights[pairs.j] * pairs.kernel, weights[pairs.i] * pairs.kernel)
 
 
 def density_at(points: np.ndarray, x: np.ndarray, weights: np.ndarray, eps: float) -> np.ndarray:
