@@ -133,7 +133,7 @@ class Solver(ParticleSolver):
                         f"{bound:.3g}; clamped to cfl·bound = {dt:.3g}",
                         flush=True,
                     )
-        return left / np.ceil(left / dt * (1.0 - 1e-12))
+        return left / max(1.0, np.ceil(left / dt * (1.0 - 1e-12)))
 
     # -- FlowSolver -----------------------------------------------------------------------
     def step(self, tau: float) -> int:

@@ -98,7 +98,7 @@ class Solver(ParticleSolver):
                         f"stability bound 2/‖A‖ = {self.bound:.3g}; clamped to {dt:.3g}",
                         flush=True,
                     )
-        return tau / np.ceil(tau / dt * (1.0 - 1e-12))
+        return tau / max(1.0, np.ceil(tau / dt * (1.0 - 1e-12)))
 
     def noise_for(self, counter: int) -> np.ndarray:
         """The standard normals (N, d) of substep ``counter`` (same on every rank)."""
