@@ -62,6 +62,8 @@ DELTA = 0.1
 KAPPA = 2.0
 #: Bound on the modulus of the velocity Jacobian's eigenvalues, in units D·P'(ρ)/ε.
 STIFFNESS = 1.5
+#: Substeps per τ beyond which a step fails (the state is left unchanged).
+MAX_SUBSTEPS = 10**6
 #: Default particle numbers (lattice cells) by dimension: runs of a few seconds.
 DEFAULT_PARTICLES = {1: 200, 2: 1600, 3: 4096}
 
@@ -145,10 +147,12 @@ class Solver(ParticleSolver):
             v2, _ = self.velocity(x + dt * v1)
             x, hits = self.reflect(x + 0.5 * dt * (v1 + v2))
             escaped += hits
+            count += 1
             if not np.all(np.isfinite(x)):
                 raise SolverError(f"blob: non-finite positions after {count} substeps")
-            left = left - dt if count < 10**7 and left - dt > 1e-14 * tau else 0.0
-            count += 1
+            if count >= MAX_SUBSTEPS and left - dt > 1e-14 * tau:
+                raise SolverError(f"blob: more than {MAX_SUBSTEPS} substeps (dt = {dt:.3g})")
+            left = left - dt if left - dt > 1e-14 * tau else 0.0
             self.last_dt = dt
         self.set_positions(x)
         self.escaped += escaped
