@@ -145,6 +145,10 @@ BAD = {
         ["heat_1d", "--solver", "quantile-1d", "--set", "solver.quantile-1d.particles=2"],
         ">= 3",
     ),
+    "negative seed": (
+        ["heat_1d", "--solver", "langevin", "--set", "solver.langevin.seed=-1"],
+        "seed' must be >= 0",
+    ),
     "negative dt": (
         ["heat_1d", "--solver", "langevin", "--set", "solver.langevin.dt=-0.1"],
         "dt' must be > 0",

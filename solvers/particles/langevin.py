@@ -62,6 +62,8 @@ class Solver(ParticleSolver):
         super().__init__(case, comm, params)
         n = self.n_requested or DEFAULT_PARTICLES
         self.seed = int(params.get("seed", 1))
+        if self.seed < 0:
+            raise UserError(f"case key 'solver.langevin.seed' must be >= 0, got {self.seed}")
         self.dt_forced = positive_param(self.name, params, "dt")
         rng = np.random.Generator(np.random.Philox(np.random.SeedSequence(self.seed)))
         self.x, self.w = random_sample(
