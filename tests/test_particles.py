@@ -40,10 +40,13 @@ def test_blob_heat_1d_converges_at_order_two_in_n(tmp_path):
     assert errors[-1] < 5e-4
 
 
-def test_blob_porous_medium_1d_energy_decays_and_matches_barenblatt(tmp_path):
-    r = _run("porous_medium_1d", "blob", ["solver.blob.particles=100"], tmp_path)
+@pytest.mark.parametrize(
+    "case,tol", [("porous_medium_1d", 0.02), ("nonlinear_fokker_planck_1d", 0.02)]
+)
+def test_blob_power_law_energy_decays_and_matches_closed_form(case, tol, tmp_path):
+    r = _run(case, "blob", ["solver.blob.particles=100"], tmp_path)
     assert _energy_never_increases(r)
-    assert r["diagnostics/l1_error"][-1] < 0.02
+    assert r["diagnostics/l1_error"][-1] < tol
     # Substeps per τ come from the stability bound, which relaxes as the peak drops.
     its = r["diagnostics/iterations"][1:]
     assert its[0] > its[-1] >= 1
@@ -144,6 +147,10 @@ BAD = {
     "quantile-1d two particles": (
         ["heat_1d", "--solver", "quantile-1d", "--set", "solver.quantile-1d.particles=2"],
         ">= 3",
+    ),
+    "cfl above 1": (
+        ["heat_1d", "--solver", "blob", "--set", "solver.blob.cfl=1.5"],
+        "cfl' must be in (0, 1]",
     ),
     "negative seed": (
         ["heat_1d", "--solver", "langevin", "--set", "solver.langevin.seed=-1"],

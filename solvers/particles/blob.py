@@ -83,6 +83,11 @@ class Solver(ParticleSolver):
         n = self.n_requested or DEFAULT_PARTICLES[case.dim]
         eps = positive_param(self.name, params, "epsilon")
         self.cfl = positive_param(self.name, params, "cfl")
+        if self.cfl > 1.0:
+            raise UserError(
+                f"case key 'solver.blob.cfl' must be in (0, 1] (the fraction of the stability "
+                f"bound a substep uses), got {self.cfl}"
+            )
         self.dt_forced = positive_param(self.name, params, "dt")
         x, self.w, self.h, length = lattice(
             case.density("initial"), self.lower, self.upper, n, self.mass
