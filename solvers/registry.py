@@ -71,6 +71,42 @@ SOLVERS: dict[str, SolverInfo] = {
                 "barrier": Key("float", 1e-8, help="power law: log-barrier weight / mean density"),
             },
         ),
+        SolverInfo(
+            "blob",
+            "solvers.particles.blob",
+            "deterministic blob method (mollified energy, neighbour lists, Heun substeps)",
+            "entropy, power, none; quadratic V; 1-D/2-D/3-D; box",
+            {
+                "particles": Key(
+                    "int", None, help="lattice cells on the support (1/2/3-D: 200/1600/4096)"
+                ),
+                "epsilon": Key("float", None, help="mollifier variance ε (default 2 h^1.9 L^0.1)"),
+                "cfl": Key("float", 0.5, help="substep = cfl x Heun stability bound"),
+                "dt": Key("float", None, help="forced substep (clamped to the stable one)"),
+            },
+        ),
+        SolverInfo(
+            "quantile-1d",
+            "solvers.particles.quantile_1d",
+            "exact 1-D Lagrangian JKO in quantile coordinates (Newton, tridiagonal)",
+            "entropy, power, none; quadratic V; 1-D; box",
+            {
+                "particles": Key("int", None, help="particles at equal mass quantiles (400)"),
+                "rtol": Key("float", 1e-12, help="Newton stops at step < rtol x support width"),
+                "max_it": Key("int", 50, help="Newton iterations per step"),
+            },
+        ),
+        SolverInfo(
+            "langevin",
+            "solvers.particles.langevin",
+            "stochastic particles, Euler–Maruyama (the sampling baseline)",
+            "entropy, none (no power law); quadratic V; 1-D/2-D/3-D; box",
+            {
+                "particles": Key("int", None, help="number of samples (10000)"),
+                "seed": Key("int", 1, help="seed of the initial samples and the noise"),
+                "dt": Key("float", None, help="forced substep (default τ; clamped to 1/‖A‖)"),
+            },
+        ),
     ]
 }
 

@@ -74,3 +74,15 @@ def shared_tmp(tmp_path_factory) -> Path:
     comm = MPI.COMM_WORLD
     path = tempfile.mkdtemp(prefix="wgf-mpi-") if comm.rank == 0 else None
     return Path(comm.bcast(path, root=0))
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Skip the ``mpi`` tests in a serial run: they compare 1 with 2 ranks."""
+    from mpi4py import MPI
+
+    if MPI.COMM_WORLD.size > 1:
+        return
+    skip = pytest.mark.skip(reason="needs mpiexec -n 2 (make test-mpi)")
+    for item in items:
+        if "mpi" in item.keywords:
+            item.add_marker(skip)

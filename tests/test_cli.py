@@ -132,13 +132,22 @@ def test_solver_failure_keeps_completed_steps_and_resumes(tmp_path):
     out = str(tmp_path)
     # One Newton iteration cannot solve a porous-medium step: the run must stop after
     # halving twice, with status 3, a message naming the step, and a readable file.
-    proc = wgf("run", "porous_medium_1d", "--out", out, "--set", "solver.fem-implicit.max_it=1")
+    proc = wgf(
+        "run",
+        "porous_medium_1d",
+        "--solver",
+        "fem-implicit",
+        "--out",
+        out,
+        "--set",
+        "solver.fem-implicit.max_it=1",
+    )
     assert proc.returncode == 3, proc.stderr
     assert "step 1 (t = 0" in proc.stderr and "--resume" in proc.stderr
     assert proc.stdout.count("retrying with τ/2") >= 1
     kept = read(tmp_path / "porous_medium_1d_fem-implicit.h5")
     assert len(kept["time"]) == 1 and kept["checkpoint/density"].size > 0
-    proc = wgf("run", "porous_medium_1d", "--out", out, "--resume")
+    proc = wgf("run", "porous_medium_1d", "--solver", "fem-implicit", "--out", out, "--resume")
     assert proc.returncode == 0, proc.stderr
     done = read(tmp_path / "porous_medium_1d_fem-implicit.h5")
     assert done["time"][-1] == pytest.approx(0.1)

@@ -35,6 +35,8 @@ def test_resume_continues_to_the_straight_answer(tmp_path):
 def test_sigkill_leaves_a_readable_file_and_resume_finishes(tmp_path):
     args = [
         "porous_medium_2d",
+        "--solver",
+        "fem-implicit",
         "--set",
         "domain.cells=[96, 96]",
         "--set",

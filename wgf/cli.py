@@ -257,9 +257,10 @@ def _run(args: argparse.Namespace) -> int:
         infos = [info for info in SOLVERS.values() if _supports(info, case, comm)]
     # Build every solver before running any: bad input fails before any file is written.
     solvers = [build_solver(case, info.name, comm) for info in infos]
+    resume = _resumable(case.name, [info.name for info in infos], args, comm)
     summaries = []
     for solver in solvers:
-        summaries.append(run_flow(solver, case, args.out, resume=args.resume))
+        summaries.append(run_flow(solver, case, args.out, resume=resume[solver.name]))
     if comm.rank == 0:
         print_summary(case, summaries)
     return 0
@@ -329,6 +330,22 @@ def _sweep(args: argparse.Namespace) -> int:
         print(table(records, args.grid))
         print(f"wrote {out / 'summary.csv'}")
     return 0
+
+
+def _resumable(case: str, names: list[str], args: argparse.Namespace, comm) -> dict[str, bool]:
+    """Which solvers ``--resume`` continues.
+
+    A run of several solvers that was interrupted in one never reached the later ones:
+    those have no results file yet and start from t = 0.  If no solver has a file, every
+    one is resumed, so that the missing file is reported as the error it is.
+    """
+    if not args.resume:
+        return dict.fromkeys(names, False)
+    present = None
+    if comm.rank == 0:
+        present = {name: (args.out / f"{case}_{name}.h5").is_file() for name in names}
+    present = comm.bcast(present, root=0)
+    return present if any(present.values()) else dict.fromkeys(names, True)
 
 
 def entry() -> None:

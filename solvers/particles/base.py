@@ -1,0 +1,212 @@
+"""What every particle solver shares: state, diagnostics, sampling, walls and output.
+
+The state is the global position array, replicated on every rank (see
+:mod:`solvers.particles.parallel`), and constant weights w_i summing to the mass.
+Diagnostics are computed from these global arrays in global index order, so they are
+identical on every rank:
+
+* ``mass`` = Σ w_i (constant: the weights never change);
+* ``second_moment`` = Σ w_i |x_i|² (quantile-1d: of its piecewise-constant density);
+* ``energy``: each solver's discrete energy (:meth:`ParticleSolver.energy_value`);
+* ``l1_error``/``l2_error``: relative errors ‖ρ_h - ρ‖/‖ρ‖ on the case's sample grid
+  (midpoint rule), ρ_h the solver's density estimate (:meth:`ParticleSolver.density_at`);
+* ``escaped``: how many times a particle left the box so far (see :meth:`reflect`).
+
+Walls: the case box is a no-flux boundary.  A particle that ends a step outside it is
+mirrored back across the face it crossed (x → 2·upper - x), which is the particle
+version of no flux; each such event is counted in ``escaped``.  The shipped cases make
+the box large enough that this never happens; a non-zero count says the box is too small.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mpi4py import MPI
+
+from cases import Case
+from solvers.base import FlowSolver
+from solvers.energy import Energy
+from solvers.particles.parallel import allgather_blocks, block
+from solvers.particles.xdmf import PolyvertexSeries
+from wgf.errors import UserError
+
+
+def positive_param(solver: str, params: dict[str, Any], key: str) -> Any:
+    """``params[key]`` if set, checked > 0 (one-line :class:`UserError` otherwise)."""
+    value = params.get(key)
+    if value is not None and not value > 0:
+        raise UserError(f"case key 'solver.{solver}.{key}' must be > 0, got {value}")
+    return value
+
+
+class ParticleSolver(FlowSolver):
+    """Base class: weighted particles x_i, w_i in the case's box.
+
+    Subclasses set ``self.x`` (N, d) and ``self.w`` (N,) in their constructor (after
+    calling this one) and implement :meth:`step`, :meth:`energy_value` and
+    :meth:`density_at`.
+
+    Args:
+        case: The validated case.
+        comm: The communicator of the run.
+        params: The solver's ``[solver.<name>]`` table.
+    """
+
+    name = "particles"
+
+    def __init__(self, case: Case, comm: MPI.Comm, params: dict[str, Any]) -> None:
+        super().__init__(case, comm, params)
+        self.energy = Energy.from_case(case)
+        dom = case.section("domain")
+        self.lower, self.upper = np.array(dom["lower"]), np.array(dom["upper"])
+        self.mass = float(case.section("initial")["mass"])
+        self.n_requested = positive_param(self.name, params, "particles")
+        self.exact = case.exact_solution()
+        self.escaped = 0
+        self.x = np.zeros((0, case.dim))
+        self.w = np.zeros(0)
+        self._points = np.zeros((0, case.dim))
+        self._cache: tuple[int, np.ndarray] | None = None
+        self._version = 0
+        self._series: PolyvertexSeries | None = None
+
+    @classmethod
+    def check_case(cls, case: Case) -> None:
+        """Particle solvers run in a box (its faces are reflecting walls)."""
+        if case.section("domain")["shape"] != "box":
+            raise UserError(
+                f"solver '{cls.name}' needs domain.shape = \"box\" "
+                f'(got "{case.section("domain")["shape"]}")'
+            )
+
+    # -- to implement -------------------------------------------------------------------
+    def energy_value(self) -> float:
+        """The solver's discrete energy at the current state (same on every rank)."""
+        raise NotImplementedError
+
+    def density_at(self, points: np.ndarray) -> np.ndarray:
+        """The solver's density estimate at ``points`` (called collectively, any block)."""
+        raise NotImplementedError
+
+    # -- helpers -------------------------------------------------------------------------
+    @property
+    def n(self) -> int:
+        """Number of particles."""
+        return len(self.w)
+
+    def my_block(self, n: int | None = None) -> tuple[int, int]:
+        """This rank's contiguous block of ``n`` items (default: the particles)."""
+        return block(self.n if n is None else n, self.comm)
+
+    def set_positions(self, x: np.ndarray) -> None:
+        """Replace the positions (a new state: cached densities are stale)."""
+        self.x = x
+        self._version += 1
+
+    def reflect(self, x: np.ndarray) -> tuple[np.ndarray, int]:
+        """Mirror positions outside the box back inside; return them and the count."""
+        below, above = x < self.lower, x > self.upper
+        count = int(np.count_nonzero(below.any(axis=1) | above.any(axis=1)))
+        if count:
+            x = np.where(below, 2.0 * self.lower - x, x)
+            x = np.where(above, 2.0 * self.upper - x, x)
+            # A particle more than a box width outside is a blow-up, not a wall hit.
+            x = np.clip(x, self.lower, self.upper)
+        return x, count
+
+    def _sampled(self) -> np.ndarray:
+        """The density on the sample grid, every rank (computed once per state)."""
+        if self._cache is None or self._cache[0] != self._version:
+            self._cache = (self._version, self.sample_grid_density())
+        return self._cache[1]
+
+    def sample_grid_density(self) -> np.ndarray:
+        """The density estimate at all sample points, on every rank (blocks + allgather)."""
+        lo, hi = self.my_block(len(self._points))
+        return allgather_blocks(self.comm, self.density_at(self._points[lo:hi]))
+
+    def errors(self, t: float) -> dict[str, float]:
+        """Relative L1 and L2 errors of the density estimate on the sample grid."""
+        if self.exact is None or len(self._points) == 0:
+            return {}
+        rho_h, rho = self._sampled(), self.exact(t, self._points)
+        return {
+            "l1_error": float(np.sum(np.abs(rho_h - rho)) / np.sum(np.abs(rho))),
+            "l2_error": float(np.sqrt(np.sum((rho_h - rho) ** 2) / np.sum(rho**2))),
+        }
+
+    def second_moment(self) -> float:
+        """Σ w_i |x_i|²."""
+        return float(np.sum(self.w * np.einsum("nk,nk->n", self.x, self.x)))
+
+    # -- FlowSolver -----------------------------------------------------------------------
+    def diagnostics(self, t: float) -> dict[str, float]:
+        """Energy, mass, second moment, escapes and errors (identical on every rank)."""
+        out = {
+            "energy": self.energy_value(),
+            "mass": float(np.sum(self.w)),
+            "second_moment": self.second_moment(),
+            "escaped": float(self.escaped),
+        }
+        out.update(self.errors(t))
+        return out
+
+    def bounding_box(self) -> tuple[np.ndarray, np.ndarray]:
+        """The case's box."""
+        return self.lower, self.upper
+
+    def prepare_sampling(self, points: np.ndarray) -> None:
+        """Remember the sample grid."""
+        self._points = np.asarray(points, dtype=float)
+        self._cache = None
+
+    def sample(self) -> np.ndarray | None:
+        """The density estimate on the sample grid, on rank 0."""
+        values = self._sampled()
+        return values if self.comm.rank == 0 else None
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Positions (and the escape count) on rank 0."""
+        if self.comm.rank != 0:
+            return {}
+        return {"positions": self.x.copy(), "escaped": np.array([self.escaped])}
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore positions written by :meth:`state`."""
+        x = np.asarray(state["positions"], dtype=float).reshape(-1, self.case.dim)
+        if x.shape != self.x.shape:
+            raise UserError(
+                f"--resume: the checkpoint holds {len(x)} particles, this run has {self.n} "
+                f"(solver.{self.name}.particles changed?)"
+            )
+        self.set_positions(x.copy())
+        if "escaped" in state:
+            self.escaped = int(np.asarray(state["escaped"]).ravel()[0])
+
+    def static_arrays(self) -> dict[str, np.ndarray]:
+        """``particles/weights``."""
+        return {"particles/weights": self.w}
+
+    def snapshot_arrays(self) -> dict[str, np.ndarray]:
+        """``particles/positions`` (N, dim)."""
+        return {"particles/positions": self.x.copy()}
+
+    def open_fields(self, path: Path) -> str:
+        """Start the Polyvertex XDMF series (rank 0 writes)."""
+        if self.comm.rank == 0:
+            self._series = PolyvertexSeries(path, self.w)
+        return path.name
+
+    def write_fields(self, t: float) -> None:
+        """Append the current positions to the XDMF series."""
+        if self._series is not None:
+            self._series.append(t, self.x)
+
+    def close(self) -> None:
+        """Close the XDMF series."""
+        if self._series is not None:
+            self._series.close()
+            self._series = None

@@ -1,0 +1,174 @@
+"""``langevin``: stochastic particles, Euler–Maruyama for dX = -∇V(X) dt + √(2D) dW.
+
+The law of X solves the linear Fokker–Planck equation ∂_t ρ = D Δρ + div(ρ∇V), so this
+solver runs the entropy (and ``internal = "none"``: no noise) only; a power law is refused
+by :meth:`Solver.check_case`.  It is the sampling baseline the deterministic solvers are
+compared with: its errors are Monte-Carlo errors, O(N^{-1/2}).
+
+* Initial particles: N i.i.d. samples of ρ₀ with equal weights
+  (:func:`~solvers.particles.initial.random_sample`), drawn with the seed ``seed``.
+* Random numbers: the noise of substep k is drawn for *all* N particles from its own
+  stream, ``Philox(SeedSequence([seed, k]))``, and particle i takes row i (its global
+  index).  Every rank draws the same array (N normals cost microseconds) and uses its
+  block, so the trajectories do not depend on the number of ranks; the substep counter k
+  is part of the checkpoint, so a resumed run continues the same streams.
+* Substeps: one Euler–Maruyama step per τ, unless ``dt`` is given; the explicit drift is
+  stable for dt < 2/‖A‖₂, so substeps never exceed half of that, and a forced ``dt``
+  above the bound is clamped (and said so once).  ``step`` returns the substep count.
+* Density: a Gaussian kernel density estimate with Silverman's bandwidth
+  b = σ̂ (4/((d+2)N))^{1/(d+4)}, σ̂² the mean per-coordinate variance of the particles;
+  on the (tensor) sample grid it is summed exactly by factorising the Gaussian over
+  coordinates (:func:`~solvers.particles.kernels.density_on_grid`).
+* Energy: D ∫U(ρ_b) over the sample grid (midpoint rule) + Σ w_i V(x_i) — an estimate
+  of F (a kernel estimate's entropy at the particles would need ~N neighbours per
+  particle at Silverman's bandwidth); it fluctuates and need not decrease.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from mpi4py import MPI
+
+from cases import Case
+from solvers.energy import Entropy, NoInternal
+from solvers.particles.base import ParticleSolver, positive_param
+from solvers.particles.initial import random_sample
+from solvers.particles.kernels import density_at, density_on_grid, tensor_grid_axes
+from solvers.particles.parallel import allgather_blocks
+from wgf.errors import SolverError, UserError
+
+#: Default number of particles.
+DEFAULT_PARTICLES = 10000
+
+
+def silverman_bandwidth(x: np.ndarray, w: np.ndarray) -> float:
+    """Silverman: σ̂ (4/((d+2)N_eff))^{1/(d+4)}, N_eff = 1/Σ(w/M)² (N for equal weights)."""
+    p = w / w.sum()
+    mean = p @ x
+    sigma = float(np.sqrt(np.mean(p @ (x - mean) ** 2)))
+    n_eff = 1.0 / float(np.sum(p * p))
+    d = x.shape[1]
+    return sigma * (4.0 / ((d + 2) * n_eff)) ** (1.0 / (d + 4))
+
+
+class Solver(ParticleSolver):
+    """Euler–Maruyama Langevin particles (see the module docstring)."""
+
+    name = "langevin"
+
+    def __init__(self, case: Case, comm: MPI.Comm, params: dict[str, Any]) -> None:
+        super().__init__(case, comm, params)
+        n = self.n_requested or DEFAULT_PARTICLES
+        self.seed = int(params.get("seed", 1))
+        if self.seed < 0:
+            raise UserError(f"case key 'solver.langevin.seed' must be >= 0, got {self.seed}")
+        self.dt_forced = positive_param(self.name, params, "dt")
+        rng = np.random.Generator(np.random.Philox(np.random.SeedSequence(self.seed)))
+        self.x, self.w = random_sample(
+            case.density("initial"), self.lower, self.upper, n, self.mass, rng
+        )
+        pot = self.energy.potential
+        a_norm = 0.0 if pot is None else float(np.abs(np.linalg.eigvalsh(pot.A)).max())
+        self.bound = 2.0 / a_norm if a_norm > 0 else np.inf
+        noisy = isinstance(self.energy.internal, Entropy)
+        self.noise = np.sqrt(2.0 * self.energy.diffusivity) if noisy else 0.0
+        self.counter = 0
+        self._clamp_said = False
+
+    @classmethod
+    def check_case(cls, case: Case) -> None:
+        """Linear diffusion only: the entropy (or no internal energy)."""
+        super().check_case(case)
+        if case.section("energy")["internal"] == "power":
+            raise UserError(
+                "solver 'langevin' needs linear diffusion (energy.internal = \"entropy\"); "
+                "the power law has no Langevin dynamics: use blob or quantile-1d"
+            )
+
+    def _substep(self, tau: float) -> float:
+        dt = min(tau, 0.5 * self.bound)
+        if self.dt_forced is not None:
+            if self.dt_forced <= self.bound:
+                dt = min(tau, self.dt_forced)
+            elif not self._clamp_said:
+                self._clamp_said = True
+                if self.comm.rank == 0:
+                    print(
+                        f"[langevin] dt = {self.dt_forced:.3g} is above the Euler–Maruyama "
+                        f"stability bound 2/‖A‖ = {self.bound:.3g}; clamped to {dt:.3g}",
+                        flush=True,
+                    )
+        return tau / max(1.0, np.ceil(tau / dt * (1.0 - 1e-12)))
+
+    def noise_for(self, counter: int) -> np.ndarray:
+        """The standard normals (N, d) of substep ``counter`` (same on every rank)."""
+        stream = np.random.Philox(np.random.SeedSequence([self.seed, counter]))
+        return np.random.Generator(stream).standard_normal(self.x.shape)
+
+    def step(self, tau: float) -> int:
+        """Euler–Maruyama substeps over τ; return their number."""
+        dt = self._substep(tau)
+        n_sub = round(tau / dt)
+        lo, hi = self.my_block()
+        x, counter, escaped = self.x, self.counter, 0
+        for _ in range(n_sub):
+            xi = x[lo:hi].copy()
+            if self.energy.potential is not None:
+                xi -= dt * self.energy.potential.gradient(xi)
+            if self.noise:
+                xi += self.noise * np.sqrt(dt) * self.noise_for(counter)[lo:hi]
+            counter += 1
+            x, hits = self.reflect(allgather_blocks(self.comm, xi))
+            escaped += hits
+        if not np.all(np.isfinite(x)):
+            raise SolverError("langevin: non-finite positions")
+        self.set_positions(x)
+        self.counter, self.escaped = counter, self.escaped + escaped
+        return n_sub
+
+    def bandwidth(self) -> float:
+        """Silverman's bandwidth of the current particles."""
+        return silverman_bandwidth(self.x, self.w)
+
+    def density_at(self, points: np.ndarray) -> np.ndarray:
+        """Gaussian KDE with Silverman's bandwidth."""
+        return density_at(points, self.x, self.w, self.bandwidth() ** 2)
+
+    def prepare_sampling(self, points: np.ndarray) -> None:
+        """Remember the sample grid and whether it is a tensor grid."""
+        super().prepare_sampling(points)
+        self._axes = tensor_grid_axes(self._points)
+
+    def sample_grid_density(self) -> np.ndarray:
+        """The KDE on the sample grid: factorised over coordinates on a tensor grid.
+
+        Computed whole on every rank (it is cheap), so it does not depend on the ranks.
+        """
+        if self._axes is None:
+            return super().sample_grid_density()
+        return density_on_grid(self._axes, self.x, self.w, self.bandwidth() ** 2)
+
+    def energy_value(self) -> float:
+        """D ∫U(ρ_b) on the sample grid + Σ w_i V(x_i)."""
+        potential = float(np.sum(self.w * self.energy.potential_value(self.x)))
+        if isinstance(self.energy.internal, NoInternal) or len(self._points) == 0:
+            return potential
+        lower, upper = self.bounding_box()
+        cell = float(np.prod((upper - lower) / np.array(self.case.sample_cells())))
+        rho = np.maximum(self._sampled(), 1e-300)  # 0 log 0 = 0
+        return float(np.sum(self.energy.density(rho, 0.0))) * cell + potential
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Positions, escape count and the noise-stream counter."""
+        out = super().state()
+        if out:
+            out["counter"] = np.array([self.counter])
+        return out
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore positions and the noise-stream counter."""
+        super().set_state(state)
+        if "counter" in state:
+            self.counter = int(np.asarray(state["counter"]).ravel()[0])

@@ -1,0 +1,204 @@
+"""``quantile-1d``: the exact Lagrangian JKO scheme in 1-D, in quantile coordinates.
+
+In 1-D, W2 is the L2 distance of quantile functions, so the JKO step is a
+finite-dimensional convex problem for the particle positions x_0 < x_1 < … < x_{N-1} at
+the mass levels i/(N-1) (:func:`~solvers.particles.initial.quantiles_1d`).  Consecutive
+particles enclose the same mass w = M/(N-1); the density on the cell (x_i, x_{i+1}) is
+w/Δ_i, Δ_i = x_{i+1} - x_i (the pseudo-inverse form).  Each step solves
+
+    min_x Φ(x) = Σ_i w̃_i |x_i - x_iⁿ|²/(2τ) + F_h(x),
+    F_h(x) = Σ_i Δ_i D·U(w/Δ_i) + Σ_i w̃_i V(x_i),
+
+with trapezoid weights w̃_i = w (w/2 at both ends; they sum to M), i.e. the exact W2 of the
+piecewise-linear quantile functions' nodal values.  The cell term f(Δ) = Δ D U(w/Δ) has
+f'(Δ) = -D P(w/Δ) and f''(Δ) = D P'(w/Δ) w/Δ² > 0 (P the pressure of
+:mod:`solvers.energy`), so Φ is strictly convex and its Hessian is tridiagonal:
+Newton's method (``scipy.linalg.solve_banded``), with a step cut to keep every Δ_i > 0
+(at most 90 % of the way to the first cell collapse) and Armijo backtracking on Φ.
+Newton stops when the step is below ``rtol`` × the support width; ``step`` returns the
+iteration count.  The JKO structure makes F_h(xⁿ⁺¹) ≤ Φ(xⁿ⁺¹) ≤ Φ(xⁿ) = F_h(xⁿ): the
+reported ``energy`` F_h never increases.
+
+Outputs: the sample-grid density is the scheme's own piecewise-constant density w/Δ_i
+(no kernel: it is what the scheme evolves).  When the case has a closed form,
+``quantile_error`` is max_i |x_i - Q(t, i/(N-1))| against the exact quantile function Q,
+``quantile_error_interior`` the same over the levels in [0.01, 0.99], and ``w2_error``
+= (Σ w̃_i |x_i - Q(t, i/(N-1))|²)^{1/2} ≈ W2(ρ_h, ρ).  Why the interior one: at a
+porous-medium free boundary the end particle (mass w/2) is pushed by the pressure of the
+end cell's *mean* density, which for ρ ~ (R - x)^{1/(m-1)} is a fixed fraction of the exact
+front speed (1/2 for m = 2), so the two end particles lag by O(end cell width) =
+O(N^{-(m-1)/m}); the other quantiles converge at the scheme's rate.
+
+Particles outside the box are counted in ``escaped`` but not moved (mirroring would
+break the ordering the scheme relies on).  The problem is tiny (N ≲ 10⁴, O(N) per Newton
+step), so every rank solves it redundantly: results do not depend on the number of ranks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from mpi4py import MPI
+from scipy.linalg import solve_banded
+
+from cases import Case
+from solvers.particles.base import ParticleSolver, positive_param
+from solvers.particles.initial import quantiles_1d
+from wgf.errors import SolverError, UserError
+
+#: Default number of particles.
+DEFAULT_PARTICLES = 400
+#: Fraction of the way to the nearest cell collapse a Newton step may go.
+TO_BOUNDARY = 0.9
+#: ``quantile_error_interior`` leaves out the mass levels below this and above 1 - this.
+INTERIOR = 0.01
+#: Points of the grid on which exact quantiles are computed (cumulative trapezoid rule).
+EXACT_GRID = 200001
+
+
+class Solver(ParticleSolver):
+    """Lagrangian JKO in quantile coordinates (see the module docstring)."""
+
+    name = "quantile-1d"
+
+    def __init__(self, case: Case, comm: MPI.Comm, params: dict[str, Any]) -> None:
+        super().__init__(case, comm, params)
+        n = self.n_requested or DEFAULT_PARTICLES
+        if n < 3:
+            raise UserError(f"case key 'solver.quantile-1d.particles' must be >= 3, got {n}")
+        self.rtol = positive_param(self.name, params, "rtol")
+        self.max_it = positive_param(self.name, params, "max_it")
+        x, self.cell_mass = quantiles_1d(
+            case.density("initial"), self.lower, self.upper, n, self.mass
+        )
+        self.x = x[:, None]
+        self.w = np.full(n, self.cell_mass)
+        self.w[[0, -1]] *= 0.5
+        pot = self.energy.potential
+        self.v2 = 0.0 if pot is None else float(pot.A[0, 0])
+        self.levels = np.linspace(0.0, 1.0, n)
+        self.interior = (self.levels >= INTERIOR) & (self.levels <= 1.0 - INTERIOR)
+
+    @classmethod
+    def check_case(cls, case: Case) -> None:
+        """1-D boxes only."""
+        super().check_case(case)
+        if case.dim != 1:
+            raise UserError(f"solver 'quantile-1d' is 1-D only; the case is {case.dim}-D")
+
+    # -- the discrete energy -------------------------------------------------------------
+    def _cells(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        gaps = np.diff(x)
+        return gaps, self.cell_mass / gaps
+
+    def discrete_energy(self, x: np.ndarray) -> float:
+        """F_h(x) = Σ Δ_i D·U(w/Δ_i) + Σ w̃_i V(x_i)."""
+        gaps, rho = self._cells(x)
+        internal = float(np.sum(gaps * self.energy.density(rho, 0.0)))
+        return internal + float(np.sum(self.w * self.energy.potential_value(x[:, None])))
+
+    def _objective(self, x: np.ndarray, x_old: np.ndarray, tau: float) -> float:
+        return float(np.sum(self.w * (x - x_old) ** 2)) / (2.0 * tau) + self.discrete_energy(x)
+
+    def _gradient_hessian(
+        self, x: np.ndarray, x_old: np.ndarray, tau: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """∇Φ and the banded (3, N) Hessian of Φ."""
+        gaps, rho = self._cells(x)
+        df = -self.energy.pressure(rho)  # f'(Δ)
+        d2f = self.energy.dpressure(rho) * rho / gaps  # f''(Δ)
+        grad = self.w * (x - x_old) / tau
+        grad[1:] += df
+        grad[:-1] -= df
+        diag = self.w * (1.0 / tau + self.v2)
+        diag[1:] += d2f
+        diag[:-1] += d2f
+        if self.energy.potential is not None:
+            grad += self.w * self.energy.potential.gradient(x[:, None])[:, 0]
+        bands = np.zeros((3, len(x)))
+        bands[0, 1:] = -d2f
+        bands[1] = diag
+        bands[2, :-1] = -d2f
+        return grad, bands
+
+    # -- FlowSolver -----------------------------------------------------------------------
+    def step(self, tau: float) -> int:
+        """One JKO step by damped Newton; return the iteration count."""
+        x_old = self.x[:, 0]
+        x = x_old.copy()
+        width = x[-1] - x[0]
+        phi = self._objective(x, x_old, tau)
+        for it in range(1, self.max_it + 1):
+            grad, bands = self._gradient_hessian(x, x_old, tau)
+            p = -solve_banded((1, 1), bands, grad)
+            dp = np.diff(p)
+            shrinking = dp < 0.0
+            alpha = 1.0
+            if shrinking.any():
+                room = float(np.min(-np.diff(x)[shrinking] / dp[shrinking]))
+                alpha = min(1.0, TO_BOUNDARY * room)
+            slope = float(grad @ p)
+            while True:
+                trial = x + alpha * p
+                phi_trial = self._objective(trial, x_old, tau)
+                if phi_trial <= phi + 1e-4 * alpha * slope or alpha * np.abs(p).max() < (
+                    1e-3 * self.rtol * width
+                ):
+                    break
+                alpha *= 0.5
+            x, phi = trial, phi_trial
+            if not np.all(np.isfinite(x)) or not np.all(np.diff(x) > 0.0):
+                break
+            if alpha * np.abs(p).max() <= self.rtol * width:
+                self._commit(x)
+                return it
+        raise SolverError(
+            f"quantile-1d: Newton did not converge in {self.max_it} iterations (τ = {tau:.3g})"
+        )
+
+    def _commit(self, x: np.ndarray) -> None:
+        self.escaped += int(np.count_nonzero((x < self.lower[0]) | (x > self.upper[0])))
+        self.set_positions(x[:, None])
+
+    def energy_value(self) -> float:
+        """The discrete energy F_h."""
+        return self.discrete_energy(self.x[:, 0])
+
+    def second_moment(self) -> float:
+        """∫ x² of the piecewise-constant density: Σ w (a² + ab + b²)/3 over cells (a, b)."""
+        a, b = self.x[:-1, 0], self.x[1:, 0]
+        return float(np.sum(self.cell_mass * (a * a + a * b + b * b) / 3.0))
+
+    def density_at(self, points: np.ndarray) -> np.ndarray:
+        """The piecewise-constant density w/Δ_i at points (0 outside the particles)."""
+        x = self.x[:, 0]
+        p = points[:, 0]
+        cell = np.searchsorted(x, p, side="right") - 1
+        inside = (cell >= 0) & (cell < len(x) - 1)
+        out = np.zeros(len(p))
+        out[inside] = self.cell_mass / np.diff(x)[cell[inside]]
+        return out
+
+    def exact_quantiles(self, t: float) -> np.ndarray | None:
+        """Q(t, i/(N-1)) of the exact solution (cumulative trapezoid on a fine grid)."""
+        if self.exact is None:
+            return None
+        grid = np.linspace(self.lower[0], self.upper[0], EXACT_GRID)
+        rho = self.exact(t, grid[:, None])
+        cdf = np.concatenate([[0.0], np.cumsum(0.5 * (rho[1:] + rho[:-1]) * np.diff(grid))])
+        cdf /= cdf[-1]
+        up = np.diff(cdf) > 0.0
+        ends = np.concatenate([up, [False]]) | np.concatenate([[False], up])
+        return np.interp(self.levels, cdf[ends], grid[ends])
+
+    def diagnostics(self, t: float) -> dict[str, float]:
+        """The common diagnostics plus ``quantile_error`` (max over particles)."""
+        out = super().diagnostics(t)
+        exact = self.exact_quantiles(t)
+        if exact is not None:
+            err = np.abs(self.x[:, 0] - exact)
+            out["quantile_error"] = float(err.max())
+            out["quantile_error_interior"] = float(err[self.interior].max())
+            out["w2_error"] = float(np.sqrt(np.sum(self.w * err**2)))
+        return out

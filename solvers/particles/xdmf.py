@@ -1,0 +1,84 @@
+"""A ParaView time series of moving particles: XDMF 3 Polyvertex grids + one HDF5 file.
+
+Written by rank 0 with h5py.  ``<stem>.h5`` holds ``/weights`` (N,) and
+``/connectivity`` (N, 1) (one vertex cell per particle) once, and
+``/positions/<k>`` (N, 3) per snapshot (padded with zeros below 3-D, as XDMF's ``XYZ``
+geometry wants); ``<stem>.xdmf`` is a temporal collection of Polyvertex grids, one per
+snapshot, with the weights as a point attribute.  The XML is rewritten after every
+snapshot, so the file is valid whenever a run stops.  ParaView opens it with the
+*Xdmf3ReaderS* reader.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+_GRID = """\
+      <Grid Name="particles_{k}" GridType="Uniform">
+        <Time Value="{t!r}"/>
+        <Topology TopologyType="Polyvertex" NumberOfElements="{n}" NodesPerElement="1">
+          <DataItem Dimensions="{n} 1" NumberType="Int" Precision="8" Format="HDF">\
+{h5}:/connectivity</DataItem>
+        </Topology>
+        <Geometry GeometryType="XYZ">
+          <DataItem Dimensions="{n} 3" NumberType="Float" Precision="8" Format="HDF">\
+{h5}:/positions/{k}</DataItem>
+        </Geometry>
+        <Attribute Name="weight" AttributeType="Scalar" Center="Node">
+          <DataItem Dimensions="{n}" NumberType="Float" Precision="8" Format="HDF">\
+{h5}:/weights</DataItem>
+        </Attribute>
+      </Grid>
+"""
+
+
+class PolyvertexSeries:
+    """Append particle snapshots to an XDMF/HDF5 pair (use on rank 0 only).
+
+    Args:
+        path: The ``.xdmf`` file; the heavy data go to the same name with ``.h5``.
+        weights: The particle weights (constant in time).
+    """
+
+    def __init__(self, path: Path, weights: np.ndarray) -> None:
+        self.path = Path(path)
+        self.h5_path = self.path.with_suffix(".h5")
+        self.n = len(weights)
+        self.times: list[float] = []
+        self.h5 = h5py.File(self.h5_path, "w")
+        self.h5.create_dataset("weights", data=np.asarray(weights, dtype=float))
+        # One vertex cell per particle, so ParaView's default representation shows them.
+        self.h5.create_dataset("connectivity", data=np.arange(self.n, dtype=np.int64)[:, None])
+        self.h5.create_group("positions")
+        self._write_xml()
+
+    def append(self, t: float, positions: np.ndarray) -> None:
+        """Add the positions (N, d) at time t, flush, and rewrite the XML."""
+        xyz = np.zeros((self.n, 3))
+        xyz[:, : positions.shape[1]] = positions
+        self.h5["positions"].create_dataset(str(len(self.times)), data=xyz)
+        self.h5.flush()
+        self.times.append(float(t))
+        self._write_xml()
+
+    def _write_xml(self) -> None:
+        grids = "".join(
+            _GRID.format(k=k, t=t, n=self.n, h5=self.h5_path.name) for k, t in enumerate(self.times)
+        )
+        xml = (
+            '<?xml version="1.0"?>\n<Xdmf Version="3.0">\n  <Domain>\n'
+            '    <Grid Name="particles" GridType="Collection" CollectionType="Temporal">\n'
+            f"{grids}    </Grid>\n  </Domain>\n</Xdmf>\n"
+        )
+        tmp = self.path.with_suffix(".xdmf.tmp")
+        tmp.write_text(xml)
+        tmp.replace(self.path)
+
+    def close(self) -> None:
+        """Close the HDF5 file."""
+        if self.h5 is not None:
+            self.h5.close()
+            self.h5 = None

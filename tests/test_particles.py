@@ -1,0 +1,245 @@
+"""Particle solvers (blob, langevin, quantile-1d): errors against closed forms, rates,
+energy decay, exact mass, bad input, ParaView read-back."""
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from cases import load_case
+from solvers import solver_tables
+from tests.conftest import read, run_case, wgf
+
+
+def _run(case, solver, sets, out):
+    return read(run_case(case, sets, out, solver=solver).path)
+
+
+def _energy_never_increases(r):
+    e = r["diagnostics/energy"]
+    return np.all(np.diff(e) <= 1e-13 * np.abs(e[:-1]))
+
+
+# -- blob -----------------------------------------------------------------------------------
+def test_blob_heat_1d_converges_at_order_two_in_n(tmp_path):
+    """L1 error of ρ_ε at T against the Gaussian: slope ≈ 2 - δ = 1.9 in N (measured 1.93)."""
+    ns, errors = [100, 200, 400], []
+    for n in ns:
+        r = _run("heat_1d", "blob", [f"solver.blob.particles={n}"], tmp_path / str(n))
+        errors.append(r["diagnostics/l1_error"][-1])
+        assert _energy_never_increases(r)
+        # Mass is the sum of fixed weights: conserved to the last bit.
+        mass = r["diagnostics/mass"]
+        assert np.all(mass == mass[0]) and mass[0] == pytest.approx(1.0, abs=1e-14)
+        assert r["particles/positions"].shape == (6, n, 1)
+        assert r["particles/weights"].sum() == pytest.approx(1.0, abs=1e-14)
+        assert r["diagnostics/escaped"][-1] == 0
+    slope = -np.polyfit(np.log(ns), np.log(errors), 1)[0]
+    assert 1.6 < slope < 2.2, (errors, slope)
+    assert errors[-1] < 5e-4
+
+
+@pytest.mark.parametrize(
+    "case,tol", [("porous_medium_1d", 0.02), ("nonlinear_fokker_planck_1d", 0.02)]
+)
+def test_blob_power_law_energy_decays_and_matches_closed_form(case, tol, tmp_path):
+    r = _run(case, "blob", ["solver.blob.particles=100"], tmp_path)
+    assert _energy_never_increases(r)
+    assert r["diagnostics/l1_error"][-1] < tol
+    # Substeps per τ come from the stability bound, which relaxes as the peak drops.
+    its = r["diagnostics/iterations"][1:]
+    assert its[0] > its[-1] >= 1
+
+
+def test_blob_ou_2d_covariance(tmp_path):
+    sets = ["solver.blob.particles=1600", "time.t_end=0.2"]
+    r = _run("fokker_planck_ou_2d", "blob", sets, tmp_path)
+    case = load_case("fokker_planck_ou_2d", sets, solver_tables())
+    x, w = r["particles/positions"][-1], r["particles/weights"]
+    mean, cov = case.gaussian_moments(r["snapshots/time"][-1])
+    mu = w @ x
+    c = (x - mu).T @ ((x - mu) * w[:, None])
+    assert np.abs(mu - mean).max() < 1e-4
+    assert np.abs(c - cov).max() < 0.01 * np.abs(cov).max()
+    assert _energy_never_increases(r)
+
+
+def test_blob_reflects_at_the_walls_and_counts(tmp_path):
+    """A box too small for the run: particles stay inside and ``escaped`` says so."""
+    sets = ["domain.lower=[-0.8]", "domain.upper=[0.8]", "solver.blob.particles=100"]
+    r = _run("heat_1d", "blob", sets, tmp_path)
+    x = r["particles/positions"]
+    assert np.all((x >= -0.8) & (x <= 0.8))
+    assert r["diagnostics/escaped"][-1] > 0
+    assert r["diagnostics/mass"][-1] == pytest.approx(1.0, abs=1e-14)
+
+
+# -- quantile-1d -----------------------------------------------------------------------------
+@pytest.mark.parametrize("m", [2.0, 3.0])
+def test_quantile_1d_porous_medium_first_order_in_tau(m, tmp_path):
+    taus, errors = [0.01, 0.005, 0.0025], []
+    for tau in taus:
+        sets = [f"time.tau={tau}", f"energy.m={m}", "solver.quantile-1d.particles=1000"]
+        r = _run("porous_medium_1d", "quantile-1d", sets, tmp_path / str(tau))
+        errors.append(r["diagnostics/w2_error"][-1])
+        assert _energy_never_increases(r)
+        assert r["diagnostics/mass"][-1] == pytest.approx(1.0, abs=1e-14)
+        x = r["particles/positions"][-1, :, 0]
+        assert np.all(np.diff(x) > 0)
+    slope = np.polyfit(np.log(taus), np.log(errors), 1)[0]
+    assert 0.8 < slope < 1.2, (errors, slope)
+    # Quantiles: interior ones to O(τ); the two free-boundary particles lag by O(cell width).
+    assert r["diagnostics/quantile_error_interior"][-1] < 0.01
+    assert r["diagnostics/quantile_error"][-1] < 0.03
+    assert r["diagnostics/quantile_error"][0] < 1e-4
+
+
+def test_quantile_1d_nonlinear_fokker_planck(tmp_path):
+    r = _run("nonlinear_fokker_planck_1d", "quantile-1d", [], tmp_path)
+    assert _energy_never_increases(r)
+    assert r["diagnostics/l1_error"][-1] < 0.02
+    assert r["diagnostics/w2_error"][-1] < 0.01
+
+
+# -- langevin --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "case,sets",
+    [("heat_1d", []), ("fokker_planck_ou_1d", ["solver.langevin.dt=0.002", "time.t_end=0.2"])],
+)
+def test_langevin_second_moment_within_three_standard_errors(case, sets, tmp_path):
+    sets = [*sets, "solver.langevin.particles=10000"]
+    r = _run(case, "langevin", sets, tmp_path)
+    c = load_case(case, sets, solver_tables())
+    t = r["snapshots/time"][-1]
+    mean, cov = c.gaussian_moments(t)
+    exact = float(mean @ mean + np.trace(cov))
+    x = r["particles/positions"][-1]
+    sq = np.sum(x * x, axis=1)
+    stderr = sq.std() / np.sqrt(len(sq))
+    assert r["diagnostics/second_moment"][-1] == pytest.approx(sq.mean(), rel=1e-12)
+    assert abs(sq.mean() - exact) < 3 * stderr, (sq.mean(), exact, stderr)
+    assert r["diagnostics/l1_error"][-1] < 0.05
+
+
+def test_langevin_is_reproducible_by_seed(tmp_path):
+    sets = ["solver.langevin.particles=500", "time.t_end=0.02"]
+    a = _run("heat_1d", "langevin", sets, tmp_path / "a")
+    b = _run("heat_1d", "langevin", sets, tmp_path / "b")
+    c = _run("heat_1d", "langevin", [*sets, "solver.langevin.seed=2"], tmp_path / "c")
+    assert np.array_equal(a["particles/positions"], b["particles/positions"])
+    assert not np.allclose(a["particles/positions"], c["particles/positions"])
+
+
+# -- bad input -------------------------------------------------------------------------------
+BAD = {
+    "no particles": (["heat_1d", "--solver", "blob", "--set", "solver.blob.particles=0"], "> 0"),
+    "negative epsilon": (
+        ["heat_1d", "--solver", "blob", "--set", "solver.blob.epsilon=-1.0"],
+        "epsilon' must be > 0",
+    ),
+    "epsilon too small": (
+        ["heat_1d", "--solver", "blob", "--set", "solver.blob.epsilon=1e-12"],
+        "< 2 neighbours per particle",
+    ),
+    "langevin power law": (["porous_medium_1d", "--solver", "langevin"], "linear diffusion"),
+    "quantile-1d in 2-D": (["heat_2d", "--solver", "quantile-1d"], "1-D only"),
+    "quantile-1d two particles": (
+        ["heat_1d", "--solver", "quantile-1d", "--set", "solver.quantile-1d.particles=2"],
+        ">= 3",
+    ),
+    "cfl above 1": (
+        ["heat_1d", "--solver", "blob", "--set", "solver.blob.cfl=1.5"],
+        "cfl' must be in (0, 1]",
+    ),
+    "negative seed": (
+        ["heat_1d", "--solver", "langevin", "--set", "solver.langevin.seed=-1"],
+        "seed' must be >= 0",
+    ),
+    "negative dt": (
+        ["heat_1d", "--solver", "langevin", "--set", "solver.langevin.dt=-0.1"],
+        "dt' must be > 0",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_bad_particle_input_exits_2_with_one_line(name, tmp_path):
+    args, message = BAD[name]
+    out = tmp_path / "out"
+    proc = wgf("run", *args, "--out", str(out))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("wgf: error:"), proc.stderr
+    assert message in lines[0], lines[0]
+    assert not out.exists()
+
+
+def test_forced_dt_above_the_bound_is_clamped_and_said(tmp_path):
+    sets = ["solver.blob.particles=50", "solver.blob.dt=0.01", "time.t_end=0.01"]
+    options = [arg for s in sets for arg in ("--set", s)]
+    proc = wgf("run", "heat_1d", "--solver", "blob", *options, "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "above the stability bound" in proc.stdout and "clamped" in proc.stdout
+    r = read(tmp_path / "heat_1d_blob.h5")
+    assert np.all(r["diagnostics/iterations"][1:] > 1)
+
+
+# -- ParaView ---------------------------------------------------------------------------------
+PVBATCH = shutil.which("pvbatch")
+
+READER = """
+import sys
+from paraview.simple import Xdmf3ReaderS, UpdatePipeline
+r = Xdmf3ReaderS(FileName=[sys.argv[1]])
+r.UpdatePipelineInformation()
+times = list(r.TimestepValues)
+UpdatePipeline(time=times[-1], proxy=r)
+info = r.GetDataInformation()
+print("TIMES", len(times), times[-1])
+print("POINTS", info.GetNumberOfPoints())
+print("CELLS", info.GetNumberOfCells())
+print("ARRAYS", ",".join(r.PointData.keys()))
+print("BOUNDS", *info.GetBounds())
+"""
+
+
+@pytest.mark.skipif(PVBATCH is None, reason="pvbatch not installed (Debian python3-paraview)")
+def test_particle_xdmf_opens_in_pvbatch(tmp_path):
+    r = _run("heat_2d", "blob", ["solver.blob.particles=400"], tmp_path)
+    script = tmp_path / "read.py"
+    script.write_text(READER)
+    xdmf = tmp_path / "heat_2d_blob_fields.xdmf"
+    proc = subprocess.run(
+        [PVBATCH, str(script), str(xdmf)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = {
+        line.split(" ", 1)[0]: line.split(" ", 1)[1]
+        for line in proc.stdout.splitlines()
+        if line.split(" ", 1)[0] in ("TIMES", "POINTS", "CELLS", "ARRAYS", "BOUNDS")
+    }
+    n = len(r["particles/weights"])
+    n_times, t_last = out["TIMES"].split()
+    assert int(n_times) == 6 and float(t_last) == pytest.approx(0.1)
+    assert int(out["POINTS"]) == n and int(out["CELLS"]) == n
+    assert out["ARRAYS"] == "weight"
+    # The last time ParaView shows is the final particle cloud.
+    bounds = np.array(out["BOUNDS"].split(), dtype=float)
+    x = r["particles/positions"][-1]
+    assert bounds[0] == pytest.approx(x[:, 0].min()) and bounds[3] == pytest.approx(x[:, 1].max())
+
+
+# -- resume -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "solver,sets",
+    [("blob", ["solver.blob.particles=100"]), ("langevin", ["solver.langevin.particles=500"])],
+)
+def test_resume_continues_the_same_trajectories(solver, sets, tmp_path):
+    """Stop at T/2, resume to T: the same particles as one run to T (noise streams too)."""
+    full = _run("heat_1d", solver, sets, tmp_path / "full")
+    run_case("heat_1d", [*sets, "time.t_end=0.05"], tmp_path / "split", solver=solver)
+    resumed = read(run_case("heat_1d", sets, tmp_path / "split", solver=solver, resume=True).path)
+    # The clock after resuming may differ from the straight run's in the last bit.
+    for key in ("time", "checkpoint/positions", "diagnostics/energy"):
+        np.testing.assert_allclose(resumed[key], full[key], rtol=0, atol=1e-12, err_msg=key)

@@ -1,0 +1,46 @@
+"""Run under ``mpiexec -n 2 python -m mpi4py -m pytest -m mpi``: every particle solver on
+2 ranks and on 1 rank (COMM_SELF on rank 0) gives the same trajectories to 1e-12."""
+
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+from tests.conftest import read, run_case
+
+pytestmark = pytest.mark.mpi
+
+COMPARED = [
+    "time",
+    "particles/positions",
+    "particles/weights",
+    "diagnostics/energy",
+    "diagnostics/mass",
+    "diagnostics/second_moment",
+    "diagnostics/l1_error",
+    "diagnostics/l2_error",
+    "diagnostics/iterations",
+    "snapshots/density",
+    "checkpoint/positions",
+]
+
+
+@pytest.mark.parametrize(
+    "solver,case,sets",
+    [
+        ("blob", "fokker_planck_ou_2d", ["solver.blob.particles=400", "time.t_end=0.1"]),
+        ("blob", "nonlinear_fokker_planck_1d", ["solver.blob.particles=100", "time.t_end=0.1"]),
+        ("langevin", "fokker_planck_ou_2d", ["solver.langevin.particles=2000"]),
+        ("quantile-1d", "porous_medium_1d", []),
+    ],
+)
+def test_one_and_two_ranks_agree(solver, case, sets, shared_tmp):
+    comm = MPI.COMM_WORLD
+    assert comm.size == 2, "run this file under mpiexec -n 2"
+    world = run_case(case, sets, shared_tmp / "world", comm=comm, solver=solver)
+    if comm.rank == 0:
+        single = run_case(case, sets, shared_tmp / "self", comm=MPI.COMM_SELF, solver=solver)
+        a, b = read(world.path), read(single.path)
+        assert a["attrs"]["mpi_size"] == 2 and b["attrs"]["mpi_size"] == 1
+        for key in COMPARED:
+            np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-12, err_msg=key)
+    comm.Barrier()
