@@ -51,6 +51,25 @@ SOLVERS: dict[str, SolverInfo] = {
                 "max_it": Key("int", 100, help="SNES maximum Newton iterations"),
             },
         ),
+        SolverInfo(
+            "fem-bb",
+            "solvers.fem.benamou_brenier",
+            "dynamic optimal transport [initial] -> [target]: W2 and geodesic by ALG2 "
+            "(Benamou-Brenier) on a space-time P2 mesh",
+            "cases with [target]; 1-D/2-D box",
+            {
+                "time_cells": Key("int", 8, help="cells of the space-time mesh in t ∈ [0, 1]"),
+                "degree": Key("int", 2, help="Lagrange degree of the potential φ (1 or 2)"),
+                "r": Key("float", 4.0, help="augmentation parameter of ALG2 (> 0), initial value"),
+                "adapt_r": Key(
+                    "bool",
+                    False,
+                    help="balance the primal and dual residuals by doubling/halving r",
+                ),
+                "max_it": Key("int", 2000, help="maximum ALG2 iterations"),
+                "tol": Key("float", 1e-4, help="stop when the relative residual is below"),
+            },
+        ),
     ]
 }
 

@@ -178,6 +178,7 @@ def _run(args: argparse.Namespace) -> int:
     from solvers import SOLVERS, get_solver, solver_tables
     from wgf.run import run_flow
     from wgf.summary import print_summary
+    from wgf.transport import run_transport
 
     comm = MPI.COMM_WORLD
     case = load_case(args.case, args.overrides, solver_tables())
@@ -189,8 +190,13 @@ def _run(args: argparse.Namespace) -> int:
     solvers = [info.load()(case, comm, case.solver_params(info.name)) for info in infos]
     summaries = []
     for solver in solvers:
+        if getattr(solver, "kind", "flow") == "transport":  # fem-bb: no time loop
+            if args.resume:
+                raise UserError(f"--resume: {solver.name} is not a time-stepping solver")
+            run_transport(solver, case, args.out)
+            continue
         summaries.append(run_flow(solver, case, args.out, resume=args.resume))
-    if comm.rank == 0:
+    if comm.rank == 0 and summaries:
         print_summary(case, summaries)
     return 0
 
