@@ -66,7 +66,10 @@ SOLVERS: dict[str, SolverInfo] = {
                     False,
                     help="balance the primal and dual residuals by doubling/halving r",
                 ),
-                "max_it": Key("int", 2000, help="maximum ALG2 iterations"),
+                "relaxation": Key(
+                    "float", 1.0, help="over-relaxation ω ∈ (0, 2) of the q/σ steps (1 = ALG2)"
+                ),
+                "max_it": Key("int", 3000, help="maximum ALG2 iterations"),
                 "tol": Key("float", 1e-4, help="stop when the relative residual is below"),
             },
         ),

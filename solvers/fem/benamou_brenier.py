@@ -175,6 +175,7 @@ class Solver:
         self.case, self.comm, self.params = case, comm, params
         self.r = float(params["r"])
         self.adapt_r = bool(params["adapt_r"])
+        self.omega = float(params["relaxation"])
         self.dim = case.dim
         dom = case.section("domain")
         self.n_time = int(params["time_cells"])
@@ -351,12 +352,15 @@ class Solver:
         q_old = self.q
         self.solve_poisson(self.q - self.sigma / r)
         self.gphi = (self.G @ self.phi.x.array).reshape(-1, self.tdim)
-        z = self.gphi + self.sigma / r
+        # Over-relaxation (ADMM with relaxation ω ∈ (0, 2); ω = 1 is plain ALG2).
+        omega = self.omega
+        ghat = omega * self.gphi + (1.0 - omega) * q_old if omega != 1.0 else self.gphi
+        z = ghat + self.sigma / r
         a, b = project_parabola(z[:, d], z[:, :d])
         self.q = np.empty_like(z)
         self.q[:, :d], self.q[:, d] = b, a
+        self.sigma += r * (ghat - self.q)
         diff = self.gphi - self.q
-        self.sigma += r * diff
         self.iterations += 1
         w_primal, w_dual = self.w2sq_primal(), self.w2sq_dual()
         primal = self._norm(diff) / max(self._norm(self.gphi), 1e-300)
