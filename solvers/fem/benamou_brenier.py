@@ -127,33 +127,39 @@ def project_parabola(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, n
     Returns:
         (a, b), the projected time and space components.
     """
-    s = 0.5 * np.sum(beta * beta, axis=1)
-    outside = alpha + s > 0.0
-    a, b = alpha.copy(), beta.copy()
-    if not np.any(outside):
-        return a, b
-    c, so = alpha[outside] + 1.0, s[outside]
+    z = np.concatenate([beta, alpha[:, None]], axis=1)
+    project_rows(z)
+    return z[:, -1], z[:, :-1]
+
+
+def project_rows(z: np.ndarray) -> None:
+    """In place: each row (β, α) of z (time last) becomes its projection onto K."""
+    d = z.shape[1] - 1
+    beta = z[:, :d]
+    s = 0.5 * np.einsum("ij,ij->i", beta, beta)
+    out = np.flatnonzero(z[:, d] + s > 0.0)
+    if not len(out):
+        return
+    c, so = z[out, d] + 1.0, s[out]
     # y = μ − c/3:  y³ + p y + q = 0.
     p = -(c * c) / 3.0
     q = -2.0 * c**3 / 27.0 - so
     disc = so * c**3 / 27.0 + 0.25 * so * so
-    mu = np.empty_like(c)
     one = disc >= 0.0
-    sq = np.sqrt(np.where(one, disc, 0.0))
-    mu[one] = (np.cbrt(-0.5 * q[one] + sq[one]) + np.cbrt(-0.5 * q[one] - sq[one])) + c[one] / 3.0
-    three = ~one  # only when c < 0, so p < 0
-    if np.any(three):
+    sq = np.sqrt(np.maximum(disc, 0.0))
+    mu = np.cbrt(-0.5 * q + sq) + np.cbrt(-0.5 * q - sq) + c / 3.0
+    three = np.flatnonzero(~one)  # only when c < 0, so p < 0
+    if len(three):
         pt, qt = p[three], q[three]
         arg = np.clip(1.5 * qt / pt * np.sqrt(-3.0 / pt), -1.0, 1.0)
         mu[three] = 2.0 * np.sqrt(-pt / 3.0) * np.cos(np.arccos(arg) / 3.0) + c[three] / 3.0
     for _ in range(2):
         f = mu * mu * (mu - c) - so
         df = mu * (3.0 * mu - 2.0 * c)
-        mu = mu - f / np.where(df > 0.0, df, 1.0)
-    mu = np.maximum(mu, 1.0)
-    a[outside] = alpha[outside] - (mu - 1.0)
-    b[outside] = beta[outside] / mu[:, None]
-    return a, b
+        mu -= f / np.where(df > 0.0, df, 1.0)
+    np.maximum(mu, 1.0, out=mu)
+    z[out, d] -= mu - 1.0
+    z[out, :d] /= mu[:, None]
 
 
 # -- the solver --------------------------------------------------------------------------
@@ -326,9 +332,11 @@ class Solver:
     def _sum(self, value: float) -> float:
         return self.comm.allreduce(float(value), op=MPI.SUM)
 
-    def _norm(self, field: np.ndarray) -> float:
-        """Discrete L2(Ω×[0,1]) norm of a vector field at the points."""
-        return float(np.sqrt(self._sum(np.sum(self._w * np.sum(field * field, axis=1)))))
+    def _norms(self, *fields: np.ndarray) -> np.ndarray:
+        """Discrete L2(Ω×[0,1]) norms of vector fields at the points (one reduction)."""
+        local = np.array([np.einsum("i,ij,ij->", self._w, f, f) for f in fields])
+        self.comm.Allreduce(MPI.IN_PLACE, local, op=MPI.SUM)
+        return np.sqrt(local)
 
     # -- ALG2 ------------------------------------------------------------------------------
     def solve_poisson(self, source: np.ndarray) -> None:
@@ -348,23 +356,29 @@ class Solver:
 
     def iterate(self) -> dict[str, float]:
         """One ALG2 iteration; returns the residuals, the W2² estimates and r."""
-        r, d = self.r, self.dim
+        r = self.r
         q_old = self.q
-        self.solve_poisson(self.q - self.sigma / r)
+        src = self.sigma * (-1.0 / r)
+        src += self.q
+        self.solve_poisson(src)
         self.gphi = (self.G @ self.phi.x.array).reshape(-1, self.tdim)
         # Over-relaxation (ADMM with relaxation ω ∈ (0, 2); ω = 1 is plain ALG2).
         omega = self.omega
         ghat = omega * self.gphi + (1.0 - omega) * q_old if omega != 1.0 else self.gphi
-        z = ghat + self.sigma / r
-        a, b = project_parabola(z[:, d], z[:, :d])
-        self.q = np.empty_like(z)
-        self.q[:, :d], self.q[:, d] = b, a
-        self.sigma += r * (ghat - self.q)
+        z = self.sigma * (1.0 / r)
+        z += ghat
+        project_rows(z)
+        self.q = z
         diff = self.gphi - self.q
+        if omega == 1.0:
+            self.sigma += r * diff
+        else:
+            self.sigma += r * (ghat - self.q)
         self.iterations += 1
         w_primal, w_dual = self.w2sq_primal(), self.w2sq_dual()
-        primal = self._norm(diff) / max(self._norm(self.gphi), 1e-300)
-        dual = r * self._norm(self.q - q_old) / max(self._norm(self.sigma), 1e-300)
+        n_diff, n_grad, n_dq, n_sigma = self._norms(diff, self.gphi, self.q - q_old, self.sigma)
+        primal = n_diff / max(n_grad, 1e-300)
+        dual = r * n_dq / max(n_sigma, 1e-300)
         change = abs(w_primal - self._w_prev) / max(abs(w_primal), 1e-300)
         self._w_prev = w_primal
         info = {
@@ -387,14 +401,13 @@ class Solver:
     def w2sq_primal(self) -> float:
         """Σ_points w |m|²/ρ over the points where ρ > 0 (the primal estimate of W2²)."""
         rho, m = self.sigma[:, self.dim], self.sigma[:, : self.dim]
-        pos = rho > 1e-12 * self.mass
-        val = np.sum(self._w[pos] * np.sum(m[pos] ** 2, axis=1) / rho[pos])
-        return self._sum(val)
+        inv = np.divide(self._w, rho, out=np.zeros_like(rho), where=rho > 1e-12 * self.mass)
+        return self._sum(np.einsum("i,ij,ij->", inv, m, m))
 
     def w2sq_dual(self) -> float:
         """2(∫φ(1)ρ1 − ∫φ(0)ρ0), the dual estimate of W2²."""
         n = len(self._b_time)
-        return 2.0 * self._sum(self.phi.x.array[:n] @ self._b_time)
+        return 2.0 * self._sum(np.einsum("i,i->", self.phi.x.array[:n], self._b_time))
 
     def slab_mass(self) -> np.ndarray:
         """(1/Δt)∫_slab ρ for each of the ``time_cells`` slabs (conserved by the scheme)."""
