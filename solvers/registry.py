@@ -67,7 +67,9 @@ SOLVERS: dict[str, SolverInfo] = {
                     help="balance the primal and dual residuals by doubling/halving r",
                 ),
                 "relaxation": Key(
-                    "float", 1.0, help="over-relaxation ω ∈ (0, 2) of the q/σ steps (1 = ALG2)"
+                    "float",
+                    1.5,
+                    help="over-relaxation ω ∈ (0, 2) of the q/σ steps (1 = plain ALG2)",
                 ),
                 "max_it": Key("int", 3000, help="maximum ALG2 iterations"),
                 "tol": Key("float", 1e-4, help="stop when the relative residual is below"),

@@ -10,7 +10,8 @@ DESIGN §6 with these meanings:
   ``wall_time``;
 * ``/snapshots/time`` are ``output.snapshots`` times evenly spaced in [0, 1] (the
   geodesic's time) and ``/snapshots/density`` the geodesic ρ(t, ·) at the sample points;
-* ``/ot/w2`` is the W2 distance (primal estimate) with attributes ``converged``,
+* ``/ot/w2`` is the W2 distance (the dual estimate, see :mod:`solvers.fem.benamou_brenier`)
+  with attributes ``converged``,
   ``iterations``, ``residual``, ``w2_primal``, ``w2_dual`` and, when the case has a
   closed form (two Gaussians, or any two 1-D densities), ``w2_exact``;
 * ``/ot/slab_mass`` the mass (1/Δt)∫_slab ρ of each time slab of the space-time mesh;
@@ -104,13 +105,13 @@ def run_transport(solver, case: Case, out_dir: Path) -> RunSummary:
         for i, t in enumerate(times):
             results.append_snapshot(t, density[i] if density is not None else None)
         w2sq_p, w2sq_d = hist["w2sq_primal"][-1], hist["w2sq_dual"][-1]
-        w2 = float(np.sqrt(max(w2sq_p, 0.0)))
+        w2 = float(np.sqrt(max(w2sq_d, 0.0)))
         attrs = {
             "converged": bool(converged),
             "iterations": n,
             "residual": hist["residual"][-1],
-            "w2_primal": w2,
-            "w2_dual": float(np.sqrt(max(w2sq_d, 0.0))),
+            "w2_primal": float(np.sqrt(max(w2sq_p, 0.0))),
+            "w2_dual": w2,
         }
         exact = exact_w2(case)
         if exact is not None:
@@ -125,8 +126,8 @@ def run_transport(solver, case: Case, out_dir: Path) -> RunSummary:
     if comm.rank == 0:
         err = f"  (exact {exact:.8f}, rel. error {abs(w2 - exact) / exact:.3e})" if exact else ""
         print(
-            f"\ncase {case.name}: {solver.name} W2 = {w2:.8f} (primal), "
-            f"{attrs['w2_dual']:.8f} (dual){err}\n"
+            f"\ncase {case.name}: {solver.name} W2 = {w2:.8f} (dual), "
+            f"{attrs['w2_primal']:.8f} (primal){err}\n"
             f"  {n} ALG2 iterations, residual {attrs['residual']:.3e}, {wall:.2f} s\n"
             f"results: {path}",
             flush=True,

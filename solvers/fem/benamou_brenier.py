@@ -28,6 +28,11 @@ Benamou–Brenier 2000; it is ADMM / Douglas–Rachford on the dual):
 2. q = P_K(∇φ + σ/r), pointwise (see :func:`project_parabola`).
 3. σ ← σ + r (∇φ − q).
 
+Steps 2–3 are over-relaxed by default (ADMM with relaxation: ∇φ is replaced by
+ω∇φ + (1 − ω)q_old in them, ``relaxation`` ω = 1.5; ω = 1 is plain ALG2): on the
+translated Gaussian this cut the iterations to 1e-4 from 699 to 528.  Residual balancing
+of r (``adapt_r``) is available but off: it did not reduce the iteration counts measured.
+
 Discretisation.
 
 * Space-time mesh Ω × [0, 1] with time as the *last* coordinate: a 1-D box becomes a
@@ -57,8 +62,11 @@ Discretisation.
   ``normalize = true``).
 
 Outputs.  W2² from the primal value Σ w |m|²/ρ (over the points where ρ > 0) and from the
-dual value 2(∫φ(1)ρ1 − ∫φ(0)ρ0); both are reported, the primal one is the headline
-``/ot/w2`` (it is the more accurate of the two on the shipped cases).  The geodesic ρ(t, ·)
+dual value 2(∫φ(1)ρ1 − ∫φ(0)ρ0); both are reported, the dual one is the headline
+``/ot/w2``: at the stopping tolerance it is the more accurate of the two on every shipped
+case (e.g. translated Gaussian 12×10×4: 5e-5 vs 2.3e-4 relative error), because the
+primal value Σ|m|²/ρ is sensitive to the not yet converged multiplier in the tails where
+ρ is small.  The geodesic ρ(t, ·)
 is the L2 projection of the point values of ρ onto continuous P1 on the space-time mesh.
 The continuity equation holds weakly against every ψ of the P_k space, in particular against
 the piecewise-linear hat functions in t: the mass of every time slab, (1/Δt)∫_slab ρ, equals
