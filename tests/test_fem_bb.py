@@ -3,6 +3,9 @@ bad input (exit 2), non-convergence (exit 3, file written)."""
 
 import dolfinx_solver  # noqa: F401
 
+import shutil
+import subprocess
+
 import h5py
 import numpy as np
 import pytest
@@ -14,6 +17,7 @@ from cases import load_case
 from solvers import get_solver, solver_tables
 from solvers.fem.benamou_brenier import project_parabola
 from tests.conftest import wgf
+from wgf.transport import exact_w2
 
 
 def solve(case_name, sets=(), comm=MPI.COMM_WORLD):
@@ -71,10 +75,12 @@ def translated():
 
 def test_translated_gaussian_w2(translated):
     errors = []
-    for _case, solver, converged in translated.values():
+    for case, solver, converged in translated.values():
         assert converged
         w2 = np.sqrt(solver.history["w2sq_dual"][-1])
-        errors.append(abs(w2 - 0.4) / 0.4)
+        exact = exact_w2(case)  # of the box-truncated Gaussians: 0.4 (1 - 6.6e-5)
+        assert abs(exact - 0.4) < 1e-4
+        errors.append(abs(w2 - exact) / exact)
     # Bound on the default (12x10x4, P2) level (dual W2, the headline value).
     assert errors[1] < 1e-3
     assert errors[1] < errors[0]
@@ -184,3 +190,41 @@ def test_not_converged_exits_3_and_writes(tmp_path):
         assert f["diagnostics/residual"].shape == (5,)
         assert f["snapshots/density"].shape == (5, 200)
         assert (tmp_path / f.require_group("fields").attrs["xdmf"]).is_file()
+
+
+PV_READER = """
+import sys
+from paraview.simple import Xdmf3ReaderS, UpdatePipeline
+r = Xdmf3ReaderS(FileName=[sys.argv[1]])
+r.UpdatePipelineInformation()
+UpdatePipeline(proxy=r)
+print("POINTS", r.GetDataInformation().GetNumberOfPoints())
+print("ARRAYS", ",".join(r.PointData.keys()))
+"""
+
+
+def test_cli_run_writes_results_and_xdmf(tmp_path):
+    proc = wgf("run", "ot_shapes_1d", "--out", str(tmp_path))  # --solver all: fem-bb only
+    assert proc.returncode == 0, proc.stderr
+    assert "skipping fem-implicit" in proc.stdout
+    with h5py.File(tmp_path / "ot_shapes_1d_fem-bb.h5", "r") as f:
+        w2 = f["ot/w2"]
+        assert w2.attrs["converged"] and w2.attrs["residual"] < 1e-4
+        assert abs(w2[()] - w2.attrs["w2_exact"]) / w2.attrs["w2_exact"] < 1e-3
+        assert f["time"].shape == f["diagnostics/residual"].shape == (w2.attrs["iterations"],)
+        np.testing.assert_allclose(f["snapshots/time"][()], np.linspace(0, 1, 5))
+        dens = f["snapshots/density"][()]
+        cell = 1.0 / 200
+        np.testing.assert_allclose(dens.sum(axis=1) * cell, 1.0, atol=2e-2)
+        np.testing.assert_allclose(f["ot/slab_mass"][()], 1.0, atol=1e-4)
+        xdmf = tmp_path / f["fields"].attrs["xdmf"]
+    pvbatch = shutil.which("pvbatch")
+    if pvbatch is None:
+        pytest.skip("pvbatch not installed (Debian python3-paraview)")
+    script = tmp_path / "read.py"
+    script.write_text(PV_READER)
+    out = subprocess.run(
+        [pvbatch, str(script), str(xdmf)], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert "ARRAYS density,phi" in out.stdout

@@ -37,16 +37,37 @@ from wgf.run import RunSummary
 
 
 def exact_w2(case: Case) -> float | None:
-    """The exact W2 between ``[initial]`` and ``[target]`` when a closed form is known."""
+    """The exact W2 between ``[initial]`` and ``[target]`` as the solver sees them.
+
+    The solver transports the densities restricted to the box and renormalised.  For two
+    Gaussians with diagonal covariances these are products of truncated 1-D Gaussians, and
+    the coordinate-wise monotone map is optimal (it is the gradient of a separable convex
+    function), so W2² = Σ_i W2²(marginal_i) with each term from 1-D quantile functions —
+    exact for the truncated problem, which matters at the 1e-5 level (a Gaussian 4σ from the
+    box side loses 3e-5 of its mass).  Other Gaussians: the closed form of DESIGN §5; any
+    two 1-D densities: quantiles.  Otherwise None.
+    """
     ini, tgt = case.section("initial"), case.section("target")
+    dom = case.section("domain")
     if ini["kind"] == "gaussian" and tgt["kind"] == "gaussian":
-        cov = [
-            np.asarray(s["cov"]) * (np.eye(case.dim) if np.ndim(s["cov"]) == 0 else 1.0)
-            for s in (ini, tgt)
-        ]
-        return cf.w2_gaussians(np.array(ini["mean"]), cov[0], np.array(tgt["mean"]), cov[1])
+        eye = np.eye(case.dim)
+        covs = [np.asarray(s["cov"]) * (eye if np.ndim(s["cov"]) == 0 else 1.0) for s in (ini, tgt)]
+        means = [np.array(ini["mean"]), np.array(tgt["mean"])]
+        if all(np.allclose(c, np.diag(np.diag(c))) for c in covs):
+            total = 0.0
+            for i in range(case.dim):
+                marg = [
+                    (
+                        lambda x, m=m[i], v=c[i, i]: cf.gaussian_density(
+                            x, np.array([m]), np.array([[v]])
+                        )
+                    )
+                    for m, c in zip(means, covs, strict=True)
+                ]
+                total += cf.w2_1d(marg[0], marg[1], dom["lower"][i], dom["upper"][i]) ** 2
+            return float(np.sqrt(total))
+        return cf.w2_gaussians(means[0], covs[0], means[1], covs[1])
     if case.dim == 1:
-        dom = case.section("domain")
         return cf.w2_1d(
             case.density("initial"), case.density("target"), dom["lower"][0], dom["upper"][0]
         )

@@ -72,13 +72,17 @@ The continuity equation holds weakly against every ψ of the P_k space, in parti
 the piecewise-linear hat functions in t: the mass of every time slab, (1/Δt)∫_slab ρ, equals
 the mass of ρ0 up to the ALG2 residual (``slab_mass``).
 
-Stopping criterion, checked after every iteration k:
+Stopping criterion, checked after every iteration k (the ADMM primal and dual residuals,
+made relative):
 
-    residual_k = max( ‖∇φ_k − q_k‖ / ‖∇φ_k‖ ,  |W_k − W_{k−1}| / W_k )
+    residual_k = max( ‖∇φ_k − q_k‖ / ‖∇φ_k‖ ,  r ‖q_k − q_{k−1}‖ / ‖σ_k‖ )
 
-with ‖·‖ the discrete L2(Ω×[0,1]) norm at the points and W_k the primal estimate of W2²;
-the first term is the constraint violation (= the multiplier change / r), the second the
-stagnation of the objective.  Converged when residual_k < ``tol`` (default 1e-4).
+with ‖·‖ the discrete L2(Ω×[0,1]) norm at the points.  The first term is the violation of
+the constraint ∇φ = q (= the multiplier change / r), the second measures how far the
+φ-step optimality is from holding for the current q (the dual residual).  Converged when
+residual_k < ``tol`` (default 1e-4).  The relative change of the W2² estimate per
+iteration is recorded too (``w2sq_change``) but not used: it is small long before the
+iterates converge (ALG2's slow O(1/k) tail), so it would stop too early.
 
 PETSc options of the space-time solve take the prefix ``fem_bb_`` (e.g.
 ``-fem_bb_ksp_view``); the defaults are ``preonly`` + MUMPS LU.
