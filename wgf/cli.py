@@ -143,9 +143,10 @@ def _report(err: Exception) -> None:
 
 def _cases() -> int:
     from cases import load_case, shipped_cases
+    from solvers import solver_tables
 
     for path in shipped_cases():
-        case = load_case(path)
+        case = load_case(path, (), solver_tables())
         print(f"{case.name:30s} {case.dim}-D  {case.config['description']}")
     return 0
 
