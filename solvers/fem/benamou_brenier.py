@@ -37,24 +37,28 @@ Discretisation.
 
 * Space-time mesh Ω × [0, 1] with time as the *last* coordinate: a 1-D box becomes a
   rectangle (triangles), a 2-D box a box (tetrahedra) — or quadrilaterals/hexahedra with
-  ``domain.cell_type = "hypercube"``; ``domain.cells`` in space and ``time_cells`` layers in
-  time.  Only ``domain.shape = "box"`` is supported (a product mesh of a disk or a file
-  mesh with time is not built here).
+  ``domain.cell_type = "hypercube"`` (not tested); ``domain.cells`` in space and
+  ``time_cells`` layers in time.  Only ``domain.shape = "box"`` is supported (a product
+  mesh of a disk or a file mesh with time is not built here).
 * φ is continuous Lagrange of degree ``degree`` (default 2) on the space-time mesh.  Why P2:
   σ = (m, ρ) is the multiplier of ∇φ, so it lives where ∇φ lives.  With P1, ∇φ and hence ρ
   are piecewise constant per cell, the density is first-order and visibly blocky; with P2 the
-  density is resolved piecewise linearly at the price of ~8× more unknowns, and the W2
-  error decreases faster (see the report/tests).  ``degree = 1`` remains available.
+  density is resolved piecewise linearly.  Measured on the translated Gaussian at equal cost
+  (4725 dofs): P1 on 24×20×8 gives a W2 error of 3.8e-5 and an L1 error of ρ(½) of 0.14
+  (EOC ≈ 1.1), P2 on 12×10×4 gives 6.5e-6 and 0.097 (EOC ≈ 2).  ``degree = 1`` remains
+  available.
 * q and σ live at the points of a Gauss rule that integrates ⟨∇φ, ∇ψ⟩ exactly
   (degree 2(k−1) on simplices, 2k on hypercubes).  The discrete inner product ⟨u, v⟩ =
   Σ_points w |J| u·v is then diagonal, so step 2 is the *exact* projection for the discrete
   problem and ALG2 is an exact ADMM for a well-defined finite-dimensional saddle problem
   (convergence for any r > 0).  ∇φ at the points is a precomputed sparse matrix G (the
   basis gradients from a DOLFINx ``Expression``), so steps 2–3 and the right-hand side
-  G^T W (r q − σ) are a few sparse mat-vecs: one ALG2 iteration costs little more than
-  one forward/backward substitution with the factorised operator.
-* The operator r G^T W G + ε M (ε = 1e-9·r, M the mass matrix) is assembled and factorised
-  ONCE with MUMPS LU and reused for every iteration.  The tiny mass term removes the
+  G^T W (q − σ/r) are a few sparse mat-vecs and vectorised NumPy: one ALG2 iteration costs
+  1.6–1.8 forward/backward substitutions with the factorised operator at 30k–110k dofs
+  (``benchmarks/alg2_cost.py``; the goal was 1.5).
+* Step 1 is solved divided by r: the operator G^T W G + ε M (ε = 1e-9, M the mass matrix)
+  does not depend on r, is assembled and factorised ONCE with MUMPS LU and reused for every
+  iteration (and r may change without refactorising).  The tiny mass term removes the
   constant null space of the Neumann problem: the right-hand side is orthogonal to the
   constants, so the solution is the mean-free one, perturbed by O(ε) only.
 * ρ0 and ρ1 are interpolated into P_k, checked for negative nodal values and scaled to the
@@ -64,7 +68,7 @@ Discretisation.
 Outputs.  W2² from the primal value Σ w |m|²/ρ (over the points where ρ > 0) and from the
 dual value 2(∫φ(1)ρ1 − ∫φ(0)ρ0); both are reported, the dual one is the headline
 ``/ot/w2``: at the stopping tolerance it is the more accurate of the two on every shipped
-case (e.g. translated Gaussian 12×10×4: 5e-5 vs 2.3e-4 relative error), because the
+case (e.g. translated Gaussian 12×10×4: 6.5e-6 vs 1.1e-4 relative error), because the
 primal value Σ|m|²/ρ is sensitive to the not yet converged multiplier in the tails where
 ρ is small.  The geodesic ρ(t, ·)
 is the L2 projection of the point values of ρ onto continuous P1 on the space-time mesh.
