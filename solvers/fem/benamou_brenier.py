@@ -37,7 +37,7 @@ Discretisation.
 
 * Space-time mesh Ω × [0, 1] with time as the *last* coordinate: a 1-D box becomes a
   rectangle (triangles), a 2-D box a box (tetrahedra) — or quadrilaterals/hexahedra with
-  ``domain.cell_type = "hypercube"`` (not tested); ``domain.cells`` in space and
+  ``domain.cell_type = "hypercube"`` (tested in 1-D); ``domain.cells`` in space and
   ``time_cells`` layers in time.  Only ``domain.shape = "box"`` is supported (a product
   mesh of a disk or a file mesh with time is not built here).
 * φ is continuous Lagrange of degree ``degree`` (default 2) on the space-time mesh.  Why P2:
