@@ -116,11 +116,8 @@ def run_transport(solver, case: Case, out_dir: Path) -> RunSummary:
         results = ResultsFile(path, comm, case.name, solver.name, case.dim, case.config, points)
         hist = solver.history
         n = solver.iterations
-        walls = np.linspace(wall / max(n, 1), wall, n)  # iterations cost the same
         for k in range(n):
-            diag = {name: values[k] for name, values in hist.items()}
-            diag["wall_time"] = walls[k]
-            results.append_step(float(k + 1), diag)
+            results.append_step(float(k + 1), {name: values[k] for name, values in hist.items()})
         times = np.linspace(0.0, 1.0, max(case.section("output")["snapshots"], 2))
         density = solver.sample(times, points)
         for i, t in enumerate(times):

@@ -443,8 +443,10 @@ class Solver:
             Whether the run converged.
         """
         tol, max_it = self.params["tol"], self.params["max_it"]
+        start = time.perf_counter()
         for _ in range(max_it):
             info = self.iterate()
+            info["wall_time"] = time.perf_counter() - start
             for key, value in info.items():
                 self.history.setdefault(key, []).append(value)
             if callback is not None:
