@@ -271,9 +271,10 @@ class Solver:
             (grads.reshape(-1), cols.reshape(-1), np.arange(rows + 1) * nd),
             shape=(rows, n_local),
         )
-        self.GT = self.G.T.tocsr()
         jac = dolfinx.fem.Expression(abs(ufl.JacobianDeterminant(mesh)), points)
         self._w = (jac.eval(mesh, cells).reshape(nc, nq) * weights).ravel()
+        # G^T W with the weights folded in: the rhs is one mat-vec, no weighted copy.
+        self.GTW = (self.G.T @ sp.diags(np.repeat(self._w, tdim))).tocsr()
         xq = dolfinx.fem.Expression(ufl.SpatialCoordinate(mesh), points).eval(mesh, cells)
         self._t_pts = xq.reshape(nc * nq, -1)[:, self.dim]
         self._cells, self._q_ref = cells, points
@@ -360,7 +361,7 @@ class Solver:
 
         This is step 1 divided by r, so the factorised operator does not depend on r.
         """
-        local = self.GT @ (self._w[:, None] * source).ravel()
+        local = self.GTW @ source.ravel()
         acc = self._acc.x
         acc.array[:] = local
         acc.scatter_reverse(dolfinx.la.InsertMode.add)
