@@ -54,8 +54,9 @@ Discretisation.
   (convergence for any r > 0).  ∇φ at the points is a precomputed sparse matrix G (the
   basis gradients from a DOLFINx ``Expression``), so steps 2–3 and the right-hand side
   G^T W (q − σ/r) are a few sparse mat-vecs and vectorised NumPy: one ALG2 iteration costs
-  1.6–1.8 forward/backward substitutions with the factorised operator at 30k–110k dofs
-  (``benchmarks/alg2_cost.py``; the goal was 1.5).
+  2.7 forward/backward substitutions with the factorised operator at 4.7k dofs, 1.8–2.1 at
+  34k and 1.6 at 111k (``benchmarks/alg2_cost.py``; the goal was 1.5; the remainder is the
+  two mat-vecs, the projection and the per-iteration residual/W2 diagnostics).
 * Step 1 is solved divided by r: the operator G^T W G + ε M (ε = 1e-9, M the mass matrix)
   does not depend on r, is assembled and factorised ONCE with MUMPS LU and reused for every
   iteration (and r may change without refactorising).  The tiny mass term removes the
