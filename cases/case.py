@@ -313,6 +313,10 @@ def validate(cfg: dict) -> int:
     dim = _dimension(cfg)
     energy, dom, time = cfg["energy"], cfg["domain"], cfg["time"]
     for key in ("t_end", "tau"):
+        if time[key] is None:
+            if cfg["target"] is not None:
+                continue  # a transport case (fem-bb) needs no clock
+            raise UserError(f"case key 'time.{key}' is required")
         if not time[key] > 0.0:
             raise UserError(f"case key 'time.{key}' must be > 0, got {time[key]}")
     if energy["internal"] == "power" and not energy["m"] > 1.0:
@@ -346,6 +350,12 @@ def validate(cfg: dict) -> int:
     _validate_density(cfg, "initial", dim)
     if cfg["target"] is not None:
         _validate_density(cfg, "target", dim)
+        tgt, ini = cfg["target"], cfg["initial"]
+        if not tgt["normalize"] and not np.isclose(tgt["mass"], ini["mass"], rtol=1e-12, atol=0):
+            raise UserError(
+                f"case key 'target.mass': {tgt['mass']} differs from initial.mass = "
+                f"{ini['mass']} (set target.normalize = true to rescale the target)"
+            )
     out = cfg["output"]
     if out["snapshots"] < 1:
         raise UserError(f"case key 'output.snapshots' must be >= 1, got {out['snapshots']}")

@@ -106,11 +106,23 @@ SCHEMA: dict[str, Key | Table] = {
         }
     ),
     "initial": Table(DENSITY),
-    "target": Table(DENSITY, optional=True, help="fem-bb: the density transported to"),
+    "target": Table(
+        {
+            **DENSITY,
+            "normalize": Key(
+                "bool",
+                False,
+                help="fem-bb: rescale the target to the initial mass instead of "
+                "rejecting different masses",
+            ),
+        },
+        optional=True,
+        help="fem-bb: the density transported to",
+    ),
     "time": Table(
         {
-            "t_end": Key("float", required=True, help="final time T (> 0)"),
-            "tau": Key("float", required=True, help="time step τ (> 0)"),
+            "t_end": Key("float", help="final time T (> 0); required unless [target] is given"),
+            "tau": Key("float", help="time step τ (> 0); required unless [target] is given"),
         }
     ),
     "exact": Table(

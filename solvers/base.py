@@ -14,6 +14,7 @@ import numpy as np
 from mpi4py import MPI
 
 from cases import Case
+from wgf.errors import UserError
 
 
 class FlowSolver:
@@ -36,7 +37,13 @@ class FlowSolver:
         """Raise :class:`~wgf.errors.UserError` if this solver cannot run ``case``.
 
         Called without building anything, so ``--solver all`` can skip such solvers.
+        The default refuses cases without a clock (transport cases have no ``[time]``).
         """
+        time = case.section("time")
+        if time["t_end"] is None or time["tau"] is None:
+            raise UserError(
+                f"{cls.name} is a gradient-flow solver and the case has no time.t_end/time.tau"
+            )
 
     # -- required --------------------------------------------------------------------------
     def step(self, tau: float) -> int:

@@ -107,6 +107,30 @@ SOLVERS: dict[str, SolverInfo] = {
                 "dt": Key("float", None, help="forced substep (default τ; clamped to 1/‖A‖)"),
             },
         ),
+        SolverInfo(
+            "fem-bb",
+            "solvers.fem.benamou_brenier",
+            "dynamic optimal transport [initial] -> [target]: W2 and geodesic by ALG2 "
+            "(Benamou-Brenier) on a space-time P2 mesh",
+            "cases with [target]; 1-D/2-D box",
+            {
+                "time_cells": Key("int", 8, help="cells of the space-time mesh in t ∈ [0, 1]"),
+                "degree": Key("int", 2, help="Lagrange degree of the potential φ (1 or 2)"),
+                "r": Key("float", 4.0, help="augmentation parameter of ALG2 (> 0), initial value"),
+                "adapt_r": Key(
+                    "bool",
+                    False,
+                    help="balance the primal and dual residuals by doubling/halving r",
+                ),
+                "relaxation": Key(
+                    "float",
+                    1.5,
+                    help="over-relaxation ω ∈ (0, 2) of the q/σ steps (1 = plain ALG2)",
+                ),
+                "max_it": Key("int", 3000, help="maximum ALG2 iterations"),
+                "tol": Key("float", 1e-4, help="stop when the relative residual is below"),
+            },
+        ),
     ]
 }
 

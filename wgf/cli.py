@@ -213,9 +213,10 @@ def _report(err: Exception) -> None:
 
 def _cases() -> int:
     from cases import load_case, shipped_cases
+    from solvers import solver_tables
 
     for path in shipped_cases():
-        case = load_case(path)
+        case = load_case(path, (), solver_tables())
         print(f"{case.name:30s} {case.dim}-D  {case.config['description']}")
     return 0
 
@@ -248,6 +249,7 @@ def _run(args: argparse.Namespace) -> int:
     from solvers import SOLVERS, get_solver, solver_tables
     from wgf.run import build_solver, run_flow
     from wgf.summary import print_summary
+    from wgf.transport import run_transport
 
     comm = MPI.COMM_WORLD
     case = load_case(args.case, args.overrides, solver_tables())
@@ -260,8 +262,13 @@ def _run(args: argparse.Namespace) -> int:
     resume = _resumable(case.name, [info.name for info in infos], args, comm)
     summaries = []
     for solver in solvers:
+        if getattr(solver, "kind", "flow") == "transport":  # fem-bb: no time loop
+            if args.resume:
+                raise UserError(f"--resume: {solver.name} is not a time-stepping solver")
+            run_transport(solver, case, args.out)
+            continue
         summaries.append(run_flow(solver, case, args.out, resume=resume[solver.name]))
-    if comm.rank == 0:
+    if comm.rank == 0 and summaries:
         print_summary(case, summaries)
     return 0
 

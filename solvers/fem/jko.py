@@ -92,6 +92,7 @@ class Solver(FEFlowSolver):
     @classmethod
     def check_case(cls, case: Case) -> None:
         """Newton only (ALG2 is not available yet) and an internal energy to invert."""
+        super().check_case(case)
         if case.section("domain")["cell_type"] != "simplex":
             raise UserError(
                 "case key 'domain.cell_type': fem-jko needs \"simplex\" cells "

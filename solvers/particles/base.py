@@ -76,6 +76,7 @@ class ParticleSolver(FlowSolver):
     @classmethod
     def check_case(cls, case: Case) -> None:
         """Particle solvers run in a box (its faces are reflecting walls)."""
+        super().check_case(case)
         if case.section("domain")["shape"] != "box":
             raise UserError(
                 f"solver '{cls.name}' needs domain.shape = \"box\" "
