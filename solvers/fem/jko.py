@@ -133,6 +133,7 @@ class Solver(FEFlowSolver):
         self.mass_target = case.section("initial")["mass"]
         self._set_unknowns_from_density()
         self.Psi, self.Rrho, self.Rphi = (self._edge_matrix(imap, n_local) for _ in range(3))
+        self.J: PETSc.Mat | None = None
         self.ksp = PETSc.KSP().create(comm)
         self.ksp.setOptionsPrefix(PREFIX)
         set_default_options(
@@ -326,9 +327,14 @@ class Solver(FEFlowSolver):
         scale = self.Psi.createVecLeft()
         scale.array[:] = self.drho[own]
         self.Psi.diagonalScale(L=scale)
-        J = self.Rrho.matMult(self.Psi)
-        J.axpy(1.0, self.Rphi, structure=PETSc.Mat.Structure.SUBSET_NONZERO_PATTERN)
-        return J
+        # Reuse J: same sparsity every iteration, so MUMPS keeps its symbolic analysis.
+        if self.J is None:
+            self.J = self.Rrho.matMult(self.Psi)
+            self.ksp.setOperators(self.J)
+        else:
+            self.Rrho.matMult(self.Psi, result=self.J)
+        self.J.axpy(1.0, self.Rphi, structure=PETSc.Mat.Structure.SUBSET_NONZERO_PATTERN)
+        return self.J
 
     # -- Newton --------------------------------------------------------------------------------
     def _newton(self, tau: float) -> int:
@@ -338,8 +344,7 @@ class Solver(FEFlowSolver):
         for it in range(1, max_it + 1):
             if norm <= max(atol, rtol * norm0):
                 return it - 1
-            J = self._assemble_jacobian(tau)
-            self.ksp.setOperators(J)
+            self._assemble_jacobian(tau)
             self.r.petsc_vec.scale(-1.0)
             self.ksp.solve(self.r.petsc_vec, self.dphi.petsc_vec)
             if (reason := self.ksp.getConvergedReason()) < 0:
@@ -360,7 +365,6 @@ class Solver(FEFlowSolver):
                     self.phi.array[:] = phi0
                     raise SolverError(f"line search failed at Newton iteration {it}")
             norm = trial
-            J.destroy()
         if norm <= max(atol, rtol * norm0):
             return max_it
         raise SolverError(
