@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,35 @@ def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         if "mpi" in item.keywords:
             item.add_marker(skip)
+
+
+PVBATCH = shutil.which("pvbatch")
+
+#: Reads an XDMF file with Xdmf3ReaderS at its last time step and prints what it found.
+PVBATCH_READER = """
+import sys
+from paraview.simple import Xdmf3ReaderS, UpdatePipeline
+r = Xdmf3ReaderS(FileName=[sys.argv[1]])
+r.UpdatePipelineInformation()
+times = list(r.TimestepValues)
+UpdatePipeline(time=times[-1], proxy=r)
+info = r.GetDataInformation()
+print("TIMES", len(times), times[-1])
+print("POINTS", info.GetNumberOfPoints())
+print("CELLS", info.GetNumberOfCells())
+print("ARRAYS", ",".join(r.PointData.keys()))
+print("BOUNDS", *info.GetBounds())
+for name in r.PointData.keys():
+    print("RANGE_" + name, *r.PointData[name].GetRange())
+"""
+
+
+def pvbatch_read(xdmf: Path, workdir: Path) -> dict[str, str]:
+    """Open ``xdmf`` in ``pvbatch`` (Xdmf3ReaderS); return its printed facts by key."""
+    script = workdir / "pvbatch_read.py"
+    script.write_text(PVBATCH_READER)
+    proc = subprocess.run(
+        [PVBATCH, str(script), str(xdmf)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    return dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line)

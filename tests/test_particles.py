@@ -1,15 +1,12 @@
 """Particle solvers (blob, langevin, quantile-1d): errors against closed forms, rates,
 energy decay, exact mass, bad input, ParaView read-back."""
 
-import shutil
-import subprocess
-
 import numpy as np
 import pytest
 
 from cases import load_case
 from solvers import solver_tables
-from tests.conftest import read, run_case, wgf
+from tests.conftest import PVBATCH, pvbatch_read, read, run_case, wgf
 
 
 def _run(case, solver, sets, out):
@@ -186,39 +183,12 @@ def test_forced_dt_above_the_bound_is_clamped_and_said(tmp_path):
 
 
 # -- ParaView ---------------------------------------------------------------------------------
-PVBATCH = shutil.which("pvbatch")
-
-READER = """
-import sys
-from paraview.simple import Xdmf3ReaderS, UpdatePipeline
-r = Xdmf3ReaderS(FileName=[sys.argv[1]])
-r.UpdatePipelineInformation()
-times = list(r.TimestepValues)
-UpdatePipeline(time=times[-1], proxy=r)
-info = r.GetDataInformation()
-print("TIMES", len(times), times[-1])
-print("POINTS", info.GetNumberOfPoints())
-print("CELLS", info.GetNumberOfCells())
-print("ARRAYS", ",".join(r.PointData.keys()))
-print("BOUNDS", *info.GetBounds())
-"""
 
 
 @pytest.mark.skipif(PVBATCH is None, reason="pvbatch not installed (Debian python3-paraview)")
 def test_particle_xdmf_opens_in_pvbatch(tmp_path):
     r = _run("heat_2d", "blob", ["solver.blob.particles=400"], tmp_path)
-    script = tmp_path / "read.py"
-    script.write_text(READER)
-    xdmf = tmp_path / "heat_2d_blob_fields.xdmf"
-    proc = subprocess.run(
-        [PVBATCH, str(script), str(xdmf)], capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr
-    out = {
-        line.split(" ", 1)[0]: line.split(" ", 1)[1]
-        for line in proc.stdout.splitlines()
-        if line.split(" ", 1)[0] in ("TIMES", "POINTS", "CELLS", "ARRAYS", "BOUNDS")
-    }
+    out = pvbatch_read(tmp_path / "heat_2d_blob_fields.xdmf", tmp_path)
     n = len(r["particles/weights"])
     n_times, t_last = out["TIMES"].split()
     assert int(n_times) == 6 and float(t_last) == pytest.approx(0.1)

@@ -63,6 +63,8 @@ class ParticleSolver(FlowSolver):
         dom = case.section("domain")
         self.lower, self.upper = np.array(dom["lower"]), np.array(dom["upper"])
         self.mass = float(case.section("initial")["mass"])
+        self.dt_forced: float | None = None  # a [solver.<name>] dt, for even_substep
+        self._clamp_said = False
         self.n_requested = positive_param(self.name, params, "particles")
         self.exact = case.exact_solution()
         self.escaped = 0
@@ -82,6 +84,27 @@ class ParticleSolver(FlowSolver):
                 f"solver '{cls.name}' needs domain.shape = \"box\" "
                 f'(got "{case.section("domain")["shape"]}")'
             )
+
+    def even_substep(self, span: float, dt_stable: float, bound: float, what: str) -> float:
+        """The substep that divides ``span`` evenly, at most ``dt_stable``.
+
+        A ``dt`` forced in ``[solver.<name>]`` is used when it is within ``bound``; above
+        it, ``dt_stable`` is used instead and rank 0 says so, once per run.
+        """
+        dt = dt_stable
+        forced = self.dt_forced
+        if forced is not None:
+            if forced <= bound:
+                dt = forced
+            elif not self._clamp_said:
+                self._clamp_said = True
+                if self.comm.rank == 0:
+                    print(
+                        f"[{self.name}] dt = {forced:.3g} is above the {what} {bound:.3g}; "
+                        f"clamped to {dt:.3g}",
+                        flush=True,
+                    )
+        return span / max(1.0, np.ceil(span / dt * (1.0 - 1e-12)))
 
     # -- to implement -------------------------------------------------------------------
     def energy_value(self) -> float:

@@ -103,7 +103,6 @@ class Solver(ParticleSolver):
             )
         pot = self.energy.potential
         self.a_norm = 0.0 if pot is None else float(np.abs(np.linalg.eigvalsh(pot.A)).max())
-        self._clamp_said = False
         self.last_dt = float("nan")
 
     # -- the velocity ---------------------------------------------------------------------
@@ -126,29 +125,14 @@ class Solver(ParticleSolver):
         lam = STIFFNESS * float(np.max(self.energy.dpressure(rho))) / self.eps + self.a_norm
         return 2.0 / lam if lam > 0 else np.inf
 
-    def _substep(self, bound: float, left: float) -> float:
-        """The substep size: cfl·bound, or the forced dt (clamped to it when above bound)."""
-        dt = self.cfl * bound
-        if self.dt_forced is not None:
-            if self.dt_forced <= bound:
-                dt = self.dt_forced
-            elif not self._clamp_said:
-                self._clamp_said = True
-                if self.comm.rank == 0:
-                    print(
-                        f"[blob] dt = {self.dt_forced:.3g} is above the stability bound "
-                        f"{bound:.3g}; clamped to cfl·bound = {dt:.3g}",
-                        flush=True,
-                    )
-        return left / max(1.0, np.ceil(left / dt * (1.0 - 1e-12)))
-
     # -- FlowSolver -----------------------------------------------------------------------
     def step(self, tau: float) -> int:
         """Advance by τ with Heun substeps; return their number."""
         x, left, count, escaped = self.x, tau, 0, 0
         while left > 0.0:
             v1, rho = self.velocity(x)
-            dt = self._substep(self.stability_bound(rho), left)
+            bound = self.stability_bound(rho)
+            dt = self.even_substep(left, self.cfl * bound, bound, "stability bound")
             v2, _ = self.velocity(x + dt * v1)
             x, hits = self.reflect(x + 0.5 * dt * (v1 + v2))
             escaped += hits

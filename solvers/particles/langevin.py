@@ -75,7 +75,6 @@ class Solver(ParticleSolver):
         noisy = isinstance(self.energy.internal, Entropy)
         self.noise = np.sqrt(2.0 * self.energy.diffusivity) if noisy else 0.0
         self.counter = 0
-        self._clamp_said = False
 
     @classmethod
     def check_case(cls, case: Case) -> None:
@@ -87,21 +86,6 @@ class Solver(ParticleSolver):
                 "the power law has no Langevin dynamics: use blob or quantile-1d"
             )
 
-    def _substep(self, tau: float) -> float:
-        dt = min(tau, 0.5 * self.bound)
-        if self.dt_forced is not None:
-            if self.dt_forced <= self.bound:
-                dt = min(tau, self.dt_forced)
-            elif not self._clamp_said:
-                self._clamp_said = True
-                if self.comm.rank == 0:
-                    print(
-                        f"[langevin] dt = {self.dt_forced:.3g} is above the Euler–Maruyama "
-                        f"stability bound 2/‖A‖ = {self.bound:.3g}; clamped to {dt:.3g}",
-                        flush=True,
-                    )
-        return tau / max(1.0, np.ceil(tau / dt * (1.0 - 1e-12)))
-
     def noise_for(self, counter: int) -> np.ndarray:
         """The standard normals (N, d) of substep ``counter`` (same on every rank)."""
         stream = np.random.Philox(np.random.SeedSequence([self.seed, counter]))
@@ -109,7 +93,9 @@ class Solver(ParticleSolver):
 
     def step(self, tau: float) -> int:
         """Euler–Maruyama substeps over τ; return their number."""
-        dt = self._substep(tau)
+        dt = self.even_substep(
+            tau, 0.5 * self.bound, self.bound, "Euler–Maruyama stability bound 2/‖A‖"
+        )
         n_sub = round(tau / dt)
         lo, hi = self.my_block()
         x, counter, escaped = self.x, self.counter, 0
