@@ -11,6 +11,7 @@ exits with status 4 when the fitted L1 order is outside [P - TOL, P + TOL].
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +49,9 @@ def level_overrides(
     case = load_case(case_source, sets, solver_tables())
     scale = factor**level
     if refine == "tau":
-        tau = case.section("time")["tau"] / scale
+        # The run divides [0, T] into equal steps: use that τ, which the EOC must see.
+        t_end = case.section("time")["t_end"]
+        tau = t_end / math.ceil(t_end / (case.section("time")["tau"] / scale) - 1e-9)
         return [*sets, f"time.tau={tau!r}"], tau, f"tau={tau:.4g}"
     if refine == "h":
         dom = case.section("domain")
