@@ -25,8 +25,13 @@ def print_summary(case: Case, runs: list[RunSummary]) -> None:
         print(
             f"{r.solver:14s} {r.steps:6d} {r.t:8.4g} {d.get('l1_error', np.nan):10.3e} "
             f"{d.get('l2_error', np.nan):10.3e} {drift:11.2e} {d.get('energy', np.nan):12.6g} "
-            f"{r.energy_increases:7d} {d.get('min_density', np.nan):10.3e} {its:>12s} "
+            f"{r.energy_increases:7d} {_or_dash(d.get('min_density')):>10s} {its:>12s} "
             f"{r.wall_time:9.2f}"
         )
     for r in runs:
         print(f"results: {r.path}")
+
+
+def _or_dash(value: float | None) -> str:
+    """A number for the table, or "-" where the solver has none (particles: no min ρ)."""
+    return "-" if value is None else f"{value:.3e}"
