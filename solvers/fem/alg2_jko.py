@@ -162,14 +162,15 @@ class JKOSpaceTime(SpaceTimeALG2):
         super().__init__(case, comm, params)
 
     # -- the faces -----------------------------------------------------------------------------
-    def _face_weights(self) -> tuple[np.ndarray, np.ndarray]:
-        """Lumped P1 masses ∫_face λ_i of the t = 0 and t = 1 faces, on the global lattice."""
+    def _build_boundary_data(self) -> None:
+        """Owned P2 dofs of the t = 0/1 faces, their weights ∫_face ψ_i, lattice indices, V."""
         mesh, fdim, d = self.mesh, self.tdim - 1, self.dim
-        P1 = dolfinx.fem.functionspace(mesh, ("Lagrange", 1))
-        v = ufl.TestFunction(P1)
-        n_own = P1.dofmap.index_map.size_local
-        x = P1.tabulate_dof_coordinates()[:n_own]
-        out = []
+        n_own = self.V.dofmap.index_map.size_local
+        self.n_owned = n_own
+        x = self.V.tabulate_dof_coordinates()[:n_own]
+        lat = lattice_index(x[:, :d], self.lower, self.h, self.cells)
+        v = ufl.TestFunction(self.V)
+        faces = []
         for t in (0.0, 1.0):
             facets = dolfinx.mesh.locate_entities_boundary(
                 mesh, fdim, lambda y, t=t: np.isclose(y[d], t)
@@ -178,34 +179,30 @@ class JKOSpaceTime(SpaceTimeALG2):
             ds = ufl.Measure("ds", domain=mesh, subdomain_data=mt)
             vec = dolfinx.fem.petsc.assemble_vector(dolfinx.fem.form(v * ds(1)))
             vec.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
-            vals = vec.array_r.copy()
+            weights = vec.array_r.copy()
             vec.destroy()
-            face = np.isclose(x[:, d], t)
-            lat = lattice_index(x[face, :d], self.lower, self.h, self.cells)
-            glob = np.zeros(self.n_lattice)
-            glob[lat] = vals[face]
-            self.comm.Allreduce(MPI.IN_PLACE, glob, op=MPI.SUM)
-            out.append(glob)
-        return out[0], out[1]
-
-    def _build_boundary_data(self) -> None:
-        """Owned P2 vertex dofs of the faces, their lattice indices, weights and V."""
-        d = self.dim
-        n_own = self.V.dofmap.index_map.size_local
-        self.n_owned = n_own
-        x = self.V.tabulate_dof_coordinates()[:n_own]
-        lat = lattice_index(x[:, :d], self.lower, self.h, self.cells)
-        w0, w1 = self._face_weights()
-        faces = []
-        for t, w in ((0.0, w0), (1.0, w1)):
-            dofs = np.flatnonzero(np.isclose(x[:, d], t) & (lat >= 0))
-            faces.append((dofs, lat[dofs], w[lat[dofs]]))
-        (self.dofs0, self.lat0, self.w0), (self.dofs1, self.lat1, self.w1) = faces
+            dofs = np.flatnonzero(np.isclose(x[:, d], t))
+            faces.append((dofs, weights[dofs], lat[dofs]))
+        (self.dofs0, self.w0, _), (self.dofs1, self.w1, self.lat1) = faces
         self.V1 = self.energy.potential_value(x[self.dofs1, :d])
         self.rho0 = np.zeros(len(self.dofs0))
         self.rho1 = np.zeros(len(self.dofs1))
         self.zeta = np.zeros(len(self.dofs1))
         self._b0 = np.zeros(n_own)
+        # P1 on the space-time mesh: a lattice density → its P1 interpolant on a face → P2.
+        self.P1 = dolfinx.fem.functionspace(mesh, ("Lagrange", 1))
+        x1 = self.P1.tabulate_dof_coordinates()
+        self._lat_p1 = lattice_index(x1[:, :d], self.lower, self.h, self.cells)
+        self._t_p1 = x1[:, d]
+        self._p1, self._p2 = dolfinx.fem.Function(self.P1), dolfinx.fem.Function(self.V)
+
+    def face_values(self, rho_lattice: np.ndarray, t: float, dofs: np.ndarray) -> np.ndarray:
+        """The P1 interpolant (on the face's triangulation) of lattice values at P2 face dofs."""
+        on = np.isclose(self._t_p1, t) & (self._lat_p1 >= 0)
+        self._p1.x.array[:] = 0.0
+        self._p1.x.array[on] = rho_lattice[self._lat_p1[on]]
+        self._p2.interpolate(self._p1)
+        return self._p2.x.array[dofs].copy()
 
     def _operator_diagonal(self) -> np.ndarray:
         diag = np.zeros(self.n_owned)
@@ -242,16 +239,17 @@ class JKOSpaceTime(SpaceTimeALG2):
     # -- one JKO step ----------------------------------------------------------------------------
     def set_initial(self, rho_lattice: np.ndarray, first: bool) -> None:
         """ρ^n (on the global lattice) on the t = 0 face; on the first step also ρ1 = ρ^n."""
-        self.rho0 = rho_lattice[self.lat0]
+        self.rho0 = self.face_values(rho_lattice, 0.0, self.dofs0)
         self._b0 = np.zeros(self.n_owned)
         self._b0[self.dofs0] = -self.w0 * self.rho0
         if first:
-            self.rho1 = rho_lattice[self.lat1].copy()
+            self.rho1 = self.face_values(rho_lattice, 1.0, self.dofs1)
 
     def terminal_lattice(self) -> np.ndarray:
-        """ρ1 on the global lattice, on every rank."""
+        """ρ1 at the vertices of the t = 1 face, on the global lattice, on every rank."""
         glob = np.zeros(self.n_lattice)
-        glob[self.lat1] = self.rho1
+        at = self.lat1 >= 0
+        glob[self.lat1[at]] = self.rho1[at]
         self.comm.Allreduce(MPI.IN_PLACE, glob, op=MPI.SUM)
         return glob
 
