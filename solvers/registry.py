@@ -76,7 +76,7 @@ SOLVERS: dict[str, SolverInfo] = {
                 "alg2_relaxation": Key(
                     "float", 1.5, help="inner = alg2: over-relaxation ω ∈ (0, 2)"
                 ),
-                "alg2_tol": Key("float", 1e-4, help="inner = alg2: relative residual tolerance"),
+                "alg2_tol": Key("float", 3e-4, help="inner = alg2: relative residual tolerance"),
                 "alg2_max_it": Key("int", 2000, help="inner = alg2: ALG2 iterations per step"),
             },
         ),
