@@ -191,6 +191,14 @@ class JKOSpaceTime(SpaceTimeALG2):
             dofs = np.flatnonzero(np.isclose(x[:, d], t))
             faces.append((dofs, weights[dofs], lat[dofs]))
         (self.dofs0, self.w0, _), (self.dofs1, self.w1, self.lat1) = faces
+        # The P2 face dofs on the lattice of step h/2: carries ρ1 of a step to ρ0 of the next.
+        half = [2 * c for c in self.cells]
+        self.n_half = int(np.prod([c + 1 for c in half]))
+        self.half0, self.half1 = (
+            lattice_index(x[dofs, :d], self.lower, self.h / 2, half)
+            for dofs in (self.dofs0, self.dofs1)
+        )
+        self._carry: np.ndarray | None = None
         self.V1 = self.energy.potential_value(x[self.dofs1, :d])
         self.rho0 = np.zeros(len(self.dofs0))
         self.rho1 = np.zeros(len(self.dofs1))
@@ -244,13 +252,28 @@ class JKOSpaceTime(SpaceTimeALG2):
         return np.array([w @ diff**2, w @ phi1**2, w @ dz**2, w @ rho**2])
 
     # -- one JKO step ----------------------------------------------------------------------------
-    def set_initial(self, rho_lattice: np.ndarray, first: bool) -> None:
-        """ρ^n (on the global lattice) on the t = 0 face; on the first step also ρ1 = ρ^n."""
-        self.rho0 = self.face_values(rho_lattice, 0.0, self.dofs0)
+    def set_initial(self, rho_lattice: np.ndarray, first: bool, mass: float) -> None:
+        """ρ^n on the t = 0 face, scaled to ``mass``.
+
+        The previous step's P2 face density ρ1 (no loss), or on the first step the P1
+        interpolant of the lattice values, and then also ρ1 = ρ^n.
+        """
+        if first or self._carry is None:
+            self.rho0 = self.face_values(rho_lattice, 0.0, self.dofs0)
+        else:
+            self.rho0 = self._carry[self.half0]
+        self.rho0 = self.rho0 * (mass / self._sum(self.w0 @ self.rho0))
         self._b0 = np.zeros(self.n_owned)
         self._b0[self.dofs0] = -self.w0 * self.rho0
         if first:
             self.rho1 = self.face_values(rho_lattice, 1.0, self.dofs1)
+
+    def carry_terminal(self) -> None:
+        """Keep ρ1 (all P2 face dofs) for the t = 0 face of the next step."""
+        glob = np.zeros(self.n_half)
+        glob[self.half1] = self.rho1
+        self.comm.Allreduce(MPI.IN_PLACE, glob, op=MPI.SUM)
+        self._carry = glob
 
     def terminal_lattice(self) -> np.ndarray:
         """ρ1 at the vertices of the t = 1 face, on the global lattice, on every rank."""

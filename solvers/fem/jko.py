@@ -255,8 +255,9 @@ class Solver(FEFlowSolver):
         """One JKO step by ALG2; ρ(1) → the P1 density, rescaled to the stated mass."""
         self.rho_old.x.array[:] = self.rho.x.array
         self.energy_before = self.integrate(self._forms["energy"])
-        self.alg2.set_initial(self._density_lattice(), self._alg2_first)
+        self.alg2.set_initial(self._density_lattice(), self._alg2_first, self.mass_target)
         its = self.alg2.solve_step(tau)
+        self.alg2.carry_terminal()
         self._alg2_first = False
         self.rho.x.array[:] = self.alg2.terminal_lattice()[self._lat]
         mass = self.integrate(self._forms["mass"])
