@@ -57,6 +57,9 @@ minimiser stays strictly positive and deviates from the barrier-free one by O(ε
 is small.  Initial densities are floored at ``floor`` × their maximum (1e-10 by default),
 so that Gaussian tails do not start at 1e-80, and renormalised to the stated mass.
 
+``inner = "alg2"`` replaces all of the above by ALG2-JKO on the space-time mesh Ω × [0, 1]
+(the full Benamou–Brenier step, not the linearised one): see :mod:`solvers.fem.alg2_jko`.
+
 PETSc options of the linear solver can be changed on the command line under the prefix
 ``fem_jko_`` (e.g. ``-fem_jko_ksp_type gmres -fem_jko_pc_type bjacobi``).
 """
