@@ -72,6 +72,8 @@ vertex values read back carry fem-jko's lumped mass only up to O(h²) and the re
 So after each step ρ^{n+1} is rescaled to the stated mass with fem-jko's lumped mass; the
 factor is recorded (diagnostic ``mass_rescale`` = |factor − 1|).
 
+PETSc options of the space-time solve take the prefix ``fem_jko_alg2_`` (MUMPS LU default).
+
 The transport cost of the step is the primal estimate Σ_points w |m|²/ρ (W2² of the step in
 the rescaled time [0, 1]).
 """
@@ -162,6 +164,7 @@ class JKOSpaceTime(SpaceTimeALG2):
     """
 
     nullspace_eps = 0.0
+    prefix = "fem_jko_alg2_"
 
     def __init__(self, case, comm: MPI.Comm, params: dict[str, Any], energy: Energy) -> None:
         self.energy = energy

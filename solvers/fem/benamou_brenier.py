@@ -206,6 +206,8 @@ class SpaceTimeALG2:
     """
 
     nullspace_eps = NULLSPACE_EPS
+    #: Options prefix of the space-time solve.
+    prefix = PREFIX
 
     def __init__(self, case: Case, comm: MPI.Comm, params: dict[str, Any]) -> None:
         self.case, self.comm, self.params = case, comm, params
@@ -300,9 +302,9 @@ class SpaceTimeALG2:
             self.A.setDiagonal(diag, addv=PETSc.InsertMode.ADD_VALUES)
             self.A.assemble()
             diag.destroy()
-        set_default_options(PREFIX, LU)
+        set_default_options(self.prefix, LU)
         self.ksp = PETSc.KSP().create(self.comm)
-        self.ksp.setOptionsPrefix(PREFIX)
+        self.ksp.setOptionsPrefix(self.prefix)
         self.ksp.setOperators(self.A)
         self.ksp.setFromOptions()
         self._rhs = self.A.createVecRight()
