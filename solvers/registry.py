@@ -70,7 +70,7 @@ SOLVERS: dict[str, SolverInfo] = {
                 "floor": Key("float", 1e-10, help="initial density floor, relative to its maximum"),
                 "barrier": Key("float", 1e-8, help="power law: log-barrier weight / mean density"),
                 "alg2_time_cells": Key(
-                    "int", 2, help="inner = alg2: cells of the space-time mesh in t ∈ [0, 1]"
+                    "int", 1, help="inner = alg2: cells of the space-time mesh in t ∈ [0, 1]"
                 ),
                 "alg2_r": Key("float", 1.0, help="inner = alg2: augmentation parameter r (> 0)"),
                 "alg2_relaxation": Key(
