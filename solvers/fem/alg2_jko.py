@@ -77,7 +77,10 @@ errors within 1 %: porous_medium_1d L1 1.345e-2 vs 1.348e-2, porous_medium_2d 3.
 3.06e-2, at twice the cost), r = 1 (r = 0.25 and 4 need more iterations on the porous
 medium), ω = 1.5, tol = 3e-4 (1e-3 let the error grow to 4e-2 on porous_medium_1d, 1e-4
 changed it by < 10 % at 2.5 times the iterations).  Warm-started steps take 30–250
-iterations.
+iterations.  The tolerance is per step, so its error accumulates over the steps: on
+fokker_planck_ou_2d the L1 error at T is 1.49e-2 (τ = 0.01), 1.70e-2 (τ/2, tol 3e-4) and
+1.33e-2 (τ/2, tol 5e-5, 3.7× the iterations) — refine ``alg2_tol`` with τ in τ-studies.
+porous_medium_2d: 3.06e-2 (τ) and 6.0e-2 (τ/2) at tol 3e-4.
 
 PETSc options of the space-time solve take the prefix ``fem_jko_alg2_`` (MUMPS LU default).
 
