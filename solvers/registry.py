@@ -69,6 +69,15 @@ SOLVERS: dict[str, SolverInfo] = {
                 ),
                 "floor": Key("float", 1e-10, help="initial density floor, relative to its maximum"),
                 "barrier": Key("float", 1e-8, help="power law: log-barrier weight / mean density"),
+                "alg2_time_cells": Key(
+                    "int", 1, help="inner = alg2: cells of the space-time mesh in t ∈ [0, 1]"
+                ),
+                "alg2_r": Key("float", 1.0, help="inner = alg2: augmentation parameter r (> 0)"),
+                "alg2_relaxation": Key(
+                    "float", 1.5, help="inner = alg2: over-relaxation ω ∈ (0, 2)"
+                ),
+                "alg2_tol": Key("float", 3e-4, help="inner = alg2: relative residual tolerance"),
+                "alg2_max_it": Key("int", 2000, help="inner = alg2: ALG2 iterations per step"),
             },
         ),
         SolverInfo(

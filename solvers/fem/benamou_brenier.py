@@ -179,22 +179,37 @@ def project_rows(z: np.ndarray) -> None:
     z[out, :d] /= mu[:, None]
 
 
-# -- the solver --------------------------------------------------------------------------
-class Solver:
-    """Benamou–Brenier dynamic OT between ``[initial]`` and ``[target]`` by ALG2.
+# -- the space-time ALG2 machinery (shared by fem-bb and fem-jko's ALG2 inner solver) -----
+class SpaceTimeALG2:
+    """ALG2 on the space-time box Ω × [0, 1]: mesh, Gauss points, operator, projection, loop.
+
+    Everything except the two ends of the time interval: a subclass provides the data on
+    the t = 0 and t = 1 faces through the hooks
+
+    * :meth:`_build_boundary_data` (called before the operator is assembled),
+    * :meth:`_operator_diagonal` — an optional term added to the diagonal of the φ-operator
+      (owned rows; ``None`` for none),
+    * :meth:`_boundary_rhs` — the boundary part b of the φ-equation's right-hand side
+      (owned entries; the equation is ⟨∇φ, ∇ψ⟩ + ... = ⟨q − σ/r, ∇ψ⟩ + b/r),
+    * :meth:`_terminal_step` — a pointwise update of extra variables after the q-step
+      (returns its local contributions to the squared residual norms),
+    * :meth:`_estimates` — extra per-iteration numbers for the history.
+
+    ``nullspace_eps`` is the weight of the mass term that removes the constant null space
+    of the pure Neumann problem (0 when the operator is definite without it).
 
     Args:
-        case: The validated case (must have ``[target]``).
+        case: The validated case (its ``[domain]`` is the box Ω).
         comm: The communicator of the run.
-        params: The ``[solver.fem-bb]`` table.
+        params: ``time_cells``, ``degree``, ``r``, ``adapt_r``, ``relaxation``,
+            ``max_it``, ``tol``.
     """
 
-    name = "fem-bb"
-    #: Tells the CLI to run this solver with :func:`wgf.transport.run_transport`.
-    kind = "transport"
+    nullspace_eps = NULLSPACE_EPS
+    #: Options prefix of the space-time solve.
+    prefix = PREFIX
 
     def __init__(self, case: Case, comm: MPI.Comm, params: dict[str, Any]) -> None:
-        self.check_case(case, params)
         self.case, self.comm, self.params = case, comm, params
         self.r = float(params["r"])
         self.adapt_r = bool(params["adapt_r"])
@@ -222,33 +237,23 @@ class Solver:
         self.gphi = np.zeros((self.n_pts, self.tdim))
         self.iterations = 0
         self.history: dict[str, list[float]] = {}
-        self._w_prev = np.nan
-        self.rho_h: dolfinx.fem.Function | None = None
 
-    # -- validation ------------------------------------------------------------------------
-    @classmethod
-    def check_case(cls, case: Case, params: dict[str, Any] | None = None) -> None:
-        """Raise :class:`UserError` unless this is a box transport case with valid parameters."""
-        if case.section("target") is None:
-            raise UserError("fem-bb needs a [target] table (the density transported to)")
-        shape = case.section("domain")["shape"]
-        if shape != "box":
-            raise UserError(f'case key \'domain.shape\': fem-bb supports "box" only, got "{shape}"')
-        if case.dim not in (1, 2):
-            raise UserError(f"case: fem-bb supports 1-D and 2-D domains, the case is {case.dim}-D")
-        p = params if params is not None else case.solver_params(cls.name)
-        if not p["time_cells"] > 0:
-            raise UserError(
-                f"case key 'solver.fem-bb.time_cells' must be > 0, got {p['time_cells']}"
-            )
-        if not p["r"] > 0.0:
-            raise UserError(f"case key 'solver.fem-bb.r' must be > 0, got {p['r']}")
-        if not p["max_it"] > 0:
-            raise UserError(f"case key 'solver.fem-bb.max_it' must be > 0, got {p['max_it']}")
-        if not p["tol"] > 0.0:
-            raise UserError(f"case key 'solver.fem-bb.tol' must be > 0, got {p['tol']}")
-        if p["degree"] not in (1, 2):
-            raise UserError(f"case key 'solver.fem-bb.degree' must be 1 or 2, got {p['degree']}")
+    # -- hooks -----------------------------------------------------------------------------
+    def _build_boundary_data(self) -> None:
+        raise NotImplementedError
+
+    def _operator_diagonal(self) -> np.ndarray | None:
+        return None
+
+    def _boundary_rhs(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def _terminal_step(self, omega: float) -> np.ndarray:
+        """Local contributions to ‖primal diff‖², ‖grad‖², ‖Δq‖², ‖multiplier‖²."""
+        return np.zeros(4)
+
+    def _estimates(self) -> dict[str, float]:
+        return {}
 
     # -- set-up ----------------------------------------------------------------------------
     def _build_points(self, k: int) -> None:
@@ -280,6 +285,198 @@ class Solver:
         self._t_pts = xq.reshape(nc * nq, -1)[:, self.dim]
         self._cells, self._q_ref = cells, points
 
+    def _build_operator(self) -> None:
+        """Assemble (∇φ, ∇ψ) + ε(φ, ψ) (+ the hook's diagonal) once and factorise it."""
+        u, v = ufl.TrialFunction(self.V), ufl.TestFunction(self.V)
+        dx = ufl.Measure("dx", domain=self.mesh, metadata={"quadrature_degree": self.qdeg})
+        dxm = ufl.Measure("dx", domain=self.mesh)
+        a = ufl.inner(ufl.grad(u), ufl.grad(v)) * dx
+        if self.nullspace_eps:
+            a = a + self.nullspace_eps * u * v * dxm
+        self.A = dolfinx.fem.petsc.assemble_matrix(dolfinx.fem.form(a))
+        self.A.assemble()
+        extra = self._operator_diagonal()
+        if extra is not None:
+            diag = self.A.createVecLeft()
+            diag.array[:] = extra
+            self.A.setDiagonal(diag, addv=PETSc.InsertMode.ADD_VALUES)
+            self.A.assemble()
+            diag.destroy()
+        set_default_options(self.prefix, LU)
+        self.ksp = PETSc.KSP().create(self.comm)
+        self.ksp.setOptionsPrefix(self.prefix)
+        self.ksp.setOperators(self.A)
+        self.ksp.setFromOptions()
+        self._rhs = self.A.createVecRight()
+        self._sol = self.A.createVecLeft()
+        self._acc = dolfinx.fem.Function(self.V)  # rhs accumulator with ghosts
+        t0 = time.perf_counter()
+        self.ksp.setUp()  # the factorisation
+        self.factor_time = time.perf_counter() - t0
+
+    # -- global reductions -----------------------------------------------------------------
+    def _sum(self, value: float) -> float:
+        return self.comm.allreduce(float(value), op=MPI.SUM)
+
+    def _norms(self, *fields: np.ndarray, extra: np.ndarray | None = None) -> np.ndarray:
+        """Discrete L2(Ω×[0,1]) norms of vector fields at the points (one reduction).
+
+        ``extra`` holds local squared contributions added to each norm (boundary parts).
+        """
+        local = np.array([np.einsum("i,ij,ij->", self._w, f, f) for f in fields])
+        if extra is not None:
+            local += extra
+        self.comm.Allreduce(MPI.IN_PLACE, local, op=MPI.SUM)
+        return np.sqrt(local)
+
+    # -- ALG2 ------------------------------------------------------------------------------
+    def solve_poisson(self, source: np.ndarray) -> None:
+        """φ from (∇φ, ∇ψ) = ⟨source, ∇ψ⟩ + b/r, with ``source`` = q − σ/r at the points.
+
+        This is step 1 divided by r, so the factorised operator does not depend on r.
+        """
+        local = self.GTW @ source.ravel()
+        acc = self._acc.x
+        acc.array[:] = local
+        acc.scatter_reverse(dolfinx.la.InsertMode.add)
+        b = self._boundary_rhs()
+        n = len(b)
+        self._rhs.array[:] = acc.array[:n] + b / self.r
+        self.ksp.solve(self._rhs, self._sol)
+        self.phi.x.array[:n] = self._sol.array_r
+        self.phi.x.scatter_forward()
+
+    def iterate(self) -> dict[str, float]:
+        """One ALG2 iteration; returns the residuals, the hook's estimates and r."""
+        r = self.r
+        q_old = self.q
+        src = self.sigma * (-1.0 / r)
+        src += self.q
+        self.solve_poisson(src)
+        self.gphi = (self.G @ self.phi.x.array).reshape(-1, self.tdim)
+        # Over-relaxation (ADMM with relaxation ω ∈ (0, 2); ω = 1 is plain ALG2).
+        omega = self.omega
+        ghat = omega * self.gphi + (1.0 - omega) * q_old if omega != 1.0 else self.gphi
+        z = self.sigma * (1.0 / r)
+        z += ghat
+        project_rows(z)
+        self.q = z
+        diff = self.gphi - self.q
+        if omega == 1.0:
+            self.sigma += r * diff
+        else:
+            self.sigma += r * (ghat - self.q)
+        extra = self._terminal_step(omega)
+        self.iterations += 1
+        estimates = self._estimates()
+        n_diff, n_grad, n_dq, n_sigma = self._norms(
+            diff, self.gphi, self.q - q_old, self.sigma, extra=extra
+        )
+        primal = n_diff / max(n_grad, 1e-300)
+        dual = r * n_dq / max(n_sigma, 1e-300)
+        info = {
+            "residual": max(primal, dual),
+            "primal_residual": primal,
+            "dual_residual": dual,
+            **estimates,
+            "r": r,
+        }
+        # Residual balancing (Boyd et al. 2011, §3.4.1): free here, r only scales the rhs.
+        if self.adapt_r:
+            if primal > ADAPT_RATIO * dual:
+                self.r = r * ADAPT_FACTOR
+            elif dual > ADAPT_RATIO * primal:
+                self.r = r / ADAPT_FACTOR
+        return info
+
+    def w2sq_primal(self) -> float:
+        """Σ_points w |m|²/ρ over the points where ρ > 0 (the primal estimate of W2²)."""
+        rho, m = self.sigma[:, self.dim], self.sigma[:, : self.dim]
+        inv = np.divide(self._w, rho, out=np.zeros_like(rho), where=rho > 1e-12 * self.mass)
+        return self._sum(np.einsum("i,ij,ij->", inv, m, m))
+
+    def slab_mass(self) -> np.ndarray:
+        """(1/Δt)∫_slab ρ for each of the ``time_cells`` slabs (conserved by the scheme)."""
+        dt = 1.0 / self.n_time
+        slab = np.minimum((self._t_pts / dt).astype(int), self.n_time - 1)
+        out = np.bincount(slab, weights=self._w * self.sigma[:, self.dim], minlength=self.n_time)
+        self.comm.Allreduce(MPI.IN_PLACE, out, op=MPI.SUM)
+        return out / dt
+
+    def run(self, callback=None) -> bool:
+        """Iterate until the residual is below ``tol`` or ``max_it`` is reached.
+
+        Args:
+            callback: Called as ``callback(k, info)`` after every iteration.
+
+        Returns:
+            Whether the run converged.
+        """
+        tol, max_it = self.params["tol"], self.params["max_it"]
+        start = time.perf_counter()
+        for _ in range(max_it):
+            info = self.iterate()
+            info["wall_time"] = time.perf_counter() - start
+            for key, value in info.items():
+                self.history.setdefault(key, []).append(value)
+            if callback is not None:
+                callback(self.iterations, info)
+            if info["residual"] < tol:
+                return True
+        return False
+
+    def close(self) -> None:
+        """Free the PETSc objects."""
+        for obj in (self.ksp, self.A, self._rhs, self._sol):
+            obj.destroy()
+
+
+# -- fem-bb ------------------------------------------------------------------------------
+class Solver(SpaceTimeALG2):
+    """Benamou–Brenier dynamic OT between ``[initial]`` and ``[target]`` by ALG2.
+
+    Args:
+        case: The validated case (must have ``[target]``).
+        comm: The communicator of the run.
+        params: The ``[solver.fem-bb]`` table.
+    """
+
+    name = "fem-bb"
+    #: Tells the CLI to run this solver with :func:`wgf.transport.run_transport`.
+    kind = "transport"
+
+    def __init__(self, case: Case, comm: MPI.Comm, params: dict[str, Any]) -> None:
+        self.check_case(case, params)
+        super().__init__(case, comm, params)
+        self._w_prev = np.nan
+        self.rho_h: dolfinx.fem.Function | None = None
+
+    # -- validation ------------------------------------------------------------------------
+    @classmethod
+    def check_case(cls, case: Case, params: dict[str, Any] | None = None) -> None:
+        """Raise :class:`UserError` unless this is a box transport case with valid parameters."""
+        if case.section("target") is None:
+            raise UserError("fem-bb needs a [target] table (the density transported to)")
+        shape = case.section("domain")["shape"]
+        if shape != "box":
+            raise UserError(f'case key \'domain.shape\': fem-bb supports "box" only, got "{shape}"')
+        if case.dim not in (1, 2):
+            raise UserError(f"case: fem-bb supports 1-D and 2-D domains, the case is {case.dim}-D")
+        p = params if params is not None else case.solver_params(cls.name)
+        if not p["time_cells"] > 0:
+            raise UserError(
+                f"case key 'solver.fem-bb.time_cells' must be > 0, got {p['time_cells']}"
+            )
+        if not p["r"] > 0.0:
+            raise UserError(f"case key 'solver.fem-bb.r' must be > 0, got {p['r']}")
+        if not p["max_it"] > 0:
+            raise UserError(f"case key 'solver.fem-bb.max_it' must be > 0, got {p['max_it']}")
+        if not p["tol"] > 0.0:
+            raise UserError(f"case key 'solver.fem-bb.tol' must be > 0, got {p['tol']}")
+        if p["degree"] not in (1, 2):
+            raise UserError(f"case key 'solver.fem-bb.degree' must be 1 or 2, got {p['degree']}")
+
+    # -- the data at t = 0 and t = 1 ------------------------------------------------------
     def _build_boundary_data(self) -> None:
         """ρ0, ρ1 on the t = 0 and t = 1 faces; the fixed right-hand side b = ∫ψρ1 − ∫ψρ0."""
         mesh, fdim = self.mesh, self.tdim - 1
@@ -326,136 +523,19 @@ class Solver:
         f.x.array[:] *= mass / total
         return f
 
-    def _build_operator(self) -> None:
-        """Assemble (∇φ, ∇ψ) + ε(φ, ψ) once and factorise it with MUMPS (or as told)."""
-        u, v = ufl.TrialFunction(self.V), ufl.TestFunction(self.V)
-        dx = ufl.Measure("dx", domain=self.mesh, metadata={"quadrature_degree": self.qdeg})
-        dxm = ufl.Measure("dx", domain=self.mesh)
-        a = ufl.inner(ufl.grad(u), ufl.grad(v)) * dx + NULLSPACE_EPS * u * v * dxm
-        self.A = dolfinx.fem.petsc.assemble_matrix(dolfinx.fem.form(a))
-        self.A.assemble()
-        set_default_options(PREFIX, LU)
-        self.ksp = PETSc.KSP().create(self.comm)
-        self.ksp.setOptionsPrefix(PREFIX)
-        self.ksp.setOperators(self.A)
-        self.ksp.setFromOptions()
-        self._rhs = self.A.createVecRight()
-        self._sol = self.A.createVecLeft()
-        self._acc = dolfinx.fem.Function(self.V)  # rhs accumulator with ghosts
-        t0 = time.perf_counter()
-        self.ksp.setUp()  # the factorisation
-        self.factor_time = time.perf_counter() - t0
+    def _boundary_rhs(self) -> np.ndarray:
+        return self._b_time
 
-    # -- global reductions -----------------------------------------------------------------
-    def _sum(self, value: float) -> float:
-        return self.comm.allreduce(float(value), op=MPI.SUM)
-
-    def _norms(self, *fields: np.ndarray) -> np.ndarray:
-        """Discrete L2(Ω×[0,1]) norms of vector fields at the points (one reduction)."""
-        local = np.array([np.einsum("i,ij,ij->", self._w, f, f) for f in fields])
-        self.comm.Allreduce(MPI.IN_PLACE, local, op=MPI.SUM)
-        return np.sqrt(local)
-
-    # -- ALG2 ------------------------------------------------------------------------------
-    def solve_poisson(self, source: np.ndarray) -> None:
-        """φ from (∇φ, ∇ψ) = ⟨source, ∇ψ⟩ + b/r, with ``source`` = q − σ/r at the points.
-
-        This is step 1 divided by r, so the factorised operator does not depend on r.
-        """
-        local = self.GTW @ source.ravel()
-        acc = self._acc.x
-        acc.array[:] = local
-        acc.scatter_reverse(dolfinx.la.InsertMode.add)
-        n = len(self._b_time)
-        self._rhs.array[:] = acc.array[:n] + self._b_time / self.r
-        self.ksp.solve(self._rhs, self._sol)
-        self.phi.x.array[:n] = self._sol.array_r
-        self.phi.x.scatter_forward()
-
-    def iterate(self) -> dict[str, float]:
-        """One ALG2 iteration; returns the residuals, the W2² estimates and r."""
-        r = self.r
-        q_old = self.q
-        src = self.sigma * (-1.0 / r)
-        src += self.q
-        self.solve_poisson(src)
-        self.gphi = (self.G @ self.phi.x.array).reshape(-1, self.tdim)
-        # Over-relaxation (ADMM with relaxation ω ∈ (0, 2); ω = 1 is plain ALG2).
-        omega = self.omega
-        ghat = omega * self.gphi + (1.0 - omega) * q_old if omega != 1.0 else self.gphi
-        z = self.sigma * (1.0 / r)
-        z += ghat
-        project_rows(z)
-        self.q = z
-        diff = self.gphi - self.q
-        if omega == 1.0:
-            self.sigma += r * diff
-        else:
-            self.sigma += r * (ghat - self.q)
-        self.iterations += 1
+    def _estimates(self) -> dict[str, float]:
         w_primal, w_dual = self.w2sq_primal(), self.w2sq_dual()
-        n_diff, n_grad, n_dq, n_sigma = self._norms(diff, self.gphi, self.q - q_old, self.sigma)
-        primal = n_diff / max(n_grad, 1e-300)
-        dual = r * n_dq / max(n_sigma, 1e-300)
         change = abs(w_primal - self._w_prev) / max(abs(w_primal), 1e-300)
         self._w_prev = w_primal
-        info = {
-            "residual": max(primal, dual),
-            "primal_residual": primal,
-            "dual_residual": dual,
-            "w2sq_change": change,
-            "w2sq_primal": w_primal,
-            "w2sq_dual": w_dual,
-            "r": r,
-        }
-        # Residual balancing (Boyd et al. 2011, §3.4.1): free here, r only scales the rhs.
-        if self.adapt_r:
-            if primal > ADAPT_RATIO * dual:
-                self.r = r * ADAPT_FACTOR
-            elif dual > ADAPT_RATIO * primal:
-                self.r = r / ADAPT_FACTOR
-        return info
-
-    def w2sq_primal(self) -> float:
-        """Σ_points w |m|²/ρ over the points where ρ > 0 (the primal estimate of W2²)."""
-        rho, m = self.sigma[:, self.dim], self.sigma[:, : self.dim]
-        inv = np.divide(self._w, rho, out=np.zeros_like(rho), where=rho > 1e-12 * self.mass)
-        return self._sum(np.einsum("i,ij,ij->", inv, m, m))
+        return {"w2sq_change": change, "w2sq_primal": w_primal, "w2sq_dual": w_dual}
 
     def w2sq_dual(self) -> float:
         """2(∫φ(1)ρ1 − ∫φ(0)ρ0), the dual estimate of W2²."""
         n = len(self._b_time)
         return 2.0 * self._sum(np.einsum("i,i->", self.phi.x.array[:n], self._b_time))
-
-    def slab_mass(self) -> np.ndarray:
-        """(1/Δt)∫_slab ρ for each of the ``time_cells`` slabs (conserved by the scheme)."""
-        dt = 1.0 / self.n_time
-        slab = np.minimum((self._t_pts / dt).astype(int), self.n_time - 1)
-        out = np.bincount(slab, weights=self._w * self.sigma[:, self.dim], minlength=self.n_time)
-        self.comm.Allreduce(MPI.IN_PLACE, out, op=MPI.SUM)
-        return out / dt
-
-    def run(self, callback=None) -> bool:
-        """Iterate until the residual is below ``tol`` or ``max_it`` is reached.
-
-        Args:
-            callback: Called as ``callback(k, info)`` after every iteration.
-
-        Returns:
-            Whether the run converged.
-        """
-        tol, max_it = self.params["tol"], self.params["max_it"]
-        start = time.perf_counter()
-        for _ in range(max_it):
-            info = self.iterate()
-            info["wall_time"] = time.perf_counter() - start
-            for key, value in info.items():
-                self.history.setdefault(key, []).append(value)
-            if callback is not None:
-                callback(self.iterations, info)
-            if info["residual"] < tol:
-                return True
-        return False
 
     # -- the geodesic ----------------------------------------------------------------------
     def project_density(self) -> dolfinx.fem.Function:
@@ -533,8 +613,3 @@ class Solver:
             xdmf.write_function(rho, 0.0)
             xdmf.write_function(phi1, 0.0)
         return path.name
-
-    def close(self) -> None:
-        """Free the PETSc objects."""
-        for obj in (self.ksp, self.A, self._rhs, self._sol):
-            obj.destroy()

@@ -57,6 +57,9 @@ minimiser stays strictly positive and deviates from the barrier-free one by O(ε
 is small.  Initial densities are floored at ``floor`` × their maximum (1e-10 by default),
 so that Gaussian tails do not start at 1e-80, and renormalised to the stated mass.
 
+``inner = "alg2"`` replaces all of the above by ALG2-JKO on the space-time mesh Ω × [0, 1]
+(the full Benamou–Brenier step, not the linearised one): see :mod:`solvers.fem.alg2_jko`.
+
 PETSc options of the linear solver can be changed on the command line under the prefix
 ``fem_jko_`` (e.g. ``-fem_jko_ksp_type gmres -fem_jko_pc_type bjacobi``).
 """
@@ -91,7 +94,7 @@ class Solver(FEFlowSolver):
 
     @classmethod
     def check_case(cls, case: Case) -> None:
-        """Newton only (ALG2 is not available yet) and an internal energy to invert."""
+        """Simplex cells, an internal energy; ALG2 also needs a 1-D/2-D box."""
         super().check_case(case)
         if case.section("domain")["cell_type"] != "simplex":
             raise UserError(
@@ -103,14 +106,32 @@ class Solver(FEFlowSolver):
                 'case key \'energy.internal\': fem-jko needs "entropy" or "power" '
                 "(ρ is recovered from its first variation)"
             )
-        inner = case.solver_params("fem-jko").get("inner", "newton")
-        if inner != "newton":
-            raise UserError(
-                f'case key \'solver.fem-jko.inner\': "{inner}" is not available yet (only "newton")'
-            )
+        params = case.solver_params("fem-jko")
+        if params.get("inner", "newton") == "alg2":
+            shape = case.section("domain")["shape"]
+            if shape != "box" or case.dim not in (1, 2):
+                raise UserError(
+                    "case key 'solver.fem-jko.inner': \"alg2\" needs a 1-D or 2-D "
+                    f'domain.shape = "box" (the space-time mesh is Ω × [0, 1]), got {case.dim}-D '
+                    f'"{shape}"'
+                )
+            for key in ("alg2_time_cells", "alg2_max_it"):
+                if not params[key] > 0:
+                    raise UserError(f"case key 'solver.fem-jko.{key}' must be > 0")
+            for key in ("alg2_r", "alg2_tol"):
+                if not params[key] > 0.0:
+                    raise UserError(f"case key 'solver.fem-jko.{key}' must be > 0")
+            if not 0.0 < params["alg2_relaxation"] < 2.0:
+                raise UserError("case key 'solver.fem-jko.alg2_relaxation' must be in (0, 2)")
 
     def __init__(self, case: Case, comm: MPI.Comm, params: dict[str, Any]) -> None:
         super().__init__(case, comm, params)
+        self.inner = params["inner"]
+        self.transport_cost, self.energy_before, self._last_tau = 0.0, np.nan, 1.0
+        self.mass_target = case.section("initial")["mass"]
+        if self.inner == "alg2":
+            self._init_alg2(params)
+            return
         imap = self.V.dofmap.index_map
         self.n_owned, n_local = imap.size_local, imap.size_local + imap.num_ghosts
         self.masses = self._lumped_masses()
@@ -130,7 +151,6 @@ class Solver(FEFlowSolver):
         self.rho.x.array[:] = np.maximum(self.rho.x.array, floor)
         self.rho.x.array[:] *= case.section("initial")["mass"] / self.integrate(self._forms["mass"])
         self.rho_old.x.array[:] = self.rho.x.array
-        self.mass_target = case.section("initial")["mass"]
         self._set_unknowns_from_density()
         self.Psi, self.Rrho, self.Rphi = (self._edge_matrix(imap, n_local) for _ in range(3))
         self.J: PETSc.Mat | None = None
@@ -140,7 +160,6 @@ class Solver(FEFlowSolver):
             PREFIX, {"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_solver_type": "mumps"}
         )
         self.ksp.setFromOptions()
-        self.transport_cost, self.energy_before, self._last_tau = 0.0, np.nan, 1.0
 
     # -- the mesh graph ----------------------------------------------------------------------
     def _lumped_masses(self) -> np.ndarray:
@@ -202,9 +221,54 @@ class Solver(FEFlowSolver):
         self.phi.array[:] = -(self._mu(rho) - self.barrier / rho)
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
-        """Restore the density and re-derive the potential from it."""
+        """Restore the density and re-derive the potential from it (Newton)."""
         super().set_state(state)
+        if self.inner == "alg2":
+            self._alg2_first = True
+            return
         self._set_unknowns_from_density()
+
+    # -- the ALG2 inner solver (solvers/fem/alg2_jko.py) ---------------------------------------
+    def _init_alg2(self, params: dict[str, Any]) -> None:
+        from solvers.fem.alg2_jko import JKOSpaceTime, lattice_index
+
+        core = {
+            "time_cells": params["alg2_time_cells"],
+            "degree": 2,
+            "r": params["alg2_r"],
+            "adapt_r": False,
+            "relaxation": params["alg2_relaxation"],
+            "max_it": params["alg2_max_it"],
+            "tol": params["alg2_tol"],
+        }
+        self.alg2 = JKOSpaceTime(self.case, self.comm, core, self.energy)
+        coords = self.V.tabulate_dof_coordinates()[:, : self.case.dim]
+        self._lat = lattice_index(coords, self.alg2.lower, self.alg2.h, self.alg2.cells)
+        self._alg2_first = True
+        self.mass_rescale = 0.0
+
+    def _density_lattice(self) -> np.ndarray:
+        glob = np.zeros(self.alg2.n_lattice)
+        own = slice(0, self._owned)
+        glob[self._lat[own]] = self.rho.x.array[own]
+        self.comm.Allreduce(MPI.IN_PLACE, glob, op=MPI.SUM)
+        return glob
+
+    def _alg2_step(self, tau: float) -> int:
+        """One JKO step by ALG2; ρ(1) → the P1 density, rescaled to the stated mass."""
+        self.rho_old.x.array[:] = self.rho.x.array
+        self.energy_before = self.integrate(self._forms["energy"])
+        self.alg2.set_initial(self._density_lattice(), self._alg2_first, self.mass_target)
+        its = self.alg2.solve_step(tau)
+        self.alg2.carry_terminal()
+        self._alg2_first = False
+        self.rho.x.array[:] = self.alg2.terminal_lattice()[self._lat]
+        mass = self.integrate(self._forms["mass"])
+        self.rho.x.array[:] *= self.mass_target / mass
+        self.mass_rescale = abs(self.mass_target / mass - 1.0)
+        self.transport_cost = self.alg2.w2sq_primal()
+        self._last_tau = tau
+        return its
 
     def _mu(self, rho: np.ndarray) -> np.ndarray:
         return self.energy.first_variation(rho, self.V_nodes)
@@ -373,7 +437,9 @@ class Solver(FEFlowSolver):
         )
 
     def step(self, tau: float) -> int:
-        """One JKO step of size τ; returns the Newton iterations."""
+        """One JKO step of size τ; returns the Newton (or ALG2) iterations."""
+        if self.inner == "alg2":
+            return self._alg2_step(tau)
         self.rho_old.x.array[:] = self.rho.x.array
         saved = self.phi.array.copy()
         self.energy_before = self.integrate(self._forms["energy"])
@@ -402,4 +468,6 @@ class Solver(FEFlowSolver):
         if np.isfinite(self.energy_before):
             gap = self.energy_before - out["energy"] - self.transport_cost / (2 * self._last_tau)
         out["dissipation_gap"] = gap
+        if self.inner == "alg2":
+            out["mass_rescale"] = self.mass_rescale
         return out
