@@ -119,3 +119,21 @@ def pvbatch_read(xdmf: Path, workdir: Path) -> dict[str, str]:
     )
     assert proc.returncode == 0, proc.stderr
     return dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line)
+
+
+def assert_same_on_1_and_2_ranks(
+    case: str, solver: str, sets: list[str], shared_tmp: Path, keys: list[str], atol: float
+) -> None:
+    """Run on COMM_WORLD (2 ranks) and, in the same run, on rank 0 alone; compare ``keys``."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    assert comm.size == 2, "run this under mpiexec -n 2"
+    world = run_case(case, sets, shared_tmp / "world", comm=comm, solver=solver)
+    if comm.rank == 0:
+        single = run_case(case, sets, shared_tmp / "self", comm=MPI.COMM_SELF, solver=solver)
+        a, b = read(world.path), read(single.path)
+        assert a["attrs"]["mpi_size"] == 2 and b["attrs"]["mpi_size"] == 1
+        for key in keys:
+            np.testing.assert_allclose(a[key], b[key], rtol=0, atol=atol, err_msg=key)
+    comm.Barrier()

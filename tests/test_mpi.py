@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from tests.conftest import read, run_case
+from tests.conftest import assert_same_on_1_and_2_ranks, read, run_case
 
 pytestmark = pytest.mark.mpi
 
@@ -41,16 +41,7 @@ ALG2 = ['solver.fem-jko.inner="alg2"', "time.t_end=0.025"]
     ],
 )
 def test_one_and_two_ranks_agree(case, solver, sets, shared_tmp):
-    comm = MPI.COMM_WORLD
-    assert comm.size == 2, "run this file under mpiexec -n 2"
-    world = run_case(case, sets, shared_tmp / "world", comm=comm, solver=solver)
-    if comm.rank == 0:
-        single = run_case(case, sets, shared_tmp / "self", comm=MPI.COMM_SELF, solver=solver)
-        a, b = read(world.path), read(single.path)
-        assert a["attrs"]["mpi_size"] == 2 and b["attrs"]["mpi_size"] == 1
-        for key in COMPARED:
-            np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-9, err_msg=key)
-    comm.Barrier()
+    assert_same_on_1_and_2_ranks(case, solver, sets, shared_tmp, COMPARED, atol=1e-9)
 
 
 def test_disk_mesh_in_parallel(shared_tmp):

@@ -1,11 +1,9 @@
 """Run under ``mpiexec -n 2 python -m mpi4py -m pytest -m mpi``: every particle solver on
 2 ranks and on 1 rank (COMM_SELF on rank 0) gives the same trajectories to 1e-12."""
 
-import numpy as np
 import pytest
-from mpi4py import MPI
 
-from tests.conftest import read, run_case
+from tests.conftest import assert_same_on_1_and_2_ranks
 
 pytestmark = pytest.mark.mpi
 
@@ -34,13 +32,4 @@ COMPARED = [
     ],
 )
 def test_one_and_two_ranks_agree(solver, case, sets, shared_tmp):
-    comm = MPI.COMM_WORLD
-    assert comm.size == 2, "run this file under mpiexec -n 2"
-    world = run_case(case, sets, shared_tmp / "world", comm=comm, solver=solver)
-    if comm.rank == 0:
-        single = run_case(case, sets, shared_tmp / "self", comm=MPI.COMM_SELF, solver=solver)
-        a, b = read(world.path), read(single.path)
-        assert a["attrs"]["mpi_size"] == 2 and b["attrs"]["mpi_size"] == 1
-        for key in COMPARED:
-            np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-12, err_msg=key)
-    comm.Barrier()
+    assert_same_on_1_and_2_ranks(case, solver, sets, shared_tmp, COMPARED, atol=1e-12)
