@@ -257,6 +257,8 @@ def _run(args: argparse.Namespace) -> int:
     infos = [get_solver(n) for n in dict.fromkeys(names) if n != "all"]
     if "all" in names:
         infos = [info for info in SOLVERS.values() if _supports(info, case, comm)]
+        if not infos:
+            raise UserError(f"no solver can run case '{case.name}' (see the lines above)")
     # Build every solver before running any: bad input fails before any file is written.
     solvers = [build_solver(case, info.name, comm) for info in infos]
     resume = _resumable(case.name, [info.name for info in infos], args, comm)
