@@ -137,3 +137,12 @@ def assert_same_on_1_and_2_ranks(
         for key in keys:
             np.testing.assert_allclose(a[key], b[key], rtol=0, atol=atol, err_msg=key)
     comm.Barrier()
+
+
+def assert_user_error(proc: subprocess.CompletedProcess, message: str) -> None:
+    """The contract for bad input: exit 2, one ``wgf: error:`` line naming it, no traceback."""
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("wgf: error:") and message in lines[0], lines[0]
+    assert "Traceback" not in proc.stdout + proc.stderr

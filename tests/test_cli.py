@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from tests.conftest import read, wgf
+from tests.conftest import assert_user_error, read, wgf
 
 BAD_INPUT = {
     "missing case file": (["run", "no_such_case.toml"], "not found"),
@@ -59,12 +59,7 @@ def inputs(tmp_path):
 def _check_bad_input(args, message, inputs, tmp_path, ranks):
     out = tmp_path / "out"
     args = [a.format(**inputs) for a in args] + ["--out", str(out)]
-    proc = wgf(*args, ranks=ranks)
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("wgf: error:") and message in lines[0], lines[0]
-    assert "Traceback" not in proc.stdout + proc.stderr
+    assert_user_error(wgf(*args, ranks=ranks), message)
     assert not out.exists(), "bad input must not leave output behind"
 
 
@@ -93,8 +88,7 @@ def test_resume_from_another_case_is_refused(tmp_path):
     assert wgf("run", "heat_1d", "--out", out).returncode == 0
     before = read(tmp_path / "heat_1d_fem-implicit.h5")
     proc = wgf("run", "heat_1d", "--out", out, "--resume", "--set", "energy.diffusivity=2.0")
-    assert proc.returncode == 2
-    assert "different case" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert_user_error(proc, "different case")
     after = read(tmp_path / "heat_1d_fem-implicit.h5")
     np.testing.assert_array_equal(before["time"], after["time"])
 

@@ -16,7 +16,7 @@ from cases import closed_forms as cf
 from cases import load_case
 from solvers import get_solver, solver_tables
 from solvers.fem.benamou_brenier import project_parabola
-from tests.conftest import wgf
+from tests.conftest import assert_user_error, wgf
 from wgf.transport import exact_w2
 
 
@@ -157,10 +157,7 @@ def test_bad_input_exits_2(sets, needle, tmp_path):
     args = ["run", "ot_shapes_1d", "--solver", "fem-bb", "--out", str(tmp_path)]
     for s in sets:
         args += ["--set", s]
-    proc = wgf(*args)
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0], proc.stderr
+    assert_user_error(wgf(*args), needle)
     assert not any(tmp_path.iterdir())
 
 

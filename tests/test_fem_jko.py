@@ -4,7 +4,7 @@ positivity and accuracy against the closed forms."""
 import numpy as np
 import pytest
 
-from tests.conftest import read, run_case, wgf
+from tests.conftest import assert_user_error, read, run_case, wgf
 
 #: Relative L1 error at T with the shipped settings (measured values ≈ 2/3 of these).
 #: Upwind mobility makes the scheme first order in h: the 2-D boxes are coarse.
@@ -114,4 +114,4 @@ def test_jko_refuses_no_internal_energy_and_bad_alg2_keys(tmp_path):
         proc = wgf(
             "run", "fokker_planck_ou_1d", "--solver", "fem-jko", *args, "--out", str(tmp_path)
         )
-        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+        assert_user_error(proc, message)

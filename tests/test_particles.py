@@ -6,7 +6,7 @@ import pytest
 
 from cases import load_case
 from solvers import solver_tables
-from tests.conftest import PVBATCH, pvbatch_read, read, run_case, wgf
+from tests.conftest import PVBATCH, assert_user_error, pvbatch_read, read, run_case, wgf
 
 
 def _run(case, solver, sets, out):
@@ -164,11 +164,7 @@ BAD = {
 def test_bad_particle_input_exits_2_with_one_line(name, tmp_path):
     args, message = BAD[name]
     out = tmp_path / "out"
-    proc = wgf("run", *args, "--out", str(out))
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("wgf: error:"), proc.stderr
-    assert message in lines[0], lines[0]
+    assert_user_error(wgf("run", *args, "--out", str(out)), message)
     assert not out.exists()
 
 

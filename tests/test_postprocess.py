@@ -10,7 +10,7 @@ import pytest
 from cases.closed_forms import w2_gaussians
 from postprocess.eoc import fitted_order, parse_expectation, rates
 from postprocess.w2 import w2, w2_quantile_1d
-from tests.conftest import read, run_case, wgf
+from tests.conftest import assert_user_error, read, run_case, wgf
 
 
 def test_w2_emd_matches_the_gaussian_closed_form_within_sampling_error():
@@ -75,9 +75,7 @@ def test_compare_refuses_bad_inputs(tmp_path):
         ((str(a), str(bogus)), "is not a wgf-results/1"),
         ((str(a), str(tmp_path / "nope.h5")), "does not exist"),
     ]:
-        proc = wgf("compare", *args, "--out", str(tmp_path / "c"))
-        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
-        assert len(proc.stderr.strip().splitlines()) == 1
+        assert_user_error(wgf("compare", *args, "--out", str(tmp_path / "c")), message)
     assert wgf("compare", str(a), str(b), "--force", "--out", str(tmp_path / "c")).returncode == 0
 
 
@@ -156,7 +154,7 @@ def test_sweep_on_two_ranks_resumes_and_records_failures(tmp_path):
     ],
 )
 def test_sweep_bad_input(args, message, tmp_path):
-    proc = wgf("sweep", "heat_1d", *args, "--out", str(tmp_path / "s"), ranks=2)
-    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
+    assert_user_error(
+        wgf("sweep", "heat_1d", *args, "--out", str(tmp_path / "s"), ranks=2), message
+    )
     assert not (tmp_path / "s").exists()
