@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 from mpi4py import MPI
 
-from cases import load_case
+from cases import Case, load_case
 from postprocess.clouds import cloud, exact_cloud, relative_errors
 from postprocess.eoc import fitted_order, rates
 from postprocess.results import read_results
@@ -43,10 +43,9 @@ class Ladder:
 
 
 def level_overrides(
-    case_source: str, sets: list[str], refine: str, solver: str, level: int, factor: float
+    case: Case, sets: list[str], refine: str, solver: str, level: int, factor: float
 ) -> tuple[list[str], float, str]:
-    """The ``--set`` overrides of one level, its refinement parameter and a label."""
-    case = load_case(case_source, sets, solver_tables())
+    """The ``--set`` overrides of one level of the base ``case``, its parameter and a label."""
     scale = factor**level
     if refine == "tau":
         # The run divides [0, T] into equal steps: use that τ, which the EOC must see.
@@ -84,7 +83,8 @@ def run_ladder(
     if levels < 2:
         raise UserError("converge: --levels must be at least 2")
     get_solver(solver)
-    plans = [level_overrides(case_source, sets, refine, solver, k, factor) for k in range(levels)]
+    base = load_case(case_source, sets, solver_tables())
+    plans = [level_overrides(base, sets, refine, solver, k, factor) for k in range(levels)]
     cases = [load_case(case_source, p[0], solver_tables()) for p in plans]
     if cases[0].exact_solution() is None:
         raise UserError(f"converge: case '{cases[0].name}' has no exact solution ([exact] kind)")
