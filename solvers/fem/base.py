@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dolfinx_solver  # noqa: F401 - must precede dolfinx
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -202,19 +203,16 @@ class FEFlowSolver(FlowSolver):
         return total
 
     # -- checkpoint ------------------------------------------------------------------------
+    @functools.cached_property
     def _input_indices(self) -> np.ndarray:
         """For each local dof, the mesh-input index of its vertex (rank-count independent)."""
-        if not hasattr(self, "_dof_input"):
-            geo = self.mesh.geometry.dofmaps[0]
-            dofs = self.V.dofmap.list
-            node_of_dof = np.empty(len(self.rho.x.array), dtype=np.int64)
-            node_of_dof[dofs.ravel()] = geo.ravel()
-            self._dof_input = self.mesh.geometry.input_global_indices[node_of_dof]
-        return self._dof_input
+        node_of_dof = np.empty(len(self.rho.x.array), dtype=np.int64)
+        node_of_dof[self.V.dofmap.list.ravel()] = self.mesh.geometry.dofmaps[0].ravel()
+        return self.mesh.geometry.input_global_indices[node_of_dof]
 
     def state(self) -> dict[str, np.ndarray]:
         """The density at every vertex, in mesh-input order, on rank 0."""
-        idx = self._input_indices()[: self._owned]
+        idx = self._input_indices[: self._owned]
         parts = self.comm.gather((idx, self.rho.x.array[: self._owned].copy()), root=0)
         if parts is None:
             return {}
@@ -227,7 +225,7 @@ class FEFlowSolver(FlowSolver):
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore a density written by :meth:`state` (any number of ranks)."""
         full = state["density"]
-        idx = self._input_indices()
+        idx = self._input_indices
         if idx.max(initial=-1) >= len(full):
             raise UserError("--resume: the checkpoint does not match this mesh")
         self.rho.x.array[:] = full[idx]
