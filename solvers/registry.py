@@ -54,8 +54,8 @@ SOLVERS: dict[str, SolverInfo] = {
         SolverInfo(
             "fem-jko",
             "solvers.fem.jko",
-            "JKO with the one-step Benamou–Brenier cost (LJKO, upwind) on the P1 mesh graph, "
-            "Newton on the potential",
+            "JKO with the one-step Benamou–Brenier cost (LJKO, centred or upwind mobility) on the "
+            "P1 mesh graph, Newton on the potential",
             "entropy, power (log barrier); quadratic V; simplex meshes 1-D/2-D/3-D; "
             "box, disk, file",
             {
@@ -64,6 +64,9 @@ SOLVERS: dict[str, SolverInfo] = {
                 "atol": Key("float", 1e-11, help="Newton absolute tolerance (residual norm)"),
                 "max_it": Key("int", 50, help="Newton maximum iterations"),
                 "monitor": Key("bool", False, help="print the Newton residuals (rank 0)"),
+                "mobility": Key(
+                    "str", "centred", choices=("centred", "upwind"), help="edge mobility ρ_ij"
+                ),
                 "upwind_smoothing": Key(
                     "float", 1e-6, help="width δ in ϕ of the smoothed upwind switch"
                 ),
