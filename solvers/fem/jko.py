@@ -101,7 +101,7 @@ from wgf.errors import SolverError, UserError
 PREFIX = "fem_jko_"
 ARMIJO = 1e-4
 #: Relative tolerance of the Krylov solve of each Newton system (inexact Newton).
-LINEAR_RTOL = 1e-8
+LINEAR_RTOL = 1e-6
 
 
 class Solver(FEFlowSolver):
@@ -345,13 +345,18 @@ class Solver(FEFlowSolver):
             "dw": 0.5 * (1.0 - th**2) / self.params["upwind_smoothing"],
         }
 
-    def _accumulate(self, rows: list[np.ndarray], values: list[np.ndarray]) -> np.ndarray:
-        """Σ of edge contributions per vertex, completed across ranks (owned + ghosts)."""
-        self.work.array[:] = 0.0
-        for r, v in zip(rows, values, strict=True):
-            np.add.at(self.work.array, r, v)
-        self.work.scatter_reverse(dolfinx.la.InsertMode.add)
-        self.work.scatter_forward()
+    def _accumulate(
+        self, rows: list[np.ndarray], values: list[np.ndarray], complete: bool = True
+    ) -> np.ndarray:
+        """Σ of edge contributions per vertex; ``complete``: summed across ranks too."""
+        n = len(self.work.array)
+        # bincount: the same sums as np.add.at, an order of magnitude faster.
+        self.work.array[:] = np.bincount(
+            np.concatenate(rows), weights=np.concatenate(values), minlength=n
+        )
+        if complete:
+            self.work.scatter_reverse(dolfinx.la.InsertMode.add)
+            self.work.scatter_forward()
         return self.work.array.copy()
 
     def _update_density(self, tau: float) -> dict[str, np.ndarray]:
@@ -371,8 +376,7 @@ class Solver(FEFlowSolver):
         flux = self.edge_a * (w * rho[i] + (1.0 - w) * rho[j]) * e["dphi"]
         self.r.array[:] = 0.0
         self.r.array[own] = self.masses[own] * (rho[own] - self.rho_old.x.array[own]) / tau
-        np.add.at(self.r.array, i, flux)
-        np.add.at(self.r.array, j, -flux)
+        self.r.array[:] += self._accumulate([i, j], [flux, -flux], complete=False)
         self.r.scatter_reverse(dolfinx.la.InsertMode.add)
         owned = self.r.array[own]
         self._edges_now = e
