@@ -24,8 +24,10 @@ from solvers import solver_tables
 from wgf.run import build_solver
 
 
-def time_steps(case_name: str, sets: list[str], solver: str, steps: int) -> tuple[float, dict]:
-    comm = MPI.COMM_WORLD
+def time_steps(
+    case_name: str, sets: list[str], solver: str, steps: int, comm: MPI.Comm = MPI.COMM_WORLD
+) -> tuple[float, dict]:
+    """Wall time per step of ``steps`` steps on ``comm``, and the final diagnostics."""
     case = load_case(case_name, sets, solver_tables())
     s = build_solver(case, solver, comm)
     tau = case.section("time")["tau"]
