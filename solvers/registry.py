@@ -62,7 +62,7 @@ SOLVERS: dict[str, SolverInfo] = {
                 "inner": Key("str", "newton", choices=("newton", "alg2"), help="inner solver"),
                 "rtol": Key("float", 1e-10, help="Newton relative tolerance (residual norm)"),
                 "atol": Key("float", 1e-11, help="Newton absolute tolerance (residual norm)"),
-                "max_it": Key("int", 50, help="Newton maximum iterations"),
+                "max_it": Key("int", 100, help="Newton maximum iterations"),
                 "monitor": Key("bool", False, help="print the Newton residuals (rank 0)"),
                 "mobility": Key(
                     "str", "centred", choices=("centred", "upwind"), help="edge mobility ρ_ij"
