@@ -1,4 +1,4 @@
-"""Gaussian kernel sums over neighbour lists (never dense N×N).
+"""Gaussian kernel sums over Verlet neighbour lists (never dense N×N).
 
 The mollifier is the Gaussian with covariance ε·I,
 
@@ -8,17 +8,44 @@ truncated at |x| = ``CUTOFF``·√ε = 5√ε, where it has fallen to e^{-12.5} 
 peak: a particle's sums then miss a relative ~10⁻⁶ of the kernel mass, far below the
 discretisation errors (the benchmark measures a 5·10⁻⁵ relative velocity difference to
 dense summation), while the lists stay short: with the blob's default √ε ≈ 1.8 h,
-≈ 18 neighbours per particle in 1-D and ≈ 180–220 in 2-D (fewer at the cloud's edge).
+≈ 18 neighbours per particle in 1-D and ≈ 180–270 in 2-D (fewer at the cloud's edge).
 
-Neighbour pairs come from :meth:`scipy.spatial.cKDTree.query_pairs` on the *global*
-position array, which every rank builds identically; each rank keeps the pairs that touch
-its block.  Sums are taken with :func:`numpy.bincount`, which adds entries in list order,
-so a particle's sum does not depend on how particles are split over ranks.
+Data structure (chosen by measurement, ``benchmarks/particles_neighbours.py`` and
+``benchmarks/particles_parallel.py``):
+
+* A :class:`NeighbourList` holds, for each particle i of a rank's block ``[lo, hi)``, every
+  j (itself included) with |x_i - x_j| ≤ (``CUTOFF`` + ``SKIN``)·√ε at the time it was
+  built, as a CSR row sorted by global index j.  It is a *Verlet list*: it stays valid
+  while no particle has moved more than ``SKIN``·√ε/2 since (two particles then close in
+  by at most ``SKIN``·√ε), so one list serves many velocity evaluations — the explicit
+  substeps are many and small.  Entries beyond the cut-off get the kernel value 0.
+* Sums are sparse matrix-vector products over these rows (:mod:`scipy.sparse` CSR), with
+  the kernel values written chunk-wise into preallocated arrays.
+
+Why, by measurement (2-D heat_2d lattice, one velocity evaluation; see the commit log for
+the figures): the former symmetric pair list (each pair i < j once, rebuilt at every
+evaluation with ``cKDTree.query_pairs`` on the global array, summed with ``bincount``)
+does half the kernel evaluations but allocates a dozen pair-sized temporaries per call;
+at N = 8·10⁴ those are ~100 MB each, allocated fresh (mmap) and page-faulted every time,
+which made time(4N)/time(N) 4.8–6.1 instead of the ≈ 4.4 the neighbour counts predict.
+The directed CSR rows evaluate twice the kernel values, but into reused buffers and in
+cache-sized chunks, and ``csr_matvec`` streams them once: one evaluation is faster even
+serially, its cost grows with the entry count, and each rank computes only its own rows,
+so nothing is done twice on 2 ranks.  Re-querying a tree costs more than evaluating the
+kernels (sorting the entries into rows dominates), hence the Verlet reuse.  Lattice order
+(:func:`~solvers.particles.initial.lattice` numbers cells row by row) is already a spatial
+order — a particle's neighbours lie within a few lattice rows in index — so no further
+Morton sort was needed for cache locality.
+
+Rank independence: row i's sum runs over its neighbours in increasing global index j
+whatever the block, and a list entry beyond the cut-off adds an exact 0.0 — so every
+sum is bitwise the same on any number of ranks, and whether or not (and when) the list
+was rebuilt: the skin changes the cost, never the trajectory.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import sparse
@@ -26,6 +53,10 @@ from scipy.spatial import cKDTree
 
 #: Neighbour cut-off in units of the kernel width √ε.
 CUTOFF = 5.0
+#: Verlet skin in units of √ε: lists hold pairs within (CUTOFF + SKIN)·√ε.
+SKIN = 0.5
+#: List entries per chunk when evaluating kernels (temporaries of ~1 MB stay in cache).
+CHUNK = 1 << 17
 
 
 def gaussian(r2: np.ndarray, eps: float, dim: int) -> np.ndarray:
@@ -34,74 +65,142 @@ def gaussian(r2: np.ndarray, eps: float, dim: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Pairs:
-    """Neighbour pairs i < j, |x_i - x_j| ≤ CUTOFF·√ε, with i or j in a block [lo, hi).
-
-    Each pair is stored once and feeds the sums of both its particles (half the memory
-    and kernel evaluations of a directed list).
+class NeighbourList:
+    """Verlet list of the block ``[lo, hi)``: CSR rows of neighbours sorted by global index.
 
     Attributes:
         lo: First global index of the block.
         hi: One past its last.
-        i: Global index of the first particle.
-        j: Global index of the second.
-        diff: x_i - x_j, shape (n_pairs, d).
-        kernel: φ_ε(x_i - x_j).
-        eps: ε.
-        rows: Block row of each i-role in the block, then of each j-role.
-        in_i: Which pairs have i in the block (None: the block is every particle).
-        in_j: Which pairs have j in the block.
+        n: Number of particles (columns).
+        indptr: Row i - lo holds the entries ``indptr[i - lo]:indptr[i - lo + 1]``.
+        cols: Global index j of each entry (int32).
+        rows: Global index i of each entry (int32).
+        anchor: Global positions when the list was built.
+        radius: The list radius (CUTOFF + SKIN)·√ε.
+        skin: SKIN·√ε.
+        buffers: Kernel-value arrays reused by every evaluation on this list.
     """
 
     lo: int
     hi: int
-    i: np.ndarray
-    j: np.ndarray
-    diff: np.ndarray
-    kernel: np.ndarray
-    eps: float
+    n: int
+    indptr: np.ndarray
+    cols: np.ndarray
     rows: np.ndarray
-    in_i: np.ndarray | None
-    in_j: np.ndarray | None
+    anchor: np.ndarray
+    radius: float
+    skin: float
+    buffers: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
-    def sum(self, for_i: np.ndarray, for_j: np.ndarray) -> np.ndarray:
-        """Σ over pairs of ``for_i`` into particle i and ``for_j`` into j, block rows only.
+    def valid_for(self, x: np.ndarray) -> bool:
+        """Whether every pair within the cut-off at ``x`` is still in the list."""
+        if x.shape != self.anchor.shape:
+            return False
+        moved = np.einsum("nk,nk->n", x - self.anchor, x - self.anchor)
+        return bool(2.0 * np.sqrt(moved.max(initial=0.0)) < self.skin)
 
-        The entries of a row are added in pair-list order (first its i-roles, then its
-        j-roles), which does not depend on the block: sums are rank-count independent.
-        """
-        if self.in_i is None:
-            values = np.concatenate([for_i, for_j])
-        else:
-            values = np.concatenate([for_i[self.in_i], for_j[self.in_j]])
-        return np.bincount(self.rows, weights=values, minlength=self.hi - self.lo)
-
-    def vector_sum(self, for_i: np.ndarray, for_j: np.ndarray) -> np.ndarray:
-        """Σ_j for_i·(x_i - x_j) into i and Σ for_j·(x_j - x_i) into j, shape (hi-lo, d)."""
-        return np.stack(
-            [
-                self.sum(for_i * self.diff[:, k], -for_j * self.diff[:, k])
-                for k in range(self.diff.shape[1])
-            ],
-            axis=1,
+    def matrix(self, values: np.ndarray) -> sparse.csr_matrix:
+        """The (hi - lo) × n CSR matrix with ``values`` on the list's entries."""
+        return sparse.csr_matrix(
+            (values, self.cols, self.indptr), shape=(self.hi - self.lo, self.n), copy=False
         )
 
+    def buffer(self, name: str) -> np.ndarray:
+        """A float array of one value per entry, allocated once per list."""
+        if name not in self.buffers:
+            self.buffers[name] = np.empty(len(self.cols))
+        return self.buffers[name]
 
-def neighbour_pairs(x: np.ndarray, eps: float, lo: int, hi: int) -> Pairs:
-    """The neighbour pairs touching the particles ``lo..hi-1`` of the global positions ``x``."""
-    both = cKDTree(x).query_pairs(CUTOFF * np.sqrt(eps), output_type="ndarray")
-    i, j = both[:, 0], both[:, 1]
-    in_i = in_j = None
-    if lo > 0 or hi < len(x):
-        in_i, in_j = (i >= lo) & (i < hi), (j >= lo) & (j < hi)
-        mine = in_i | in_j
-        i, j, in_i, in_j = i[mine], j[mine], in_i[mine], in_j[mine]
-        rows = np.concatenate([i[in_i], j[in_j]]) - lo
+
+def _block_pairs(x: np.ndarray, lo: int, hi: int, radius: float) -> tuple[np.ndarray, ...]:
+    """Pairs (a, b), a < b, within ``radius`` with a or b in ``[lo, hi)``, global indices.
+
+    Only the particles in the block's bounding box widened by ``radius`` can be
+    neighbours of the block, so the tree is built on those (all of them on one rank).
+    """
+    if lo == 0 and hi == len(x):
+        near = None
+        pairs = cKDTree(x).query_pairs(radius, output_type="ndarray")
     else:
-        rows = np.concatenate([i, j])
-    diff = x[i] - x[j]
-    r2 = np.einsum("pk,pk->p", diff, diff)
-    return Pairs(lo, hi, i, j, diff, gaussian(r2, eps, x.shape[1]), eps, rows, in_i, in_j)
+        box_lo, box_hi = x[lo:hi].min(axis=0) - radius, x[lo:hi].max(axis=0) + radius
+        near = np.flatnonzero(np.all((x >= box_lo) & (x <= box_hi), axis=1))
+        pairs = cKDTree(x[near]).query_pairs(radius, output_type="ndarray")
+        pairs = near[pairs]  # near is increasing: a < b is kept
+    a, b = pairs[:, 0], pairs[:, 1]
+    if near is not None:
+        touch = ((a >= lo) & (a < hi)) | ((b >= lo) & (b < hi))
+        a, b = a[touch], b[touch]
+    return a, b
+
+
+def neighbour_list(x: np.ndarray, eps: float, lo: int, hi: int) -> NeighbourList:
+    """The Verlet list of the particles ``lo..hi-1`` of the global positions ``x``."""
+    n, skin = len(x), SKIN * np.sqrt(eps)
+    radius = CUTOFF * np.sqrt(eps) + skin
+    a, b = _block_pairs(x, lo, hi, radius)
+    own = np.arange(lo, hi)
+    rows = np.concatenate([a, b, own])
+    cols = np.concatenate([b, a, own])
+    mine = (rows >= lo) & (rows < hi)
+    rows, cols = rows[mine], cols[mine]
+    # One sort of the key (row, col) orders the entries into sorted CSR rows.
+    key = np.sort(rows.astype(np.int64) * n + cols)
+    rows, cols = np.divmod(key, n)
+    indptr = np.searchsorted(rows, np.arange(lo, hi + 1))
+    return NeighbourList(
+        lo=lo,
+        hi=hi,
+        n=n,
+        indptr=indptr.astype(np.int32),
+        cols=cols.astype(np.int32),
+        rows=rows.astype(np.int32),
+        anchor=x.copy(),
+        radius=radius,
+        skin=skin,
+    )
+
+
+@dataclass(frozen=True)
+class KernelSums:
+    """φ_ε(x_i - x_j) and φ_ε(x_i - x_j)·(x_i - x_j) on a list, as CSR matrices.
+
+    The matrices share the list's buffers: they are valid until the next
+    :func:`kernel_sums` on the same list.
+
+    Attributes:
+        kernel: Rows of φ_ε(x_i - x_j) (the diagonal φ_ε(0) included), 0 beyond the cut-off.
+        moments: One matrix per coordinate k of φ_ε(x_i - x_j)·(x_i - x_j)_k (empty if
+            not asked for).
+    """
+
+    kernel: sparse.csr_matrix
+    moments: list[sparse.csr_matrix]
+
+
+def kernel_sums(
+    nlist: NeighbourList, x: np.ndarray, eps: float, moments: bool = True
+) -> KernelSums:
+    """The kernel (and, if ``moments``, its first moments) on the list at positions ``x``."""
+    dim = x.shape[1]
+    coords = [np.ascontiguousarray(x[:, k]) for k in range(dim)]
+    kernel = nlist.buffer("kernel")
+    first = [nlist.buffer(f"moment{k}") for k in range(dim)] if moments else []
+    cut2 = CUTOFF**2 * eps
+    # Chunks keep the temporaries in cache and off the allocator's fresh (page-faulting)
+    # memory; chunk boundaries do not matter: the values are per entry.
+    for start in range(0, len(nlist.cols), CHUNK):
+        part = slice(start, start + CHUNK)
+        i, j = nlist.rows[part], nlist.cols[part]
+        diff = [c[i] - c[j] for c in coords]
+        r2 = diff[0] * diff[0]
+        for d in diff[1:]:
+            r2 += d * d
+        phi = gaussian(r2, eps, dim)
+        phi[r2 > cut2] = 0.0
+        kernel[part] = phi
+        for out, d in zip(first, diff, strict=False):
+            np.multiply(phi, d, out=out[part])
+    return KernelSums(nlist.matrix(kernel), [nlist.matrix(m) for m in first])
 
 
 def mean_neighbours(x: np.ndarray, eps: float) -> float:
@@ -110,11 +209,9 @@ def mean_neighbours(x: np.ndarray, eps: float) -> float:
     return 2.0 * len(pairs) / max(len(x), 1)
 
 
-def mollified_density(pairs: Pairs, weights: np.ndarray) -> np.ndarray:
+def mollified_density(sums: KernelSums, weights: np.ndarray) -> np.ndarray:
     """ρ_ε(x_i) = Σ_j w_j φ_ε(x_i - x_j) (self term included) for the block's particles."""
-    dim = pairs.diff.shape[1]
-    self_term = weights[pairs.lo : pairs.hi] * gaussian(np.zeros(1), pairs.eps, dim)
-    return self_term + pairs.sum(weights[pairs.j] * pairs.kernel, weights[pairs.i] * pairs.kernel)
+    return sums.kernel @ weights
 
 
 def density_at(points: np.ndarray, x: np.ndarray, weights: np.ndarray, eps: float) -> np.ndarray:
