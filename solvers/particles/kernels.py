@@ -137,23 +137,31 @@ def neighbour_list(x: np.ndarray, eps: float, lo: int, hi: int) -> NeighbourList
     """The Verlet list of the particles ``lo..hi-1`` of the global positions ``x``."""
     n, skin = len(x), SKIN * np.sqrt(eps)
     radius = CUTOFF * np.sqrt(eps) + skin
-    a, b = _block_pairs(x, lo, hi, radius)
-    own = np.arange(lo, hi)
-    rows = np.concatenate([a, b, own])
-    cols = np.concatenate([b, a, own])
-    mine = (rows >= lo) & (rows < hi)
-    rows, cols = rows[mine], cols[mine]
-    # One sort of the key (row, col) orders the entries into sorted CSR rows.
-    key = np.sort(rows.astype(np.int64) * n + cols)
-    rows, cols = np.divmod(key, n)
-    indptr = np.searchsorted(rows, np.arange(lo, hi + 1))
+    a, b = (p.astype(np.int32) for p in _block_pairs(x, lo, hi, radius))
+    own = np.arange(lo, hi, dtype=np.int32)
+    # Each pair gives the entry (a, b) if a is in the block and (b, a) if b is.
+    if lo == 0 and hi == n:
+        rows, cols = np.concatenate([a, b, own]), np.concatenate([b, a, own])
+    else:
+        in_a, in_b = (a >= lo) & (a < hi), (b >= lo) & (b < hi)
+        rows = np.concatenate([a[in_a], b[in_b], own])
+        cols = np.concatenate([b[in_a], a[in_b], own])
+    rows -= lo
+    # COO -> CSR is a counting sort by row, then each (short) row is sorted by column:
+    # cheaper than one global sort of (row, col) keys.
+    ones = np.ones(len(rows), dtype=np.int8)
+    csr = sparse.coo_array((ones, (rows, cols)), shape=(hi - lo, n)).tocsr()
+    csr.sort_indices()
+    del rows, cols, ones
+    indptr, cols = csr.indptr.astype(np.int32), csr.indices.astype(np.int32)
+    rows = np.repeat(np.arange(lo, hi, dtype=np.int32), np.diff(indptr))
     return NeighbourList(
         lo=lo,
         hi=hi,
         n=n,
-        indptr=indptr.astype(np.int32),
-        cols=cols.astype(np.int32),
-        rows=rows.astype(np.int32),
+        indptr=indptr,
+        cols=cols,
+        rows=rows,
         anchor=x.copy(),
         radius=radius,
         skin=skin,
