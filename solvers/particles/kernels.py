@@ -133,27 +133,38 @@ def _block_pairs(x: np.ndarray, lo: int, hi: int, radius: float) -> tuple[np.nda
     return a, b
 
 
+def _sorted_rows(a: np.ndarray, b: np.ndarray, lo: int, hi: int, n: int) -> tuple[np.ndarray, ...]:
+    """CSR rows ``lo..hi-1`` (indptr, cols) of pairs a < b both ways plus the diagonal.
+
+    Each row is sorted by column: row i is [its partners a < i] + [i] + [its partners
+    b > i].  Only the upper part (rows a, columns b) is sorted; its transpose, the lower
+    part, comes out sorted from the linear CSR -> CSC conversion: half the sorting of
+    the directed entries.
+    """
+    ones = np.ones(len(a), dtype=np.int8)
+    upper = sparse.coo_array((ones, (a, b)), shape=(n, n)).tocsr()
+    lower = upper.tocsc()  # column i of the upper part = row i of the lower part
+    n_low = np.diff(lower.indptr[lo : hi + 1])
+    n_up = np.diff(upper.indptr[lo : hi + 1])
+    indptr = np.zeros(hi - lo + 1, dtype=np.int64)
+    np.cumsum(n_low + 1 + n_up, out=indptr[1:])
+    cols = np.empty(indptr[-1], dtype=np.int32)
+    # Entry k of a part's row i goes to indptr[i] + (offset of the part) + k.
+    for part, counts, shift in ((lower, n_low, 0), (upper, n_up, n_low + 1)):
+        first = part.indptr[lo : hi + 1].astype(np.int64)
+        start = indptr[:-1] + shift - (first[:-1] - first[0])
+        where = np.arange(first[-1] - first[0]) + np.repeat(start, counts)
+        cols[where] = part.indices[first[0] : first[-1]]
+    cols[indptr[:-1] + n_low] = np.arange(lo, hi)
+    return indptr.astype(np.int32), cols
+
+
 def neighbour_list(x: np.ndarray, eps: float, lo: int, hi: int) -> NeighbourList:
     """The Verlet list of the particles ``lo..hi-1`` of the global positions ``x``."""
     n, skin = len(x), SKIN * np.sqrt(eps)
     radius = CUTOFF * np.sqrt(eps) + skin
     a, b = (p.astype(np.int32) for p in _block_pairs(x, lo, hi, radius))
-    own = np.arange(lo, hi, dtype=np.int32)
-    # Each pair gives the entry (a, b) if a is in the block and (b, a) if b is.
-    if lo == 0 and hi == n:
-        rows, cols = np.concatenate([a, b, own]), np.concatenate([b, a, own])
-    else:
-        in_a, in_b = (a >= lo) & (a < hi), (b >= lo) & (b < hi)
-        rows = np.concatenate([a[in_a], b[in_b], own])
-        cols = np.concatenate([b[in_a], a[in_b], own])
-    rows -= lo
-    # COO -> CSR is a counting sort by row, then each (short) row is sorted by column:
-    # cheaper than one global sort of (row, col) keys.
-    ones = np.ones(len(rows), dtype=np.int8)
-    csr = sparse.coo_array((ones, (rows, cols)), shape=(hi - lo, n)).tocsr()
-    csr.sort_indices()
-    del rows, cols, ones
-    indptr, cols = csr.indptr.astype(np.int32), csr.indices.astype(np.int32)
+    indptr, cols = _sorted_rows(a, b, lo, hi, n)
     rows = np.repeat(np.arange(lo, hi, dtype=np.int32), np.diff(indptr))
     return NeighbourList(
         lo=lo,
