@@ -55,8 +55,8 @@ from scipy.spatial import cKDTree
 CUTOFF = 5.0
 #: Verlet skin in units of √ε: lists hold pairs within (CUTOFF + SKIN)·√ε.
 SKIN = 0.5
-#: List entries per chunk when evaluating kernels (temporaries of ~1 MB stay in cache).
-CHUNK = 1 << 17
+#: List entries per chunk when evaluating kernels (the temporaries stay in L1/L2 cache).
+CHUNK = 1 << 14
 
 
 def gaussian(r2: np.ndarray, eps: float, dim: int) -> np.ndarray:
@@ -205,20 +205,34 @@ def kernel_sums(
     kernel = nlist.buffer("kernel")
     first = [nlist.buffer(f"moment{k}") for k in range(dim)] if moments else []
     cut2 = CUTOFF**2 * eps
-    # Chunks keep the temporaries in cache and off the allocator's fresh (page-faulting)
-    # memory; chunk boundaries do not matter: the values are per entry.
+    scale = (2.0 * np.pi * eps) ** (0.5 * dim)
+    # Chunks keep the temporaries in cache (and off the allocator's fresh, page-faulting
+    # memory); chunk boundaries do not matter: the values are per entry.  The operations
+    # are those of `gaussian`, in place, so the values are bitwise the same.
+    size = min(CHUNK, len(nlist.cols))
+    diff, r2, tmp = np.empty((dim, size)), np.empty(size), np.empty(size)
     for start in range(0, len(nlist.cols), CHUNK):
         part = slice(start, start + CHUNK)
         i, j = nlist.rows[part], nlist.cols[part]
-        diff = [c[i] - c[j] for c in coords]
-        r2 = diff[0] * diff[0]
-        for d in diff[1:]:
-            r2 += d * d
-        phi = gaussian(r2, eps, dim)
-        phi[r2 > cut2] = 0.0
-        kernel[part] = phi
-        for out, d in zip(first, diff, strict=False):
-            np.multiply(phi, d, out=out[part])
+        m = len(i)
+        for k in range(dim):
+            d = diff[k, :m]
+            np.take(coords[k], i, out=d)
+            np.take(coords[k], j, out=tmp[:m])
+            d -= tmp[:m]
+            if k == 0:
+                np.multiply(d, d, out=r2[:m])
+            else:
+                np.multiply(d, d, out=tmp[:m])
+                r2[:m] += tmp[:m]
+        phi = kernel[part]
+        np.multiply(r2[:m], -0.5, out=phi)
+        phi /= eps
+        np.exp(phi, out=phi)
+        phi /= scale
+        np.putmask(phi, r2[:m] > cut2, 0.0)
+        for k, out in enumerate(first):
+            np.multiply(phi, diff[k, :m], out=out[part])
     return KernelSums(nlist.matrix(kernel), [nlist.matrix(m) for m in first])
 
 
