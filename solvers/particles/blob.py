@@ -119,7 +119,8 @@ class Solver(ParticleSolver):
         """
         if self._list is None or not self._list.valid_for(x):
             lo, hi = self.my_block()
-            self._list = neighbour_list(x, self.eps, lo, hi)
+            workspace = None if self._list is None else self._list.workspace
+            self._list = neighbour_list(x, self.eps, lo, hi, workspace)
             self.list_builds += 1
         return kernel_sums(self._list, x, self.eps, moments)
 

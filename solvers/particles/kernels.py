@@ -74,11 +74,13 @@ class NeighbourList:
         n: Number of particles (columns).
         indptr: Row i - lo holds the entries ``indptr[i - lo]:indptr[i - lo + 1]``.
         cols: Global index j of each entry (int32).
-        rows: Global index i of each entry (int32).
+        chunks: Block rows where the evaluation chunks start (and ``hi - lo`` last): runs
+            of whole rows of about ``CHUNK`` entries.
         anchor: Global positions when the list was built.
         radius: The list radius (CUTOFF + SKIN)·√ε.
         skin: SKIN·√ε.
-        buffers: Kernel-value arrays reused by every evaluation on this list.
+        workspace: Float arrays for the kernel values, kept from list to list (see
+            :meth:`buffer`).
     """
 
     lo: int
@@ -86,11 +88,11 @@ class NeighbourList:
     n: int
     indptr: np.ndarray
     cols: np.ndarray
-    rows: np.ndarray
+    chunks: np.ndarray
     anchor: np.ndarray
     radius: float
     skin: float
-    buffers: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
+    workspace: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     def valid_for(self, x: np.ndarray) -> bool:
         """Whether every pair within the cut-off at ``x`` is still in the list."""
@@ -106,10 +108,17 @@ class NeighbourList:
         )
 
     def buffer(self, name: str) -> np.ndarray:
-        """A float array of one value per entry, allocated once per list."""
-        if name not in self.buffers:
-            self.buffers[name] = np.empty(len(self.cols))
-        return self.buffers[name]
+        """A float array of one value per entry, from the workspace.
+
+        The workspace outlives the list: a rebuilt list reuses the arrays (grown by 10 %
+        when too short).  Fresh arrays of this size (10⁷ entries) cost more in first-touch
+        page faults than the kernel evaluation that fills them, so they are not dropped.
+        """
+        size = len(self.cols)
+        store = self.workspace.get(name)
+        if store is None or len(store) < size:
+            store = self.workspace[name] = np.empty(size + size // 10)
+        return store[:size]
 
 
 def _block_pairs(x: np.ndarray, lo: int, hi: int, radius: float) -> tuple[np.ndarray, ...]:
@@ -118,6 +127,8 @@ def _block_pairs(x: np.ndarray, lo: int, hi: int, radius: float) -> tuple[np.nda
     Only the particles in the block's bounding box widened by ``radius`` can be
     neighbours of the block, so the tree is built on those (all of them on one rank).
     """
+    if hi <= lo:
+        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
     if lo == 0 and hi == len(x):
         near = None
         pairs = cKDTree(x).query_pairs(radius, output_type="ndarray")
@@ -146,36 +157,49 @@ def _sorted_rows(a: np.ndarray, b: np.ndarray, lo: int, hi: int, n: int) -> tupl
     lower = upper.tocsc()  # column i of the upper part = row i of the lower part
     n_low = np.diff(lower.indptr[lo : hi + 1])
     n_up = np.diff(upper.indptr[lo : hi + 1])
-    indptr = np.zeros(hi - lo + 1, dtype=np.int64)
+    indptr = np.zeros(hi - lo + 1, dtype=np.int32)
     np.cumsum(n_low + 1 + n_up, out=indptr[1:])
     cols = np.empty(indptr[-1], dtype=np.int32)
-    # Entry k of a part's row i goes to indptr[i] + (offset of the part) + k.
+    # Entry k of a part (counted from the block's first) goes to row i's start + the
+    # part's offset in the row + (k - the part's first entry in row i).
     for part, counts, shift in ((lower, n_low, 0), (upper, n_up, n_low + 1)):
-        first = part.indptr[lo : hi + 1].astype(np.int64)
-        start = indptr[:-1] + shift - (first[:-1] - first[0])
-        where = np.arange(first[-1] - first[0]) + np.repeat(start, counts)
-        cols[where] = part.indices[first[0] : first[-1]]
+        first = part.indptr[lo : hi + 1] - part.indptr[lo]
+        where = np.repeat((indptr[:-1] + shift - first[:-1]).astype(np.int32), counts)
+        where += np.arange(first[-1], dtype=np.int32)
+        cols[where] = part.indices[part.indptr[lo] : part.indptr[hi]]
     cols[indptr[:-1] + n_low] = np.arange(lo, hi)
-    return indptr.astype(np.int32), cols
+    return indptr, cols
 
 
-def neighbour_list(x: np.ndarray, eps: float, lo: int, hi: int) -> NeighbourList:
-    """The Verlet list of the particles ``lo..hi-1`` of the global positions ``x``."""
+def neighbour_list(
+    x: np.ndarray,
+    eps: float,
+    lo: int,
+    hi: int,
+    workspace: dict[str, np.ndarray] | None = None,
+) -> NeighbourList:
+    """The Verlet list of the particles ``lo..hi-1`` of the global positions ``x``.
+
+    ``workspace``: the previous list's, to reuse its arrays (they are scratch space).
+    """
     n, skin = len(x), SKIN * np.sqrt(eps)
     radius = CUTOFF * np.sqrt(eps) + skin
     a, b = (p.astype(np.int32) for p in _block_pairs(x, lo, hi, radius))
     indptr, cols = _sorted_rows(a, b, lo, hi, n)
-    rows = np.repeat(np.arange(lo, hi, dtype=np.int32), np.diff(indptr))
+    del a, b
+    starts = np.searchsorted(indptr, np.arange(0, len(cols), CHUNK), side="right") - 1
+    chunks = np.unique(np.concatenate([starts, [hi - lo]]))
     return NeighbourList(
         lo=lo,
         hi=hi,
         n=n,
         indptr=indptr,
         cols=cols,
-        rows=rows,
+        chunks=chunks,
         anchor=x.copy(),
         radius=radius,
         skin=skin,
+        workspace={} if workspace is None else workspace,
     )
 
 
@@ -183,8 +207,8 @@ def neighbour_list(x: np.ndarray, eps: float, lo: int, hi: int) -> NeighbourList
 class KernelSums:
     """φ_ε(x_i - x_j) and φ_ε(x_i - x_j)·(x_i - x_j) on a list, as CSR matrices.
 
-    The matrices share the list's buffers: they are valid until the next
-    :func:`kernel_sums` on the same list.
+    The matrices' values live in the list's workspace: they are valid until the next
+    :func:`kernel_sums` with that workspace.
 
     Attributes:
         kernel: Rows of φ_ε(x_i - x_j) (the diagonal φ_ε(0) included), 0 beyond the cut-off.
@@ -199,32 +223,36 @@ class KernelSums:
 def kernel_sums(
     nlist: NeighbourList, x: np.ndarray, eps: float, moments: bool = True
 ) -> KernelSums:
-    """The kernel (and, if ``moments``, its first moments) on the list at positions ``x``."""
+    """The kernel (and, if ``moments``, its first moments) on the list at positions ``x``.
+
+    The matrices' values live in the list's workspace: they are valid until the next
+    call with a list of the same workspace.
+    """
     dim = x.shape[1]
     coords = [np.ascontiguousarray(x[:, k]) for k in range(dim)]
     kernel = nlist.buffer("kernel")
     first = [nlist.buffer(f"moment{k}") for k in range(dim)] if moments else []
     cut2 = CUTOFF**2 * eps
     scale = (2.0 * np.pi * eps) ** (0.5 * dim)
-    # Chunks keep the temporaries in cache (and off the allocator's fresh, page-faulting
-    # memory); chunk boundaries do not matter: the values are per entry.  The operations
-    # are those of `gaussian`, in place, so the values are bitwise the same.
-    size = min(CHUNK, len(nlist.cols))
+    # Chunks of whole rows keep the temporaries in cache (and off the allocator's fresh,
+    # page-faulting memory); chunk boundaries do not matter: the values are per entry.
+    # The operations are those of `gaussian`, in place, so the values are bitwise equal.
+    bounds = nlist.indptr[nlist.chunks]
+    size = int(np.diff(bounds).max(initial=0))
     diff, r2, tmp = np.empty((dim, size)), np.empty(size), np.empty(size)
-    for start in range(0, len(nlist.cols), CHUNK):
-        part = slice(start, start + CHUNK)
-        i, j = nlist.rows[part], nlist.cols[part]
-        m = len(i)
+    for c in range(len(nlist.chunks) - 1):
+        r0, r1 = nlist.chunks[c], nlist.chunks[c + 1]
+        part = slice(bounds[c], bounds[c + 1])
+        counts = np.diff(nlist.indptr[r0 : r1 + 1])
+        j, m = nlist.cols[part], bounds[c + 1] - bounds[c]
         for k in range(dim):
             d = diff[k, :m]
-            np.take(coords[k], i, out=d)
-            np.take(coords[k], j, out=tmp[:m])
-            d -= tmp[:m]
+            d[:] = np.repeat(coords[k][nlist.lo + r0 : nlist.lo + r1], counts)
+            d -= np.take(coords[k], j, out=tmp[:m])
             if k == 0:
                 np.multiply(d, d, out=r2[:m])
             else:
-                np.multiply(d, d, out=tmp[:m])
-                r2[:m] += tmp[:m]
+                r2[:m] += np.multiply(d, d, out=tmp[:m])
         phi = kernel[part]
         np.multiply(r2[:m], -0.5, out=phi)
         phi /= eps
