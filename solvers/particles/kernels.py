@@ -11,31 +11,37 @@ dense summation), while the lists stay short: with the blob's default √ε ≈ 
 ≈ 18 neighbours per particle in 1-D and ≈ 180–270 in 2-D (fewer at the cloud's edge).
 
 Data structure (chosen by measurement, ``benchmarks/particles_neighbours.py`` and
-``benchmarks/particles_parallel.py``):
+``benchmarks/particles_parallel.py``, on the shared 2-core development machine):
 
 * A :class:`NeighbourList` holds, for each particle i of a rank's block ``[lo, hi)``, every
   j (itself included) with |x_i - x_j| ≤ (``CUTOFF`` + ``SKIN``)·√ε at the time it was
   built, as a CSR row sorted by global index j.  It is a *Verlet list*: it stays valid
   while no particle has moved more than ``SKIN``·√ε/2 since (two particles then close in
-  by at most ``SKIN``·√ε), so one list serves many velocity evaluations — the explicit
-  substeps are many and small.  Entries beyond the cut-off get the kernel value 0.
-* Sums are sparse matrix-vector products over these rows (:mod:`scipy.sparse` CSR), with
-  the kernel values written chunk-wise into preallocated arrays.
+  by at most ``SKIN``·√ε), so one list serves many velocity evaluations.  Entries beyond
+  the cut-off get the kernel value 0.  Each rank builds the list of its own block only,
+  from a tree on the particles near the block (see :mod:`.parallel`).
+* Kernel values are computed in chunks of whole rows into arrays that are kept from list
+  to list, and sums are sparse matrix-vector products over the rows (``scipy.sparse``).
 
-Why, by measurement (2-D heat_2d lattice, one velocity evaluation; see the commit log for
-the figures): the former symmetric pair list (each pair i < j once, rebuilt at every
-evaluation with ``cKDTree.query_pairs`` on the global array, summed with ``bincount``)
-does half the kernel evaluations but allocates a dozen pair-sized temporaries per call;
-at N = 8·10⁴ those are ~100 MB each, allocated fresh (mmap) and page-faulted every time,
-which made time(4N)/time(N) 4.8–6.1 instead of the ≈ 4.4 the neighbour counts predict.
-The directed CSR rows evaluate twice the kernel values, but into reused buffers and in
-cache-sized chunks, and ``csr_matvec`` streams them once: one evaluation is faster even
-serially, its cost grows with the entry count, and each rank computes only its own rows,
-so nothing is done twice on 2 ranks.  Re-querying a tree costs more than evaluating the
-kernels (sorting the entries into rows dominates), hence the Verlet reuse.  Lattice order
-(:func:`~solvers.particles.initial.lattice` numbers cells row by row) is already a spatial
-order — a particle's neighbours lie within a few lattice rows in index — so no further
-Morton sort was needed for cache locality.
+Why, by measurement.  The former scheme — a symmetric pair list (each pair i < j once)
+rebuilt at every evaluation with ``cKDTree.query_pairs`` on the global array, summed
+with ``bincount`` — does half the kernel evaluations, but allocates a dozen pair-sized
+temporaries per call: at N = 8·10⁴ they are ~100 MB each, fresh memory that is
+page-faulted on every call, and time(4N)/time(N) at N = 2·10⁴ was 4.8–6.1 (0.37 s →
+1.75–2.26 s) where the neighbour counts predict ≈ 4.4.  The directed CSR rows evaluate
+each pair twice, but with cache-sized temporaries and reused output arrays, and
+``csr_matvec`` streams them once: one evaluation with the list reused took 0.14 s →
+0.63 s (ratio 4.55), with a rebuilt list 0.35 s → 1.72 s (4.85), against 37 s for dense
+summation at N = 2·10⁴ (machine loaded, load average 2.4–2.8).  Building a list (tree
+query, then sorting the entries into rows) costs about two evaluations, hence the
+Verlet reuse: on porous_medium_2d, N = 7860, 86 lists served 1412 evaluations and the
+run took 58 s instead of 115 s; skins of 0.25, 0.5 and 1 √ε took 58, 58 and 67 s.  (On
+heat_2d the Gaussian-tail particles move up to 0.9√ε per Heun substep early on, and the
+list is rebuilt once per substep: no skin helps there.)  Particle order: a random
+permutation of the 2·10⁴ lattice particles evaluated as fast as lattice order (0.31 vs
+0.30 s): the coordinates fit in cache, so no Morton sort for locality; lattice order
+(row by row, :func:`~solvers.particles.initial.lattice`) matters only to keep each rank's
+block a compact slab.
 
 Rank independence: row i's sum runs over its neighbours in increasing global index j
 whatever the block, and a list entry beyond the cut-off adds an exact 0.0 — so every
