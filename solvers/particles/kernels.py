@@ -31,10 +31,11 @@ page-faulted on every call, and time(4N)/time(N) at N = 2·10⁴ was 4.8–6.1 (
 1.75–2.26 s) where the neighbour counts predict ≈ 4.4.  The directed CSR rows evaluate
 each pair twice, but with cache-sized temporaries and reused output arrays, and
 ``csr_matvec`` streams them once: one evaluation with the list reused took 0.14 s →
-0.63 s (ratio 4.55), with a rebuilt list 0.35 s → 1.72 s (4.85), against 37 s for dense
-summation at N = 2·10⁴ (machine loaded, load average 2.4–2.8).  Building a list (tree
-query, then sorting the entries into rows) costs about two evaluations, hence the
-Verlet reuse: on porous_medium_2d, N = 7860, 86 lists served 1412 evaluations and the
+0.63–0.67 s (ratio 4.4–4.6 over three runs), with a rebuilt list 0.35–0.43 s →
+1.7–2.2 s (4.3–6.1: the build's large fresh arrays page-fault, which varies), against
+37 s for dense summation at N = 2·10⁴ (machine loaded, load average 2.2–3.4).  Building
+a list (tree query, then sorting the entries into rows) costs about two evaluations,
+hence the Verlet reuse: on porous_medium_2d, N = 7860, 86 lists served 1412 evaluations and the
 run took 58 s instead of 115 s; skins of 0.25, 0.5 and 1 √ε took 58, 58 and 67 s.  (On
 heat_2d the Gaussian-tail particles move up to 0.9√ε per Heun substep early on, and the
 list is rebuilt once per substep: no skin helps there.)  Particle order: a random
