@@ -30,19 +30,23 @@ temporaries per call: at N = 8·10⁴ they are ~100 MB each, fresh memory that i
 page-faulted on every call, and time(4N)/time(N) at N = 2·10⁴ was 4.8–6.1 (0.37 s →
 1.75–2.26 s) where the neighbour counts predict ≈ 4.4.  The directed CSR rows evaluate
 each pair twice, but with cache-sized temporaries and reused output arrays, and
-``csr_matvec`` streams them once: one evaluation with the list reused took 0.14 s →
-0.63–0.67 s (ratio 4.4–4.6 over three runs), with a rebuilt list 0.35–0.43 s →
-1.7–2.2 s (4.3–6.1: the build's large fresh arrays page-fault, which varies), against
-37 s for dense summation at N = 2·10⁴ (machine loaded, load average 2.2–3.4).  Building
-a list (tree query, then sorting the entries into rows) costs about two evaluations,
-hence the Verlet reuse: on porous_medium_2d, N = 7860, 86 lists served 1412 evaluations and the
-run took 58 s instead of 115 s; skins of 0.25, 0.5 and 1 √ε took 58, 58 and 67 s.  (On
-heat_2d the Gaussian-tail particles move up to 0.9√ε per Heun substep early on, and the
-list is rebuilt once per substep: no skin helps there.)  Particle order: a random
-permutation of the 2·10⁴ lattice particles evaluated as fast as lattice order (0.31 vs
-0.30 s): the coordinates fit in cache, so no Morton sort for locality; lattice order
-(row by row, :func:`~solvers.particles.initial.lattice`) matters only to keep each rank's
-block a compact slab.
+``csr_matvec`` streams them once.  Over four runs of the benchmark (load average
+1.3–3.4: the machine is shared), one evaluation with the list reused took 0.14–0.16 s →
+0.63–0.73 s (ratio 4.4–4.6), against 37 s for dense summation at N = 2·10⁴ (238–268×).
+With a rebuilt list it took 0.35–0.47 s → 1.7–2.9 s (ratio 4.3–6.1): the build's arrays
+are above glibc's 32 MB mmap threshold at N = 8·10⁴, so they are fresh memory,
+page-faulted at every build.  (With ``MALLOC_MMAP_MAX_=0
+MALLOC_TRIM_THRESHOLD_=100000000000`` in the environment the 8·10⁴ build took 1.8 s
+instead of 2.9 s and the ratio was 4.5; that is process-wide, so it is left to the user.)
+A build (tree query, then sorting the entries into rows) thus costs two to three
+evaluations, hence the Verlet reuse: on porous_medium_2d, N = 7860, 86 lists served 1412
+evaluations and the run took 58 s instead of 115 s; skins of 0.25, 0.5 and 1 √ε took 58,
+58 and 67 s.  (On heat_2d the Gaussian-tail particles move up to 0.9√ε per Heun substep
+early on, and the list is rebuilt once per substep: no skin helps there.)  Particle
+order: a random permutation of the 2·10⁴ lattice particles evaluated as fast as lattice
+order (0.31 vs 0.30 s): the coordinates fit in cache, so no Morton sort for locality;
+lattice order (row by row, :func:`~solvers.particles.initial.lattice`) matters only to
+keep each rank's block a compact slab.
 
 Rank independence: row i's sum runs over its neighbours in increasing global index j
 whatever the block, and a list entry beyond the cut-off adds an exact 0.0 — so every
