@@ -30,10 +30,10 @@ temporaries per call: at N = 8·10⁴ they are ~100 MB each, fresh memory that i
 page-faulted on every call, and time(4N)/time(N) at N = 2·10⁴ was 4.8–6.1 (0.37 s →
 1.75–2.26 s) where the neighbour counts predict ≈ 4.4.  The directed CSR rows evaluate
 each pair twice, but with cache-sized temporaries and reused output arrays, and
-``csr_matvec`` streams them once.  Over four runs of the benchmark (load average
-1.3–3.4: the machine is shared), one evaluation with the list reused took 0.14–0.16 s →
-0.63–0.73 s (ratio 4.4–4.6), against 37 s for dense summation at N = 2·10⁴ (238–268×).
-With a rebuilt list it took 0.35–0.47 s → 1.7–2.9 s (ratio 4.3–6.1): the build's arrays
+``csr_matvec`` streams them once.  Over seven measurements (load average 1.3–3.4: the
+machine is shared), one evaluation with the list reused took 0.14–0.17 s → 0.63–0.78 s
+(ratio 4.2–4.8), against 37 s for dense summation at N = 2·10⁴ (226–268×).  With a
+rebuilt list it took 0.35–0.49 s → 1.7–2.9 s (ratio 4.3–6.1): the build's arrays
 are above glibc's 32 MB mmap threshold at N = 8·10⁴, so they are fresh memory,
 page-faulted at every build.  (With ``MALLOC_MMAP_MAX_=0
 MALLOC_TRIM_THRESHOLD_=100000000000`` in the environment the 8·10⁴ build took 1.8 s
