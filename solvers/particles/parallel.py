@@ -13,18 +13,19 @@ list radius, so no rank queries the whole cloud — and the kernel sums of its o
 Nothing is computed twice, and the only serial part left is the allgather.  The former
 scheme (every rank ran ``cKDTree.query_pairs`` on the global array, then kept the pairs
 touching its block) made the tree query a serial part.  Measured with
-``benchmarks/particles_parallel.py`` (porous_medium_2d, 78424 particles) on the shared
-2-core machine while another engineer's FE job took ~0.7 core (load average 2.5–3):
-former scheme 2.46 s on 1 rank, 2.62 s on 2 ranks (speed-up 0.94; CPU time of the
-busiest rank 2.37 → 1.78 s, 1.34); now, list reused, 0.65 s → 0.53 s (1.21; CPU 1.60),
-list rebuilt at each evaluation, 2.49 s → 2.02 s (1.23; CPU 1.62).  Under that load two
-ranks cannot get two cores — each rank's kernel evaluation of half the entries took
-0.33–0.35 s against 0.45 s for all of them on 1 rank — so the wall-time speed-up there
-is a lower bound.  (The benchmark used to let rank 1 spin in a barrier while rank 0
-timed the 1-rank run; with another job on the machine that slowed the 1-rank run by a
-third, 0.99 s against 0.65 s, so rank 1 now sleeps.)  Blocks are contiguous index
-ranges, and blob particles keep the lattice's row-by-row numbering, so a block is a
-compact slab and its widened box holds few other ranks' particles.
+``benchmarks/particles_parallel.py`` (porous_medium_2d, 78424 particles), machine quiet:
+former scheme 2.30 s on 1 rank, 1.69 s on 2 ranks (speed-up 1.37); now, list reused,
+0.70 s → 0.34 s (2.03), list rebuilt at each evaluation, 2.78 s → 1.32 s (2.11; slightly
+above 2 — each rank's arrays are half the size — not investigated further).  With
+another engineer's FE job taking ~0.7 core (load average 2.5–3), two ranks cannot get
+two cores: former 0.94, now 1.21 (reused) and 1.23 (rebuilt); the CPU time of the
+busiest rank then still gives 1.34 against 1.60–1.62.  (The benchmark used to let rank 1
+spin in a barrier while rank 0 timed the 1-rank run; with another job on the machine
+that slowed the 1-rank run by a third, 0.99 s against 0.65 s, so rank 1 now sleeps.)
+
+Blocks are contiguous index ranges, and blob particles keep the lattice's row-by-row
+numbering, so a block is a compact slab and its widened box holds few other ranks'
+particles.
 
 Bitwise rank independence: a particle's sums run over its neighbours in increasing global
 index, with exact zeros for list entries beyond the cut-off, whatever the block and
