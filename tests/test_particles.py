@@ -129,6 +129,21 @@ def test_blob_verlet_list_gives_the_same_sums_as_a_fresh_one(case, n, rng):
     assert not np.array_equal(v0, v)
 
 
+def test_kernel_sums_on_split_blocks_match_the_whole(rng):
+    """Rows of a block (also an empty one, as on a rank with no particles) equal the same
+    rows of the whole list, bitwise; 3-D included."""
+    from solvers.particles.kernels import kernel_sums, neighbour_list
+
+    x, eps, w = rng.normal(size=(600, 3)), 0.05, rng.random(600)
+    whole = kernel_sums(neighbour_list(x, eps, 0, 600), x, eps)
+    rho, mom = whole.kernel @ w, [m @ w for m in whole.moments]
+    for lo, hi in [(0, 250), (250, 600), (300, 300)]:
+        part = kernel_sums(neighbour_list(x, eps, lo, hi), x, eps)
+        assert np.array_equal(part.kernel @ w, rho[lo:hi])
+        for m, full in zip(part.moments, mom, strict=True):
+            assert np.array_equal(m @ w, full[lo:hi])
+
+
 # -- quantile-1d -----------------------------------------------------------------------------
 @pytest.mark.parametrize("m", [2.0, 3.0])
 def test_quantile_1d_porous_medium_first_order_in_tau(m, tmp_path):
