@@ -131,7 +131,7 @@ def main() -> None:
     parser.add_argument(
         "studies", nargs="+", choices=["blob-heat", "blob-ou", "blob-pm2d", "quantile", "langevin"]
     )
-    parser.add_argument("--big", action="store_true", help="blob-pm2d: add N = 40000 (~30 min)")
+    parser.add_argument("--big", action="store_true", help="blob-pm2d: add N = 40000 (~20 min)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for study in args.studies:

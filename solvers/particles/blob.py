@@ -48,10 +48,13 @@ from solvers.particles.base import ParticleSolver, positive_param
 from solvers.particles.initial import lattice
 from solvers.particles.kernels import (
     CUTOFF,
+    KernelSums,
+    NeighbourList,
     density_at,
+    kernel_sums,
     mean_neighbours,
     mollified_density,
-    neighbour_pairs,
+    neighbour_list,
 )
 from solvers.particles.parallel import allgather_blocks
 from wgf.errors import SolverError, UserError
@@ -104,18 +107,39 @@ class Solver(ParticleSolver):
         pot = self.energy.potential
         self.a_norm = 0.0 if pot is None else float(np.abs(np.linalg.eigvalsh(pot.A)).max())
         self.last_dt = float("nan")
+        self._list: NeighbourList | None = None
+        self.list_builds = 0
 
     # -- the velocity ---------------------------------------------------------------------
+    def kernels(self, x: np.ndarray, moments: bool = True) -> KernelSums:
+        """Kernel sums of this rank's block at ``x``, on the Verlet list (rebuilt if stale).
+
+        Every rank decides from the same global positions, so they rebuild together; the
+        sums do not depend on when the list was built (see :mod:`.kernels`).
+        """
+        if self._list is None or not self._list.valid_for(x):
+            lo, hi = self.my_block()
+            workspace = None if self._list is None else self._list.workspace
+            self._list = neighbour_list(x, self.eps, lo, hi, workspace)
+            self.list_builds += 1
+        return kernel_sums(self._list, x, self.eps, moments)
+
     def velocity(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Velocities of all particles and ρ_ε at them (global arrays, every rank)."""
         lo, hi = self.my_block()
-        pairs = neighbour_pairs(x, self.eps, lo, hi)
-        rho = allgather_blocks(self.comm, mollified_density(pairs, self.w))
+        sums = self.kernels(x)
+        rho = allgather_blocks(self.comm, mollified_density(sums, self.w))
         # D·G'(ρ) = D·P(ρ)/ρ²: the derivative of the particle's energy density per mass.
         dg = self.energy.pressure(rho) / rho**2
-        # -∇φ_ε(x_i - x_j) = φ_ε (x_i - x_j)/ε; the pair term is symmetric up to w.
-        coef = (dg[pairs.i] + dg[pairs.j]) * pairs.kernel / self.eps
-        v = pairs.vector_sum(self.w[pairs.j] * coef, self.w[pairs.i] * coef)
+        # -∇φ_ε(x_i - x_j) = φ_ε (x_i - x_j)/ε, so
+        # v_i = Σ_j w_j (dg_i + dg_j) φ_ε(x_i - x_j)(x_i - x_j)/ε, split into two row sums.
+        # Both sums of a coordinate in one pass over its matrix (a two-column product).
+        both = np.stack([self.w, self.w * dg], axis=1)
+        v = np.stack(
+            [dg[lo:hi] * pair[:, 0] + pair[:, 1] for pair in (m @ both for m in sums.moments)],
+            axis=1,
+        )
+        v /= self.eps
         if self.energy.potential is not None:
             v -= self.energy.potential.gradient(x[lo:hi])
         return allgather_blocks(self.comm, v), rho
@@ -149,10 +173,8 @@ class Solver(ParticleSolver):
 
     def energy_value(self) -> float:
         """The mollified energy F_ε(x) = Σ w_i (D·G(ρ_ε(x_i)) + V(x_i))."""
-        lo, hi = self.my_block()
-        rho = allgather_blocks(
-            self.comm, mollified_density(neighbour_pairs(self.x, self.eps, lo, hi), self.w)
-        )
+        sums = self.kernels(self.x, moments=False)
+        rho = allgather_blocks(self.comm, mollified_density(sums, self.w))
         internal = self.energy.density(rho, 0.0) / rho  # D·U(ρ)/ρ = D·G(ρ)
         return float(np.sum(self.w * (internal + self.energy.potential_value(self.x))))
 
