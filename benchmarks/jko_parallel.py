@@ -1,12 +1,16 @@
 """fem-jko (and fem-implicit) on 2 ranks against 1 rank, measured in one run.
 
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
     .venv/bin/mpiexec -n 2 .venv/bin/python -m mpi4py benchmarks/jko_parallel.py \
         [--case fokker_planck_ou_2d] [--cells 256] [--steps 5]
 
+(One BLAS thread per rank, as ``wgf`` sets under mpiexec — see :mod:`wgf` — but this
+script loads NumPy before ``wgf`` can.)
+
 Times ``--steps`` steps of each solver on COMM_WORLD, then the same steps on COMM_SELF
-of rank 0 alone (rank 1 waits), on a ``cells``² mesh (256² = 131 072 cells), and prints
-the wall time per step and the speed-up.  PETSc options go in the environment, e.g.
-``PETSC_OPTIONS="-fem_jko_ksp_type preonly -fem_jko_pc_type lu"``.
+of rank 0 alone (rank 1 sleeps in ``idle_barrier``), on a ``cells``² mesh (256² =
+131 072 cells), and prints the wall time per step and the speed-up.  PETSc options go
+in the environment, e.g. ``PETSC_OPTIONS="-fem_jko_ksp_type preonly -fem_jko_pc_type lu"``.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import argparse
 
 from jko_cost import time_steps
 from mpi4py import MPI
+from particles_parallel import idle_barrier
 
 from cases import load_case
 
@@ -34,7 +39,7 @@ def main() -> None:
         serial = float("nan")
         if world.rank == 0:
             serial, _ = time_steps(args.case, sets, solver, args.steps, MPI.COMM_SELF)
-        world.Barrier()
+        idle_barrier(world)
         rows.append((solver, serial, parallel, d["its"]))
     if world.rank == 0:
         print(f"{args.case}, {args.cells}^{dim} cells, {args.steps} steps")

@@ -102,6 +102,8 @@ PREFIX = "fem_jko_"
 ARMIJO = 1e-4
 #: Relative tolerance of the Krylov solve of each Newton system (inexact Newton).
 LINEAR_RTOL = 1e-6
+#: Krylov iterations before a solve counts as failed (10–30 are typical with GAMG).
+LINEAR_MAX_IT = 200
 
 
 class Solver(FEFlowSolver):
@@ -173,6 +175,7 @@ class Solver(FEFlowSolver):
         self._tau_prev = 0.0
         self.Psi, self.Rrho, self.Rphi = (self._edge_matrix(imap, n_local) for _ in range(3))
         self.J: PETSc.Mat | None = None
+        self._lu: PETSc.KSP | None = None
         self.ksp = self._linear_solver(
             multigrid=params["mobility"] == "centred" and isinstance(self.energy.internal, Entropy)
         )
@@ -191,13 +194,40 @@ class Solver(FEFlowSolver):
         if multigrid:
             ksp.setType("gmres")
             pc.setType("gamg")
-            ksp.setTolerances(rtol=LINEAR_RTOL)
+            ksp.setTolerances(rtol=LINEAR_RTOL, max_it=LINEAR_MAX_IT)
         else:
             ksp.setType("preonly")
             pc.setType("lu")
             pc.setFactorSolverType("mumps")
         ksp.setFromOptions()
         return ksp
+
+    def _solve_linear(self) -> None:
+        """(-J) dϕ = R; if the Krylov solve fails, once more by MUMPS LU.
+
+        GAMG can stall where the Newton matrix is badly scaled (densities at the 1e-10
+        floor in the corners of fokker_planck_ou_2d on 512², power-law exteriors).
+        """
+        self.ksp.solve(self.r.petsc_vec, self.dphi.petsc_vec)
+        if (reason := self.ksp.getConvergedReason()) >= 0:
+            return
+        if self.ksp.getPC().getType() == "lu":
+            raise SolverError(f"linear solve failed (KSP reason {reason})")
+        if self._lu is None:
+            if self.comm.rank == 0:
+                print(
+                    f"  fem-jko: Krylov solve failed (KSP reason {reason}); "
+                    "MUMPS LU for the solves that fail from now on",
+                    flush=True,
+                )
+            self._lu = PETSc.KSP().create(self.comm)
+            self._lu.setType("preonly")
+            self._lu.getPC().setType("lu")
+            self._lu.getPC().setFactorSolverType("mumps")
+        self._lu.setOperators(self.J)
+        self._lu.solve(self.r.petsc_vec, self.dphi.petsc_vec)
+        if (reason := self._lu.getConvergedReason()) < 0:
+            raise SolverError(f"linear solve failed (LU, KSP reason {reason})")
 
     # -- the mesh graph ----------------------------------------------------------------------
     def _lumped_masses(self) -> np.ndarray:
@@ -476,9 +506,7 @@ class Solver(FEFlowSolver):
             if norm <= max(atol, rtol * norm0):
                 return it - 1
             self._assemble_jacobian(tau)
-            self.ksp.solve(self.r.petsc_vec, self.dphi.petsc_vec)
-            if (reason := self.ksp.getConvergedReason()) < 0:
-                raise SolverError(f"linear solve failed (KSP reason {reason})")
+            self._solve_linear()
             self.dphi.scatter_forward()
             phi0[:] = self.phi.array
             # The ascent of g along dϕ: τ R·dϕ = τ R·(-J)⁻¹R > 0.
