@@ -154,3 +154,17 @@ def test_jko_refuses_no_internal_energy_and_bad_alg2_keys(tmp_path):
             "run", "fokker_planck_ou_1d", "--solver", "fem-jko", *args, "--out", str(tmp_path)
         )
         assert_user_error(proc, message)
+
+
+def test_failed_krylov_solves_fall_back_to_lu(tmp_path):
+    """GAMG capped at 1 iteration fails every solve; MUMPS LU then gives the same run."""
+    common = ["run", "fokker_planck_ou_2d", "--solver", "fem-jko", "--set", "time.t_end=0.03"]
+    runs = {}
+    for name, petsc in (("gamg", []), ("fallback", ["-fem_jko_ksp_max_it", "1"])):
+        proc = wgf(*common, "--out", str(tmp_path / name), *petsc)
+        assert proc.returncode == 0, proc.stderr
+        runs[name] = read(tmp_path / name / "fokker_planck_ou_2d_fem-jko.h5")
+        if name == "fallback":
+            assert proc.stdout.count("MUMPS LU for the solves that fail") == 1, proc.stdout
+    for key in ("diagnostics/energy", "diagnostics/l1_error", "diagnostics/transport_cost"):
+        np.testing.assert_allclose(runs["fallback"][key], runs["gamg"][key], rtol=1e-8)
