@@ -123,6 +123,14 @@ BISECTIONS = 40
 RELAX_WHEN_SHARE_ABOVE = 0.5
 
 
+def _use_mumps_lu(ksp: PETSc.KSP) -> PETSc.KSP:
+    """Make ``ksp`` a direct solve: no Krylov iterations, MUMPS LU."""
+    ksp.setType("preonly")
+    ksp.getPC().setType("lu")
+    ksp.getPC().setFactorSolverType("mumps")
+    return ksp
+
+
 class Solver(FEFlowSolver):
     """LJKO steps on the P1 mesh graph (see the module docstring)."""
 
@@ -187,10 +195,9 @@ class Solver(FEFlowSolver):
         self.rho.x.array[:] = np.maximum(self.rho.x.array, floor)
         self.rho.x.array[:] *= case.section("initial")["mass"] / self.integrate(self._forms["mass"])
         self.rho_old.x.array[:] = self.rho.x.array
-        self.rho_v = self.rho.x.array.copy()
-        self._set_unknowns_from_density()
         self._phi_prev: np.ndarray | None = None
         self._tau_prev = 0.0
+        self._reset_newton_state()
         self.Psi, self.Rrho, self.Rphi = (self._edge_matrix(imap, n_local) for _ in range(3))
         self.J: PETSc.Mat | None = None
         self._lu: PETSc.KSP | None = None
@@ -214,9 +221,7 @@ class Solver(FEFlowSolver):
             pc.setType("gamg")
             ksp.setTolerances(rtol=LINEAR_RTOL, max_it=LINEAR_MAX_IT)
         else:
-            ksp.setType("preonly")
-            pc.setType("lu")
-            pc.setFactorSolverType("mumps")
+            _use_mumps_lu(ksp)
         ksp.setFromOptions()
         return ksp
 
@@ -238,10 +243,7 @@ class Solver(FEFlowSolver):
                     "MUMPS LU for the solves that fail from now on",
                     flush=True,
                 )
-            self._lu = PETSc.KSP().create(self.comm)
-            self._lu.setType("preonly")
-            self._lu.getPC().setType("lu")
-            self._lu.getPC().setFactorSolverType("mumps")
+            self._lu = _use_mumps_lu(PETSc.KSP().create(self.comm))
         self._lu.setOperators(self.J)
         self._lu.solve(self.r.petsc_vec, self.dphi.petsc_vec)
         if (reason := self._lu.getConvergedReason()) < 0:
@@ -301,10 +303,16 @@ class Solver(FEFlowSolver):
         return A
 
     # -- state -------------------------------------------------------------------------------
-    def _set_unknowns_from_density(self) -> None:
-        """ϕ = -μ(ρ) (barrier included): the τ → 0 limit of the Hamilton–Jacobi row."""
+    def _reset_newton_state(self) -> None:
+        """Newton's state from the density alone (start, resume): no step history.
+
+        ϕ = -μ(ρ) (barrier included), the τ → 0 limit of the Hamilton–Jacobi row; the
+        power-law inversion starts from ρ; no previous ϕ to extrapolate from.
+        """
         rho = self.rho.x.array
         self.phi.array[:] = -(self._mu(rho) - self.barrier / rho)
+        self.rho_v = rho.copy()
+        self._phi_prev = None
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore the density and re-derive the potential from it (Newton)."""
@@ -312,9 +320,7 @@ class Solver(FEFlowSolver):
         if self.inner == "alg2":
             self._alg2_first = True
             return
-        self.rho_v = self.rho.x.array.copy()
-        self._set_unknowns_from_density()
-        self._phi_prev = None
+        self._reset_newton_state()
 
     # -- the ALG2 inner solver (solvers/fem/alg2_jko.py) ---------------------------------------
     def _init_alg2(self, params: dict[str, Any]) -> None:
@@ -517,17 +523,17 @@ class Solver(FEFlowSolver):
         self.J.scale(-1.0)
         return self.J
 
-    def _relax_dilute_vertices(self, tau: float) -> None:
+    def _relax_dilute_vertices(self, tau: float, dilute: np.ndarray) -> None:
         """One Jacobi sweep over the dilute vertices: each solves its own mass row.
 
-        Dilute: ρ_i below ``RELAX_BELOW`` × the peak density (at and outside the free
-        boundary).  With the neighbours' ϕ and ρ fixed, vertex i's mass row is a scalar
-        equation in s = log ρ_i (ψ_i = μ(ρ_i) - ε/ρ_i gives ϕ_i by a quadratic, the
-        τ-term of ψ being quadratic in ϕ_i), solved by bisection.  Centred mobility only.
+        ``dilute`` (from :meth:`_dilute_rows`) marks the owned vertices to relax: ρ_i
+        below ``RELAX_BELOW`` × the peak density (at and outside the free boundary).
+        With the neighbours' ϕ and ρ fixed, vertex i's mass row is a scalar equation in
+        s = log ρ_i (ψ_i = μ(ρ_i) - ε/ρ_i gives ϕ_i by a quadratic, the τ-term of ψ being
+        quadratic in ϕ_i), solved by bisection.  Centred mobility only.
         """
         i, j, a = self.edge_i, self.edge_j, self.edge_a
         phi, rho = self.phi.array, self.rho_v
-        dilute = self._dilute_rows()
         # Σ_j a_ij·(1, ϕ_j, ϕ_j², ρ_j, ρ_j ϕ_j) at every vertex, completed across ranks.
         sums = [
             self._accumulate([i, j], [a * f[j], a * f[i]])
@@ -573,13 +579,16 @@ class Solver(FEFlowSolver):
 
         Returns ‖R‖ at the kept ϕ (and leaves ρ, R and the edge terms evaluated there).
         """
-        rows = self.r.array[: self.n_owned][self._dilute_rows()]
+        dilute = self._dilute_rows()
+        rows = self.r.array[: self.n_owned][dilute]
         share = np.sqrt(self.comm.allreduce(float(rows @ rows), op=MPI.SUM)) / norm
         if share < RELAX_WHEN_SHARE_ABOVE:
             return norm  # the residual is not the dilute vertices' this time
         before = self.phi.array.copy()
-        for _ in range(RELAX_SWEEPS):
-            self._relax_dilute_vertices(tau)
+        for sweep in range(RELAX_SWEEPS):
+            if sweep:
+                dilute = self._dilute_rows()  # of the new ρ and R
+            self._relax_dilute_vertices(tau, dilute)
             relaxed = self._residual_norm(tau)
         if relaxed < norm:
             return relaxed
