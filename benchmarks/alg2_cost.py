@@ -19,8 +19,8 @@ import time
 import numpy as np
 from mpi4py import MPI
 
-from cases import load_case
-from solvers import get_solver, solver_tables
+from wgf.cases import load_case
+from wgf.solvers import get_solver, solver_tables
 
 
 def best_of(fn, repeats: int, rounds: int = 3) -> float:

@@ -18,9 +18,9 @@ import time
 import numpy as np
 from mpi4py import MPI
 
-from cases import closed_forms as cf
-from cases import load_case
-from solvers import get_solver, solver_tables
+from wgf.cases import closed_forms as cf
+from wgf.cases import load_case
+from wgf.solvers import get_solver, solver_tables
 from wgf.transport import exact_w2
 
 

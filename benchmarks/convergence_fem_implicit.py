@@ -18,9 +18,9 @@ import h5py
 import numpy as np
 from mpi4py import MPI
 
-from cases import load_case
-from solvers import get_solver, solver_tables
+from wgf.cases import load_case
 from wgf.run import run_flow
+from wgf.solvers import get_solver, solver_tables
 
 
 def sampled_l1(path: Path, case) -> float:

@@ -23,10 +23,10 @@ import h5py
 import numpy as np
 from mpi4py import MPI
 
-from cases import load_case
-from cases.closed_forms import barenblatt_radius
-from solvers import get_solver, solver_tables
+from wgf.cases import load_case
+from wgf.cases.closed_forms import barenblatt_radius
 from wgf.run import run_flow
+from wgf.solvers import get_solver, solver_tables
 
 
 def run(case_name: str, solver: str, sets: list[str], out: Path) -> tuple[dict, object]:

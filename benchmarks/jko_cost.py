@@ -19,9 +19,9 @@ import time
 import numpy as np
 from mpi4py import MPI
 
-from cases import load_case
-from solvers import solver_tables
+from wgf.cases import load_case
 from wgf.run import build_solver
+from wgf.solvers import solver_tables
 
 #: Untimed steps before the timed ones.
 WARMUP = 2

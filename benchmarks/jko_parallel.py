@@ -21,7 +21,7 @@ from jko_cost import time_steps
 from mpi4py import MPI
 from particles_parallel import idle_barrier
 
-from cases import load_case
+from wgf.cases import load_case
 
 
 def main() -> None:

@@ -26,10 +26,10 @@ import time
 import numpy as np
 from mpi4py import MPI
 
-from cases import load_case
-from solvers import solver_tables
-from solvers.particles.blob import Solver
-from solvers.particles.kernels import gaussian, mean_neighbours, neighbour_list
+from wgf.cases import load_case
+from wgf.solvers import solver_tables
+from wgf.solvers.particles.blob import Solver
+from wgf.solvers.particles.kernels import gaussian, mean_neighbours, neighbour_list
 
 #: Rows per block of the dense evaluation (bounds its memory to ~100 MB at N = 2·10⁴).
 BLOCK = 250

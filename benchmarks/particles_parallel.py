@@ -18,10 +18,10 @@ import time
 
 from mpi4py import MPI
 
-from cases import load_case
-from solvers import solver_tables
-from solvers.particles.blob import Solver
-from solvers.particles.kernels import neighbour_list
+from wgf.cases import load_case
+from wgf.solvers import solver_tables
+from wgf.solvers.particles.blob import Solver
+from wgf.solvers.particles.kernels import neighbour_list
 
 N = 100_000
 REPEAT = 3

@@ -10,8 +10,8 @@
 import numpy as np
 import ot
 
-from cases.closed_forms import w2_gaussians
-from postprocess.w2 import w2, w2_quantile_1d
+from wgf.cases.closed_forms import w2_gaussians
+from wgf.postprocess.w2 import w2, w2_quantile_1d
 
 
 def main() -> None:

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from cases import closed_forms as cf
-from cases.schema import SCHEMA, Key, key_at, resolve
-from wgf.errors import UserError
+from wgf.cases import closed_forms as cf
+from wgf.cases.errors import UserError
+from wgf.cases.schema import SCHEMA, Key, key_at, resolve
 
 CASES_DIR = Path(__file__).resolve().parent
 

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from wgf.errors import UserError
+from wgf.cases.errors import UserError
 
 _MISSING = object()
 

@@ -2,7 +2,7 @@
 
 :func:`build_mesh` is the one entry point; it reads the ``[domain]`` table of a case.
 Errors (a missing or unreadable file) are detected on rank 0 and raised as the same
-:class:`~wgf.errors.UserError` on every rank, so that no rank is left waiting.
+:class:`~wgf.cases.errors.UserError` on every rank, so that no rank is left waiting.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 import ufl
 from mpi4py import MPI
 
-from wgf.errors import UserError
+from wgf.cases.errors import UserError
 
 _MESHIO_CELLS = {  # meshio name -> (dolfinx cell, node permutation into DOLFINx order)
     "line": ("interval", None),

@@ -3,6 +3,6 @@
 Never imports a solver: post-processing and solvers meet only in the results file.
 """
 
-from postprocess.results import read_results
+from wgf.postprocess.results import read_results
 
 __all__ = ["read_results"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from postprocess.results import Results
+from wgf.postprocess.results import Results
 
 REFINE_1D = 20
 

@@ -3,7 +3,7 @@
 At every snapshot time common to all runs it reports the error of each run against the
 closed form (relative L1/L2 on the sample grid, W2 to the exact density), and between
 every pair of runs the L1/L2 distance of the sampled densities and W2 (see
-:mod:`postprocess.w2`).  It writes ``compare.csv`` (every row), ``compare.h5`` and three
+:mod:`wgf.postprocess.w2`).  It writes ``compare.csv`` (every row), ``compare.h5`` and three
 figures: energy against time (log scale), error against time, and density slices.
 """
 
@@ -17,10 +17,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from postprocess.clouds import cloud, exact_cloud, relative_errors
-from postprocess.results import Results, read_results
-from postprocess.w2 import w2
-from wgf.errors import UserError
+from wgf.cases.errors import UserError
+from wgf.postprocess.clouds import cloud, exact_cloud, relative_errors
+from wgf.postprocess.results import Results, read_results
+from wgf.postprocess.w2 import w2
 
 
 @dataclass
@@ -143,6 +143,6 @@ def write_outputs(result: Comparison, out_dir: Path) -> list[Path]:
         for k in ("run", "against", "w2_method"):
             f[k] = np.array([str(row.get(k, "")) for row in result.rows], dtype="S")
         f["time"] = np.array([row["time"] for row in result.rows])
-    from postprocess.plots import plot_comparison
+    from wgf.postprocess.plots import plot_comparison
 
     return [csv_path, h5_path, *plot_comparison(result, out_dir)]

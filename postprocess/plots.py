@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 if TYPE_CHECKING:
-    from postprocess.compare import Comparison
+    from wgf.postprocess.compare import Comparison
 
 
 def plot_comparison(result: Comparison, out_dir: Path) -> list[Path]:

@@ -10,8 +10,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from cases.case import Case
-from wgf.errors import UserError
+from wgf.cases.case import Case
+from wgf.cases.errors import UserError
 from wgf.results import SCHEMA
 
 

@@ -4,6 +4,6 @@ Every solver registers a :class:`SolverInfo` in :data:`SOLVERS`; the command lin
 the case loader discover solvers and their parameters only through it.
 """
 
-from solvers.registry import SOLVERS, SolverInfo, get_solver, solver_tables
+from wgf.solvers.registry import SOLVERS, SolverInfo, get_solver, solver_tables
 
 __all__ = ["SOLVERS", "SolverInfo", "get_solver", "solver_tables"]

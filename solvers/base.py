@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
-from cases import Case
-from wgf.errors import UserError
+from wgf.cases import Case
+from wgf.cases.errors import UserError
 
 
 class FlowSolver:
@@ -34,7 +34,7 @@ class FlowSolver:
 
     @classmethod
     def check_case(cls, case: Case) -> None:
-        """Raise :class:`~wgf.errors.UserError` if this solver cannot run ``case``.
+        """Raise :class:`~wgf.cases.errors.UserError` if this solver cannot run ``case``.
 
         Called without building anything, so ``--solver all`` can skip such solvers.
         The default refuses cases without a clock (transport cases have no ``[time]``).
@@ -49,7 +49,7 @@ class FlowSolver:
     def step(self, tau: float) -> int:
         """Advance by τ and return the inner iteration count.
 
-        On failure raise :class:`~wgf.errors.SolverError` and leave the state unchanged.
+        On failure raise :class:`~wgf.cases.errors.SolverError` and leave the state unchanged.
         """
         raise NotImplementedError
 

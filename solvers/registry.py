@@ -10,8 +10,8 @@ import difflib
 import importlib
 from dataclasses import dataclass, field
 
-from cases.schema import Key
-from wgf.errors import UserError
+from wgf.cases.errors import UserError
+from wgf.cases.schema import Key
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ SOLVERS: dict[str, SolverInfo] = {
     for info in [
         SolverInfo(
             "fem-implicit",
-            "solvers.fem.implicit_euler",
+            "wgf.solvers.fem.implicit_euler",
             "implicit Euler + Newton (PETSc SNES) on the PDE, mass-lumped P1",
             "entropy, power, none; quadratic V; 1-D/2-D/3-D; box, disk, file",
             {
@@ -53,7 +53,7 @@ SOLVERS: dict[str, SolverInfo] = {
         ),
         SolverInfo(
             "fem-jko",
-            "solvers.fem.jko",
+            "wgf.solvers.fem.jko",
             "JKO with the one-step Benamou–Brenier cost (LJKO, centred or upwind mobility) on the "
             "P1 mesh graph, Newton on the potential",
             "entropy, power (log barrier); quadratic V; simplex meshes 1-D/2-D/3-D; "
@@ -85,7 +85,7 @@ SOLVERS: dict[str, SolverInfo] = {
         ),
         SolverInfo(
             "blob",
-            "solvers.particles.blob",
+            "wgf.solvers.particles.blob",
             "deterministic blob method (mollified energy, neighbour lists, Heun substeps)",
             "entropy, power, none; quadratic V; 1-D/2-D/3-D; box",
             {
@@ -99,7 +99,7 @@ SOLVERS: dict[str, SolverInfo] = {
         ),
         SolverInfo(
             "quantile-1d",
-            "solvers.particles.quantile_1d",
+            "wgf.solvers.particles.quantile_1d",
             "exact 1-D Lagrangian JKO in quantile coordinates (Newton, tridiagonal)",
             "entropy, power, none; quadratic V; 1-D; box",
             {
@@ -110,7 +110,7 @@ SOLVERS: dict[str, SolverInfo] = {
         ),
         SolverInfo(
             "langevin",
-            "solvers.particles.langevin",
+            "wgf.solvers.particles.langevin",
             "stochastic particles, Euler–Maruyama (the sampling baseline)",
             "entropy, none (no power law); quadratic V; 1-D/2-D/3-D; box",
             {
@@ -121,7 +121,7 @@ SOLVERS: dict[str, SolverInfo] = {
         ),
         SolverInfo(
             "fem-bb",
-            "solvers.fem.benamou_brenier",
+            "wgf.solvers.fem.benamou_brenier",
             "dynamic optimal transport [initial] -> [target]: W2 and geodesic by ALG2 "
             "(Benamou-Brenier) on a space-time P2 mesh",
             "cases with [target]; 1-D/2-D box",

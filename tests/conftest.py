@@ -28,9 +28,9 @@ def run_case(
     """Run one solver on a case in this process; return the RunSummary."""
     from mpi4py import MPI
 
-    from cases import load_case
-    from solvers import get_solver, solver_tables
+    from wgf.cases import load_case
     from wgf.run import run_flow
+    from wgf.solvers import get_solver, solver_tables
 
     comm = comm or MPI.COMM_WORLD
     case = load_case(source, sets, solver_tables())

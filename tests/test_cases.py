@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from scipy import integrate
 
-from cases import closed_forms as cf
-from cases import load_case, shipped_cases
-from solvers import solver_tables
-from wgf.errors import UserError
+from wgf.cases import closed_forms as cf
+from wgf.cases import load_case, shipped_cases
+from wgf.cases.errors import UserError
+from wgf.solvers import solver_tables
 
 
 @pytest.mark.parametrize("path", shipped_cases(), ids=lambda p: p.stem)

@@ -12,11 +12,11 @@ import pytest
 from mpi4py import MPI
 from scipy.optimize import minimize_scalar
 
-from cases import closed_forms as cf
-from cases import load_case
-from solvers import get_solver, solver_tables
-from solvers.fem.benamou_brenier import project_parabola
 from tests.conftest import assert_user_error, wgf
+from wgf.cases import closed_forms as cf
+from wgf.cases import load_case
+from wgf.solvers import get_solver, solver_tables
+from wgf.solvers.fem.benamou_brenier import project_parabola
 from wgf.transport import exact_w2
 
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from cases import load_case
-from solvers import get_solver, solver_tables
 from tests.conftest import read
+from wgf.cases import load_case
+from wgf.solvers import get_solver, solver_tables
 from wgf.transport import run_transport
 
 pytestmark = pytest.mark.mpi

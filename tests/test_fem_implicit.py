@@ -4,8 +4,8 @@ energy decay, positivity, convergence in h."""
 import numpy as np
 import pytest
 
-from cases import shipped_cases
 from tests.conftest import read, run_case
+from wgf.cases import shipped_cases
 
 #: Relative L1 error at T with the shipped (coarse, seconds-long) settings; measured
 #: values are about 2/3 of these bounds.
@@ -47,7 +47,7 @@ def test_shipped_case(path, tmp_path):
 
 
 def test_sampled_density_matches_exact(tmp_path):
-    from cases import load_case
+    from wgf.cases import load_case
 
     summary = run_case("fokker_planck_ou_2d", [], tmp_path)
     r = read(summary.path)

@@ -113,8 +113,8 @@ ALG2_L1_BOUND = {
 
 @pytest.mark.parametrize(("case", "refine"), list(ALG2_L1_BOUND))
 def test_alg2_jko_invariants_and_accuracy(case, refine, tmp_path):
-    from cases import load_case
-    from solvers import solver_tables
+    from wgf.cases import load_case
+    from wgf.solvers import solver_tables
 
     tau = load_case(case, [], solver_tables()).section("time")["tau"] / refine
     s = run_case(

@@ -9,8 +9,8 @@ import pytest
 import ufl
 from mpi4py import MPI
 
-from meshes import bounding_box, build_mesh
 from tests.conftest import run_case
+from wgf.meshes import bounding_box, build_mesh
 
 
 def _area(mesh):

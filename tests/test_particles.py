@@ -4,9 +4,9 @@ energy decay, exact mass, bad input, ParaView read-back."""
 import numpy as np
 import pytest
 
-from cases import load_case
-from solvers import solver_tables
 from tests.conftest import PVBATCH, assert_user_error, pvbatch_read, read, run_case, wgf
+from wgf.cases import load_case
+from wgf.solvers import solver_tables
 
 
 def _run(case, solver, sets, out):
@@ -75,7 +75,7 @@ def test_blob_reflects_at_the_walls_and_counts(tmp_path):
 def _blob(case, sets):
     from mpi4py import MPI
 
-    from solvers.particles.blob import Solver
+    from wgf.solvers.particles.blob import Solver
 
     c = load_case(case, sets, solver_tables())
     return Solver(c, MPI.COMM_SELF, c.solver_params("blob"))
@@ -85,7 +85,7 @@ def _pair_velocity(s, x):
     """The blob velocity from all pairs within the cut-off (a direct reference)."""
     from scipy.spatial import cKDTree
 
-    from solvers.particles.kernels import CUTOFF, gaussian
+    from wgf.solvers.particles.kernels import CUTOFF, gaussian
 
     i, j = cKDTree(x).query_pairs(CUTOFF * np.sqrt(s.eps), output_type="ndarray").T
     dim = x.shape[1]
@@ -132,7 +132,7 @@ def test_blob_verlet_list_gives_the_same_sums_as_a_fresh_one(case, n, rng):
 def test_kernel_sums_on_split_blocks_match_the_whole(rng):
     """Rows of a block (also an empty one, as on a rank with no particles) equal the same
     rows of the whole list, bitwise; 3-D included."""
-    from solvers.particles.kernels import kernel_sums, neighbour_list
+    from wgf.solvers.particles.kernels import kernel_sums, neighbour_list
 
     x, eps, w = rng.normal(size=(600, 3)), 0.05, rng.random(600)
     whole = kernel_sums(neighbour_list(x, eps, 0, 600), x, eps)

@@ -7,10 +7,10 @@ import numpy as np
 import ot
 import pytest
 
-from cases.closed_forms import w2_gaussians
-from postprocess.eoc import fitted_order, parse_expectation, rates
-from postprocess.w2 import w2, w2_quantile_1d
 from tests.conftest import assert_user_error, read, run_case, wgf
+from wgf.cases.closed_forms import w2_gaussians
+from wgf.postprocess.eoc import fitted_order, parse_expectation, rates
+from wgf.postprocess.w2 import w2, w2_quantile_1d
 
 
 def test_w2_emd_matches_the_gaussian_closed_form_within_sampling_error():

@@ -14,7 +14,25 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from wgf.errors import SolverError, UserError
+
+def one_blas_thread_per_rank() -> None:
+    """Under ``mpiexec -n k`` (k > 1), default OpenMP/OpenBLAS to one thread per rank.
+
+    Each rank would otherwise start a thread pool as wide as the machine, and the ranks'
+    pools fight for the cores (fem-jko steps took twice as long on 2 ranks with them).  It
+    has to happen before NumPy loads its BLAS, hence before this module imports
+    anything that loads NumPy; explicit settings win.
+    """
+    import os
+
+    if int(os.environ.get("PMI_SIZE", os.environ.get("OMPI_COMM_WORLD_SIZE", "1"))) > 1:
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ.setdefault(var, "1")
+
+
+one_blas_thread_per_rank()
+
+from wgf.cases.errors import SolverError, UserError  # noqa: E402 - after the thread settings
 
 EPILOG = """\
 exit status: 0 success; 2 bad input (case file, option, mesh, --resume file);
@@ -212,8 +230,8 @@ def _report(err: Exception) -> None:
 
 
 def _cases() -> int:
-    from cases import load_case, shipped_cases
-    from solvers import solver_tables
+    from wgf.cases import load_case, shipped_cases
+    from wgf.solvers import solver_tables
 
     for path in shipped_cases():
         case = load_case(path, (), solver_tables())
@@ -222,7 +240,7 @@ def _cases() -> int:
 
 
 def _solvers() -> int:
-    from solvers import SOLVERS
+    from wgf.solvers import SOLVERS
 
     for info in SOLVERS.values():
         print(f"{info.name:14s} {info.summary}\n{'':14s} supports: {info.supports}")
@@ -245,9 +263,9 @@ def _supports(info, case, comm) -> bool:
 def _run(args: argparse.Namespace) -> int:
     from mpi4py import MPI
 
-    from cases import load_case
-    from solvers import SOLVERS, get_solver, solver_tables
+    from wgf.cases import load_case
     from wgf.run import build_solver, run_flow
+    from wgf.solvers import SOLVERS, get_solver, solver_tables
     from wgf.summary import print_summary
     from wgf.transport import run_transport
 
@@ -278,7 +296,7 @@ def _run(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from mpi4py import MPI
 
-    from postprocess.compare import compare, final_table, load_runs, write_outputs
+    from wgf.postprocess.compare import compare, final_table, load_runs, write_outputs
 
     if MPI.COMM_WORLD.rank != 0:  # post-processing is serial: rank 0 does it
         return 0
@@ -287,7 +305,7 @@ def _compare(args: argparse.Namespace) -> int:
     for path in write_outputs(result, args.out):
         print(f"wrote {path}")
     if args.paraview:
-        from postprocess.paraview import write_script
+        from wgf.postprocess.paraview import write_script
 
         labels = [f"{r.solver}[{i}]" for i, r in enumerate(result.runs)]
         print(f"wrote {write_script([r.path for r in result.runs], labels, args.out)}")
@@ -297,8 +315,8 @@ def _compare(args: argparse.Namespace) -> int:
 def _converge(args: argparse.Namespace) -> int:
     from mpi4py import MPI
 
-    from postprocess.eoc import parse_expectation
     from wgf.converge import ORDER_NOT_MET, report, run_ladder
+    from wgf.postprocess.eoc import parse_expectation
 
     expect = None
     if args.expect_order is not None:
@@ -315,7 +333,7 @@ def _converge(args: argparse.Namespace) -> int:
         print(report(ladder, out, Path(args.case).stem, args.solver))
         print(f"wrote {out / 'eoc.csv'}, {out / 'eoc.h5'}, {out / 'eoc.png'}")
         if expect is not None:
-            from postprocess.eoc import fitted_order
+            from wgf.postprocess.eoc import fitted_order
 
             order = fitted_order(ladder.params, ladder.errors["L1"])
             if abs(order - expect[0]) > expect[1]:

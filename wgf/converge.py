@@ -19,14 +19,14 @@ import h5py
 import numpy as np
 from mpi4py import MPI
 
-from cases import Case, load_case
-from postprocess.clouds import cloud, exact_cloud, relative_errors
-from postprocess.eoc import fitted_order, rates
-from postprocess.results import read_results
-from postprocess.w2 import w2
-from solvers import get_solver, solver_tables
-from wgf.errors import UserError
+from wgf.cases import Case, load_case
+from wgf.cases.errors import UserError
+from wgf.postprocess.clouds import cloud, exact_cloud, relative_errors
+from wgf.postprocess.eoc import fitted_order, rates
+from wgf.postprocess.results import read_results
+from wgf.postprocess.w2 import w2
 from wgf.run import run_case
+from wgf.solvers import get_solver, solver_tables
 
 ORDER_NOT_MET = 4
 
@@ -115,7 +115,7 @@ def run_ladder(
 
 def report(ladder: Ladder, out: Path, case_name: str, solver: str) -> str:
     """Print-ready EOC table; also writes eoc.csv, eoc.h5 and eoc.png into ``out``."""
-    from postprocess.plots import plot_convergence
+    from wgf.postprocess.plots import plot_convergence
 
     names = list(ladder.errors)
     eocs = {n: rates(ladder.params, ladder.errors[n]) for n in names}

@@ -20,7 +20,7 @@ import numpy as np
 from mpi4py import MPI
 
 import wgf
-from wgf.errors import UserError
+from wgf.cases.errors import UserError
 
 SCHEMA = "wgf-results/1"
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 from mpi4py import MPI
 
-from cases import Case
-from solvers.base import FlowSolver
-from wgf.errors import SolverError
+from wgf.cases import Case
+from wgf.cases.errors import SolverError
 from wgf.results import ResultsFile, read_checkpoint
+from wgf.solvers.base import FlowSolver
 
 #: A failed step is retried as 2 steps of τ/2, then 4 of τ/4, before the run stops.
 HALVINGS = 2
@@ -188,7 +188,7 @@ def run_flow(solver: FlowSolver, case: Case, out_dir: Path, resume: bool = False
 
 def build_solver(case: Case, name: str, comm: MPI.Comm) -> FlowSolver:
     """Construct the registered solver ``name`` for ``case`` (input errors raise here)."""
-    from solvers import get_solver
+    from wgf.solvers import get_solver
 
     info = get_solver(name)
     return info.load()(case, comm, case.solver_params(info.name))

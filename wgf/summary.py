@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cases import Case
+from wgf.cases import Case
 from wgf.run import RunSummary
 
 

@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 from mpi4py import MPI
 
-from cases import load_case
-from cases.case import parse_override
-from cases.schema import SCHEMA, key_at
-from postprocess.results import read_results
-from solvers import solver_tables
-from wgf.errors import SolverError, UserError
+from wgf.cases import load_case
+from wgf.cases.case import parse_override
+from wgf.cases.errors import SolverError, UserError
+from wgf.cases.schema import SCHEMA, key_at
+from wgf.postprocess.results import read_results
 from wgf.run import run_case
+from wgf.solvers import solver_tables
 
 SCALARS = ("l1_error", "energy", "wall_time", "iterations_mean", "steps")
 

@@ -10,7 +10,7 @@ DESIGN §6 with these meanings:
   ``wall_time``;
 * ``/snapshots/time`` are ``output.snapshots`` times evenly spaced in [0, 1] (the
   geodesic's time) and ``/snapshots/density`` the geodesic ρ(t, ·) at the sample points;
-* ``/ot/w2`` is the W2 distance (the dual estimate, see :mod:`solvers.fem.benamou_brenier`)
+* ``/ot/w2`` is the W2 distance (the dual estimate, see :mod:`wgf.solvers.fem.benamou_brenier`)
   with attributes ``converged``,
   ``iterations``, ``residual``, ``w2_primal``, ``w2_dual`` and, when the case has a
   closed form (two Gaussians, or any two 1-D densities), ``w2_exact``;
@@ -18,7 +18,7 @@ DESIGN §6 with these meanings:
 * ``/fields`` names the XDMF file of ρ and φ on the space-time mesh.
 
 A run that reaches ``max_it`` still writes everything, with ``converged = false``, and
-then raises :class:`~wgf.errors.SolverError` (exit status 3).
+then raises :class:`~wgf.cases.errors.SolverError` (exit status 3).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cases import Case
-from cases import closed_forms as cf
-from wgf.errors import SolverError
+from wgf.cases import Case
+from wgf.cases import closed_forms as cf
+from wgf.cases.errors import SolverError
 from wgf.results import ResultsFile
 from wgf.run import RunSummary
 

@@ -7,7 +7,7 @@ dynamic problem on Ω × [0, 1] with a free end:
 
 and ρ^{n+1} = ρ(1).  Its dual is  sup_φ −∫φ(0)ρ^n − G*(−φ(1))  over ∂_tφ + |∇φ|²/2 ≤ 0,
 with G = τF.  Everything but the t = 1 face is fem-bb's ALG2
-(:class:`solvers.fem.benamou_brenier.SpaceTimeALG2`: same space-time mesh, P2 potential,
+(:class:`wgf.solvers.fem.benamou_brenier.SpaceTimeALG2`: same space-time mesh, P2 potential,
 (q, σ) at the Gauss points, exact pointwise projection onto K, over-relaxation, one MUMPS
 factorisation).  The free end is split off as in Benamou–Carlier–Laborde: a new variable
 ζ on the t = 1 face with the constraint ζ = φ(1), whose multiplier is the terminal density
@@ -64,7 +64,7 @@ the JKO optimality condition (the velocity at t = 1 is ∇φ(1) = −τ∇δF/δ
 
 Stopping: fem-bb's relative primal/dual residuals with the face parts added,
 max(‖(∇φ − q, φ(1) − ζ)‖/‖(∇φ, φ(1))‖, r‖(Δq, Δζ)‖/‖(σ, ρ1)‖) < ``alg2_tol``; a step
-that reaches ``alg2_max_it`` raises :class:`~wgf.errors.SolverError` and is undone.
+that reaches ``alg2_max_it`` raises :class:`~wgf.cases.errors.SolverError` and is undone.
 Every step is warm-started from the previous step's (φ, q, σ, ζ, ρ1).
 
 Mass.  Testing step 1 with ψ = 1 shows Σ w_i ρ1_i = Σ w⁰_i ρ0_i up to the residual; the
@@ -102,9 +102,9 @@ import ufl
 from mpi4py import MPI
 from petsc4py import PETSc
 
-from solvers.energy import Energy, Entropy, PowerLaw
-from solvers.fem.benamou_brenier import SpaceTimeALG2
-from wgf.errors import SolverError
+from wgf.cases.errors import SolverError
+from wgf.solvers.energy import Energy, Entropy, PowerLaw
+from wgf.solvers.fem.benamou_brenier import SpaceTimeALG2
 
 
 # -- the pointwise prox of rτ(D U + V ρ) ------------------------------------------------------

@@ -33,11 +33,11 @@ import numpy as np
 import ufl
 from mpi4py import MPI
 
-from cases import Case
-from meshes import bounding_box, build_mesh
-from solvers.base import FlowSolver
-from solvers.energy import Energy, Entropy, ufl_namespace
-from wgf.errors import UserError
+from wgf.cases import Case
+from wgf.cases.errors import UserError
+from wgf.meshes import bounding_box, build_mesh
+from wgf.solvers.base import FlowSolver
+from wgf.solvers.energy import Energy, Entropy, ufl_namespace
 
 ERROR_QUADRATURE_DEGREE = 6
 

@@ -113,10 +113,10 @@ import ufl
 from mpi4py import MPI
 from petsc4py import PETSc
 
-from cases import Case
-from meshes import box_mesh
-from solvers.fem.petsc_options import set_default_options
-from wgf.errors import UserError
+from wgf.cases import Case
+from wgf.cases.errors import UserError
+from wgf.meshes import box_mesh
+from wgf.solvers.fem.petsc_options import set_default_options
 
 PREFIX = "fem_bb_"
 NULLSPACE_EPS = 1e-9

@@ -46,11 +46,11 @@ import ufl
 from mpi4py import MPI
 from petsc4py import PETSc
 
-from cases import Case
-from solvers.energy import Entropy
-from solvers.fem.base import FEFlowSolver
-from solvers.fem.petsc_options import NEWTON_LU, set_default_options
-from wgf.errors import SolverError
+from wgf.cases import Case
+from wgf.cases.errors import SolverError
+from wgf.solvers.energy import Entropy
+from wgf.solvers.fem.base import FEFlowSolver
+from wgf.solvers.fem.petsc_options import NEWTON_LU, set_default_options
 
 PREFIX = "fem_implicit_"
 

@@ -81,7 +81,7 @@ is small.  Initial densities are floored at ``floor`` × their maximum (1e-10 by
 so that Gaussian tails do not start at 1e-80, and renormalised to the stated mass.
 
 ``inner = "alg2"`` replaces all of the above by ALG2-JKO on the space-time mesh Ω × [0, 1]
-(the full Benamou–Brenier step, not the linearised one): see :mod:`solvers.fem.alg2_jko`.
+(the full Benamou–Brenier step, not the linearised one): see :mod:`wgf.solvers.fem.alg2_jko`.
 
 PETSc options of the linear solver can be changed on the command line under the prefix
 ``fem_jko_`` (e.g. ``-fem_jko_ksp_type preonly -fem_jko_pc_type lu``).
@@ -100,10 +100,10 @@ import ufl
 from mpi4py import MPI
 from petsc4py import PETSc
 
-from cases import Case
-from solvers.energy import Entropy
-from solvers.fem.base import FEFlowSolver
-from wgf.errors import SolverError, UserError
+from wgf.cases import Case
+from wgf.cases.errors import SolverError, UserError
+from wgf.solvers.energy import Entropy
+from wgf.solvers.fem.base import FEFlowSolver
 
 PREFIX = "fem_jko_"
 ARMIJO = 1e-4
@@ -324,7 +324,7 @@ class Solver(FEFlowSolver):
 
     # -- the ALG2 inner solver (solvers/fem/alg2_jko.py) ---------------------------------------
     def _init_alg2(self, params: dict[str, Any]) -> None:
-        from solvers.fem.alg2_jko import JKOSpaceTime, lattice_index
+        from wgf.solvers.fem.alg2_jko import JKOSpaceTime, lattice_index
 
         core = {
             "time_cells": params["alg2_time_cells"],

@@ -1,7 +1,7 @@
 """What every particle solver shares: state, diagnostics, sampling, walls and output.
 
 The state is the global position array, replicated on every rank (see
-:mod:`solvers.particles.parallel`), and constant weights w_i summing to the mass.
+:mod:`wgf.solvers.particles.parallel`), and constant weights w_i summing to the mass.
 Diagnostics are computed from these global arrays in global index order, so they are
 identical on every rank:
 
@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
-from cases import Case
-from solvers.base import FlowSolver
-from solvers.energy import Energy
-from solvers.particles.parallel import allgather_blocks, block
-from solvers.particles.xdmf import PolyvertexSeries
-from wgf.errors import UserError
+from wgf.cases import Case
+from wgf.cases.errors import UserError
+from wgf.solvers.base import FlowSolver
+from wgf.solvers.energy import Energy
+from wgf.solvers.particles.parallel import allgather_blocks, block
+from wgf.solvers.particles.xdmf import PolyvertexSeries
 
 
 def positive_param(solver: str, params: dict[str, Any], key: str) -> Any:

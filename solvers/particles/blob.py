@@ -1,18 +1,18 @@
 """``blob``: the deterministic blob method (Carrillo–Craig–Patacchini 2019).
 
-Particles x_i with fixed weights w_i (:func:`~solvers.particles.initial.lattice`) follow
+Particles x_i with fixed weights w_i (:func:`~wgf.solvers.particles.initial.lattice`) follow
 the gradient flow of the *mollified* energy
 
     F_ε(x) = Σ_i w_i D·G(ρ_ε(x_i)) + Σ_i w_i V(x_i),    ρ_ε(x) = Σ_j w_j φ_ε(x - x_j),
 
 with G(ρ) = U(ρ)/ρ, i.e. ∫ log(φ_ε*ρᴺ) dρᴺ for the entropy and
 (1/(m-1)) ∫ (φ_ε*ρᴺ)^{m-1} dρᴺ for the power law, φ_ε the Gaussian of variance ε
-(:mod:`~solvers.particles.kernels`).  In the metric Σ w_i |ẋ_i|² the flow is
+(:mod:`~wgf.solvers.particles.kernels`).  In the metric Σ w_i |ẋ_i|² the flow is
 ẋ_k = -(1/w_k) ∂F_ε/∂x_k, and both places where x_k enters the double sum contribute:
 
     ẋ_k = -D Σ_j w_j [G'(ρ_ε(x_k)) + G'(ρ_ε(x_j))] ∇φ_ε(x_k - x_j) - ∇V(x_k),
 
-with G'(ρ) = P(ρ)/ρ² (P the pressure of :mod:`solvers.energy`: 1/ρ for the entropy,
+with G'(ρ) = P(ρ)/ρ² (P the pressure of :mod:`wgf.solvers.energy`: 1/ρ for the entropy,
 ρ^{m-2} for the power law).
 
 Choices (all in the solver's ``[solver.blob]`` table):
@@ -43,10 +43,11 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
-from cases import Case
-from solvers.particles.base import ParticleSolver, positive_param
-from solvers.particles.initial import lattice
-from solvers.particles.kernels import (
+from wgf.cases import Case
+from wgf.cases.errors import SolverError, UserError
+from wgf.solvers.particles.base import ParticleSolver, positive_param
+from wgf.solvers.particles.initial import lattice
+from wgf.solvers.particles.kernels import (
     CUTOFF,
     KernelSums,
     NeighbourList,
@@ -56,8 +57,7 @@ from solvers.particles.kernels import (
     mollified_density,
     neighbour_list,
 )
-from solvers.particles.parallel import allgather_blocks
-from wgf.errors import SolverError, UserError
+from wgf.solvers.particles.parallel import allgather_blocks
 
 #: ε = h^{2-δ} L^δ.
 DELTA = 0.1

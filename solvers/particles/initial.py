@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from wgf.errors import UserError
+from wgf.cases.errors import UserError
 
 #: Relative density below which ρ₀ counts as zero (effective support, dropped cells).
 NEGLIGIBLE = 1e-6

@@ -45,7 +45,7 @@ evaluations and the run took 58 s instead of 115 s; skins of 0.25, 0.5 and 1 √
 early on, and the list is rebuilt once per substep: no skin helps there.)  Particle
 order: a random permutation of the 2·10⁴ lattice particles evaluated as fast as lattice
 order (0.31 vs 0.30 s): the coordinates fit in cache, so no Morton sort for locality;
-lattice order (row by row, :func:`~solvers.particles.initial.lattice`) matters only to
+lattice order (row by row, :func:`~wgf.solvers.particles.initial.lattice`) matters only to
 keep each rank's block a compact slab.
 
 Rank independence: row i's sum runs over its neighbours in increasing global index j

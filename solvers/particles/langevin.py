@@ -6,7 +6,7 @@ by :meth:`Solver.check_case`.  It is the sampling baseline the deterministic sol
 compared with: its errors are Monte-Carlo errors, O(N^{-1/2}).
 
 * Initial particles: N i.i.d. samples of ρ₀ with equal weights
-  (:func:`~solvers.particles.initial.random_sample`), drawn with the seed ``seed``.
+  (:func:`~wgf.solvers.particles.initial.random_sample`), drawn with the seed ``seed``.
 * Random numbers: the noise of substep k is drawn for *all* N particles from its own
   stream, ``Philox(SeedSequence([seed, k]))``, and particle i takes row i (its global
   index).  Every rank draws the same array (N normals cost microseconds) and uses its
@@ -18,7 +18,7 @@ compared with: its errors are Monte-Carlo errors, O(N^{-1/2}).
 * Density: a Gaussian kernel density estimate with Silverman's bandwidth
   b = σ̂ (4/((d+2)N))^{1/(d+4)}, σ̂² the mean per-coordinate variance of the particles;
   on the (tensor) sample grid it is summed exactly by factorising the Gaussian over
-  coordinates (:func:`~solvers.particles.kernels.density_on_grid`).
+  coordinates (:func:`~wgf.solvers.particles.kernels.density_on_grid`).
 * Energy: D ∫U(ρ_b) over the sample grid (midpoint rule) + Σ w_i V(x_i) — an estimate
   of F (a kernel estimate's entropy at the particles would need ~N neighbours per
   particle at Silverman's bandwidth); it fluctuates and need not decrease.
@@ -31,13 +31,13 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
-from cases import Case
-from solvers.energy import Entropy, NoInternal
-from solvers.particles.base import ParticleSolver, positive_param
-from solvers.particles.initial import random_sample
-from solvers.particles.kernels import density_at, density_on_grid, tensor_grid_axes
-from solvers.particles.parallel import allgather_blocks
-from wgf.errors import SolverError, UserError
+from wgf.cases import Case
+from wgf.cases.errors import SolverError, UserError
+from wgf.solvers.energy import Entropy, NoInternal
+from wgf.solvers.particles.base import ParticleSolver, positive_param
+from wgf.solvers.particles.initial import random_sample
+from wgf.solvers.particles.kernels import density_at, density_on_grid, tensor_grid_axes
+from wgf.solvers.particles.parallel import allgather_blocks
 
 #: Default number of particles.
 DEFAULT_PARTICLES = 10000

@@ -7,7 +7,7 @@ Why replicate instead of a domain decomposition with halo exchange: at the sizes
 solvers run (N ≤ 10⁵, d ≤ 3) the positions are at most a few MB, and one allgather costs
 less than one kernel evaluation.
 
-What each rank computes (blob, :mod:`solvers.particles.kernels`): the Verlet list of its
+What each rank computes (blob, :mod:`wgf.solvers.particles.kernels`): the Verlet list of its
 own block only — a tree on the particles inside the block's bounding box widened by the
 list radius, so no rank queries the whole cloud — and the kernel sums of its own rows.
 Nothing is computed twice, and the only serial part left is the allgather.  The former

@@ -2,7 +2,7 @@
 
 In 1-D, W2 is the L2 distance of quantile functions, so the JKO step is a
 finite-dimensional convex problem for the particle positions x_0 < x_1 < … < x_{N-1} at
-the mass levels i/(N-1) (:func:`~solvers.particles.initial.quantiles_1d`).  Consecutive
+the mass levels i/(N-1) (:func:`~wgf.solvers.particles.initial.quantiles_1d`).  Consecutive
 particles enclose the same mass w = M/(N-1); the density on the cell (x_i, x_{i+1}) is
 w/Δ_i, Δ_i = x_{i+1} - x_i (the pseudo-inverse form).  Each step solves
 
@@ -12,7 +12,7 @@ w/Δ_i, Δ_i = x_{i+1} - x_i (the pseudo-inverse form).  Each step solves
 with trapezoid weights w̃_i = w (w/2 at both ends; they sum to M), i.e. the exact W2 of the
 piecewise-linear quantile functions' nodal values.  The cell term f(Δ) = Δ D U(w/Δ) has
 f'(Δ) = -D P(w/Δ) and f''(Δ) = D P'(w/Δ) w/Δ² > 0 (P the pressure of
-:mod:`solvers.energy`), so Φ is strictly convex and its Hessian is tridiagonal:
+:mod:`wgf.solvers.energy`), so Φ is strictly convex and its Hessian is tridiagonal:
 Newton's method (``scipy.linalg.solve_banded``), with a step cut to keep every Δ_i > 0
 (at most 90 % of the way to the first cell collapse) and Armijo backtracking on Φ.
 Newton stops when the step is below ``rtol`` × the support width; ``step`` returns the
@@ -42,10 +42,10 @@ import numpy as np
 from mpi4py import MPI
 from scipy.linalg import solve_banded
 
-from cases import Case
-from solvers.particles.base import ParticleSolver, positive_param
-from solvers.particles.initial import quantiles_1d
-from wgf.errors import SolverError, UserError
+from wgf.cases import Case
+from wgf.cases.errors import SolverError, UserError
+from wgf.solvers.particles.base import ParticleSolver, positive_param
+from wgf.solvers.particles.initial import quantiles_1d
 
 #: Default number of particles.
 DEFAULT_PARTICLES = 400

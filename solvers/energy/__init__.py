@@ -131,7 +131,7 @@ class Energy:
 
     @classmethod
     def from_case(cls, case: Any) -> Energy:
-        """Build the energy of a :class:`cases.Case`."""
+        """Build the energy of a :class:`wgf.cases.Case`."""
         e = case.config["energy"]
         internal: InternalEnergy = {"entropy": Entropy, "none": NoInternal}.get(
             e["internal"], lambda: PowerLaw(e["m"])
