@@ -7,8 +7,9 @@ initial density and, where one is known, the exact solution.
 
 from __future__ import annotations
 
+import copy
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,12 +54,26 @@ def parse_override(text: str) -> tuple[str, Any]:
     return dotted, parsed
 
 
+Overrides = Sequence[str] | Mapping[str, Any]
+
+
 def apply_overrides(
-    raw: dict, overrides: Sequence[str], solver_tables: dict[str, dict[str, Key]]
+    raw: dict, overrides: Overrides, solver_tables: dict[str, dict[str, Key]]
 ) -> None:
-    """Apply ``--set`` overrides to the raw document, checking each key exists."""
-    for text in overrides:
-        dotted, value = parse_override(text)
+    """Apply overrides to the raw document, checking each key exists.
+
+    Args:
+        raw: The parsed document, changed in place.
+        overrides: ``section.key=value`` strings (``--set``, values read as TOML), or a
+            mapping ``{"section.key": value}`` of Python values (the API).
+        solver_tables: The parameter schema of each solver.
+    """
+    pairs = (
+        list(overrides.items())
+        if isinstance(overrides, Mapping)
+        else [parse_override(text) for text in overrides]
+    )
+    for dotted, value in pairs:
         try:
             key_at(dotted, SCHEMA, solver_tables)
         except UserError as err:
@@ -200,15 +215,17 @@ def _matrix(value: float | list, dim: int) -> np.ndarray:
 
 
 def load_case(
-    source: str | Path,
-    overrides: Sequence[str] = (),
+    source: str | Path | Mapping[str, Any],
+    overrides: Overrides = (),
     solver_tables: dict[str, dict[str, Key]] | None = None,
 ) -> Case:
-    """Read, override, resolve and validate a case file.
+    """Read, override, resolve and validate a case.
 
     Args:
-        source: A path, or the name of a shipped case.
-        overrides: ``section.key=value`` strings (``--set``).
+        source: A path, the name of a shipped case, or the case itself as a (nested)
+            dict with the layout of a case file; a dict's relative paths are relative
+            to the working directory.
+        overrides: ``section.key=value`` strings (``--set``), or ``{"section.key": value}``.
         solver_tables: The parameter schema of each solver, for ``[solver.<name>]``.
 
     Returns:
@@ -217,13 +234,16 @@ def load_case(
     Raises:
         UserError: With a one-line message naming the problem.
     """
-    path = find_case_file(source)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise UserError(f"case file '{path}': TOML does not parse: {err}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"case file '{path}' cannot be read: {err}") from None
+    if isinstance(source, Mapping):
+        raw, path = copy.deepcopy(dict(source)), Path.cwd() / "<dict>"
+    else:
+        path = find_case_file(source)
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as err:
+            raise UserError(f"case file '{path}': TOML does not parse: {err}") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise UserError(f"case file '{path}' cannot be read: {err}") from None
     apply_overrides(raw, overrides, solver_tables or {})
     config = resolve(raw, SCHEMA, "", solver_tables or {})
     dim = validate(config)
