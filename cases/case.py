@@ -8,6 +8,7 @@ initial density and, where one is known, the exact solution.
 from __future__ import annotations
 
 import copy
+import functools
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,11 +19,15 @@ import numpy as np
 
 from wgf.cases import closed_forms as cf
 from wgf.cases.errors import UserError
+from wgf.cases.expressions import SymbolicFunction, require_finite
 from wgf.cases.schema import SCHEMA, Key, key_at, resolve
 
 CASES_DIR = Path(__file__).resolve().parent
 
 Density = Callable[[np.ndarray], np.ndarray]
+
+#: The names of the coordinates in formulas, by dimension.
+COORDINATES = ("x", "y", "z")
 
 
 def shipped_cases() -> list[Path]:
@@ -114,16 +119,53 @@ class Case:
         """Return the ``[solver.<name>]`` table (defaults filled in)."""
         return self.config["solver"].get(solver, {})
 
-    # -- densities -----------------------------------------------------------------------
+    # -- the potential and the densities -------------------------------------------------
     def potential(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """Return (A, c) of the quadratic potential, or None for V = 0."""
+        """Return (A, c) of a quadratic potential, or None (V = 0 or a formula)."""
         pot = self.config["energy"]["potential"]
-        if pot is None:
+        if pot is None or pot["expression"] is not None:
             return None
         return _matrix(pot["A"], self.dim), _vector(pot["center"], self.dim)
 
+    @functools.cached_property
+    def _potential_expression(self) -> SymbolicFunction | None:
+        pot = self.config["energy"]["potential"]
+        if pot is None or pot["expression"] is None:
+            return None
+        return _formula(pot["expression"], self.dim, "energy.potential.expression")
+
+    def potential_expression(self) -> SymbolicFunction | None:
+        """The potential V as a formula, or None (V = 0 or quadratic)."""
+        return self._potential_expression
+
+    def potential_function(self) -> Density | None:
+        """V as a NumPy function of points (n, d), whichever form it was given in; None for 0."""
+        if (formula := self.potential_expression()) is not None:
+            return formula
+        if (quadratic := self.potential()) is not None:
+            A, c = quadratic
+            return lambda x: cf.quadratic_potential(x, A, c)
+        return None
+
+    def check_potential(self, points: np.ndarray, where: str) -> None:
+        """Raise a one-line :class:`UserError` if V is not finite at some of ``points``.
+
+        Args:
+            points: Points (n, d) where the solver will evaluate V.
+            where: Says where they are, for the message ("on the mesh", ...).
+        """
+        if (potential := self.potential_function()) is None:
+            return
+        with np.errstate(all="ignore"):
+            values = potential(np.atleast_2d(points))
+        require_finite(values, points, _potential_key(self.config), where)
+
     def density(self, table: str = "initial") -> Density:
-        """Return the density of ``[initial]`` (or ``[target]``) as a function of x (n, d)."""
+        """Return the density of ``[initial]`` (or ``[target]``) as a function of x (n, d).
+
+        Gaussian and Barenblatt densities have the stated mass on ℝ^d; a formula is not
+        normalised here (the solvers normalise every density to the mass on their domain).
+        """
         spec = self.config[table]
         kind, mass = spec["kind"], spec["mass"]
         if kind == "gaussian":
@@ -133,6 +175,8 @@ class Case:
             m, s0 = self.config["energy"]["m"], self.barenblatt_time(spec)
             center = self._barenblatt_center(spec)
             return lambda x: cf.barenblatt(x, s0, m, mass, center)
+        if kind == "expression":
+            return _formula(spec["density"], self.dim, f"{table}.density")
         exact = self.exact_solution()
         assert exact is not None  # validated
         return lambda x: exact(0.0, x)
@@ -169,7 +213,32 @@ class Case:
             A, c = self.potential()  # type: ignore[misc]
             a, s0 = float(A[0, 0]), self.barenblatt_time()
             return lambda t, x: cf.nonlinear_fp(x, t, s0, a, m, D, mass, c)
+        if kind == "stationary":
+            steady = self._stationary
+            return lambda t, x: steady(x)
         return None
+
+    @functools.cached_property
+    def _stationary(self) -> Density:
+        """The steady state of ``exact.kind = "stationary"``, checked to be confined."""
+        e, dom = self.config["energy"], self.config["domain"]
+        potential = self.potential_function()
+        assert potential is not None  # validated
+        lower, upper = np.array(dom["lower"]), np.array(dom["upper"])
+        points, _ = cf.box_quadrature(lower, upper)
+        with np.errstate(all="ignore"):
+            require_finite(potential(points), points, _potential_key(self.config), "on the domain")
+        m = e["m"] if e["internal"] == "power" else None
+        steady, at_faces = cf.stationary_density(
+            potential, lower, upper, e["diffusivity"], self.config["initial"]["mass"], m
+        )
+        if at_faces > (0.0 if m is not None else cf.CONFINED_BELOW):
+            raise UserError(
+                f"case key 'exact.kind': \"stationary\" needs a potential that confines the "
+                f"steady state inside the box, but at the box faces it is {at_faces:.2g} of its "
+                "peak (V does not confine, so no finite Z on ℝ^d, or the box is too small)"
+            )
+        return steady
 
     def gaussian_moments(self, t: float) -> tuple[np.ndarray, np.ndarray]:
         """Exact mean and covariance at t of an ``exact.kind = "gaussian"`` case."""
@@ -202,6 +271,15 @@ class Case:
         ]
         grid = np.meshgrid(*axes, indexing="ij")
         return np.stack([g.ravel() for g in grid], axis=1)
+
+
+def _formula(text: str, dim: int, key: str) -> SymbolicFunction:
+    return SymbolicFunction.parse(text, COORDINATES[:dim], key)
+
+
+def _potential_key(cfg: dict) -> str:
+    pot = cfg["energy"]["potential"]
+    return "energy.potential." + ("expression" if pot["expression"] is not None else "A")
 
 
 def _vector(value: list[float] | None, dim: int) -> np.ndarray:
@@ -249,7 +327,11 @@ def load_case(
     dim = validate(config)
     if config["domain"]["shape"] == "file":
         config["domain"]["path"] = str((path.parent / config["domain"]["path"]).resolve())
-    return Case(config=config, path=path.resolve(), dim=dim)
+    case = Case(config=config, path=path.resolve(), dim=dim)
+    case.potential_expression()  # formulas parse (one-line errors) before anything runs
+    if config["exact"]["kind"] == "stationary":
+        case.exact_solution()  # and the steady state is confined
+    return case
 
 
 def _dimension(cfg: dict) -> int:
@@ -324,8 +406,15 @@ def _validate_density(cfg: dict, table: str, dim: int) -> None:
             )
         if not spec["t0"] > 0.0:
             raise UserError(f"case key '{table}.t0' must be > 0, got {spec['t0']}")
-    elif kind == "exact" and cfg["exact"]["kind"] == "none":
-        raise UserError(f"case key '{table}.kind': \"exact\" needs an [exact] kind")
+    elif kind == "exact" and cfg["exact"]["kind"] in ("none", "stationary"):
+        raise UserError(
+            f"case key '{table}.kind': \"exact\" needs an [exact] kind with a time-dependent "
+            'solution (not "none" or "stationary")'
+        )
+    elif kind == "expression":
+        if spec["density"] is None:
+            raise UserError(f"case key '{table}.density' is required for kind = \"expression\"")
+        _formula(spec["density"], dim, f"{table}.density")
 
 
 def validate(cfg: dict) -> int:
@@ -345,8 +434,20 @@ def validate(cfg: dict) -> int:
         )
     if energy["internal"] != "none" and not energy["diffusivity"] > 0.0:
         raise UserError(f"case key 'energy.diffusivity' must be > 0, got {energy['diffusivity']}")
-    if energy["potential"] is not None:
-        _check_matrix("energy.potential.A", energy["potential"]["A"], dim, definite=False)
+    if (pot := energy["potential"]) is not None:
+        if pot["expression"] is not None:
+            if pot["A"] is not None or pot["center"] is not None:
+                raise UserError(
+                    "case key 'energy.potential.expression': give the potential either as "
+                    "A/center or as expression, not both"
+                )
+            _formula(pot["expression"], dim, "energy.potential.expression")
+        elif pot["A"] is None:
+            raise UserError(
+                "case key 'energy.potential.A' is required (or give energy.potential.expression)"
+            )
+        else:
+            _check_matrix("energy.potential.A", pot["A"], dim, definite=False)
     shape = dom["shape"]
     needed = {
         "box": ("lower", "upper", "cells"),
@@ -389,6 +490,14 @@ def _validate_exact(cfg: dict, dim: int) -> None:
     kind = cfg["exact"]["kind"]
     energy, ini = cfg["energy"], cfg["initial"]
     pot = energy["potential"]
+    if kind == "stationary":
+        _validate_stationary(cfg)
+        return
+    if kind in ("gaussian", "nonlinear_fp") and pot is not None and pot["expression"] is not None:
+        raise UserError(
+            f"case key 'exact.kind': \"{kind}\" needs a quadratic potential "
+            "(energy.potential.A/center), not an expression"
+        )
     need = {
         "gaussian": ("entropy", "gaussian"),
         "barenblatt": ("power", "barenblatt"),
@@ -419,3 +528,22 @@ def _validate_exact(cfg: dict, dim: int) -> None:
                 "case key 'initial.center': \"nonlinear_fp\" needs the Barenblatt "
                 "centred at the potential centre"
             )
+
+
+def _validate_stationary(cfg: dict) -> None:
+    energy = cfg["energy"]
+    if energy["internal"] == "none":
+        raise UserError(
+            'case key \'exact.kind\': "stationary" needs energy.internal = "entropy" or '
+            '"power" (without diffusion the steady state is not a density)'
+        )
+    if energy["potential"] is None:
+        raise UserError(
+            "case key 'exact.kind': \"stationary\" needs [energy.potential] (with V = 0 "
+            "nothing confines the steady state: no finite Z on ℝ^d)"
+        )
+    if cfg["domain"]["shape"] != "box":
+        raise UserError(
+            f'case key \'exact.kind\': "stationary" needs domain.shape = "box" (its '
+            f'normalisation is integrated on the box), got "{cfg["domain"]["shape"]}"'
+        )

@@ -52,8 +52,13 @@ DENSITY = {
     "kind": Key(
         "str",
         "gaussian",
-        choices=("gaussian", "barenblatt", "exact"),
-        help="initial density: Gaussian, Barenblatt profile, or the exact solution at 0",
+        choices=("gaussian", "barenblatt", "exact", "expression"),
+        help="Gaussian, Barenblatt profile, the exact solution at 0, or a formula (`density`)",
+    ),
+    "density": Key(
+        "str",
+        help="expression: the density as a formula in x, y, z (SymPy syntax, e.g. "
+        '"exp(-(x**2 + y**2))"), normalised to `mass`',
     ),
     "mean": Key("vector", help="gaussian: mean"),
     "cov": Key("matrix", help="gaussian: covariance (a number s means s·I)"),
@@ -77,13 +82,17 @@ SCHEMA: dict[str, Key | Table] = {
             "diffusivity": Key("float", 1.0, help="D, the factor in front of ∫U(ρ)"),
             "potential": Table(
                 {
-                    "A": Key(
-                        "matrix", required=True, help="V(x) = ½(x-c)ᵀA(x-c); A sym. pos. semidef."
+                    "A": Key("matrix", help="V(x) = ½(x-c)ᵀA(x-c); A sym. pos. semidef."),
+                    "center": Key("vector", help="c of the quadratic V (default 0)"),
+                    "expression": Key(
+                        "str",
+                        help="or any smooth V as a formula in x, y, z (SymPy syntax, e.g. "
+                        '"x**4/4 - x**2/2 + y**2/2"); functions: exp, log, sqrt, sin, cos, '
+                        "tan, sinh, cosh, tanh, asin, acos, atan, abs, erf, min, max",
                     ),
-                    "center": Key("vector", help="c (default 0)"),
                 },
                 optional=True,
-                help="omit for V = 0",
+                help="omit for V = 0; give either A (and center) or expression",
             ),
         }
     ),
@@ -127,7 +136,13 @@ SCHEMA: dict[str, Key | Table] = {
     ),
     "exact": Table(
         {
-            "kind": Key("str", "none", choices=("gaussian", "barenblatt", "nonlinear_fp", "none")),
+            "kind": Key(
+                "str",
+                "none",
+                choices=("gaussian", "barenblatt", "nonlinear_fp", "stationary", "none"),
+                help="closed form to compare with; stationary: the steady state e^{-V/D}/Z "
+                "(entropy) or ((C-V)(m-1)/(Dm))_+^{1/(m-1)} (power), normalised on the box",
+            ),
         }
     ),
     "output": Table(

@@ -103,52 +103,8 @@ from mpi4py import MPI
 from petsc4py import PETSc
 
 from wgf.cases.errors import SolverError
-from wgf.solvers.energy import Energy, Entropy, PowerLaw
+from wgf.solvers.energy import FreeEnergy
 from wgf.solvers.fem.benamou_brenier import SpaceTimeALG2
-
-
-# -- the pointwise prox of rτ(D U + V ρ) ------------------------------------------------------
-def prox_entropy(z: np.ndarray, c: float) -> np.ndarray:
-    """Solve c(log ρ + 1) + ρ = z for ρ > 0, vectorised (c > 0)."""
-    w = z - c
-    pos = w > 0.0
-    s = w / c
-    s[pos] = np.minimum(np.log(w[pos]), s[pos])
-    for _ in range(100):
-        e = np.exp(s)
-        step = (c * s + e - w) / (c + e)
-        s -= step
-        if np.all(np.abs(step) <= 1e-13 * np.maximum(1.0, np.abs(s))):
-            break
-    return np.exp(s)
-
-
-def prox_power(z: np.ndarray, c: float, m: float) -> np.ndarray:
-    """Solve c m ρ^{m−1}/(m − 1) + ρ = z for ρ ≥ 0 (0 where z ≤ 0), vectorised."""
-    rho = np.zeros_like(z)
-    pos = np.flatnonzero(z > 0.0)
-    if not len(pos):
-        return rho
-    zp = z[pos]
-    if m == 2.0:
-        rho[pos] = zp / (1.0 + 2.0 * c)
-        return rho
-    k = c * m / (m - 1.0)
-    lo, hi, x = np.zeros_like(zp), zp.copy(), zp.copy()
-    for _ in range(200):
-        f = k * x ** (m - 1.0) + x - zp
-        lo = np.where(f < 0.0, x, lo)
-        hi = np.where(f >= 0.0, x, hi)
-        df = k * (m - 1.0) * np.maximum(x, 1e-300) ** (m - 2.0) + 1.0
-        new = x - f / df
-        bad = ~((new > lo) & (new < hi))
-        new[bad] = 0.5 * (lo[bad] + hi[bad])
-        done = np.max(np.abs(new - x) / np.maximum(zp, 1e-300), initial=0.0) < 1e-15
-        x = new
-        if done:
-            break
-    rho[pos] = x
-    return rho
 
 
 def lattice_index(coords: np.ndarray, lower: np.ndarray, h: np.ndarray, cells: list[int]):
@@ -176,7 +132,7 @@ class JKOSpaceTime(SpaceTimeALG2):
     nullspace_eps = 0.0
     prefix = "fem_jko_alg2_"
 
-    def __init__(self, case, comm: MPI.Comm, params: dict[str, Any], energy: Energy) -> None:
+    def __init__(self, case, comm: MPI.Comm, params: dict[str, Any], energy: FreeEnergy) -> None:
         self.energy = energy
         dom = case.section("domain")
         self.cells = list(dom["cells"])
@@ -249,14 +205,7 @@ class JKOSpaceTime(SpaceTimeALG2):
 
     def prox(self, y: np.ndarray) -> np.ndarray:
         """argmin_{ρ ≥ 0} rτ(D U(ρ) + Vρ) + ½(ρ − y)² at the t = 1 vertices."""
-        c = self.r * self.tau * self.energy.diffusivity
-        z = y - self.r * self.tau * self.V1
-        internal = self.energy.internal
-        if isinstance(internal, Entropy):
-            return prox_entropy(z, c)
-        if isinstance(internal, PowerLaw):
-            return prox_power(z, c, internal.m)
-        return np.maximum(z, 0.0)  # U = 0: the prox of the indicator of ρ ≥ 0 (plus V)
+        return self.energy.prox(y - self.r * self.tau * self.V1, self.r * self.tau)
 
     def _terminal_step(self, omega: float) -> np.ndarray:
         phi1 = self.phi.x.array[self.dofs1]

@@ -37,7 +37,7 @@ from wgf.cases import Case
 from wgf.cases.errors import UserError
 from wgf.meshes import bounding_box, build_mesh
 from wgf.solvers.base import FlowSolver
-from wgf.solvers.energy import Energy, Entropy, ufl_namespace
+from wgf.solvers.energy import FreeEnergy, ufl_namespace
 
 ERROR_QUADRATURE_DEGREE = 6
 
@@ -57,7 +57,7 @@ class FEFlowSolver(FlowSolver):
 
     def __init__(self, case: Case, comm: MPI.Comm, params: dict[str, Any]) -> None:
         super().__init__(case, comm, params)
-        self.energy = Energy.from_case(case)
+        self.energy = FreeEnergy.from_case(case)
         self.mesh = build_mesh(case.section("domain"), comm)
         if self.mesh.geometry.dim != case.dim:
             raise UserError(
@@ -73,14 +73,25 @@ class FEFlowSolver(FlowSolver):
         self.dx_lumped = ufl.Measure(
             "dx", domain=self.mesh, metadata={"quadrature_rule": "vertex", "quadrature_degree": 1}
         )
-        pot = self.energy.potential
-        self.V_ufl = None if pot is None else pot.ufl_value(self.x)
+        self._check_potential()
+        self.V_ufl = self.energy.potential_ufl(self.x)
         self._owned = self.V.dofmap.index_map.size_local
         self._set_initial()
         self._build_diagnostics()
         self._fields: dolfinx.io.XDMFFile | None = None
 
     # -- set-up ----------------------------------------------------------------------------
+    def _check_potential(self) -> None:
+        """A formula V must be finite at every vertex: one error, raised on every rank."""
+        try:
+            self.case.check_potential(self.mesh.geometry.x[:, : self.case.dim], "on the mesh")
+            message = ""
+        except UserError as err:
+            message = str(err)
+        messages = [m for m in self.comm.allgather(message) if m]
+        if messages:
+            raise UserError(messages[0])
+
     def _set_initial(self) -> None:
         density = self.case.density("initial")
         gdim = self.case.dim
@@ -106,14 +117,7 @@ class FEFlowSolver(FlowSolver):
         self.rho_old.x.array[:] = self.rho.x.array
 
     def _build_diagnostics(self) -> None:
-        # 0·log 0 = 0: floor ρ inside the entropy only (V·ρ must see the true ρ).
-        rho_u = (
-            self.xp.maximum(self.rho, 1e-300)
-            if isinstance(self.energy.internal, Entropy)
-            else self.rho
-        )
-        V = self.V_ufl if self.V_ufl is not None else 0.0
-        energy = self.energy.diffusivity * self.energy.internal.U(rho_u, self.xp) + V * self.rho
+        energy = self.energy.density(self.rho, self.V_ufl, self.xp)
         self._forms = {
             "mass": dolfinx.fem.form(self.rho * self.dx_lumped),
             "energy": dolfinx.fem.form(energy * self.dx_lumped),

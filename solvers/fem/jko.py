@@ -102,7 +102,6 @@ from petsc4py import PETSc
 
 from wgf.cases import Case
 from wgf.cases.errors import SolverError, UserError
-from wgf.solvers.energy import Entropy
 from wgf.solvers.fem.base import FEFlowSolver
 
 PREFIX = "fem_jko_"
@@ -182,7 +181,7 @@ class Solver(FEFlowSolver):
         self.V_nodes = self._nodal_potential()
         self.edge_i, self.edge_j, self.edge_a = self._edges()
         self.barrier = 0.0
-        if not isinstance(self.energy.internal, Entropy):
+        if self.energy.needs_barrier:
             mean_density = case.section("initial")["mass"] / self.integrate(1.0 * self.dx)
             self.barrier = params["barrier"] * mean_density
         # The Newton unknown ϕ, its update, the residual and a scratch vector, with ghosts.
@@ -202,7 +201,7 @@ class Solver(FEFlowSolver):
         self.J: PETSc.Mat | None = None
         self._lu: PETSc.KSP | None = None
         self.ksp = self._linear_solver(
-            multigrid=params["mobility"] == "centred" and isinstance(self.energy.internal, Entropy)
+            multigrid=params["mobility"] == "centred" and not self.energy.needs_barrier
         )
 
     def _linear_solver(self, multigrid: bool) -> PETSc.KSP:
@@ -258,10 +257,8 @@ class Solver(FEFlowSolver):
         return vec.array.copy()
 
     def _nodal_potential(self) -> np.ndarray:
-        if self.energy.potential is None:
-            return np.zeros(len(self.rho.x.array))
         coords = self.V.tabulate_dof_coordinates()[:, : self.case.dim]
-        return self.energy.potential.value(coords)
+        return self.energy.potential_value(coords)
 
     def _edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Edge pieces (i, j, a > 0), one per owned cell and pair of its vertices.
@@ -368,25 +365,12 @@ class Solver(FEFlowSolver):
         return self.energy.first_variation(rho, self.V_nodes)
 
     def _density_of(self, psi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Invert μ(ρ) - ε/ρ = ψ vertexwise: ρ and dρ/dψ (the Hamilton–Jacobi row)."""
-        D, y = self.energy.diffusivity, psi - self.V_nodes
-        if isinstance(self.energy.internal, Entropy):
-            rho = np.exp(np.minimum(y / D - 1.0, 700.0))
-            return rho, rho / D
-        # Power law + barrier: h(s) = D U'(e^s) - ε e^{-s} is increasing in s = log ρ.
-        # Warm start from the last evaluation: consecutive ψ differ little.
+        """Invert μ(ρ) - ε/ρ = ψ vertexwise: ρ and dρ/dψ (the Hamilton–Jacobi row).
+
+        Iterative inversions start from the last evaluation: consecutive ψ differ little.
+        """
         start = np.where(np.isfinite(self.rho_v) & (self.rho_v > 0.0), self.rho_v, self.rho.x.array)
-        s = np.log(np.clip(start, 1e-300, 1e300))
-        for _ in range(100):
-            rho = np.exp(s)
-            h = self.energy.first_variation(rho, 0.0) - self.barrier / rho - y
-            dh = self.energy.dpressure(rho) + self.barrier / rho  # ρ·d/dρ
-            step = np.clip(h / dh, -5.0, 5.0)
-            s -= step
-            if np.max(np.abs(step)) < 1e-13:
-                break
-        rho = np.exp(s)
-        return rho, rho / (self.energy.dpressure(rho) + self.barrier / rho)
+        return self.energy.invert_first_variation(psi - self.V_nodes, self.barrier, start)
 
     # -- the reduced system R(ϕ) = 0 ----------------------------------------------------------
     def _edge_terms(self, tau: float) -> dict[str, np.ndarray]:
@@ -599,6 +583,14 @@ class Solver(FEFlowSolver):
     def _newton(self, tau: float) -> int:
         rtol, atol, max_it = self.params["rtol"], self.params["atol"], self.params["max_it"]
         norm0 = norm = self._residual_norm(tau)
+        # Relative to the first residual, but never to more than the size of the mass row's
+        # terms, ‖Mρⁿ‖/τ: a poor first guess must not make a large residual "converged".
+        own = slice(0, self.n_owned)
+        mass_row = self.masses[own] * self.rho_old.x.array[own]
+        scale = np.sqrt(self.comm.allreduce(float(mass_row @ mass_row), op=MPI.SUM)) / tau
+        if not np.isfinite(norm0):
+            raise SolverError("the first Newton residual is not finite")
+        norm0 = min(norm0, scale)
         dual = self._dual(tau)
         phi0 = np.empty_like(self.phi.array)
         for it in range(1, max_it + 1):
@@ -654,8 +646,15 @@ class Solver(FEFlowSolver):
         saved = self.phi.array.copy()
         self.energy_before = self.integrate(self._forms["energy"])
         if self._phi_prev is not None and self._tau_prev == tau:
-            # Linear extrapolation in time: saves about one Newton iteration per step.
-            self.phi.array[:] = 2.0 * saved - self._phi_prev
+            # Linear extrapolation in time: saves about one Newton iteration per step.  Not
+            # where ρ spans many decades (a density leaving its floor): there the
+            # extrapolated log ρ overshoots by decades, so keep it only if R is smaller.
+            with np.errstate(over="ignore", invalid="ignore"):
+                plain = self._residual_norm(tau)
+                self.phi.array[:] = 2.0 * saved - self._phi_prev
+                extrapolated = self._residual_norm(tau)
+            if not extrapolated <= plain:
+                self.phi.array[:] = saved
         try:
             its = self._newton(tau)
         except SolverError:

@@ -29,7 +29,7 @@ from mpi4py import MPI
 from wgf.cases import Case
 from wgf.cases.errors import UserError
 from wgf.solvers.base import FlowSolver
-from wgf.solvers.energy import Energy
+from wgf.solvers.energy import FreeEnergy
 from wgf.solvers.particles.parallel import allgather_blocks, block
 from wgf.solvers.particles.xdmf import PolyvertexSeries
 
@@ -59,7 +59,7 @@ class ParticleSolver(FlowSolver):
 
     def __init__(self, case: Case, comm: MPI.Comm, params: dict[str, Any]) -> None:
         super().__init__(case, comm, params)
-        self.energy = Energy.from_case(case)
+        self.energy = FreeEnergy.from_case(case)
         dom = case.section("domain")
         self.lower, self.upper = np.array(dom["lower"]), np.array(dom["upper"])
         self.mass = float(case.section("initial")["mass"])
@@ -84,6 +84,11 @@ class ParticleSolver(FlowSolver):
                 f"solver '{cls.name}' needs domain.shape = \"box\" "
                 f'(got "{case.section("domain")["shape"]}")'
             )
+
+    def set_initial_particles(self, x: np.ndarray, w: np.ndarray) -> None:
+        """Start from positions x (N, d) with weights w, where V must be finite."""
+        self.case.check_potential(x, "at the initial particles")
+        self.x, self.w = x, w
 
     def even_substep(self, span: float, dt_stable: float, bound: float, what: str) -> float:
         """The substep that divides ``span`` evenly, at most ``dt_stable``.

@@ -92,10 +92,10 @@ class Solver(ParticleSolver):
                 f"bound a substep uses), got {self.cfl}"
             )
         self.dt_forced = positive_param(self.name, params, "dt")
-        x, self.w, self.h, length = lattice(
+        x, w, self.h, length = lattice(
             case.density("initial"), self.lower, self.upper, n, self.mass
         )
-        self.x = x
+        self.set_initial_particles(x, w)
         self.eps = eps if eps is not None else default_epsilon(self.h, length)
         neighbours = mean_neighbours(self.x, self.eps)
         if neighbours < 2.0:
@@ -104,8 +104,6 @@ class Solver(ParticleSolver):
                 f"{self.n} particles (spacing {self.h:.3g}): the neighbour lists (cut-off "
                 f"{CUTOFF:g}√ε) would hold {neighbours:.2g} < 2 neighbours per particle"
             )
-        pot = self.energy.potential
-        self.a_norm = 0.0 if pot is None else float(np.abs(np.linalg.eigvalsh(pot.A)).max())
         self.last_dt = float("nan")
         self._list: NeighbourList | None = None
         self.list_builds = 0
@@ -140,13 +138,13 @@ class Solver(ParticleSolver):
             axis=1,
         )
         v /= self.eps
-        if self.energy.potential is not None:
-            v -= self.energy.potential.gradient(x[lo:hi])
+        v -= self.energy.potential_gradient(x[lo:hi])
         return allgather_blocks(self.comm, v), rho
 
-    def stability_bound(self, rho: np.ndarray) -> float:
-        """Heun's stability bound 2/λ for the current densities at the particles."""
-        lam = STIFFNESS * float(np.max(self.energy.dpressure(rho))) / self.eps + self.a_norm
+    def stability_bound(self, x: np.ndarray, rho: np.ndarray) -> float:
+        """Heun's stability bound 2/λ for the current positions and densities at them."""
+        stiffness = self.energy.potential_hessian_norm(x)
+        lam = STIFFNESS * float(np.max(self.energy.dpressure(rho))) / self.eps + stiffness
         return 2.0 / lam if lam > 0 else np.inf
 
     # -- FlowSolver -----------------------------------------------------------------------
@@ -155,7 +153,7 @@ class Solver(ParticleSolver):
         x, left, count, escaped = self.x, tau, 0, 0
         while left > 0.0:
             v1, rho = self.velocity(x)
-            bound = self.stability_bound(rho)
+            bound = self.stability_bound(x, rho)
             dt = self.even_substep(left, self.cfl * bound, bound, "stability bound")
             v2, _ = self.velocity(x + dt * v1)
             x, hits = self.reflect(x + 0.5 * dt * (v1 + v2))

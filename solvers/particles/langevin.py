@@ -33,7 +33,6 @@ from mpi4py import MPI
 
 from wgf.cases import Case
 from wgf.cases.errors import SolverError, UserError
-from wgf.solvers.energy import Entropy, NoInternal
 from wgf.solvers.particles.base import ParticleSolver, positive_param
 from wgf.solvers.particles.initial import random_sample
 from wgf.solvers.particles.kernels import density_at, density_on_grid, tensor_grid_axes
@@ -66,14 +65,10 @@ class Solver(ParticleSolver):
             raise UserError(f"case key 'solver.langevin.seed' must be >= 0, got {self.seed}")
         self.dt_forced = positive_param(self.name, params, "dt")
         rng = np.random.Generator(np.random.Philox(np.random.SeedSequence(self.seed)))
-        self.x, self.w = random_sample(
-            case.density("initial"), self.lower, self.upper, n, self.mass, rng
+        self.set_initial_particles(
+            *random_sample(case.density("initial"), self.lower, self.upper, n, self.mass, rng)
         )
-        pot = self.energy.potential
-        a_norm = 0.0 if pot is None else float(np.abs(np.linalg.eigvalsh(pot.A)).max())
-        self.bound = 2.0 / a_norm if a_norm > 0 else np.inf
-        noisy = isinstance(self.energy.internal, Entropy)
-        self.noise = np.sqrt(2.0 * self.energy.diffusivity) if noisy else 0.0
+        self.noise = np.sqrt(2.0 * self.energy.diffusivity) if self.energy.linear_diffusion else 0.0
         self.counter = 0
 
     @classmethod
@@ -93,16 +88,15 @@ class Solver(ParticleSolver):
 
     def step(self, tau: float) -> int:
         """Euler–Maruyama substeps over τ; return their number."""
-        dt = self.even_substep(
-            tau, 0.5 * self.bound, self.bound, "Euler–Maruyama stability bound 2/‖A‖"
-        )
+        stiffness = self.energy.potential_hessian_norm(self.x)
+        bound = 2.0 / stiffness if stiffness > 0 else np.inf
+        dt = self.even_substep(tau, 0.5 * bound, bound, "Euler–Maruyama stability bound 2/‖∇²V‖")
         n_sub = round(tau / dt)
         lo, hi = self.my_block()
         x, counter, escaped = self.x, self.counter, 0
         for _ in range(n_sub):
             xi = x[lo:hi].copy()
-            if self.energy.potential is not None:
-                xi -= dt * self.energy.potential.gradient(xi)
+            xi -= dt * self.energy.potential_gradient(xi)
             if self.noise:
                 xi += self.noise * np.sqrt(dt) * self.noise_for(counter)[lo:hi]
             counter += 1
@@ -139,7 +133,7 @@ class Solver(ParticleSolver):
     def energy_value(self) -> float:
         """D ∫U(ρ_b) on the sample grid + Σ w_i V(x_i)."""
         potential = float(np.sum(self.w * self.energy.potential_value(self.x)))
-        if isinstance(self.energy.internal, NoInternal) or len(self._points) == 0:
+        if len(self._points) == 0:
             return potential
         lower, upper = self.bounding_box()
         cell = float(np.prod((upper - lower) / np.array(self.case.sample_cells())))

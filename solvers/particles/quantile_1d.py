@@ -72,11 +72,9 @@ class Solver(ParticleSolver):
         x, self.cell_mass = quantiles_1d(
             case.density("initial"), self.lower, self.upper, n, self.mass
         )
-        self.x = x[:, None]
-        self.w = np.full(n, self.cell_mass)
-        self.w[[0, -1]] *= 0.5
-        pot = self.energy.potential
-        self.v2 = 0.0 if pot is None else float(pot.A[0, 0])
+        w = np.full(n, self.cell_mass)
+        w[[0, -1]] *= 0.5
+        self.set_initial_particles(x[:, None], w)
         self.levels = np.linspace(0.0, 1.0, n)
         self.interior = (self.levels >= INTERIOR) & (self.levels <= 1.0 - INTERIOR)
 
@@ -111,11 +109,13 @@ class Solver(ParticleSolver):
         grad = self.w * (x - x_old) / tau
         grad[1:] += df
         grad[:-1] -= df
-        diag = self.w * (1.0 / tau + self.v2)
+        # V'' where the step problem is convex; a concave V (double wells) with 1/τ + V'' ≤ 0
+        # would make the Hessian indefinite, so V'' is clipped there (a convex model).
+        curvature = np.maximum(self.energy.potential_hessian(x[:, None])[:, 0, 0], -0.5 / tau)
+        diag = self.w * (1.0 / tau + curvature)
         diag[1:] += d2f
         diag[:-1] += d2f
-        if self.energy.potential is not None:
-            grad += self.w * self.energy.potential.gradient(x[:, None])[:, 0]
+        grad += self.w * self.energy.potential_gradient(x[:, None])[:, 0]
         bands = np.zeros((3, len(x)))
         bands[0, 1:] = -d2f
         bands[1] = diag

@@ -1,0 +1,116 @@
+"""The free energy F(ρ) = ∫ D·U(ρ) dx + ∫ V ρ dx as a sum of terms.
+
+:class:`FreeEnergy` holds the terms and answers, for any of them, the questions that the
+solvers ask: the energy density, the first variation δF/δρ, the pressure, the potential's
+value, gradient, Hessian and UFL face, the pointwise inversion and prox.  Solvers never
+look at which terms it holds.  The interaction ½∬W(x-y)ρ(x)ρ(y) (next issue) enters as a
+third term with a nonlocal first variation W∗ρ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from wgf.cases import Case
+from wgf.solvers.energy.backend import NUMPY, ArrayNamespace
+from wgf.solvers.energy.internal import INTERNAL_ENERGIES, InternalEnergy, PowerLaw
+from wgf.solvers.energy.potential import ExpressionPotential, Potential, QuadraticPotential
+
+
+@dataclass(frozen=True)
+class FreeEnergy:
+    """F(ρ) = ∫ D·U(ρ) + V ρ.
+
+    Attributes:
+        internal: The internal energy U.
+        diffusivity: D.
+        potential: The potential V, or None for V = 0.
+    """
+
+    internal: InternalEnergy
+    diffusivity: float
+    potential: Potential | None = None
+
+    @classmethod
+    def from_case(cls, case: Case) -> FreeEnergy:
+        """Build the energy of a validated case (``[energy]``)."""
+        e = case.section("energy")
+        kind = INTERNAL_ENERGIES[e["internal"]]
+        internal = kind(e["m"]) if kind is PowerLaw else kind()
+        potential: Potential | None = None
+        if (function := case.potential_expression()) is not None:
+            potential = ExpressionPotential(function)
+        elif (quadratic := case.potential()) is not None:
+            potential = QuadraticPotential(*quadratic)
+        return cls(internal, e["diffusivity"], potential)
+
+    # -- local quantities, on NumPy arrays or UFL expressions -----------------------------
+    def density(self, rho: Any, V: Any, xp: ArrayNamespace = NUMPY) -> Any:
+        """Integrand D·U(ρ) + Vρ, given V evaluated at the same points."""
+        return self.diffusivity * self.internal.U(rho, xp) + V * rho
+
+    def first_variation(self, rho: Any, V: Any, xp: ArrayNamespace = NUMPY) -> Any:
+        """δF/δρ = D·U'(ρ) + V."""
+        return self.diffusivity * self.internal.dU(rho, xp) + V
+
+    def pressure(self, rho: Any, xp: ArrayNamespace = NUMPY) -> Any:
+        """D·P(ρ), so that ρ∇(δF/δρ) = ∇(D·P(ρ)) + ρ∇V."""
+        return self.diffusivity * self.internal.pressure(rho, xp)
+
+    def dpressure(self, rho: Any, xp: ArrayNamespace = NUMPY) -> Any:
+        """D·P'(ρ): the nonlinear diffusion coefficient."""
+        return self.diffusivity * self.internal.dpressure(rho, xp)
+
+    @property
+    def linear_diffusion(self) -> bool:
+        """Whether the internal term is D·ρ log ρ (P(ρ) = ρ: Brownian noise, Slotboom)."""
+        return self.internal.linear_pressure
+
+    @property
+    def needs_barrier(self) -> bool:
+        """Whether minimisers may vanish on open sets (an interior-point solver needs a barrier)."""
+        return self.internal.compact_support
+
+    def invert_first_variation(
+        self, y: np.ndarray, barrier: float, start: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """ρ > 0 with D·U'(ρ) - ε/ρ = y at every point, and dρ/dy (y = δF/δρ - V)."""
+        return self.internal.invert_first_variation(y, self.diffusivity, barrier, start)
+
+    def prox(self, z: np.ndarray, c: float) -> np.ndarray:
+        """argmin_{ρ≥0} c·D·U(ρ) + ½(ρ - z)² at every point."""
+        return self.internal.prox(z, c * self.diffusivity)
+
+    # -- the potential ---------------------------------------------------------------------
+    def potential_value(self, x: np.ndarray) -> np.ndarray:
+        """V at points x (n, d); zeros for V = 0."""
+        x = np.atleast_2d(x)
+        return np.zeros(len(x)) if self.potential is None else self.potential.value(x)
+
+    def potential_gradient(self, x: np.ndarray) -> np.ndarray:
+        """∇V at points x (n, d); zeros for V = 0."""
+        x = np.atleast_2d(x)
+        return (
+            np.zeros_like(x, dtype=float) if self.potential is None else self.potential.gradient(x)
+        )
+
+    def potential_hessian(self, x: np.ndarray) -> np.ndarray:
+        """∇²V at points x, shape (n, d, d); zeros for V = 0."""
+        x = np.atleast_2d(x)
+        if self.potential is None:
+            return np.zeros((len(x), x.shape[1], x.shape[1]))
+        return self.potential.hessian(x)
+
+    def potential_hessian_norm(self, x: np.ndarray) -> float:
+        """Max over the points x of the spectral norm of ∇²V (0 for V = 0).
+
+        The explicit particle integrators take it as the stiffness of the drift -∇V.
+        """
+        return 0.0 if self.potential is None else self.potential.hessian_norm(x)
+
+    def potential_ufl(self, x: Any) -> Any:
+        """V as a UFL expression of the spatial coordinate ``x`` (0.0 for V = 0)."""
+        return 0.0 if self.potential is None else self.potential.ufl_value(x)

@@ -1,0 +1,92 @@
+"""Potential energies ∫ V ρ dx: a confining or driving potential V(x).
+
+A potential gives its value, gradient and Hessian at points (NumPy, for particles and
+nodal FE quantities) and its UFL expression (for FE forms).  Two kinds ship:
+
+* :class:`QuadraticPotential`, V = ½(x-c)ᵀA(x-c): the closed forms of DESIGN §5 need it;
+* :class:`ExpressionPotential`, any smooth V given as a (safely parsed) SymPy expression in
+  x, y, z; its gradient and Hessian are SymPy derivatives, not finite differences.
+
+A new kind of potential is one class that provides :class:`Potential`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from wgf.cases.closed_forms import quadratic_potential
+from wgf.cases.expressions import SymbolicFunction
+
+
+class Potential(Protocol):
+    """What every potential term provides; points ``x`` have shape (n, d)."""
+
+    def value(self, x: np.ndarray) -> np.ndarray: ...  # noqa: D102
+    def gradient(self, x: np.ndarray) -> np.ndarray: ...  # noqa: D102
+    def hessian(self, x: np.ndarray) -> np.ndarray: ...  # noqa: D102
+    def hessian_norm(self, x: np.ndarray) -> float: ...  # noqa: D102
+    def ufl_value(self, x: Any) -> Any: ...  # noqa: D102
+
+
+@dataclass(frozen=True)
+class QuadraticPotential:
+    """V(x) = ½ (x-c)ᵀ A (x-c), A symmetric positive semidefinite."""
+
+    A: np.ndarray
+    center: np.ndarray
+
+    def value(self, x: np.ndarray) -> np.ndarray:
+        """V at points x of shape (n, d)."""
+        return quadratic_potential(x, self.A, self.center)
+
+    def gradient(self, x: np.ndarray) -> np.ndarray:
+        """∇V = A(x-c) at points x of shape (n, d)."""
+        return (np.atleast_2d(x) - self.center) @ self.A.T
+
+    def hessian(self, x: np.ndarray) -> np.ndarray:
+        """∇²V = A at every point, shape (n, d, d)."""
+        return np.broadcast_to(self.A, (len(np.atleast_2d(x)), *self.A.shape))
+
+    def hessian_norm(self, x: np.ndarray) -> float:
+        """‖A‖₂, the same at every point."""
+        return float(np.abs(np.linalg.eigvalsh(self.A)).max())
+
+    def ufl_value(self, x: Any) -> Any:
+        """V as a UFL expression of the spatial coordinate ``x``."""
+        import ufl
+
+        y = x - ufl.as_vector(self.center.tolist())
+        return 0.5 * ufl.dot(y, ufl.as_matrix(self.A.tolist()) * y)
+
+
+@dataclass(frozen=True)
+class ExpressionPotential:
+    """V(x) given by a formula in the coordinates x, y, z (DESIGN §4 ``expression``)."""
+
+    function: SymbolicFunction
+
+    def value(self, x: np.ndarray) -> np.ndarray:
+        """V at points x of shape (n, d)."""
+        return self.function(np.atleast_2d(x))
+
+    def gradient(self, x: np.ndarray) -> np.ndarray:
+        """∇V at points x of shape (n, d), from the SymPy derivatives."""
+        return self.function.gradient(np.atleast_2d(x))
+
+    def hessian(self, x: np.ndarray) -> np.ndarray:
+        """∇²V at points x, shape (n, d, d), from the SymPy derivatives."""
+        return self.function.hessian(np.atleast_2d(x))
+
+    def hessian_norm(self, x: np.ndarray) -> float:
+        """Max over the points x of the spectral norm of ∇²V (0 for no points)."""
+        x = np.atleast_2d(x)
+        if len(x) == 0:
+            return 0.0
+        return float(np.abs(np.linalg.eigvalsh(self.hessian(x))).max())
+
+    def ufl_value(self, x: Any) -> Any:
+        """V as a UFL expression of the spatial coordinate ``x``."""
+        return self.function.to_ufl([x[i] for i in range(len(self.function.variables))])
