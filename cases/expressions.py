@@ -37,6 +37,7 @@ import ast
 import functools
 import math
 import operator
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -158,9 +159,30 @@ class _Builder:
         return _fail(self.key, problem)
 
     def build(self, node: ast.expr, depth: int = 0) -> sympy.Expr:
-        """The SymPy expression of ``node``; a UserError for anything not whitelisted."""
+        """The SymPy expression of ``node``; a UserError for anything not whitelisted.
+
+        Every subexpression is checked as soon as it is built, so that a non-real or
+        infinite constant (``sqrt(-1)``, ``1/0``) is refused before SymPy has to compare or
+        combine it (``min(x, 1/0)`` would make SymPy raise, ``atan(1/0)`` give an interval).
+        """
         if depth > MAX_DEPTH:
             raise self.fail(f"the formula is nested more than {MAX_DEPTH} levels deep")
+        try:
+            result = self.node(node, depth)
+        except (ValueError, TypeError, ArithmeticError) as error:
+            message = str(error).replace("\n", " ")
+            raise self.fail(f"the formula has no value: {_short(message, 80)}") from None
+        self.check_value(result)
+        return result
+
+    def check_value(self, expr: sympy.Expr) -> None:
+        """Refuse constants with no real, finite value (``1/0``, ``log(0)``, ``sqrt(-1)``)."""
+        for bad, problem in _NO_VALUE:
+            if expr.has(bad):
+                raise self.fail(f"the formula has no value: {problem} ({_short(str(expr))})")
+
+    def node(self, node: ast.expr, depth: int) -> sympy.Expr:
+        """The SymPy expression of one whitelisted node (its children built by :meth:`build`)."""
         if isinstance(node, ast.Constant):
             return self.number(node.value)
         if isinstance(node, ast.Name):
@@ -296,7 +318,11 @@ def _short(text: str, limit: int = 40) -> str:
 def _parse_tree(text: str, key: str) -> ast.expr:
     """The :mod:`ast` tree of one expression; a UserError if it does not parse."""
     try:
-        return ast.parse(text, mode="eval").body
+        # Python warns on stderr about some dubious tokens (``2if``): make that an error,
+        # since the contract is one line and nothing else.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            return ast.parse(text, mode="eval").body
     except SyntaxError as error:
         where = f" at column {error.offset}" if error.offset else ""
         if error.lineno and error.lineno > 1:
@@ -308,16 +334,51 @@ def _parse_tree(text: str, key: str) -> ast.expr:
         raise _fail(key, f"the formula does not parse: {error}") from None
 
 
-def _check_real_and_finite(expr: sympy.Expr, key: str) -> None:
-    """Refuse constants that have no real, finite value (``1/0``, ``log(0)``, ``sqrt(-1)``)."""
-    for bad, problem in (
-        (sympy.zoo, "it is infinite (a division by zero, or log(0))"),
-        (sympy.nan, "it contains 0/0"),
-        (sympy.oo, "it is infinite"),
-        (sympy.I, "it is not real"),
-    ):
-        if expr.has(bad):
-            raise _fail(key, f"the formula has no value: {problem} ({_short(str(expr))})")
+#: Constants that have no real, finite value, and how they arise.
+_NO_VALUE: tuple[tuple[sympy.Expr, str], ...] = (
+    (sympy.zoo, "it is infinite (a division by zero, or log(0))"),
+    (sympy.nan, "it contains 0/0"),
+    (sympy.oo, "it is infinite"),
+    (sympy.I, "it is not real"),
+)
+
+#: The kinds of SymPy node that a parsed formula may hold, beyond numbers and symbols; the
+#: derivatives add sign and Heaviside. Both faces below evaluate exactly these.
+_PARSED_NODES: tuple[type, ...] = (
+    sympy.Add,
+    sympy.Mul,
+    sympy.Pow,
+    sympy.Min,
+    sympy.Max,
+    sympy.exp,
+    sympy.log,
+    sympy.sin,
+    sympy.cos,
+    sympy.tan,
+    sympy.sinh,
+    sympy.cosh,
+    sympy.tanh,
+    sympy.asin,
+    sympy.acos,
+    sympy.atan,
+    sympy.Abs,
+    sympy.erf,
+)
+
+
+def _check_supported(expr: sympy.Expr, key: str) -> None:
+    """Refuse what the NumPy and UFL faces cannot evaluate.
+
+    That is a number beyond the float range (``1e308*10``: SymPy's floats have no upper
+    limit), or a kind of node that SymPy's automatic simplification made of the formula and
+    that the faces do not know (none is known; this keeps their TypeError unreachable).
+    """
+    for node in sympy.preorder_traversal(expr):
+        if node.is_Number:
+            if not math.isfinite(float(node)):
+                raise _fail(key, f"a number is too large for a float ({_short(str(node))})")
+        elif not isinstance(node, (sympy.Symbol, sympy.NumberSymbol, *_PARSED_NODES)):
+            raise _fail(key, f"the formula simplifies to an unsupported {type(node).__name__}")
 
 
 def _drop_point_masses(expr: sympy.Expr) -> sympy.Expr:
@@ -335,10 +396,6 @@ def _scipy_erf(values: Value) -> Value:
     from scipy.special import erf
 
     return erf(values)
-
-
-def _heaviside(values: Value, at_zero: float) -> Value:
-    return np.heaviside(values, at_zero)
 
 
 #: One-argument functions that may occur in a parsed formula or its derivatives.
@@ -363,9 +420,9 @@ _NUMPY_FUNCTIONS: dict[type, Callable[[Value], Value]] = {
 def _integer_power(values: Value, n: int) -> Value:
     """``values**n`` by repeated squaring.
 
-    libm's ``pow`` costs a hundred multiplications or so per entry, and the powers in
-    potentials are small integers (x**4 takes two multiplications); the rounding error grows
-    only like log2(n) ulps.
+    libm's ``pow`` is far slower than a multiplication, and the powers in potentials are
+    small integers (x**4 takes two multiplications); the rounding error grows only like
+    log2(n) ulps.
     """
     if n < 0:
         return 1.0 / _integer_power(values, -n)
@@ -417,7 +474,7 @@ def _compile(expr: sympy.Expr, index: dict[sympy.Symbol, int]) -> Evaluator:
     if isinstance(expr, sympy.Heaviside):
         at_zero = float(expr.args[1]) if len(expr.args) > 1 else 0.5
         step = args[0]
-        return lambda columns: _heaviside(step(columns), at_zero)
+        return lambda columns: np.heaviside(step(columns), at_zero)
     function = _NUMPY_FUNCTIONS.get(type(expr))
     if function is not None and len(args) == 1:
         inner = args[0]
@@ -463,8 +520,11 @@ def _to_ufl(expr: sympy.Expr, coordinates: dict[sympy.Symbol, Any], cache: dict)
 
     if isinstance(expr, sympy.Symbol):
         result = coordinates[expr]
-    elif expr.is_Number or isinstance(expr, sympy.NumberSymbol):
-        result = float(expr)
+    elif not expr.free_symbols:
+        # A constant takes its NumPy value: UFL would evaluate acos(-2) with math.acos and
+        # raise, where NumPy (and the generated C code) give NaN for require_finite to catch.
+        with np.errstate(all="ignore"):
+            result = float(_compile(expr, {})([]))
     elif isinstance(expr, sympy.Pow):
         base = _to_ufl(expr.base, coordinates, cache)
         if expr.exp == sympy.S.Half:
@@ -547,7 +607,7 @@ class SymbolicFunction:
             raise _fail(key, "the formula is empty")
         symbols = {name: sympy.Symbol(name, real=True) for name in names}
         expr = _Builder(key, symbols).build(_parse_tree(text, key))
-        _check_real_and_finite(expr, key)
+        _check_supported(expr, key)
         return cls(text, names, expr)
 
     @functools.cached_property

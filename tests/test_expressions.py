@@ -144,6 +144,7 @@ def test_constants_radial_and_three_dimensional_functions():
         ("exp", "'exp' is a function"),
         ("x(2)", "'x' is not a function"),
         ("x +", "does not parse: invalid syntax"),
+        ("2if x else y", "does not parse: invalid decimal literal"),
         ("import os", "does not parse"),
         ("x = 1", "does not parse"),
         ("", "the formula is empty"),
@@ -156,11 +157,17 @@ def test_constants_radial_and_three_dimensional_functions():
         ("log(0)", "infinite"),
         ("sqrt(-1)", "not real"),
         ("0/0", "0/0"),
+        ("min(x, 1/0)", "infinite (a division by zero"),
+        ("atan(1/0)", "infinite (a division by zero"),
+        ("abs(sqrt(-1))", "not real"),
+        ("max(log(-1), x)", "not real (I*pi)"),
+        ("x*1e308*10", "too large for a float"),
     ],
 )
-def test_bad_formulas_are_one_line_user_errors(text, token):
+def test_bad_formulas_are_one_line_user_errors(text, token, recwarn):
     with pytest.raises(UserError) as raised:
         parse(text)
+    assert len(recwarn) == 0, [str(w.message) for w in recwarn]  # nothing besides the line
     message = str(raised.value)
     assert message.startswith(f"case key '{KEY}': "), message
     assert token in message, message
@@ -295,6 +302,10 @@ def test_ufl_face_of_a_constant_is_a_number():
     c = parse("3*pi")
     assert float(c.to_ufl((None, None))) == pytest.approx(3 * math.pi, rel=1e-15)
     assert isinstance(c.to_ufl((None, None)), ufl.core.expr.Expr)
+    # acos(-2) has no real value: NaN on both faces (UFL alone would raise in math.acos).
+    nan = parse("x + acos(-2)")
+    assert np.isnan(nan(np.zeros((1, 2)))[0])
+    assert math.isnan(float(nan.to_ufl((0.0, 0.0))))
 
 
 @pytest.mark.parametrize(
