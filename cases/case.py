@@ -13,14 +13,16 @@ import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from wgf.cases import closed_forms as cf
 from wgf.cases.errors import UserError
-from wgf.cases.expressions import SymbolicFunction, require_finite
 from wgf.cases.schema import SCHEMA, Key, key_at, resolve
+
+if TYPE_CHECKING:  # SymPy takes a second to import: only cases with formulas pay for it
+    from wgf.cases.expressions import SymbolicFunction
 
 CASES_DIR = Path(__file__).resolve().parent
 
@@ -218,6 +220,11 @@ class Case:
             return lambda t, x: steady(x)
         return None
 
+    @property
+    def exact_is_steady(self) -> bool:
+        """Whether the exact solution does not depend on time (``exact.kind = "stationary"``)."""
+        return self.config["exact"]["kind"] == "stationary"
+
     @functools.cached_property
     def _stationary(self) -> Density:
         """The steady state of ``exact.kind = "stationary"``, checked to be confined."""
@@ -274,7 +281,16 @@ class Case:
 
 
 def _formula(text: str, dim: int, key: str) -> SymbolicFunction:
+    from wgf.cases.expressions import SymbolicFunction
+
     return SymbolicFunction.parse(text, COORDINATES[:dim], key)
+
+
+def require_finite(values: np.ndarray, points: np.ndarray, key: str, where: str) -> None:
+    """See :func:`wgf.cases.expressions.require_finite` (imported when first needed)."""
+    from wgf.cases.expressions import require_finite as check
+
+    check(values, points, key, where)
 
 
 def _potential_key(cfg: dict) -> str:

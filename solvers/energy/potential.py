@@ -13,12 +13,14 @@ A new kind of potential is one class that provides :class:`Potential`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from wgf.cases.closed_forms import quadratic_potential
-from wgf.cases.expressions import SymbolicFunction
+
+if TYPE_CHECKING:
+    from wgf.cases.expressions import SymbolicFunction
 
 
 class Potential(Protocol):

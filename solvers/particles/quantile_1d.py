@@ -77,6 +77,7 @@ class Solver(ParticleSolver):
         self.set_initial_particles(x[:, None], w)
         self.levels = np.linspace(0.0, 1.0, n)
         self.interior = (self.levels >= INTERIOR) & (self.levels <= 1.0 - INTERIOR)
+        self._steady_quantiles: np.ndarray | None = None
 
     @classmethod
     def check_case(cls, case: Case) -> None:
@@ -181,11 +182,23 @@ class Solver(ParticleSolver):
         return out
 
     def exact_quantiles(self, t: float) -> np.ndarray | None:
-        """Q(t, i/(N-1)) of the exact solution (cumulative trapezoid on a fine grid)."""
+        """Q(t, i/(N-1)) of the exact solution (cumulative trapezoid on a fine grid).
+
+        Computed once for a steady exact solution (it costs more than a step).
+        """
         if self.exact is None:
             return None
-        grid = np.linspace(self.lower[0], self.upper[0], EXACT_GRID)
-        rho = self.exact(t, grid[:, None])
+        if self.case.exact_is_steady:
+            if self._steady_quantiles is None:
+                self._steady_quantiles = self._quantiles_of(self.exact(0.0, self._fine_grid()))
+            return self._steady_quantiles
+        return self._quantiles_of(self.exact(t, self._fine_grid()))
+
+    def _fine_grid(self) -> np.ndarray:
+        return np.linspace(self.lower[0], self.upper[0], EXACT_GRID)[:, None]
+
+    def _quantiles_of(self, rho: np.ndarray) -> np.ndarray:
+        grid = self._fine_grid()[:, 0]
         cdf = np.concatenate([[0.0], np.cumsum(0.5 * (rho[1:] + rho[:-1]) * np.diff(grid))])
         cdf /= cdf[-1]
         up = np.diff(cdf) > 0.0

@@ -1,0 +1,93 @@
+"""The energy as terms: formula potentials in every flow solver, steady states, bad input."""
+
+import numpy as np
+import pytest
+
+from tests.conftest import read, run_case
+from wgf.cases import load_case
+from wgf.cases.expressions import SymbolicFunction
+from wgf.solvers.energy import (
+    Entropy,
+    ExpressionPotential,
+    FreeEnergy,
+    NoInternal,
+    PowerLaw,
+    QuadraticPotential,
+)
+
+
+@pytest.mark.parametrize("internal", [Entropy(), PowerLaw(2.0), PowerLaw(3.5)])
+def test_inversion_and_prox_solve_their_equations(internal):
+    energy = FreeEnergy(internal, diffusivity=0.7)
+    rng = np.random.default_rng(3)
+    rho = np.exp(rng.uniform(-8.0, 2.0, 200))
+    barrier = 0.0 if not energy.needs_barrier else 1e-6
+    y = energy.first_variation(rho, 0.0) - barrier / rho
+    found, drho = energy.invert_first_variation(y, barrier, start=np.ones_like(rho))
+    np.testing.assert_allclose(found, rho, rtol=1e-10)
+    # dρ/dy against a centred difference of the inversion itself.
+    h = 1e-6 * np.maximum(1.0, np.abs(y))
+    up, _ = energy.invert_first_variation(y + h, barrier, start=rho)
+    down, _ = energy.invert_first_variation(y - h, barrier, start=rho)
+    np.testing.assert_allclose(drho, (up - down) / (2 * h), rtol=1e-5)
+    # prox: c·D·U'(ρ) + ρ = z where ρ > 0.
+    z, c = rng.uniform(0.1, 5.0, 200), 0.3
+    p = energy.prox(z, c)
+    np.testing.assert_allclose(c * energy.first_variation(p, 0.0) + p, z, rtol=1e-10)
+
+
+def test_prox_of_no_internal_energy_is_the_projection():
+    z = np.array([-1.0, 0.0, 2.5])
+    np.testing.assert_array_equal(FreeEnergy(NoInternal(), 1.0).prox(z, 0.4), [0.0, 0.0, 2.5])
+
+
+def test_formula_potential_equals_the_quadratic_one():
+    A = np.array([[2.0, 0.5], [0.5, 1.0]])
+    c = np.array([0.3, -0.2])
+    quad = QuadraticPotential(A, c)
+    text = "(2*(x - 0.3)**2 + 2*0.5*(x - 0.3)*(y + 0.2) + (y + 0.2)**2)/2"
+    formula = ExpressionPotential(SymbolicFunction.parse(text, ("x", "y"), "test"))
+    x = np.random.default_rng(0).normal(size=(50, 2))
+    np.testing.assert_allclose(formula.value(x), quad.value(x), rtol=1e-13)
+    np.testing.assert_allclose(formula.gradient(x), quad.gradient(x), rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(formula.hessian(x), quad.hessian(x), rtol=1e-13)
+    assert formula.hessian_norm(x) == pytest.approx(quad.hessian_norm(x), rel=1e-13)
+
+
+@pytest.mark.parametrize(
+    "solver,sets",
+    [
+        ("fem-implicit", []),
+        ("fem-jko", []),
+        ("fem-jko", ["solver.fem-jko.inner=alg2", "domain.cells=[40]", "time.t_end=0.02"]),
+        ("blob", ["solver.blob.particles=100"]),
+        ("langevin", ["solver.langevin.particles=2000"]),
+        ("quantile-1d", ["solver.quantile-1d.particles=100"]),
+    ],
+)
+def test_every_flow_solver_gives_the_same_run_with_the_potential_as_a_formula(
+    solver, sets, tmp_path
+):
+    """fokker_planck_ou_1d with V = x²/2 as A = 1 and as a formula: the same numbers."""
+    base = ["time.t_end=0.1", *sets]
+    run_case("fokker_planck_ou_1d", base, tmp_path / "matrix", solver=solver)
+    # A formula potential has no Gaussian closed form: compare the runs with each other.
+    run_case(str(_formula_case(tmp_path)), base, tmp_path / "formula", solver=solver)
+    a = read(tmp_path / "matrix" / f"fokker_planck_ou_1d_{solver}.h5")
+    b = read(tmp_path / "formula" / f"fokker_planck_ou_1d_{solver}.h5")
+    for name in ("diagnostics/energy", "diagnostics/second_moment", "snapshots/density"):
+        np.testing.assert_allclose(b[name], a[name], rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(b["diagnostics/iterations"], a["diagnostics/iterations"])
+    assert a["diagnostics/l1_error"][-1] < 0.06  # and the quadratic run is right
+
+
+def _formula_case(tmp_path):
+    """fokker_planck_ou_1d with [energy.potential] as the formula x**2/2 (exact: gaussian)."""
+    text = (load_case("fokker_planck_ou_1d").path).read_text()
+    start = text.index("[energy.potential]")
+    end = text.index("[", start + 1)
+    text = text[:start] + '[energy.potential]\nexpression = "x**2/2"\n\n' + text[end:]
+    text = text.replace('kind = "gaussian"\n\n[output]', 'kind = "none"\n\n[output]')
+    path = tmp_path / "fokker_planck_ou_1d.toml"
+    path.write_text(text)
+    return path
