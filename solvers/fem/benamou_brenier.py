@@ -104,7 +104,6 @@ from typing import Any
 import basix
 import dolfinx.fem
 import dolfinx.fem.petsc
-import dolfinx.geometry
 import dolfinx.io
 import dolfinx.mesh
 import numpy as np
@@ -117,6 +116,7 @@ from wgf.cases import Case
 from wgf.cases.errors import UserError
 from wgf.meshes import box_mesh
 from wgf.solvers.fem.petsc_options import set_default_options
+from wgf.solvers.fem.sampling import PointSampler
 
 PREFIX = "fem_bb_"
 NULLSPACE_EPS = 1e-9
@@ -577,22 +577,8 @@ class Solver(SpaceTimeALG2):
         for i, t in enumerate(times):
             pts[i * n : (i + 1) * n, : self.dim] = points
             pts[i * n : (i + 1) * n, self.dim] = t
-        tree = dolfinx.geometry.bb_tree(self.mesh, self.tdim)
-        cand = dolfinx.geometry.compute_collisions_points(tree, pts)
-        coll = dolfinx.geometry.compute_colliding_cells(self.mesh, cand, pts)
-        cells = np.full(len(pts), -1, dtype=np.int32)
-        offsets, links = coll.offsets, coll.array
-        has = np.diff(offsets) > 0
-        cells[has] = links[offsets[:-1][has]]
-        claim = np.where(cells >= 0, self.comm.rank, self.comm.size).astype(np.int32)
-        self.comm.Allreduce(MPI.IN_PLACE, claim, op=MPI.MIN)
-        mine = np.flatnonzero(claim == self.comm.rank)
-        values = np.zeros(len(pts))
-        if len(mine):
-            values[mine] = rho.eval(pts[mine], cells[mine]).ravel()
-        total = np.zeros_like(values) if self.comm.rank == 0 else None
-        self.comm.Reduce(values, total, op=MPI.SUM, root=0)
-        return None if total is None else total.reshape(len(times), n)
+        values = PointSampler(self.mesh, pts).evaluate(rho)
+        return None if values is None else values.reshape(len(times), n)
 
     def bounding_box(self) -> tuple[np.ndarray, np.ndarray]:
         """Lower and upper corners of the spatial domain."""
