@@ -115,15 +115,13 @@ from petsc4py import PETSc
 from wgf.cases import Case
 from wgf.cases.errors import UserError
 from wgf.meshes import box_mesh
-from wgf.solvers.fem.petsc_options import set_default_options
+from wgf.solvers.fem.petsc_options import use_direct_lu
 from wgf.solvers.fem.sampling import PointSampler
 
 PREFIX = "fem_bb_"
 NULLSPACE_EPS = 1e-9
 #: Residual balancing: r is doubled/halved when one residual exceeds the other 10 times.
 ADAPT_RATIO, ADAPT_FACTOR = 10.0, 2.0
-
-LU = {"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_solver_type": "mumps"}
 
 
 # -- the pointwise projection ------------------------------------------------------------
@@ -302,8 +300,7 @@ class SpaceTimeALG2:
             self.A.setDiagonal(diag, addv=PETSc.InsertMode.ADD_VALUES)
             self.A.assemble()
             diag.destroy()
-        set_default_options(self.prefix, LU)
-        self.ksp = PETSc.KSP().create(self.comm)
+        self.ksp = use_direct_lu(PETSc.KSP().create(self.comm))
         self.ksp.setOptionsPrefix(self.prefix)
         self.ksp.setOperators(self.A)
         self.ksp.setFromOptions()

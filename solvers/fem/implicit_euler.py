@@ -50,7 +50,7 @@ from wgf.cases import Case
 from wgf.cases.errors import SolverError
 from wgf.solvers.energy import Entropy
 from wgf.solvers.fem.base import FEFlowSolver
-from wgf.solvers.fem.petsc_options import NEWTON_LU, set_default_options
+from wgf.solvers.fem.petsc_options import NEWTON, set_default_options, use_direct_lu
 
 PREFIX = "fem_implicit_"
 
@@ -91,7 +91,7 @@ class Solver(FEFlowSolver):
         set_default_options(
             PREFIX,
             {
-                **NEWTON_LU,
+                **NEWTON,
                 "snes_rtol": params["rtol"],
                 "snes_atol": params["atol"],
                 "snes_max_it": params["max_it"],
@@ -101,6 +101,7 @@ class Solver(FEFlowSolver):
             residual, self.w, petsc_options_prefix=PREFIX
         )
         self.snes = self.problem.solver
+        use_direct_lu(self.snes.getKSP())
         self.snes.setFromOptions()
         self._set_unknowns_from_density()
 

@@ -91,6 +91,7 @@ from __future__ import annotations
 
 import dolfinx_solver  # noqa: F401 - must precede dolfinx
 
+import logging
 from typing import Any
 
 import dolfinx.fem
@@ -104,6 +105,9 @@ from wgf.cases import Case
 from wgf.cases.errors import SolverError, UserError
 from wgf.solvers.energy import Entropy
 from wgf.solvers.fem.base import FEFlowSolver
+from wgf.solvers.fem.petsc_options import use_direct_lu
+
+log = logging.getLogger(__name__)
 
 PREFIX = "fem_jko_"
 ARMIJO = 1e-4
@@ -121,14 +125,6 @@ RELAX_ROWS_ABOVE = 1e-5
 BISECTIONS = 40
 #: Relax only when the dilute rows hold at least this share of ‖R‖.
 RELAX_WHEN_SHARE_ABOVE = 0.5
-
-
-def _use_mumps_lu(ksp: PETSc.KSP) -> PETSc.KSP:
-    """Make ``ksp`` a direct solve: no Krylov iterations, MUMPS LU."""
-    ksp.setType("preonly")
-    ksp.getPC().setType("lu")
-    ksp.getPC().setFactorSolverType("mumps")
-    return ksp
 
 
 class Solver(FEFlowSolver):
@@ -221,7 +217,7 @@ class Solver(FEFlowSolver):
             pc.setType("gamg")
             ksp.setTolerances(rtol=LINEAR_RTOL, max_it=LINEAR_MAX_IT)
         else:
-            _use_mumps_lu(ksp)
+            use_direct_lu(ksp)
         ksp.setFromOptions()
         return ksp
 
@@ -238,12 +234,12 @@ class Solver(FEFlowSolver):
             raise SolverError(f"linear solve failed (KSP reason {reason})")
         if self._lu is None:
             if self.comm.rank == 0:
-                print(
-                    f"  fem-jko: Krylov solve failed (KSP reason {reason}); "
+                log.info(
+                    "  fem-jko: Krylov solve failed (KSP reason %d); "
                     "MUMPS LU for the solves that fail from now on",
-                    flush=True,
+                    reason,
                 )
-            self._lu = _use_mumps_lu(PETSc.KSP().create(self.comm))
+            self._lu = use_direct_lu(PETSc.KSP().create(self.comm))
         self._lu.setOperators(self.J)
         self._lu.solve(self.r.petsc_vec, self.dphi.petsc_vec)
         if (reason := self._lu.getConvergedReason()) < 0:
@@ -632,12 +628,12 @@ class Solver(FEFlowSolver):
                     self.phi.array[:] = phi0
                     raise SolverError(f"line search failed at Newton iteration {it}")
             if self.params["monitor"] and self.comm.rank == 0:
-                print(f"    newton {it}: |R| {norm:.3e} -> {trial:.3e}, step {alpha:g}", flush=True)
+                log.info("    newton %d: |R| %.3e -> %.3e, step %g", it, norm, trial, alpha)
             norm = trial
             if self.barrier > 0.0 and self.params["mobility"] == "centred":
                 relaxed = self._relax(tau, norm)
                 if self.params["monitor"] and self.comm.rank == 0 and relaxed < norm:
-                    print(f"    relaxed: |R| {norm:.3e} -> {relaxed:.3e}", flush=True)
+                    log.info("    relaxed: |R| %.3e -> %.3e", norm, relaxed)
                 norm, dual = relaxed, self._dual(tau)
         if norm <= max(atol, rtol * norm0):
             return max_it
