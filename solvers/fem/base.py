@@ -33,6 +33,7 @@ import ufl
 from mpi4py import MPI
 
 from wgf.cases import Case
+from wgf.cases.density import check_density
 from wgf.cases.errors import UserError
 from wgf.meshes import bounding_box, build_mesh
 from wgf.solvers.base import FlowSolver
@@ -86,21 +87,8 @@ class FEFlowSolver(FlowSolver):
         gdim = self.case.dim
         with np.errstate(all="ignore"):  # reported below as one clear error
             self.rho.interpolate(lambda x: density(x[:gdim].T))
-        values = self.rho.x.array[: self._owned]
-        bad = self.comm.allreduce(int(np.count_nonzero(~np.isfinite(values))), op=MPI.SUM)
-        if bad:
-            raise UserError(
-                f"case key 'initial': the initial density has {bad} non-finite values on the mesh"
-            )
-        low = self.comm.allreduce(float(values.min(initial=np.inf)), op=MPI.MIN)
-        if low < 0.0:
-            raise UserError(f"case key 'initial': the initial density is negative (min {low:.3g})")
         mass = self.integrate(self.rho * self.dx_lumped)
-        if not mass > 0.0:
-            raise UserError(
-                "case key 'initial': the initial density has no mass on the mesh "
-                "(is it inside the domain?)"
-            )
+        check_density(self.rho.x.array[: self._owned], "initial", "on the mesh", self.comm, mass)
         # Normalise to the stated mass: the box truncates the closed form's tails.
         self.rho.x.array[:] *= self.case.section("initial")["mass"] / mass
         self.rho_old.x.array[:] = self.rho.x.array

@@ -113,6 +113,7 @@ from mpi4py import MPI
 from petsc4py import PETSc
 
 from wgf.cases import Case
+from wgf.cases.density import check_density
 from wgf.cases.errors import UserError
 from wgf.meshes import box_mesh
 from wgf.solvers.fem.petsc_options import use_direct_lu
@@ -506,17 +507,10 @@ class Solver(SpaceTimeALG2):
         with np.errstate(all="ignore"):
             f.interpolate(lambda x: density(x[:d].T))
         owned = f.x.array[: self.V.dofmap.index_map.size_local]
-        bad = self.comm.allreduce(int(np.count_nonzero(~np.isfinite(owned))), op=MPI.SUM)
-        if bad:
-            raise UserError(f"case key '{table}': the density has {bad} non-finite values")
-        low = self.comm.allreduce(float(owned.min(initial=np.inf)), op=MPI.MIN)
-        if low < 0.0:
-            raise UserError(f"case key '{table}': the density is negative (min {low:.3g})")
         total = self.comm.allreduce(
             dolfinx.fem.assemble_scalar(dolfinx.fem.form(f * ds)), op=MPI.SUM
         )
-        if not total > 0.0:
-            raise UserError(f"case key '{table}': the density has no mass inside the domain")
+        check_density(owned, table, "on the mesh", self.comm, total)
         f.x.array[:] *= mass / total
         return f
 
