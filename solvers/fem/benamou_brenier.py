@@ -340,9 +340,16 @@ class SpaceTimeALG2:
         b = self._boundary_rhs()
         n = len(b)
         self._rhs.array[:] = acc.array[:n] + b / self.r
-        self.ksp.solve(self._rhs, self._sol)
+        self.solve_factorised()
         self.phi.x.array[:n] = self._sol.array_r
         self.phi.x.scatter_forward()
+
+    def solve_factorised(self) -> None:
+        """Solve with the factorised φ-operator for the current right-hand side.
+
+        One forward and one backward substitution, no assembly: the φ-step's linear algebra.
+        """
+        self.ksp.solve(self._rhs, self._sol)
 
     def iterate(self) -> dict[str, float]:
         """One ALG2 iteration; returns the residuals, the hook's estimates and r."""
