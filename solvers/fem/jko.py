@@ -9,9 +9,9 @@ the linearised (one time step) Benamou–Brenier transport cost with the mobilit
 at the *new* density — the LJKO scheme of Cancès–Gallouët–Todeschi (2020), here on the
 graph of a P1 finite-element mesh, with a choice of edge mobility (``mobility``):
 
-* ``"centred"`` (default): ρ_ij = (ρ_i + ρ_j)/2.  Second order in h on our meshes
-  (fokker_planck_ou_1d at τ = 5e-4: L1 EOC 1.98, 1.91 against 1.16, 1.09 upwind;
-  fokker_planck_ou_2d at 64²: 5.0e-3 against 3.8e-2), and the Newton matrix is symmetric;
+* ``"centred"`` (default): ρ_ij = (ρ_i + ρ_j)/2.  Second order in h on our meshes (the
+  upwind mobility first order; measured: see benchmarks/README.md), and the Newton matrix
+  is symmetric;
 * ``"upwind"``: ρ_ij = ρ_i if ϕ_j > ϕ_i else ρ_j, CGT's choice, first order in h.  Its
   switch is smoothed, w = ½(1 + tanh(Δϕ/δ)), δ = ``upwind_smoothing``, so that R below is
   differentiable.
@@ -19,8 +19,8 @@ graph of a P1 finite-element mesh, with a choice of edge mobility (``mobility``)
 Both are linear in ρ, so the cost F²/(aρ_ij) is jointly convex and each step is a convex
 problem.  The price of centring: CGT's upwinding makes the discrete scheme monotone, and
 a centred mobility does not (its positivity comes from the elimination of ρ below, not
-from an M-matrix).  On nonlinear_fokker_planck_1d the centred error is the larger
-(2.4e-3 against 1.1e-3, where the upwind space and time errors partly cancel).
+from an M-matrix).  On nonlinear_fokker_planck_1d the centred error is the larger (the
+upwind space and time errors partly cancel there).
 
 Spaces and why.  The unknowns are nodal: ρ_i and the potential ϕ_i at the vertices of the
 mesh (P1), with lumped masses m_i = ∫φ_i.  The edges ij carry the transmissibilities
@@ -69,10 +69,9 @@ step.  So after a Newton step whose residual sits mostly (≥ ``RELAX_WHEN_SHARE
 in the rows of vertices below ``RELAX_BELOW`` × the peak density, those vertices solve
 their own mass row exactly (neighbours fixed; bisection in log ρ), for ``RELAX_SWEEPS``
 Jacobi sweeps, kept if ‖R‖ fell (:meth:`Solver._relax`).  The converged step is
-unchanged (R = 0 either way).  Mean Newton iterations per step, shipped settings, before
-→ after: porous_medium_2d 11.4 → 5.7, nonlinear_fokker_planck_2d 4.8 → 2.9,
-porous_medium_1d 14.7 → 11.9, nonlinear_fokker_planck_1d 8.6 → 7.2.  Three sweeps
-gave porous_medium_2d 5.0 but cost more per iteration than they saved.
+unchanged (R = 0 either way).  It halves the mean Newton iterations per step on
+porous_medium_2d; two sweeps, because a third costs more per iteration than it saves
+(measured: see benchmarks/README.md).
 
 ρ → 0.  The entropy keeps ρ > 0 by itself.  For the power law F_h gets the log barrier
 -ε Σ_i m_i log ρ_i (interior point) with ε = ``barrier`` × the initial mean density: the
