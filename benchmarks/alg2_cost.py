@@ -45,7 +45,7 @@ def main() -> None:
     solver = get_solver("fem-bb").load()(case, comm, case.solver_params("fem-bb"))
     for _ in range(3):  # warm up (first solves allocate)
         solver.iterate()
-    solve = best_of(lambda: solver.ksp.solve(solver._rhs, solver._sol), args.repeats)
+    solve = best_of(solver.solve_factorised, args.repeats)
     iterate = best_of(solver.iterate, args.repeats)
     fresh = type(solver)(case, comm, case.solver_params("fem-bb"))
     converged = fresh.run()

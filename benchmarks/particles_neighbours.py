@@ -29,7 +29,7 @@ from mpi4py import MPI
 from wgf.cases import load_case
 from wgf.solvers import solver_tables
 from wgf.solvers.particles.blob import Solver
-from wgf.solvers.particles.kernels import gaussian, mean_neighbours, neighbour_list
+from wgf.solvers.particles.kernels import gaussian, mean_neighbours
 
 #: Rows per block of the dense evaluation (bounds its memory to ~100 MB at N = 2·10⁴).
 BLOCK = 250
@@ -76,7 +76,7 @@ def dense_velocity(s: Solver) -> np.ndarray:
 def fresh_velocity(s: Solver) -> None:
     """One velocity evaluation that first rebuilds the Verlet list (as a run does: the
     new list reuses the old one's workspace)."""
-    s._list = neighbour_list(s.x, s.eps, 0, s.n, s._list.workspace)
+    s.rebuild_neighbour_list(s.x)
     s.velocity(s.x)
 
 

@@ -4,12 +4,12 @@ How W2 is computed (``w2``):
 
 * in 1-D, exactly, as the L2 distance of the two quantile functions (``w2_quantile_1d``);
 * otherwise with the exact network-simplex solver ``ot.emd2`` while n·m ≤ ``EXACT_SIZE``
-  (4000 × 4000 points: the cost matrix takes 128 MB, emd 2.7 s here);
+  (4000 × 4000 points: the cost matrix takes 128 MB);
 * above that, the clouds are first binned onto a uniform grid of at most ``MAX_POINTS``
   cells (mass at the cell barycentres) and ``ot.emd2`` solves the binned problem; the
   method string says so.  Binning moves mass by at most a bin diameter, which bounds the
-  error.  We measured POT's debiased-Sinkhorn ingredients slower than emd at these sizes
-  (``sinkhorn2``: 10 s for 4000², the log-domain variant 70 s for 1000²), so emd it is.
+  error.  POT's debiased-Sinkhorn ingredients are slower than emd at these sizes, so emd
+  it is (measured: see benchmarks/README.md).
 
 An FE density enters as the weighted cloud of its sample-grid midpoints with weights
 ρ·|cell|; a particle run as its particles and weights.  Both clouds are normalised to unit

@@ -2,10 +2,12 @@
 
 import numpy as np
 import pytest
+from mpi4py import MPI
 from scipy import integrate
 
 from wgf.cases import closed_forms as cf
 from wgf.cases import load_case, shipped_cases
+from wgf.cases.density import check_density
 from wgf.cases.errors import UserError
 from wgf.solvers import solver_tables
 
@@ -170,3 +172,25 @@ def test_w2_gaussians_in_1d_is_the_quantile_distance():
     w2 = cf.w2_gaussians(np.array([0.3]), np.array([[0.25]]), np.array([-0.2]), np.array([[1.21]]))
     assert w2 == pytest.approx(np.sqrt(0.5**2 + 0.6**2), rel=1e-12)
     assert w2 == pytest.approx(l2, rel=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("values", "mass", "message"),
+    [
+        ([1.0, np.nan, np.inf], None, "the initial density has 2 non-finite values on the mesh"),
+        ([1.0, -0.5], None, "the initial density is negative on the mesh (min -0.5)"),
+        ([0.0, 0.0], None, "the initial density has no mass on the mesh"),
+        ([1.0, 2.0], 0.0, "the initial density has no mass on the mesh"),
+    ],
+)
+def test_density_check_names_key_problem_and_place(values, mass, message):
+    with pytest.raises(UserError) as err:
+        check_density(np.array(values), "initial", "on the mesh", MPI.COMM_SELF, mass)
+    assert str(err.value).startswith("case key 'initial': ") and message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_density_check_passes_a_usable_density():
+    check_density(np.array([0.0, 1e-300, 3.0]), "target", "on the mesh")  # no exception
+    with pytest.raises(UserError, match="case key 'target': the target density is negative"):
+        check_density(np.array([0.0, -1e-300]), "target", "on the mesh")

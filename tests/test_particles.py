@@ -109,15 +109,15 @@ def test_blob_verlet_list_gives_the_same_sums_as_a_fresh_one(case, n, rng):
     exact zeros), and it matches a direct sum over the pairs within the cut-off."""
     s = _blob(case, [f"solver.blob.particles={n}"])
     v0, _ = s.velocity(s.x)
-    first = s._list
+    first = s.neighbour_list
     for step, rebuilt in [(0.45, False), (0.55, True)]:
         # Every particle moves by `step`·skin in a random direction (skin/2 is the limit).
         move = rng.normal(size=s.x.shape)
         x = s.x + step * first.skin * move / np.linalg.norm(move, axis=1, keepdims=True)
-        s._list = first
+        s.neighbour_list = first
         v, rho = s.velocity(x)
-        assert (s._list is not first) == rebuilt
-        s._list = None
+        assert (s.neighbour_list is not first) == rebuilt
+        s.neighbour_list = None
         v_fresh, rho_fresh = s.velocity(x)
         assert np.array_equal(v, v_fresh) and np.array_equal(rho, rho_fresh)
         v_ref, rho_ref = _pair_velocity(s, x)

@@ -28,13 +28,12 @@ box with the same ``domain.cells``) share their vertex lattice, so the transfer 
 map, no interpolation.  The P1 density is for fem-jko's diagnostics and output; the next
 step starts from the full P2 face density ρ1 of this one (carried from the t = 1 to the
 t = 0 face through the lattice of step h/2), because the round trip through P1 cost an
-O(h²) error per step — measured on fokker_planck_ou_1d: L1 at T 6.0e-3 (τ) and 1.5e-2
-(τ/2), i.e. growing with the number of steps; with the carry 3.8e-3 and 2.1e-3.  Only
+O(h²) error per step, so the error grew with the number of steps (measured: see
+benchmarks/README.md).  Only
 ``domain.shape = "box"`` is supported.  At vertices of weight
 0 (2-D) ρ1 is still the pointwise prox, so it satisfies the optimality condition below.
-Measured: the lumped P1 vertex rule instead (weights ∫λ_i, vertex dofs only) is not exact
-for the P2 test functions and biased every step (OU 1-D: L1 error 0.02 after one step
-against 8e-4 with the P2 rule).
+The lumped P1 vertex rule instead (weights ∫λ_i, vertex dofs only) is not exact for the
+P2 test functions and biased every step (measured: see benchmarks/README.md).
 
 The steps (ω the relaxation; ω = 1 is plain ALG2):
 
@@ -72,15 +71,11 @@ vertex values read back carry fem-jko's lumped mass only up to O(h²) and the re
 So after each step ρ^{n+1} is rescaled to the stated mass with fem-jko's lumped mass; the
 factor is recorded (diagnostic ``mass_rescale`` = |factor − 1|).
 
-Defaults and cost (``alg2_*`` keys): one time cell (P2 in t; two cells gave the same
-errors within 1 %: porous_medium_1d L1 1.345e-2 vs 1.348e-2, porous_medium_2d 3.22e-2 vs
-3.06e-2, at twice the cost), r = 1 (r = 0.25 and 4 need more iterations on the porous
-medium), ω = 1.5, tol = 3e-4 (1e-3 let the error grow to 4e-2 on porous_medium_1d, 1e-4
-changed it by < 10 % at 2.5 times the iterations).  Warm-started steps take 30–250
-iterations.  The tolerance is per step, so its error accumulates over the steps: on
-fokker_planck_ou_2d the L1 error at T is 1.49e-2 (τ = 0.01), 1.70e-2 (τ/2, tol 3e-4) and
-1.33e-2 (τ/2, tol 5e-5, 3.7× the iterations) — refine ``alg2_tol`` with τ in τ-studies.
-porous_medium_2d: 3.06e-2 (τ) and 6.0e-2 (τ/2) at tol 3e-4.
+Defaults (``alg2_*`` keys; measured: see benchmarks/README.md): one time cell (P2 in t;
+two cells gave the same errors at twice the cost), r = 1 (smaller and larger r need more
+iterations on the porous medium), ω = 1.5, tol = 3e-4 (a looser one lets the error grow, a
+tighter one hardly changes it at several times the iterations).  The tolerance is per
+step, so its error accumulates over the steps: refine ``alg2_tol`` with τ in τ-studies.
 
 PETSc options of the space-time solve take the prefix ``fem_jko_alg2_`` (MUMPS LU default).
 

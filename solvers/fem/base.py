@@ -27,17 +27,18 @@ from typing import Any
 
 import basix
 import dolfinx.fem
-import dolfinx.geometry
 import dolfinx.io
 import numpy as np
 import ufl
 from mpi4py import MPI
 
 from wgf.cases import Case
+from wgf.cases.density import check_density
 from wgf.cases.errors import UserError
 from wgf.meshes import bounding_box, build_mesh
 from wgf.solvers.base import FlowSolver
 from wgf.solvers.energy import FreeEnergy, ufl_namespace
+from wgf.solvers.fem.sampling import PointSampler
 
 ERROR_QUADRATURE_DEGREE = 6
 
@@ -97,21 +98,8 @@ class FEFlowSolver(FlowSolver):
         gdim = self.case.dim
         with np.errstate(all="ignore"):  # reported below as one clear error
             self.rho.interpolate(lambda x: density(x[:gdim].T))
-        values = self.rho.x.array[: self._owned]
-        bad = self.comm.allreduce(int(np.count_nonzero(~np.isfinite(values))), op=MPI.SUM)
-        if bad:
-            raise UserError(
-                f"case key 'initial': the initial density has {bad} non-finite values on the mesh"
-            )
-        low = self.comm.allreduce(float(values.min(initial=np.inf)), op=MPI.MIN)
-        if low < 0.0:
-            raise UserError(f"case key 'initial': the initial density is negative (min {low:.3g})")
         mass = self.integrate(self.rho * self.dx_lumped)
-        if not mass > 0.0:
-            raise UserError(
-                "case key 'initial': the initial density has no mass on the mesh "
-                "(is it inside the domain?)"
-            )
+        check_density(self.rho.x.array[: self._owned], "initial", "on the mesh", self.comm, mass)
         # Normalise to the stated mass: the box truncates the closed form's tails.
         self.rho.x.array[:] *= self.case.section("initial")["mass"] / mass
         self.rho_old.x.array[:] = self.rho.x.array
@@ -177,34 +165,12 @@ class FEFlowSolver(FlowSolver):
 
     # -- sampling --------------------------------------------------------------------------
     def prepare_sampling(self, points: np.ndarray) -> None:
-        """Locate the sample points once; each is evaluated by the lowest rank that has it."""
-        tdim = self.mesh.topology.dim
-        pts = np.zeros((len(points), 3))
-        pts[:, : points.shape[1]] = points
-        tree = dolfinx.geometry.bb_tree(self.mesh, tdim)
-        candidates = dolfinx.geometry.compute_collisions_points(tree, pts)
-        colliding = dolfinx.geometry.compute_colliding_cells(self.mesh, candidates, pts)
-        cells = np.full(len(pts), -1, dtype=np.int32)
-        for i in range(len(pts)):
-            links = colliding.links(i)
-            if len(links):
-                cells[i] = links[0]
-        claim = np.where(cells >= 0, self.comm.rank, self.comm.size).astype(np.int32)
-        self.comm.Allreduce(MPI.IN_PLACE, claim, op=MPI.MIN)
-        mine = claim == self.comm.rank
-        self._sample_idx = np.flatnonzero(mine)
-        self._sample_pts = pts[mine]
-        self._sample_cells = cells[mine]
-        self._n_samples = len(points)
+        """Locate the sample points once (see :class:`PointSampler`)."""
+        self._sampler = PointSampler(self.mesh, points)
 
     def sample(self) -> np.ndarray | None:
         """The density at the sample points (zero outside the domain), on rank 0."""
-        values = np.zeros(self._n_samples)
-        if len(self._sample_idx):
-            values[self._sample_idx] = self.rho.eval(self._sample_pts, self._sample_cells).ravel()
-        total = np.zeros_like(values) if self.comm.rank == 0 else None
-        self.comm.Reduce(values, total, op=MPI.SUM, root=0)
-        return total
+        return self._sampler.evaluate(self.rho)
 
     # -- checkpoint ------------------------------------------------------------------------
     @functools.cached_property

@@ -29,9 +29,10 @@ Benamou–Brenier 2000; it is ADMM / Douglas–Rachford on the dual):
 3. σ ← σ + r (∇φ − q).
 
 Steps 2–3 are over-relaxed by default (ADMM with relaxation: ∇φ is replaced by
-ω∇φ + (1 − ω)q_old in them, ``relaxation`` ω = 1.5; ω = 1 is plain ALG2): on the
-translated Gaussian this cut the iterations to 1e-4 from 699 to 528.  Residual balancing
-of r (``adapt_r``) is available but off: it did not reduce the iteration counts measured.
+ω∇φ + (1 − ω)q_old in them, ``relaxation`` ω = 1.5; ω = 1 is plain ALG2): it cuts the
+iterations by a quarter on the translated Gaussian.  Residual balancing of r
+(``adapt_r``) is available but off: it did not reduce the iteration counts (measured: see
+benchmarks/README.md).
 
 Discretisation.
 
@@ -43,10 +44,9 @@ Discretisation.
 * φ is continuous Lagrange of degree ``degree`` (default 2) on the space-time mesh.  Why P2:
   σ = (m, ρ) is the multiplier of ∇φ, so it lives where ∇φ lives.  With P1, ∇φ and hence ρ
   are piecewise constant per cell, the density is first-order and visibly blocky; with P2 the
-  density is resolved piecewise linearly.  Measured on the translated Gaussian at equal cost
-  (4725 dofs): P1 on 24×20×8 gives a W2 error of 3.8e-5 and an L1 error of ρ(½) of 0.14
-  (EOC ≈ 1.1), P2 on 12×10×4 gives 6.5e-6 and 0.097 (EOC ≈ 2).  ``degree = 1`` remains
-  available.
+  density is resolved piecewise linearly: at equal cost P2 is the more accurate, in W2
+  and in ρ(½), with EOC ≈ 2 against ≈ 1 (measured: see benchmarks/README.md).
+  ``degree = 1`` remains available.
 * q and σ live at the points of a Gauss rule that integrates ⟨∇φ, ∇ψ⟩ exactly
   (degree 2(k−1) on simplices, 2k on hypercubes).  The discrete inner product ⟨u, v⟩ =
   Σ_points w |J| u·v is then diagonal, so step 2 is the *exact* projection for the discrete
@@ -54,9 +54,8 @@ Discretisation.
   (convergence for any r > 0).  ∇φ at the points is a precomputed sparse matrix G (the
   basis gradients from a DOLFINx ``Expression``), so steps 2–3 and the right-hand side
   G^T W (q − σ/r) are a few sparse mat-vecs and vectorised NumPy: one ALG2 iteration costs
-  2.7 forward/backward substitutions with the factorised operator at 4.7k dofs, 1.8–2.1 at
-  34k and 1.6 at 111k (``benchmarks/alg2_cost.py``; the goal was 1.5; the remainder is the
-  two mat-vecs, the projection and the per-iteration residual/W2 diagnostics).
+  a small multiple of one forward/backward substitution with the factorised operator,
+  tending to 1.5 as the mesh grows (measured: see benchmarks/README.md).
 * Step 1 is solved divided by r: the operator G^T W G + ε M (ε = 1e-9, M the mass matrix)
   does not depend on r, is assembled and factorised ONCE with MUMPS LU and reused for every
   iteration (and r may change without refactorising).  The tiny mass term removes the
@@ -69,10 +68,10 @@ Discretisation.
 Outputs.  W2² from the primal value Σ w |m|²/ρ (over the points where ρ > 0) and from the
 dual value 2(∫φ(1)ρ1 − ∫φ(0)ρ0); both are reported, the dual one is the headline
 ``/ot/w2``: at the stopping tolerance it is the more accurate of the two on every shipped
-case (e.g. translated Gaussian 12×10×4: 6.5e-6 vs 1.1e-4 relative error), because the
-primal value Σ|m|²/ρ is sensitive to the not yet converged multiplier in the tails where
-ρ is small.  The geodesic ρ(t, ·)
-is the L2 projection of the point values of ρ onto continuous P1 on the space-time mesh.
+case (measured: see benchmarks/README.md), because the primal value Σ|m|²/ρ is
+sensitive to the not yet converged multiplier in the tails where ρ is small.  The
+geodesic ρ(t, ·) is the L2 projection of the point values of ρ onto continuous P1 on the
+space-time mesh.
 The continuity equation holds weakly against every ψ of the P_k space, in particular against
 the piecewise-linear hat functions in t: the mass of every time slab, (1/Δt)∫_slab ρ, equals
 the mass of ρ0 up to the ALG2 residual (``slab_mass``).
@@ -104,7 +103,6 @@ from typing import Any
 import basix
 import dolfinx.fem
 import dolfinx.fem.petsc
-import dolfinx.geometry
 import dolfinx.io
 import dolfinx.mesh
 import numpy as np
@@ -114,16 +112,16 @@ from mpi4py import MPI
 from petsc4py import PETSc
 
 from wgf.cases import Case
+from wgf.cases.density import check_density
 from wgf.cases.errors import UserError
 from wgf.meshes import box_mesh
-from wgf.solvers.fem.petsc_options import set_default_options
+from wgf.solvers.fem.petsc_options import use_direct_lu
+from wgf.solvers.fem.sampling import PointSampler
 
 PREFIX = "fem_bb_"
 NULLSPACE_EPS = 1e-9
 #: Residual balancing: r is doubled/halved when one residual exceeds the other 10 times.
 ADAPT_RATIO, ADAPT_FACTOR = 10.0, 2.0
-
-LU = {"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_solver_type": "mumps"}
 
 
 # -- the pointwise projection ------------------------------------------------------------
@@ -302,8 +300,7 @@ class SpaceTimeALG2:
             self.A.setDiagonal(diag, addv=PETSc.InsertMode.ADD_VALUES)
             self.A.assemble()
             diag.destroy()
-        set_default_options(self.prefix, LU)
-        self.ksp = PETSc.KSP().create(self.comm)
+        self.ksp = use_direct_lu(PETSc.KSP().create(self.comm))
         self.ksp.setOptionsPrefix(self.prefix)
         self.ksp.setOperators(self.A)
         self.ksp.setFromOptions()
@@ -342,9 +339,16 @@ class SpaceTimeALG2:
         b = self._boundary_rhs()
         n = len(b)
         self._rhs.array[:] = acc.array[:n] + b / self.r
-        self.ksp.solve(self._rhs, self._sol)
+        self.solve_factorised()
         self.phi.x.array[:n] = self._sol.array_r
         self.phi.x.scatter_forward()
+
+    def solve_factorised(self) -> None:
+        """Solve with the factorised φ-operator for the current right-hand side.
+
+        One forward and one backward substitution, no assembly: the φ-step's linear algebra.
+        """
+        self.ksp.solve(self._rhs, self._sol)
 
     def iterate(self) -> dict[str, float]:
         """One ALG2 iteration; returns the residuals, the hook's estimates and r."""
@@ -509,17 +513,10 @@ class Solver(SpaceTimeALG2):
         with np.errstate(all="ignore"):
             f.interpolate(lambda x: density(x[:d].T))
         owned = f.x.array[: self.V.dofmap.index_map.size_local]
-        bad = self.comm.allreduce(int(np.count_nonzero(~np.isfinite(owned))), op=MPI.SUM)
-        if bad:
-            raise UserError(f"case key '{table}': the density has {bad} non-finite values")
-        low = self.comm.allreduce(float(owned.min(initial=np.inf)), op=MPI.MIN)
-        if low < 0.0:
-            raise UserError(f"case key '{table}': the density is negative (min {low:.3g})")
         total = self.comm.allreduce(
             dolfinx.fem.assemble_scalar(dolfinx.fem.form(f * ds)), op=MPI.SUM
         )
-        if not total > 0.0:
-            raise UserError(f"case key '{table}': the density has no mass inside the domain")
+        check_density(owned, table, "on the mesh", self.comm, total)
         f.x.array[:] *= mass / total
         return f
 
@@ -577,22 +574,8 @@ class Solver(SpaceTimeALG2):
         for i, t in enumerate(times):
             pts[i * n : (i + 1) * n, : self.dim] = points
             pts[i * n : (i + 1) * n, self.dim] = t
-        tree = dolfinx.geometry.bb_tree(self.mesh, self.tdim)
-        cand = dolfinx.geometry.compute_collisions_points(tree, pts)
-        coll = dolfinx.geometry.compute_colliding_cells(self.mesh, cand, pts)
-        cells = np.full(len(pts), -1, dtype=np.int32)
-        offsets, links = coll.offsets, coll.array
-        has = np.diff(offsets) > 0
-        cells[has] = links[offsets[:-1][has]]
-        claim = np.where(cells >= 0, self.comm.rank, self.comm.size).astype(np.int32)
-        self.comm.Allreduce(MPI.IN_PLACE, claim, op=MPI.MIN)
-        mine = np.flatnonzero(claim == self.comm.rank)
-        values = np.zeros(len(pts))
-        if len(mine):
-            values[mine] = rho.eval(pts[mine], cells[mine]).ravel()
-        total = np.zeros_like(values) if self.comm.rank == 0 else None
-        self.comm.Reduce(values, total, op=MPI.SUM, root=0)
-        return None if total is None else total.reshape(len(times), n)
+        values = PointSampler(self.mesh, pts).evaluate(rho)
+        return None if values is None else values.reshape(len(times), n)
 
     def bounding_box(self) -> tuple[np.ndarray, np.ndarray]:
         """Lower and upper corners of the spatial domain."""

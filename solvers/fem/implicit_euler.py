@@ -53,7 +53,7 @@ from petsc4py import PETSc
 from wgf.cases import Case
 from wgf.cases.errors import SolverError
 from wgf.solvers.fem.base import FEFlowSolver
-from wgf.solvers.fem.petsc_options import NEWTON_LU, set_default_options
+from wgf.solvers.fem.petsc_options import NEWTON, set_default_options, use_direct_lu
 
 PREFIX = "fem_implicit_"
 #: A step is rejected when the negative part of ρ holds more than this share of the mass.
@@ -97,7 +97,7 @@ class Solver(FEFlowSolver):
         set_default_options(
             PREFIX,
             {
-                **NEWTON_LU,
+                **NEWTON,
                 "snes_rtol": params["rtol"],
                 "snes_atol": params["atol"],
                 "snes_max_it": params["max_it"],
@@ -107,6 +107,7 @@ class Solver(FEFlowSolver):
             residual, self.w, petsc_options_prefix=PREFIX
         )
         self.snes = self.problem.solver
+        use_direct_lu(self.snes.getKSP())
         self.snes.setFromOptions()
         self._set_unknowns_from_density()
 

@@ -9,9 +9,9 @@ the linearised (one time step) Benamou–Brenier transport cost with the mobilit
 at the *new* density — the LJKO scheme of Cancès–Gallouët–Todeschi (2020), here on the
 graph of a P1 finite-element mesh, with a choice of edge mobility (``mobility``):
 
-* ``"centred"`` (default): ρ_ij = (ρ_i + ρ_j)/2.  Second order in h on our meshes
-  (fokker_planck_ou_1d at τ = 5e-4: L1 EOC 1.98, 1.91 against 1.16, 1.09 upwind;
-  fokker_planck_ou_2d at 64²: 5.0e-3 against 3.8e-2), and the Newton matrix is symmetric;
+* ``"centred"`` (default): ρ_ij = (ρ_i + ρ_j)/2.  Second order in h on our meshes (the
+  upwind mobility first order; measured: see benchmarks/README.md), and the Newton matrix
+  is symmetric;
 * ``"upwind"``: ρ_ij = ρ_i if ϕ_j > ϕ_i else ρ_j, CGT's choice, first order in h.  Its
   switch is smoothed, w = ½(1 + tanh(Δϕ/δ)), δ = ``upwind_smoothing``, so that R below is
   differentiable.
@@ -19,8 +19,8 @@ graph of a P1 finite-element mesh, with a choice of edge mobility (``mobility``)
 Both are linear in ρ, so the cost F²/(aρ_ij) is jointly convex and each step is a convex
 problem.  The price of centring: CGT's upwinding makes the discrete scheme monotone, and
 a centred mobility does not (its positivity comes from the elimination of ρ below, not
-from an M-matrix).  On nonlinear_fokker_planck_1d the centred error is the larger
-(2.4e-3 against 1.1e-3, where the upwind space and time errors partly cancel).
+from an M-matrix).  On nonlinear_fokker_planck_1d the centred error is the larger (the
+upwind space and time errors partly cancel there).
 
 Spaces and why.  The unknowns are nodal: ρ_i and the potential ϕ_i at the vertices of the
 mesh (P1), with lumped masses m_i = ∫φ_i.  The edges ij carry the transmissibilities
@@ -69,10 +69,9 @@ step.  So after a Newton step whose residual sits mostly (≥ ``RELAX_WHEN_SHARE
 in the rows of vertices below ``RELAX_BELOW`` × the peak density, those vertices solve
 their own mass row exactly (neighbours fixed; bisection in log ρ), for ``RELAX_SWEEPS``
 Jacobi sweeps, kept if ‖R‖ fell (:meth:`Solver._relax`).  The converged step is
-unchanged (R = 0 either way).  Mean Newton iterations per step, shipped settings, before
-→ after: porous_medium_2d 11.4 → 5.7, nonlinear_fokker_planck_2d 4.8 → 2.9,
-porous_medium_1d 14.7 → 11.9, nonlinear_fokker_planck_1d 8.6 → 7.2.  Three sweeps
-gave porous_medium_2d 5.0 but cost more per iteration than they saved.
+unchanged (R = 0 either way).  It halves the mean Newton iterations per step on
+porous_medium_2d; two sweeps, because a third costs more per iteration than it saves
+(measured: see benchmarks/README.md).
 
 ρ → 0.  The entropy keeps ρ > 0 by itself.  For the power law F_h gets the log barrier
 -ε Σ_i m_i log ρ_i (interior point) with ε = ``barrier`` × the initial mean density: the
@@ -91,6 +90,7 @@ from __future__ import annotations
 
 import dolfinx_solver  # noqa: F401 - must precede dolfinx
 
+import logging
 from typing import Any
 
 import dolfinx.fem
@@ -103,6 +103,9 @@ from petsc4py import PETSc
 from wgf.cases import Case
 from wgf.cases.errors import SolverError, UserError
 from wgf.solvers.fem.base import FEFlowSolver
+from wgf.solvers.fem.petsc_options import use_direct_lu
+
+log = logging.getLogger(__name__)
 
 PREFIX = "fem_jko_"
 ARMIJO = 1e-4
@@ -120,14 +123,6 @@ RELAX_ROWS_ABOVE = 1e-5
 BISECTIONS = 40
 #: Relax only when the dilute rows hold at least this share of ‖R‖.
 RELAX_WHEN_SHARE_ABOVE = 0.5
-
-
-def _use_mumps_lu(ksp: PETSc.KSP) -> PETSc.KSP:
-    """Make ``ksp`` a direct solve: no Krylov iterations, MUMPS LU."""
-    ksp.setType("preonly")
-    ksp.getPC().setType("lu")
-    ksp.getPC().setFactorSolverType("mumps")
-    return ksp
 
 
 class Solver(FEFlowSolver):
@@ -220,7 +215,7 @@ class Solver(FEFlowSolver):
             pc.setType("gamg")
             ksp.setTolerances(rtol=LINEAR_RTOL, max_it=LINEAR_MAX_IT)
         else:
-            _use_mumps_lu(ksp)
+            use_direct_lu(ksp)
         ksp.setFromOptions()
         return ksp
 
@@ -237,12 +232,12 @@ class Solver(FEFlowSolver):
             raise SolverError(f"linear solve failed (KSP reason {reason})")
         if self._lu is None:
             if self.comm.rank == 0:
-                print(
-                    f"  fem-jko: Krylov solve failed (KSP reason {reason}); "
+                log.info(
+                    "  fem-jko: Krylov solve failed (KSP reason %d); "
                     "MUMPS LU for the solves that fail from now on",
-                    flush=True,
+                    reason,
                 )
-            self._lu = _use_mumps_lu(PETSc.KSP().create(self.comm))
+            self._lu = use_direct_lu(PETSc.KSP().create(self.comm))
         self._lu.setOperators(self.J)
         self._lu.solve(self.r.petsc_vec, self.dphi.petsc_vec)
         if (reason := self._lu.getConvergedReason()) < 0:
@@ -624,12 +619,12 @@ class Solver(FEFlowSolver):
                     self.phi.array[:] = phi0
                     raise SolverError(f"line search failed at Newton iteration {it}")
             if self.params["monitor"] and self.comm.rank == 0:
-                print(f"    newton {it}: |R| {norm:.3e} -> {trial:.3e}, step {alpha:g}", flush=True)
+                log.info("    newton %d: |R| %.3e -> %.3e, step %g", it, norm, trial, alpha)
             norm = trial
             if self.barrier > 0.0 and self.params["mobility"] == "centred":
                 relaxed = self._relax(tau, norm)
                 if self.params["monitor"] and self.comm.rank == 0 and relaxed < norm:
-                    print(f"    relaxed: |R| {norm:.3e} -> {relaxed:.3e}", flush=True)
+                    log.info("    relaxed: |R| %.3e -> %.3e", norm, relaxed)
                 norm, dual = relaxed, self._dual(tau)
         if norm <= max(atol, rtol * norm0):
             return max_it

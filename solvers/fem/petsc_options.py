@@ -19,12 +19,27 @@ def set_default_options(prefix: str, defaults: Mapping[str, object]) -> None:
             opts[f"{prefix}{key}"] = value
 
 
-#: Newton with backtracking, sparse direct solves: robust for the small and medium
-#: problems the suite runs by default.  MUMPS is the parallel LU in this PETSc build.
-NEWTON_LU = {
+def use_direct_lu(ksp: PETSc.KSP) -> PETSc.KSP:
+    """Make ``ksp`` a direct solve: no Krylov iterations, one LU factorisation by MUMPS.
+
+    MUMPS is the parallel LU in this PETSc build.  The settings go on the object, not
+    into the options database, so a later ``ksp.setFromOptions()`` lets the command line
+    (``-<prefix>pc_type``, ``-<prefix>pc_factor_mat_solver_type``, ...) override them,
+    and a KSP without a prefix does not leak them to every other unprefixed solver.
+
+    Returns:
+        ``ksp``, for chaining.
+    """
+    ksp.setType(PETSc.KSP.Type.PREONLY)
+    pc = ksp.getPC()
+    pc.setType(PETSc.PC.Type.LU)
+    pc.setFactorSolverType("mumps")
+    return ksp
+
+
+#: Newton with backtracking: robust for the small and medium problems the suite runs by
+#: default.  Its linear solves are direct (:func:`use_direct_lu` on the SNES's KSP).
+NEWTON = {
     "snes_type": "newtonls",
     "snes_linesearch_type": "bt",
-    "ksp_type": "preonly",
-    "pc_type": "lu",
-    "pc_factor_mat_solver_type": "mumps",
 }

@@ -20,6 +20,7 @@ the box large enough that this never happens; a non-zero count says the box is t
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ from wgf.solvers.base import FlowSolver
 from wgf.solvers.energy import FreeEnergy
 from wgf.solvers.particles.parallel import allgather_blocks, block
 from wgf.solvers.particles.xdmf import PolyvertexSeries
+
+log = logging.getLogger(__name__)
 
 
 def positive_param(solver: str, params: dict[str, Any], key: str) -> Any:
@@ -104,10 +107,13 @@ class ParticleSolver(FlowSolver):
             elif not self._clamp_said:
                 self._clamp_said = True
                 if self.comm.rank == 0:
-                    print(
-                        f"[{self.name}] dt = {forced:.3g} is above the {what} {bound:.3g}; "
-                        f"clamped to {dt:.3g}",
-                        flush=True,
+                    log.info(
+                        "[%s] dt = %.3g is above the %s %.3g; clamped to %.3g",
+                        self.name,
+                        forced,
+                        what,
+                        bound,
+                        dt,
                     )
         return span / max(1.0, np.ceil(span / dt * (1.0 - 1e-12)))
 

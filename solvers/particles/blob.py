@@ -116,11 +116,33 @@ class Solver(ParticleSolver):
         sums do not depend on when the list was built (see :mod:`.kernels`).
         """
         if self._list is None or not self._list.valid_for(x):
-            lo, hi = self.my_block()
-            workspace = None if self._list is None else self._list.workspace
-            self._list = neighbour_list(x, self.eps, lo, hi, workspace)
-            self.list_builds += 1
+            self.rebuild_neighbour_list(x)
         return kernel_sums(self._list, x, self.eps, moments)
+
+    @property
+    def neighbour_list(self) -> NeighbourList | None:
+        """The Verlet list the next kernel sums reuse while it is valid (None: none yet).
+
+        Assigning a list makes the next sums start from it; assigning None makes them
+        build a fresh one.
+        """
+        return self._list
+
+    @neighbour_list.setter
+    def neighbour_list(self, value: NeighbourList | None) -> None:
+        self._list = value
+
+    def rebuild_neighbour_list(self, x: np.ndarray) -> NeighbourList:
+        """Build the Verlet list of this rank's block at ``x`` now.
+
+        As a run does when the list goes stale: in the old list's workspace (no new
+        allocation).
+        """
+        lo, hi = self.my_block()
+        workspace = None if self._list is None else self._list.workspace
+        self._list = neighbour_list(x, self.eps, lo, hi, workspace)
+        self.list_builds += 1
+        return self._list
 
     def velocity(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Velocities of all particles and ρ_ε at them (global arrays, every rank)."""

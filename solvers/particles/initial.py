@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from wgf.cases.errors import UserError
+from wgf.cases.density import check_density
 
 #: Relative density below which ρ₀ counts as zero (effective support, dropped cells).
 NEGLIGIBLE = 1e-6
@@ -43,21 +43,10 @@ def _midpoints(lo: np.ndarray, hi: np.ndarray, cells: list[int]) -> np.ndarray:
 
 
 def _checked(density: Density, points: np.ndarray) -> np.ndarray:
-    """ρ₀ at points, with the same one-line errors as the FE solvers."""
-    with np.errstate(all="ignore"):
+    """ρ₀ at points (every rank probes all of them, so no reduction is needed)."""
+    with np.errstate(all="ignore"):  # reported by check_density as one clear error
         values = np.asarray(density(points), dtype=float)
-    bad = int(np.count_nonzero(~np.isfinite(values)))
-    if bad:
-        raise UserError(f"case key 'initial': the initial density has {bad} non-finite values")
-    if values.min(initial=0.0) < 0.0:
-        raise UserError(
-            f"case key 'initial': the initial density is negative (min {values.min():.3g})"
-        )
-    if not values.max(initial=0.0) > 0.0:
-        raise UserError(
-            "case key 'initial': the initial density has no mass in the domain "
-            "(is it inside the box?)"
-        )
+    check_density(values, "initial", "on the probe grid of the particles")
     return values
 
 

@@ -6,12 +6,10 @@ The mollifier is the Gaussian with covariance ε·I,
 
 truncated at |x| = ``CUTOFF``·√ε = 5√ε, where it has fallen to e^{-12.5} ≈ 3.7·10⁻⁶ of its
 peak: a particle's sums then miss a relative ~10⁻⁶ of the kernel mass, far below the
-discretisation errors (the benchmark measures a 5·10⁻⁵ relative velocity difference to
-dense summation), while the lists stay short: with the blob's default √ε ≈ 1.8 h,
+discretisation errors, while the lists stay short: with the blob's default √ε ≈ 1.8 h,
 ≈ 18 neighbours per particle in 1-D and ≈ 180–270 in 2-D (fewer at the cloud's edge).
 
-Data structure (chosen by measurement, ``benchmarks/particles_neighbours.py`` and
-``benchmarks/particles_parallel.py``, on the shared 2-core development machine):
+Data structure (chosen by measurement: see benchmarks/README.md):
 
 * A :class:`NeighbourList` holds, for each particle i of a rank's block ``[lo, hi)``, every
   j (itself included) with |x_i - x_j| ≤ (``CUTOFF`` + ``SKIN``)·√ε at the time it was
@@ -23,30 +21,18 @@ Data structure (chosen by measurement, ``benchmarks/particles_neighbours.py`` an
 * Kernel values are computed in chunks of whole rows into arrays that are kept from list
   to list, and sums are sparse matrix-vector products over the rows (``scipy.sparse``).
 
-Why, by measurement.  The former scheme — a symmetric pair list (each pair i < j once)
-rebuilt at every evaluation with ``cKDTree.query_pairs`` on the global array, summed
-with ``bincount`` — does half the kernel evaluations, but allocates a dozen pair-sized
-temporaries per call: at N = 8·10⁴ they are ~100 MB each, fresh memory that is
-page-faulted on every call, and time(4N)/time(N) at N = 2·10⁴ was 4.8–6.1 (0.37 s →
-1.75–2.26 s) where the neighbour counts predict ≈ 4.4.  The directed CSR rows evaluate
-each pair twice, but with cache-sized temporaries and reused output arrays, and
-``csr_matvec`` streams them once.  Over seven measurements (load average 1.3–3.4: the
-machine is shared), one evaluation with the list reused took 0.14–0.17 s → 0.63–0.78 s
-(ratio 4.2–4.8), against 37 s for dense summation at N = 2·10⁴ (226–268×).  With a
-rebuilt list it took 0.35–0.49 s → 1.7–2.9 s (ratio 4.3–6.1): the build's arrays
-are above glibc's 32 MB mmap threshold at N = 8·10⁴, so they are fresh memory,
-page-faulted at every build.  (With ``MALLOC_MMAP_MAX_=0
-MALLOC_TRIM_THRESHOLD_=100000000000`` in the environment the 8·10⁴ build took 1.8 s
-instead of 2.9 s and the ratio was 4.5; that is process-wide, so it is left to the user.)
-A build (tree query, then sorting the entries into rows) thus costs two to three
-evaluations, hence the Verlet reuse: on porous_medium_2d, N = 7860, 86 lists served 1412
-evaluations and the run took 58 s instead of 115 s; skins of 0.25, 0.5 and 1 √ε took 58,
-58 and 67 s.  (On heat_2d the Gaussian-tail particles move up to 0.9√ε per Heun substep
-early on, and the list is rebuilt once per substep: no skin helps there.)  Particle
-order: a random permutation of the 2·10⁴ lattice particles evaluated as fast as lattice
-order (0.31 vs 0.30 s): the coordinates fit in cache, so no Morton sort for locality;
-lattice order (row by row, :func:`~wgf.solvers.particles.initial.lattice`) matters only to
-keep each rank's block a compact slab.
+Why.  A symmetric pair list (each pair i < j once), rebuilt at every evaluation with
+``cKDTree.query_pairs`` and summed with ``bincount``, does half the kernel evaluations but
+allocates a dozen pair-sized temporaries per call, fresh memory that is page-faulted on
+every call, so its cost grew faster than the neighbour counts.  The directed CSR rows
+evaluate each pair twice, but with cache-sized temporaries and reused output arrays, and
+``csr_matvec`` streams them once: their cost is linear in N.  A build (tree query, then
+sorting the entries into rows) costs two to three evaluations, hence the Verlet reuse; the
+skin trades list length against rebuilds (0.5√ε measured best on porous_medium_2d).  The
+particles are not re-sorted for locality (a random order evaluated as fast as lattice
+order: the coordinates fit in cache); lattice order (row by row,
+:func:`~wgf.solvers.particles.initial.lattice`) matters only to keep each rank's block a
+compact slab.
 
 Rank independence: row i's sum runs over its neighbours in increasing global index j
 whatever the block, and a list entry beyond the cut-off adds an exact 0.0 — so every

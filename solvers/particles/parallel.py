@@ -10,18 +10,9 @@ less than one kernel evaluation.
 What each rank computes (blob, :mod:`wgf.solvers.particles.kernels`): the Verlet list of its
 own block only — a tree on the particles inside the block's bounding box widened by the
 list radius, so no rank queries the whole cloud — and the kernel sums of its own rows.
-Nothing is computed twice, and the only serial part left is the allgather.  The former
-scheme (every rank ran ``cKDTree.query_pairs`` on the global array, then kept the pairs
-touching its block) made the tree query a serial part.  Measured with
-``benchmarks/particles_parallel.py`` (porous_medium_2d, 78424 particles), machine quiet:
-former scheme 2.30 s on 1 rank, 1.69 s on 2 ranks (speed-up 1.37); now, list reused,
-0.70 s → 0.34 s (2.03), list rebuilt at each evaluation, 2.78 s → 1.32 s (2.11; slightly
-above 2 — each rank's arrays are half the size — not investigated further).  With
-another engineer's FE job taking ~0.7 core (load average 2.5–3), two ranks cannot get
-two cores: former 0.94, now 1.21 (reused) and 1.23 (rebuilt); the CPU time of the
-busiest rank then still gives 1.34 against 1.60–1.62.  (The benchmark used to let rank 1
-spin in a barrier while rank 0 timed the 1-rank run; with another job on the machine
-that slowed the 1-rank run by a third, 0.99 s against 0.65 s, so rank 1 now sleeps.)
+Nothing is computed twice, and the only serial part left is the allgather.  (Every rank
+running ``cKDTree.query_pairs`` on the global array and keeping the pairs touching its
+block made the tree query a serial part: measured, see benchmarks/README.md.)
 
 Blocks are contiguous index ranges, and blob particles keep the lattice's row-by-row
 numbering, so a block is a compact slab and its widened box holds few other ranks'

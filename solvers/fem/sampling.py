@@ -1,0 +1,82 @@
+"""Point evaluation of a finite-element function on a distributed mesh.
+
+The sample points are located once (:class:`PointSampler`), then any function on the
+mesh is evaluated there as often as needed.  Every point inside the domain is evaluated
+by exactly one rank, the one that ``dolfinx.geometry.determine_point_ownership`` assigns
+(the lowest rank owning a cell that contains it), and the values are gathered on rank 0.
+A point on a face shared by two ranks is therefore counted once, which is what makes the
+sampled densities independent of the number of ranks.
+
+Points outside the domain sample as 0.  ``determine_point_ownership`` extrapolates a point
+that lies outside every cell but inside some cell's bounding box (near the polygonal
+boundary of a disk mesh) to its nearest cell; such points are recognised by their distance
+to that cell and kept at 0, as the density is zero outside the domain.
+"""
+
+from __future__ import annotations
+
+import dolfinx_solver  # noqa: F401 - must precede dolfinx
+
+import dolfinx.fem
+import dolfinx.geometry
+import dolfinx.mesh
+import numpy as np
+
+#: A point within this distance of a cell counts as inside it (squared, as dolfinx's
+#: ``compute_colliding_cells`` decides it: round-off on the boundary stays inside).
+INSIDE_SQUARED_DISTANCE = 1e-12
+
+
+class PointSampler:
+    """The points of a sample grid, located on a distributed mesh.
+
+    Collective: every rank of the mesh's communicator constructs it with the same points.
+
+    Args:
+        mesh: The mesh the functions live on.
+        points: The sample points, shape (n, gdim) with gdim ≤ 3 (the same on all ranks;
+            only rank 0's copy is used).
+    """
+
+    def __init__(self, mesh: dolfinx.mesh.Mesh, points: np.ndarray) -> None:
+        self.mesh = mesh
+        self.comm = mesh.comm
+        self.n_points = len(points)
+        # Rank 0 asks, every rank answers for the points in its cells.
+        asked = points if self.comm.rank == 0 else points[:0]
+        xyz = np.zeros((len(asked), 3))
+        xyz[:, : points.shape[1]] = asked
+        own = dolfinx.geometry.determine_point_ownership(mesh, xyz, 0.0)
+        self._owner = np.asarray(own.src_owner)
+        cells = np.asarray(own.dest_cells, dtype=np.int32)
+        pts = np.asarray(own.dest_points).reshape(-1, 3)
+        inside = self._inside(cells, pts)
+        self._cells, self._points, self._inside_mask = cells, pts, inside
+
+    def _inside(self, cells: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """Which of the points lie in (not only next to) their cells."""
+        if not len(cells):
+            return np.zeros(0, dtype=bool)
+        tdim = self.mesh.topology.dim
+        d2 = dolfinx.geometry.squared_distance(self.mesh, tdim, cells, points)
+        return d2 < INSIDE_SQUARED_DISTANCE
+
+    def evaluate(self, function: dolfinx.fem.Function) -> np.ndarray | None:
+        """The values of a scalar function at the points, 0 outside the domain.
+
+        Collective.
+
+        Returns:
+            The values, shape (n,), on rank 0; ``None`` on the other ranks.
+        """
+        local = np.zeros(len(self._cells))
+        inside = self._inside_mask
+        if np.any(inside):
+            local[inside] = function.eval(self._points[inside], self._cells[inside]).ravel()
+        parts = self.comm.gather(local, root=0)
+        if parts is None:
+            return None
+        values = np.zeros(self.n_points)
+        for rank, part in enumerate(parts):
+            values[self._owner == rank] = part
+        return values
