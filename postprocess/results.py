@@ -1,4 +1,12 @@
-"""Reading wgf results files (DESIGN §6) into plain NumPy arrays."""
+"""Reading wgf results files (DESIGN §6) into plain NumPy arrays.
+
+The layout facts that the reader and the writer (:mod:`wgf.results`) share live here, in
+the lower layer: the schema name, and what each time series is indexed by.  Every
+extendable dataset carries the attribute ``series``: ``"step"`` (one entry per time level,
+like ``/time`` and ``/diagnostics/*``) or ``"snapshot"`` (one per snapshot, like
+``/snapshots/*`` and ``/particles/positions``).  Resuming cuts every series back by that
+attribute, so a new per-snapshot array anywhere in the file stays in step with the rest.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +20,33 @@ import numpy as np
 
 from wgf.cases.case import Case
 from wgf.cases.errors import UserError
-from wgf.results import SCHEMA
+
+SCHEMA = "wgf-results/1"
+
+#: The attribute of an extendable dataset that names its index, and its two values.
+SERIES = "series"
+STEP, SNAPSHOT = "step", "snapshot"
+
+#: Files written before the ``series`` attribute: the groups whose extendable datasets
+#: are per-snapshot (everything else indexed by time level is ``/time`` or diagnostics).
+_LEGACY_SNAPSHOT_GROUPS = ("snapshots/", "particles/")
+
+
+def series_index(name: str, ds: h5py.Dataset) -> str | None:
+    """What the dataset ``name`` is indexed by: :data:`STEP`, :data:`SNAPSHOT` or None.
+
+    Reads the ``series`` attribute; a dataset without it (a file from before the
+    attribute) is classified by where it sits, as those files were written.
+    """
+    index = ds.attrs.get(SERIES)
+    if index is not None:
+        return str(index)
+    if name == "time" or name.startswith("diagnostics/"):
+        return STEP
+    extendable = ds.ndim > 0 and ds.maxshape[0] is None
+    if extendable and name.startswith(_LEGACY_SNAPSHOT_GROUPS):
+        return SNAPSHOT
+    return None
 
 
 @dataclass
@@ -97,7 +131,9 @@ def read_results(path: str | Path) -> Results:
             raise UserError(
                 f"'{path}' is not a {SCHEMA} results file (schema {f.attrs.get('schema')!r})"
             )
-        n = f["time"].shape[0]
+        # A run killed mid-step may have grown some series of its last entry and not
+        # others; /time and /snapshots/time are written last, so they set the lengths.
+        n, n_snap = f["time"].shape[0], f["snapshots/time"].shape[0]
         has_particles = "particles/positions" in f
         return Results(
             path=path,
@@ -106,8 +142,8 @@ def read_results(path: str | Path) -> Results:
             time=f["time"][()],
             diagnostics={k: v[:n] for k, v in f["diagnostics"].items()},
             snapshot_time=f["snapshots/time"][()],
-            snapshot_density=f["snapshots/density"][()],
+            snapshot_density=f["snapshots/density"][:n_snap],
             sample_points=f["samples/points"][()],
-            positions=f["particles/positions"][()] if has_particles else None,
+            positions=f["particles/positions"][:n_snap] if has_particles else None,
             weights=f["particles/weights"][()] if "particles/weights" in f else None,
         )

@@ -9,8 +9,11 @@ import time
 import h5py
 import numpy as np
 import pytest
+from mpi4py import MPI
 
 from tests.conftest import ROOT, read, run_case
+from wgf.run import run_flow
+from wgf.solvers.base import FlowSolver
 
 
 def _series(path):
@@ -86,3 +89,114 @@ def test_sigkill_leaves_a_readable_file_and_resume_finishes(tmp_path):
     np.testing.assert_allclose(snaps, np.linspace(0.0, 0.1, 6), atol=1e-12)
     with h5py.File(tmp_path / "porous_medium_2d_fem-implicit_fields.h5", "r") as f:
         assert len(f["Function/density"]) == len(snaps)
+
+
+class Killed(Exception):
+    """Stands in for a kill between a snapshot's series and the step's checkpoint."""
+
+
+class Decay(FlowSolver):
+    """A solver-like object: x' = -x, with a per-snapshot array in a group of its own."""
+
+    name = "decay"
+
+    def __init__(self, case, comm, kill_at_snapshot=None):
+        super().__init__(case, comm, {})
+        self.x, self.kill_at, self.snapshots = np.array([1.0, 2.0, 3.0]), kill_at_snapshot, 0
+
+    def step(self, tau):
+        self.x = self.x * np.exp(-tau)
+        return 1
+
+    def diagnostics(self, t):
+        return {"energy": float(self.x.sum()), "mass": 1.0}
+
+    def bounding_box(self):
+        return np.array([-3.0]), np.array([3.0])
+
+    def prepare_sampling(self, points):
+        self.n_samples = len(points)
+
+    def sample(self):
+        return np.full(self.n_samples, self.x[0])
+
+    def state(self):
+        return {"x": self.x.copy()}
+
+    def set_state(self, state):
+        self.x = np.array(state["x"], dtype=float)
+
+    def snapshot_arrays(self):
+        return {"extra/foo": 10.0 * self.x}
+
+    def write_fields(self, t):
+        if self.snapshots == self.kill_at:
+            raise Killed(t)
+        self.snapshots += 1
+
+
+def _decay_case():
+    from wgf.cases import load_case
+    from wgf.solvers import solver_tables
+
+    return load_case("heat_1d", {"time.tau": 0.005, "output.snapshots": 6}, solver_tables())
+
+
+def _interrupted(out):
+    """A run killed at snapshot 3 (t = 0.06, step 12) after the snapshot's series."""
+    case = _decay_case()
+    with pytest.raises(Killed):
+        run_flow(Decay(case, MPI.COMM_SELF, kill_at_snapshot=3), case, out)
+    path = out / "heat_1d_decay.h5"
+    with h5py.File(path, "r") as f:  # the state the kill left: one level past the checkpoint
+        assert f["checkpoint"].attrs["step"] == 11 and f["time"].shape == (13,)
+        assert f["snapshots/time"].shape == (4,) and f["extra/foo"].shape == (4, 3)
+    return path
+
+
+def _lengths(path):
+    """The length of every dataset by its series attribute."""
+    out = {"step": {}, "snapshot": {}}
+    with h5py.File(path, "r") as f:
+        f.visititems(
+            lambda name, obj: (
+                out[obj.attrs["series"]].__setitem__(name, obj.shape[0])
+                if isinstance(obj, h5py.Dataset) and "series" in obj.attrs
+                else None
+            )
+        )
+    return out
+
+
+def test_resume_cuts_every_series_back_wherever_it_sits(tmp_path):
+    case = _decay_case()
+    straight = run_flow(Decay(case, MPI.COMM_SELF), case, tmp_path / "a").path
+    path = _interrupted(tmp_path / "b")
+    run_flow(Decay(case, MPI.COMM_SELF), case, tmp_path / "b", resume=True)
+    lengths = _lengths(path)
+    assert set(lengths["step"].values()) == {21}, lengths["step"]
+    assert set(lengths["snapshot"].values()) == {6}, lengths["snapshot"]
+    assert {"time", "diagnostics/energy", "snapshots/density", "extra/foo"} <= {
+        *lengths["step"],
+        *lengths["snapshot"],
+    }
+    a, b = read(straight), read(path)
+    for key in ("time", "diagnostics/energy", "snapshots/time", "snapshots/density", "extra/foo"):
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-12, atol=1e-15, err_msg=key)
+    np.testing.assert_allclose(b["extra/foo"][:, 0], 10.0 * np.exp(-a["snapshots/time"]))
+
+
+def test_resume_reads_files_without_series_attributes(tmp_path):
+    """Files from before the attribute: /time, diagnostics and snapshots/ are cut as before."""
+    case = _decay_case()
+    straight = read(run_flow(Decay(case, MPI.COMM_SELF), case, tmp_path / "a").path)
+    path = _interrupted(tmp_path / "b")
+    with h5py.File(path, "a") as f:
+        del f["checkpoint"].attrs["snapshots"]
+        for name in _lengths(path)["step"] | _lengths(path)["snapshot"]:
+            del f[name].attrs["series"]
+    assert _lengths(path) == {"step": {}, "snapshot": {}}
+    run_flow(Decay(case, MPI.COMM_SELF), case, tmp_path / "b", resume=True)
+    b = read(path)
+    for key in ("time", "diagnostics/energy", "snapshots/time", "snapshots/density"):
+        np.testing.assert_allclose(b[key], straight[key], rtol=1e-12, atol=1e-15, err_msg=key)

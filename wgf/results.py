@@ -1,9 +1,12 @@
 """The results file (DESIGN §6): one HDF5 file per run, written by rank 0 with h5py.
 
-Every series is a resizable dataset that grows by one entry per time level and is
-flushed after each step, so a run that is killed leaves a readable file with every
-completed step.  The solver state needed to continue (``/checkpoint``) is written after
-the step's series; on ``--resume`` all series are cut back to the checkpointed step.
+Every series is a resizable dataset that grows by one entry per time level or per
+snapshot, and the file is flushed after each step, so a run that is killed leaves a
+readable file with every completed step.  Each series is declared once, when it is
+created, with what it is indexed by (the ``series`` attribute, see
+:mod:`wgf.postprocess.results`).  The solver state needed to continue (``/checkpoint``,
+with the step and snapshot counts) is written after the step's series; on ``--resume``
+every series is cut back to those counts, whichever group it sits in.
 
 All ranks call the methods; only rank 0 touches the file.
 """
@@ -21,8 +24,9 @@ from mpi4py import MPI
 
 import wgf
 from wgf.cases.errors import UserError
+from wgf.postprocess.results import SCHEMA, SERIES, SNAPSHOT, STEP, series_index
 
-SCHEMA = "wgf-results/1"
+__all__ = ["SCHEMA", "Checkpoint", "ResultsFile", "read_checkpoint"]
 
 #: Case sections that may differ between a run and its ``--resume``
 #: (a smaller τ after a failed step, a longer T, another solver parameter).
@@ -34,16 +38,21 @@ def _grow(ds: h5py.Dataset, row: np.ndarray | float) -> None:
     ds[-1] = row
 
 
-def _series(group: h5py.Group, name: str, row_shape: tuple[int, ...] = ()) -> h5py.Dataset:
+def _series(
+    group: h5py.Group, name: str, index: str, row_shape: tuple[int, ...] = ()
+) -> h5py.Dataset:
+    """The series ``name`` under ``group``, created empty and tagged with its index."""
     if name in group:
         return group[name]
-    return group.create_dataset(
+    ds = group.create_dataset(
         name,
         shape=(0, *row_shape),
         maxshape=(None, *row_shape),
         dtype="f8",
         chunks=(max(1, 4096 // max(1, int(np.prod(row_shape or (1,))))), *row_shape),
     )
+    ds.attrs[SERIES] = index
+    return ds
 
 
 class ResultsFile:
@@ -92,11 +101,11 @@ class ResultsFile:
                 "config": json.dumps(config),
             }
         )
-        _series(f, "time")
+        _series(f, "time", STEP)
         f.create_group("diagnostics")
         snap = f.create_group("snapshots")
-        _series(snap, "time")
-        _series(snap, "density", (len(sample_points),))
+        _series(snap, "time", SNAPSHOT)
+        _series(snap, "density", SNAPSHOT, (len(sample_points),))
         f.create_dataset("samples/points", data=sample_points)
         f.flush()
 
@@ -116,7 +125,7 @@ class ResultsFile:
             return
         diag = self.h5["diagnostics"]
         for name, value in diagnostics.items():
-            _grow(_series(diag, name), value)
+            _grow(_series(diag, name, STEP), value)
         _grow(self.h5["time"], t)
 
     def append_snapshot(
@@ -128,13 +137,17 @@ class ResultsFile:
         snap = self.h5["snapshots"]
         _grow(snap["density"], density)
         for name, value in (extra or {}).items():
-            _grow(_series(self.h5, name, value.shape), value)
+            _grow(_series(self.h5, name, SNAPSHOT, value.shape), value)
         _grow(snap["time"], t)
 
     def write_checkpoint(
         self, step: int, t: float, tau: float, state: dict[str, np.ndarray]
     ) -> None:
-        """Store what the solver needs to continue after ``step``, then flush the file."""
+        """Store what the solver needs to continue after ``step``, then flush the file.
+
+        The checkpoint also records how many snapshots the file held at this step: on
+        ``--resume`` every snapshot series is cut back to that count.
+        """
         if not self.root:
             return
         group = self.h5.require_group("checkpoint")
@@ -145,7 +158,8 @@ class ResultsFile:
                 if name in group:
                     del group[name]
                 group.create_dataset(name, data=value)
-        group.attrs.update({"step": step, "time": t, "tau": tau})
+        snapshots = self.h5["snapshots/time"].shape[0]
+        group.attrs.update({"step": step, "time": t, "tau": tau, "snapshots": snapshots})
         self.h5.flush()
 
     def write_array(self, name: str, value: np.ndarray | float, **attrs: object) -> None:
@@ -230,7 +244,7 @@ def _cut_back(path: Path, config: dict, solver: str) -> Checkpoint:
         ck = f["checkpoint"]
         step, t = int(ck.attrs["step"]), float(ck.attrs["time"])
         state = {name: ck[name][()] for name in ck}
-        _truncate(f, step + 1, t)
+        _truncate(f, step + 1, _snapshot_count(f, t))
         wall = f["diagnostics/wall_time"]
         snaps = f["snapshots"]
         stored = snaps.get("state", {})
@@ -242,18 +256,30 @@ def _cut_back(path: Path, config: dict, solver: str) -> Checkpoint:
         return Checkpoint(step, t, float(wall[-1]) if len(wall) else 0.0, state, snapshots)
 
 
-def _truncate(f: h5py.File, levels: int, t: float) -> None:
-    """Cut every time series to ``levels`` entries and drop snapshots after time t."""
-    f["time"].resize(levels, axis=0)
-    for ds in f["diagnostics"].values():
-        ds.resize(min(ds.shape[0], levels), axis=0)
-    keep = int(np.sum(f["snapshots/time"][()] <= t * (1 + 1e-12) + 1e-300))
-    per_snapshot = [f["snapshots"], f.get("particles", {})]
+def _snapshot_count(f: h5py.File, t: float) -> int:
+    """Snapshots taken up to the checkpoint at time t.
 
-    def cut(_name: str, obj: h5py.HLObject) -> None:
-        if isinstance(obj, h5py.Dataset) and obj.maxshape[0] is None:
-            obj.resize(min(obj.shape[0], keep), axis=0)
+    Older checkpoints do not record the count: then it is the number of snapshot times
+    not after t (the snapshot of a step is written before its checkpoint).
+    """
+    count = f["checkpoint"].attrs.get("snapshots")
+    if count is not None:
+        return int(count)
+    return int(np.sum(f["snapshots/time"][()] <= t * (1 + 1e-12) + 1e-300))
 
-    for group in per_snapshot:
-        if isinstance(group, h5py.Group):
-            group.visititems(cut)
+
+def _truncate(f: h5py.File, levels: int, snapshots: int) -> None:
+    """Cut every step series to ``levels`` entries and every snapshot series to ``snapshots``.
+
+    The datasets are found by their ``series`` attribute wherever they sit, so a series
+    that a solver adds under a group of its own is cut like ``/snapshots/density``.
+    """
+    length = {STEP: levels, SNAPSHOT: snapshots}
+
+    def cut(name: str, obj: h5py.HLObject) -> None:
+        if isinstance(obj, h5py.Dataset):
+            keep = length.get(series_index(name, obj))
+            if keep is not None and obj.shape[0] > keep:
+                obj.resize(keep, axis=0)
+
+    f.visititems(cut)

@@ -4,6 +4,16 @@ The driver owns what is the same for all solvers: the clock, the snapshot schedu
 step halving on failure, the results file, checkpoints, ``--resume`` and progress
 output on rank 0.  A solver only provides ``step(τ)``, ``diagnostics(t)``,
 ``sample()``, ``state()``/``set_state()`` and its field output.
+
+It comes in three pieces, so that a script can drive a solver its own way:
+
+* :class:`TimeGrid` — the uniform time levels and the snapshot times (a value);
+* :func:`advance` — a generator that takes the steps and yields one :class:`StepRecord`
+  per completed step (it does no I/O beyond the retry message);
+* :class:`Recorder` — consumes the records: diagnostics, snapshots, field output,
+  checkpoints and the progress line.
+
+:func:`run_flow` composes them, as ``wgf run`` does for each solver.
 """
 
 from __future__ import annotations
@@ -11,6 +21,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,11 +30,14 @@ from mpi4py import MPI
 
 from wgf.cases import Case
 from wgf.cases.errors import SolverError
-from wgf.results import ResultsFile, read_checkpoint
+from wgf.results import Checkpoint, ResultsFile, read_checkpoint
 from wgf.solvers.base import FlowSolver
 
 #: A failed step is retried as 2 steps of τ/2, then 4 of τ/4, before the run stops.
 HALVINGS = 2
+
+#: Seconds between progress lines (the last step always prints).
+PROGRESS_EVERY = 1.0
 
 
 @dataclass
@@ -46,15 +60,86 @@ def _progress(comm: MPI.Comm, text: str) -> None:
         print(text, flush=True)
 
 
-def _time_levels(t: float, t_end: float, tau: float) -> tuple[int, float]:
-    """Number of uniform steps from t to t_end with step at most τ (up to round-off)."""
-    if t_end - t <= 1e-12 * t_end:
-        return 0, tau
-    n = max(1, math.ceil((t_end - t) / tau - 1e-9))
-    return n, (t_end - t) / n
+@dataclass(frozen=True)
+class TimeGrid:
+    """The time levels of a run: n equal steps from ``start_time`` to ``t_end``.
+
+    The requested τ is shrunk to τ = (T − t₀)/n with n = ⌈(T − t₀)/τ_requested⌉, so the
+    last step lands on T exactly instead of overshooting or leaving a sliver step.
+
+    Attributes:
+        t_end: The final time T.
+        tau_requested: The case's ``time.tau``.
+        tau: The uniform step actually taken.
+        steps: The number of steps still to take, n.
+        start_step: Index of the time level the run starts from (0, or a checkpoint's).
+        start_time: Its time t₀.
+        snapshot_times: The times at which a snapshot is written (rising; T is the last).
+    """
+
+    t_end: float
+    tau_requested: float
+    tau: float
+    steps: int
+    start_step: int
+    start_time: float
+    snapshot_times: tuple[float, ...]
+
+    @classmethod
+    def from_case(cls, case: Case, start_step: int = 0, start_time: float = 0.0) -> TimeGrid:
+        """The grid of ``case`` (``[time]``, ``output.snapshots``), from a given level."""
+        t_end, tau = case.section("time")["t_end"], case.section("time")["tau"]
+        n, dt = 0, tau  # nothing left to do (resuming a finished run)
+        if t_end - start_time > 1e-12 * t_end:
+            n = max(1, math.ceil((t_end - start_time) / tau - 1e-9))
+            dt = (t_end - start_time) / n
+        count = case.section("output")["snapshots"]
+        snaps = np.linspace(0.0, t_end, count) if count > 1 else np.array([t_end])
+        return cls(t_end, tau, dt, n, start_step, start_time, tuple(float(s) for s in snaps))
+
+    @property
+    def adjusted(self) -> bool:
+        """Whether τ had to shrink for the steps to reach T exactly."""
+        return not math.isclose(self.tau, self.tau_requested, rel_tol=1e-9)
+
+    @property
+    def eps(self) -> float:
+        """The tolerance within which a time level counts as a snapshot time."""
+        return 1e-9 * self.t_end
+
+    def first_snapshot(self) -> int:
+        """Index of the first snapshot still to write: 0 for a new run, more on resume."""
+        if self.start_step == 0:
+            return 0
+        return int(np.searchsorted(self.snapshot_times, self.start_time + self.eps, "right"))
+
+    def snapshot_due(self, t: float, k: int) -> bool:
+        """Whether time t reaches snapshot k (within :attr:`eps`)."""
+        return k < len(self.snapshot_times) and t >= self.snapshot_times[k] - self.eps
 
 
-def _advance(solver: FlowSolver, tau: float, halvings: int = HALVINGS) -> int:
+@dataclass(frozen=True)
+class StepRecord:
+    """One completed time level.
+
+    Attributes:
+        index: The step index (0 is the initial state).
+        t: Its time.
+        tau: The step that reached it (for step 0, the requested τ).
+        iterations: The solver's inner iterations for it, summed over halvings.
+    """
+
+    index: int
+    t: float
+    tau: float
+    iterations: int
+
+
+class StepFailed(SolverError):
+    """A step failed even after :data:`HALVINGS` halvings; the state is the last level's."""
+
+
+def _step(solver: FlowSolver, tau: float, halvings: int = HALVINGS) -> int:
     """Take a step of size τ, retrying as two half steps (recursively) on failure."""
     try:
         return solver.step(tau)
@@ -62,7 +147,158 @@ def _advance(solver: FlowSolver, tau: float, halvings: int = HALVINGS) -> int:
         if halvings == 0:
             raise
         _progress(solver.comm, f"  step of τ = {tau:.4g} failed ({err}); retrying with τ/2 twice")
-        return _advance(solver, tau / 2, halvings - 1) + _advance(solver, tau / 2, halvings - 1)
+        return _step(solver, tau / 2, halvings - 1) + _step(solver, tau / 2, halvings - 1)
+
+
+def advance(solver: FlowSolver, grid: TimeGrid) -> Iterator[StepRecord]:
+    """Take the steps of ``grid`` and yield a record after each one.
+
+    The time is accumulated step by step and the last level is set to T exactly.
+
+    Raises:
+        StepFailed: A step failed after :data:`HALVINGS` halvings of τ.
+    """
+    step, t = grid.start_step, grid.start_time
+    for k in range(1, grid.steps + 1):
+        try:
+            its = _step(solver, grid.tau)
+        except SolverError as err:
+            raise StepFailed(
+                f"{solver.name}: step {step + 1} (t = {t:.6g} → {t + grid.tau:.6g}) failed "
+                f"after {HALVINGS} halvings of τ: {err}"
+            ) from None
+        step, t = step + 1, t + grid.tau if k < grid.steps else grid.t_end
+        yield StepRecord(step, t, grid.tau, its)
+
+
+class Recorder:
+    """Writes what a run produces at each time level, and tallies the summary.
+
+    Per record: the diagnostics (plus ``iterations`` and ``wall_time``), a snapshot and
+    the field output when a snapshot time is reached, then the checkpoint, which flushes
+    the file, so a killed run keeps every completed step.
+
+    Args:
+        solver: The running solver.
+        results: The open results file.
+        grid: The run's time grid.
+        summary: Filled in as the records come (steps, iterations, energy increases).
+        wall0: Wall time already spent (by the run being resumed).
+    """
+
+    def __init__(
+        self,
+        solver: FlowSolver,
+        results: ResultsFile,
+        grid: TimeGrid,
+        summary: RunSummary,
+        wall0: float = 0.0,
+    ) -> None:
+        self.solver, self.results, self.grid, self.summary = solver, results, grid, summary
+        self.wall0, self.start = wall0, time.perf_counter()
+        self.next_snapshot = grid.first_snapshot()
+        self.last: dict[str, float] | None = None
+        self._last_print = 0.0
+
+    def elapsed(self) -> float:
+        """Seconds since the recorder was made (this run's part of the wall time)."""
+        return time.perf_counter() - self.start
+
+    def record(self, rec: StepRecord) -> dict[str, float]:
+        """Write the time level ``rec`` (diagnostics, snapshot if due, checkpoint)."""
+        diag = self.solver.diagnostics(rec.t)
+        diag["iterations"] = float(rec.iterations)
+        diag["wall_time"] = self.wall0 + self.elapsed()
+        self.results.append_step(rec.t, diag)
+        state = self.solver.state()
+        if self.grid.snapshot_due(rec.t, self.next_snapshot):
+            extra = {f"snapshots/state/{name}": value for name, value in state.items()}
+            extra.update(self.solver.snapshot_arrays())
+            self.results.append_snapshot(rec.t, self.solver.sample(), extra)
+            self.solver.write_fields(rec.t)
+            while self.grid.snapshot_due(rec.t, self.next_snapshot):  # one file entry per level
+                self.next_snapshot += 1
+        self.results.write_checkpoint(rec.index, rec.t, rec.tau, state)
+        self.last = diag
+        return diag
+
+    def initial(self) -> None:
+        """Record the initial state (step 0) of a new run."""
+        diag = self.record(StepRecord(0, self.grid.start_time, self.grid.tau_requested, 0))
+        self.summary.mass0 = diag["mass"]
+
+    def consume(self, steps: Iterator[StepRecord]) -> None:
+        """Record every step of ``steps``, tally it and print progress about once a second."""
+        for rec in steps:
+            prev = self.last
+            diag = self.record(rec)
+            self.summary.iterations.append(rec.iterations)
+            if prev is not None and diag["energy"] > prev["energy"] + 1e-12 * abs(prev["energy"]):
+                self.summary.energy_increases += 1
+            self.summary.steps, self.summary.t = rec.index, rec.t
+            self._progress(rec, diag)
+
+    def _progress(self, rec: StepRecord, diag: dict[str, float]) -> None:
+        now = self.elapsed()
+        last_step = rec.index == self.grid.start_step + self.grid.steps
+        if now - self._last_print > PROGRESS_EVERY or last_step:
+            self._last_print = now
+            _progress(
+                self.solver.comm,
+                f"[{self.solver.name}] step {rec.index:5d}  t = {rec.t:.5g}  "
+                f"its = {rec.iterations}  mass = {diag['mass']:.12g}  "
+                f"energy = {diag['energy']:.8g}"
+                + (f"  L1 err = {diag['l1_error']:.3e}" if "l1_error" in diag else ""),
+            )
+
+
+def _open_results(
+    solver: FlowSolver, case: Case, path: Path, checkpoint: Checkpoint | None
+) -> ResultsFile:
+    """Open the results file (new, or cut back to ``checkpoint``) and the field output.
+
+    On resume the field file is rebuilt from the stored snapshot states, and the solver
+    is left in the checkpoint's state.
+    """
+    comm = solver.comm
+    lower, upper = solver.bounding_box()
+    points = case.sample_points(lower, upper)
+    solver.prepare_sampling(points)
+    if comm.rank == 0:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    comm.Barrier()
+    resume = checkpoint is not None
+    results = ResultsFile(
+        path, comm, case.name, solver.name, case.dim, case.config, points, resume=resume
+    )
+    if checkpoint is None:
+        for name, value in solver.static_arrays().items():
+            results.write_array(name, value)
+    # The XDMF file keeps its heavy data in <name>.h5: the name must differ from ours.
+    fields = solver.open_fields(path.with_name(f"{path.stem}_fields.xdmf"))
+    if fields is not None:
+        results.set_fields(fields)
+    if checkpoint is not None:
+        for ts, snap_state in checkpoint.snapshots:
+            solver.set_state(snap_state)
+            solver.write_fields(ts)
+        solver.set_state(checkpoint.state)
+    return results
+
+
+def _first_mass(path: Path, comm: MPI.Comm) -> float:
+    """The initial mass stored in a results file (rank 0; NaN elsewhere)."""
+    if comm.rank != 0:
+        return float("nan")
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return float(f["diagnostics/mass"][0])
+
+
+def results_path(out_dir: Path, case: Case, solver: str) -> Path:
+    """``<out>/<case>_<solver>.h5``, the results file of one run."""
+    return Path(out_dir) / f"{case.name}_{solver}.h5"
 
 
 def run_flow(solver: FlowSolver, case: Case, out_dir: Path, resume: bool = False) -> RunSummary:
@@ -80,109 +316,34 @@ def run_flow(solver: FlowSolver, case: Case, out_dir: Path, resume: bool = False
     Raises:
         SolverError: A step failed even after halving; completed steps are in the file.
     """
-    comm = solver.comm
-    stem = f"{case.name}_{solver.name}"
-    path = out_dir / f"{stem}.h5"
-    t_end, tau = case.section("time")["t_end"], case.section("time")["tau"]
-    lower, upper = solver.bounding_box()
-    points = case.sample_points(lower, upper)
-    solver.prepare_sampling(points)
-
-    step, t, wall0 = 0, 0.0, 0.0
-    checkpoint = None
-    if resume:
-        checkpoint = read_checkpoint(path, comm, case.config, solver.name)
-        step, t, wall0 = checkpoint.step, checkpoint.time, checkpoint.wall_time
-    if comm.rank == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    comm.Barrier()
-    results = ResultsFile(
-        path, comm, case.name, solver.name, case.dim, case.config, points, resume=resume
-    )
-    if checkpoint is None:
-        for name, value in solver.static_arrays().items():
-            results.write_array(name, value)
-    summary = RunSummary(solver.name, path, steps=step, t=t)
-    # The XDMF file keeps its heavy data in <name>.h5: the name must differ from ours.
-    fields = solver.open_fields(out_dir / f"{stem}_fields.xdmf")
-    if fields is not None:
-        results.set_fields(fields)
-    if checkpoint is not None:
-        # Rebuild the field file from the stored snapshot states, then continue.
-        for ts, snap_state in checkpoint.snapshots:
-            solver.set_state(snap_state)
-            solver.write_fields(ts)
-        solver.set_state(checkpoint.state)
-    snapshot_times = np.linspace(0.0, t_end, case.section("output")["snapshots"])
-    if len(snapshot_times) == 1:
-        snapshot_times = np.array([t_end])
-    eps = 1e-9 * t_end
-    next_snap = int(np.searchsorted(snapshot_times, t + eps, side="right")) if resume else 0
-    start = time.perf_counter()
-
-    def record(step: int, t: float, tau: float, iterations: int) -> dict[str, float]:
-        """Diagnostics, snapshot if one is due, then the checkpoint (flushes the file)."""
-        nonlocal next_snap
-        diag = solver.diagnostics(t)
-        diag["iterations"] = float(iterations)
-        diag["wall_time"] = wall0 + time.perf_counter() - start
-        results.append_step(t, diag)
-        state = solver.state()
-        if next_snap < len(snapshot_times) and t >= snapshot_times[next_snap] - eps:
-            extra = {f"snapshots/state/{name}": value for name, value in state.items()}
-            extra.update(solver.snapshot_arrays())
-            results.append_snapshot(t, solver.sample(), extra)
-            solver.write_fields(t)
-            while next_snap < len(snapshot_times) and t >= snapshot_times[next_snap] - eps:
-                next_snap += 1
-        results.write_checkpoint(step, t, tau, state)
-        return diag
-
+    path = results_path(out_dir, case, solver.name)
+    checkpoint = read_checkpoint(path, solver.comm, case.config, solver.name) if resume else None
+    start = (checkpoint.step, checkpoint.time) if checkpoint else (0, 0.0)
+    grid = TimeGrid.from_case(case, *start)
+    results = _open_results(solver, case, path, checkpoint)
+    summary = RunSummary(solver.name, path, steps=grid.start_step, t=grid.start_time)
+    recorder = Recorder(solver, results, grid, summary, checkpoint.wall_time if checkpoint else 0)
     try:
-        prev = None
-        if not resume:
-            prev = record(0, 0.0, tau, 0)
-            summary.mass0 = prev["mass"]
-        n, dt = _time_levels(t, t_end, tau)
-        if not math.isclose(dt, tau, rel_tol=1e-9):
-            _progress(comm, f"[{solver.name}] τ adjusted to {dt:.6g} for {n} equal steps to T")
-        last_print = 0.0
-        for k in range(1, n + 1):
-            try:
-                its = _advance(solver, dt)
-            except SolverError as err:
-                raise SolverError(
-                    f"{solver.name}: step {step + 1} (t = {t:.6g} → {t + dt:.6g}) failed after "
-                    f"{HALVINGS} halvings of τ: {err}. Completed steps are in {path}; continue "
-                    f"with --resume --set time.tau=<smaller τ>"
-                ) from None
-            step, t = step + 1, t + dt if k < n else t_end
-            diag = record(step, t, dt, its)
-            summary.iterations.append(its)
-            if prev is not None and diag["energy"] > prev["energy"] + 1e-12 * abs(prev["energy"]):
-                summary.energy_increases += 1
-            prev = diag
-            now = time.perf_counter() - start
-            if now - last_print > 1.0 or k == n:
-                last_print = now
-                _progress(
-                    comm,
-                    f"[{solver.name}] step {step:5d}  t = {t:.5g}  its = {its}  "
-                    f"mass = {diag['mass']:.12g}  energy = {diag['energy']:.8g}"
-                    + (f"  L1 err = {diag['l1_error']:.3e}" if "l1_error" in diag else ""),
-                )
-        summary.steps, summary.t = step, t
-        summary.diagnostics = prev or solver.diagnostics(t)
-        summary.wall_time = time.perf_counter() - start
+        if checkpoint is None:
+            recorder.initial()
+        if grid.adjusted:
+            note = f"τ adjusted to {grid.tau:.6g} for {grid.steps} equal steps to T"
+            _progress(solver.comm, f"[{solver.name}] {note}")
+        try:
+            recorder.consume(advance(solver, grid))
+        except StepFailed as err:
+            raise SolverError(
+                f"{err}. Completed steps are in {path}; continue with --resume --set "
+                f"time.tau=<smaller τ>"
+            ) from None
+        summary.diagnostics = recorder.last or solver.diagnostics(summary.t)
+        summary.wall_time = recorder.elapsed()
     finally:
         solver.close()
         results.close()
         sys.stdout.flush()
-    if resume and comm.rank == 0:
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            summary.mass0 = float(f["diagnostics/mass"][0])
+    if checkpoint is not None:
+        summary.mass0 = _first_mass(path, solver.comm)
     return summary
 
 
