@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tests.conftest import read, run_case
+from tests.conftest import assert_user_error, read, run_case, wgf
 from wgf.cases import load_case
 from wgf.cases.expressions import SymbolicFunction
 from wgf.solvers.energy import (
@@ -85,9 +85,118 @@ def _formula_case(tmp_path):
     """fokker_planck_ou_1d with [energy.potential] as the formula x**2/2 (exact: gaussian)."""
     text = (load_case("fokker_planck_ou_1d").path).read_text()
     start = text.index("[energy.potential]")
-    end = text.index("[", start + 1)
+    end = text.index("\n[", start) + 1
     text = text[:start] + '[energy.potential]\nexpression = "x**2/2"\n\n' + text[end:]
     text = text.replace('kind = "gaussian"\n\n[output]', 'kind = "none"\n\n[output]')
     path = tmp_path / "fokker_planck_ou_1d.toml"
     path.write_text(text)
     return path
+
+
+def test_steady_state_is_reached_by_the_fe_solvers(tmp_path):
+    """double_well_1d (T = 30, 12/λ₁ ≈ 27 decay times): both FE solvers end at the
+    discretisation error, with mass conserved and the energy non-increasing."""
+    errors = {}
+    for solver in ("fem-implicit", "fem-jko"):
+        run_case("double_well_1d", [], tmp_path, solver=solver)
+        d = read(tmp_path / f"double_well_1d_{solver}.h5")
+        errors[solver] = d["diagnostics/l1_error"][-1]
+        assert np.ptp(d["diagnostics/mass"]) < 1e-12
+        energy = d["diagnostics/energy"]
+        assert np.all(np.diff(energy) <= 1e-12 * np.abs(energy[:-1]))
+        # The error has stopped falling: the last fifth of the run changes it by < 2 %.
+        l1 = d["diagnostics/l1_error"]
+        assert abs(l1[-1] - l1[int(0.8 * len(l1))]) < 0.02 * l1[-1]
+    assert 1e-4 < errors["fem-implicit"] < 4.5e-4
+    assert 1e-4 < errors["fem-jko"] < 4.5e-4
+
+
+def test_steady_state_errors_fall_with_h(tmp_path):
+    """fem-jko on porous_quartic_2d: the error to the steady state falls under refinement."""
+    errors = []
+    for cells in (16, 32):
+        out = tmp_path / str(cells)
+        run_case("porous_quartic_2d", [f"domain.cells=[{cells}, {cells}]"], out, solver="fem-jko")
+        errors.append(read(out / "porous_quartic_2d_fem-jko.h5")["diagnostics/l1_error"][-1])
+    assert errors[1] < 0.6 * errors[0], errors
+    assert errors[1] < 3e-2
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["double_well_1d", "--set", 'energy.potential.expression="x + q"'], "unknown name 'q'"),
+        (["double_well_1d", "--set", 'energy.potential.expression="eval(x)"'], "'eval'"),
+        (["double_well_1d", "--set", 'energy.potential.expression="x.real"'], "attribute"),
+        (["double_well_1d", "--set", 'energy.potential.expression="(lambda: 1)()"'], "lambda"),
+        (
+            ["double_well_1d", "--set", "energy.potential.expression=\"__import__('os')\""],
+            "'__import__'",
+        ),
+        (
+            ["fokker_planck_ou_1d", "--set", 'energy.potential.expression="x**2/2"'],
+            "either as A/center or as expression, not both",
+        ),
+        (["double_well_1d", "--set", 'initial.density="x"'], "negative"),
+        (["double_well_1d", "--set", 'initial.density="0*x"'], "no mass"),
+        (["heat_1d", "--set", "exact.kind=stationary"], "needs [energy.potential]"),
+        (
+            [
+                "heat_1d",
+                "--set",
+                "exact.kind=stationary",
+                "--set",
+                'energy.potential.expression="0.01*x"',
+            ],
+            "does not confine",
+        ),
+        (
+            ["double_well_1d", "--set", "energy.internal=none"],
+            'needs energy.internal = "entropy" or "power"',
+        ),
+        (
+            [
+                "double_well_1d",
+                "--set",
+                "exact.kind=none",
+                "--set",
+                'energy.potential.expression="log(x + 2)"',
+                "--solver",
+                "fem-implicit",
+            ],
+            "not finite at x = (-3.0) on the mesh",
+        ),
+        (
+            [
+                "double_well_1d",
+                "--set",
+                "exact.kind=none",
+                "--set",
+                'energy.potential.expression="sqrt(x)"',
+                "--solver",
+                "blob",
+            ],
+            "at the initial particles",
+        ),
+    ],
+)
+def test_bad_formulas_and_steady_states_are_one_line_errors(args, message, tmp_path):
+    proc = wgf("run", *args, "--out", str(tmp_path / "out"))
+    assert_user_error(proc, message)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+@pytest.mark.mpi
+def test_a_formula_not_finite_on_one_rank_stops_every_rank(tmp_path):
+    """V is not finite only at x < -2, on one rank's part of the mesh: both ranks exit 2."""
+    from mpi4py import MPI
+
+    from wgf.cases.errors import UserError
+
+    with pytest.raises(UserError, match="not finite at x"):
+        run_case(
+            "double_well_1d",
+            ["exact.kind=none", 'energy.potential.expression="log(x + 2)"'],
+            tmp_path,
+            comm=MPI.COMM_WORLD,
+        )
