@@ -75,16 +75,6 @@ class ParticleSolver(FlowSolver):
         self._version = 0
         self._series: PolyvertexSeries | None = None
 
-    @classmethod
-    def check_case(cls, case: Case) -> None:
-        """Particle solvers run in a box (its faces are reflecting walls)."""
-        super().check_case(case)
-        if case.section("domain")["shape"] != "box":
-            raise UserError(
-                f"solver '{cls.name}' needs domain.shape = \"box\" "
-                f'(got "{case.section("domain")["shape"]}")'
-            )
-
     def even_substep(self, span: float, dt_stable: float, bound: float, what: str) -> float:
         """The substep that divides ``span`` evenly, at most ``dt_stable``.
 
