@@ -10,6 +10,7 @@ options; they are handed to ``petsc4py.init`` before DOLFINx is imported.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -219,12 +220,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         import petsc4py
 
         petsc4py.init([sys.argv[0], *petsc_args])
+        from mpi4py import MPI
+
+        configure_logging(MPI.COMM_WORLD.rank)
         return {"run": _run, "compare": _compare, "converge": _converge, "sweep": _sweep}[
             args.verb
         ](args)
     except (UserError, SolverError) as err:
         _report(err)
         return err.status
+
+
+def configure_logging(rank: int) -> None:
+    """Print the solvers' log records: rank 0 from INFO up, the other ranks WARNING up.
+
+    Solvers log under ``wgf.solvers.…`` (see :mod:`wgf.solvers.base`) and need not ask
+    which rank they are on: every rank computes the same notes, rank 0 prints them, as
+    plain lines on stdout like the drivers' own progress lines.  A warning is printed on
+    any rank, since it may concern that rank's part of the mesh.  Calling this again
+    only resets the level (the handler is installed once).
+    """
+    logger = logging.getLogger("wgf")
+    logger.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+    logger.propagate = False  # the root logger's configuration is the user's
+    if not any(isinstance(h, _StdoutHandler) for h in logger.handlers):
+        handler = _StdoutHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+
+
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to the current ``sys.stdout`` (which tests and notebooks replace)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stdout
+        super().emit(record)
 
 
 def _report(err: Exception) -> None:
