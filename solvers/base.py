@@ -1,8 +1,16 @@
-"""The interface every gradient-flow solver offers to the time loop (:mod:`wgf.run`).
+"""The base class of the gradient-flow solvers (:mod:`wgf.run` drives them).
 
 A solver is built from a validated case, advances by ``step(τ)`` and answers questions
-about its current state; the driver does the clock, the results file and resuming.
-Methods marked optional here have a do-nothing default.
+about its current state; the driver does the clock, the results file and resuming.  The
+methods are those of :class:`wgf.solvers.protocols.GradientFlowSolver`; those marked
+optional here have a do-nothing default.
+
+Reporting: solvers never ``print``.  A module logs through
+``logger = logging.getLogger(__name__)`` (names under ``wgf.solvers``), progress notes
+at INFO and problems the run survives at WARNING.  The command line (:mod:`wgf.cli`)
+configures the ``wgf`` logger: rank 0 prints INFO and above to stdout as plain lines,
+the other ranks WARNING and above, so a note needs no ``if comm.rank == 0``.  A script
+that uses the Python API sees nothing unless it configures logging itself.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ import numpy as np
 from mpi4py import MPI
 
 from wgf.cases import Case
-from wgf.cases.errors import UserError
+from wgf.solvers.registry import capabilities
 
 
 class FlowSolver:
@@ -37,13 +45,11 @@ class FlowSolver:
         """Raise :class:`~wgf.cases.errors.UserError` if this solver cannot run ``case``.
 
         Called without building anything, so ``--solver all`` can skip such solvers.
-        The default refuses cases without a clock (transport cases have no ``[time]``).
+        The default applies the solver's registered
+        :class:`~wgf.solvers.protocols.Capabilities` (kind, dimension, domain, cells,
+        energy terms); a subclass adds its own rules after calling it.
         """
-        time = case.section("time")
-        if time["t_end"] is None or time["tau"] is None:
-            raise UserError(
-                f"{cls.name} is a gradient-flow solver and the case has no time.t_end/time.tau"
-            )
+        capabilities(cls.name).check(case, cls.name)
 
     # -- required --------------------------------------------------------------------------
     def step(self, tau: float) -> int:

@@ -1,41 +1,191 @@
-"""The solver registry: names, what each supports, and its ``[solver.<name>]`` keys.
+"""The solver registry: one declaration per solver.
 
-Modules are imported lazily, so that listing solvers or validating a case does not
-load DOLFINx.
+Each solver is declared once, by a :class:`SolverInfo`: its name, the module holding its
+``Solver`` class, its kind and one-line summary, its :class:`Capabilities` and its
+parameter dataclass (the ``[solver.<name>]`` table).  Everything else is derived from
+that declaration:
+
+* the case schema of ``[solver.<name>]`` (:func:`solver_tables`, as
+  :class:`~wgf.cases.schema.Key` objects: a field's type gives the key's kind, a ``Literal``
+  its choices, its default the default, and :func:`param`'s help the help);
+* the listing of ``wgf solvers`` (:meth:`SolverInfo.describe`);
+* the generic half of every ``check_case`` and hence ``--solver all``'s skipping.
+
+Modules are imported lazily, so that listing solvers or validating a case does not load
+DOLFINx.  A new solver is one module plus one entry in :data:`SOLVERS`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
-from dataclasses import dataclass, field
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from wgf.cases.errors import UserError
 from wgf.cases.schema import Key
+from wgf.solvers.protocols import Capabilities, Kind
+
+
+def param(default: Any, help: str) -> Any:
+    """A parameter field: its default and one line of help (shown by ``wgf keys``)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+_KINDS = {int: "int", float: "float", str: "str", bool: "bool"}
+
+
+def _key(hint: Any, field: dataclasses.Field) -> Key:
+    """The schema :class:`Key` of one parameter field."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None
+        (hint,) = [a for a in args if a is not type(None)]
+        args = typing.get_args(hint)
+    help_ = field.metadata.get("help", "")
+    if typing.get_origin(hint) is Literal:
+        return Key("str", field.default, choices=tuple(args), help=help_)
+    return Key(_KINDS[hint], field.default, help=help_)
+
+
+def parameter_keys(params: type) -> dict[str, Key]:
+    """The ``[solver.<name>]`` schema of a parameter dataclass, in field order."""
+    hints = typing.get_type_hints(params)
+    return {f.name: _key(hints[f.name], f) for f in dataclasses.fields(params)}
+
+
+# -- the parameters of each solver ---------------------------------------------------------
+@dataclass(frozen=True)
+class FemImplicitParams:
+    """``[solver.fem-implicit]``: the PETSc SNES tolerances."""
+
+    rtol: float = param(1e-10, "SNES relative tolerance")
+    atol: float = param(1e-12, "SNES absolute tolerance")
+    max_it: int = param(100, "SNES maximum Newton iterations")
 
 
 @dataclass(frozen=True)
+class FemJKOParams:
+    """``[solver.fem-jko]``: the inner solver and its tolerances."""
+
+    inner: Literal["newton", "alg2"] = param("newton", "inner solver")
+    rtol: float = param(1e-10, "Newton relative tolerance (residual norm)")
+    atol: float = param(1e-11, "Newton absolute tolerance (residual norm)")
+    max_it: int = param(100, "Newton maximum iterations")
+    monitor: bool = param(False, "print the Newton residuals (rank 0)")
+    mobility: Literal["centred", "upwind"] = param("centred", "edge mobility ρ_ij")
+    upwind_smoothing: float = param(1e-6, "width δ in ϕ of the smoothed upwind switch")
+    floor: float = param(1e-10, "initial density floor, relative to its maximum")
+    barrier: float = param(1e-8, "power law: log-barrier weight / mean density")
+    alg2_time_cells: int = param(1, "inner = alg2: cells of the space-time mesh in t ∈ [0, 1]")
+    alg2_r: float = param(1.0, "inner = alg2: augmentation parameter r (> 0)")
+    alg2_relaxation: float = param(1.5, "inner = alg2: over-relaxation ω ∈ (0, 2)")
+    alg2_tol: float = param(3e-4, "inner = alg2: relative residual tolerance")
+    alg2_max_it: int = param(2000, "inner = alg2: ALG2 iterations per step")
+
+
+@dataclass(frozen=True)
+class BlobParams:
+    """``[solver.blob]``: lattice, mollifier and substep."""
+
+    particles: int | None = param(None, "lattice cells on the support (1/2/3-D: 200/1600/4096)")
+    epsilon: float | None = param(None, "mollifier variance ε (default 2 h^1.9 L^0.1)")
+    cfl: float = param(0.5, "substep = cfl x Heun stability bound")
+    dt: float | None = param(None, "forced substep (clamped to the stable one)")
+
+
+@dataclass(frozen=True)
+class Quantile1DParams:
+    """``[solver.quantile-1d]``: particles and the Newton solve of each step."""
+
+    particles: int | None = param(None, "particles at equal mass quantiles (400)")
+    rtol: float = param(1e-12, "Newton stops at step < rtol x support width")
+    max_it: int = param(50, "Newton iterations per step")
+
+
+@dataclass(frozen=True)
+class LangevinParams:
+    """``[solver.langevin]``: samples, seed and substep."""
+
+    particles: int | None = param(None, "number of samples (10000)")
+    seed: int = param(1, "seed of the initial samples and the noise")
+    dt: float | None = param(None, "forced substep (default τ; clamped to 1/‖A‖)")
+
+
+@dataclass(frozen=True)
+class FemBBParams:
+    """``[solver.fem-bb]``: the space-time mesh and the ALG2 iteration."""
+
+    time_cells: int = param(8, "cells of the space-time mesh in t ∈ [0, 1]")
+    degree: int = param(2, "Lagrange degree of the potential φ (1 or 2)")
+    r: float = param(4.0, "augmentation parameter of ALG2 (> 0), initial value")
+    adapt_r: bool = param(False, "balance the primal and dual residuals by doubling/halving r")
+    relaxation: float = param(1.5, "over-relaxation ω ∈ (0, 2) of the q/σ steps (1 = plain ALG2)")
+    max_it: int = param(3000, "maximum ALG2 iterations")
+    tol: float = param(1e-4, "stop when the relative residual is below")
+
+
+# -- the declaration -----------------------------------------------------------------------
+@dataclass(frozen=True)
 class SolverInfo:
-    """What the CLI needs to know about a solver.
+    """Everything the suite knows about a solver before importing it.
 
     Attributes:
         name: The name used on the command line and in ``[solver.<name>]``.
         module: The module holding the solver class ``Solver``.
-        summary: One line.
-        supports: Energies, dimensions and domains it runs.
-        parameters: Its ``[solver.<name>]`` keys.
+        summary: One line: the method.
+        capabilities: What it runs (kind, energies, dimensions, domains, cells).
+        params: Its parameter dataclass (the ``[solver.<name>]`` table).
     """
 
     name: str
     module: str
     summary: str
-    supports: str
-    parameters: dict[str, Key] = field(default_factory=dict)
+    capabilities: Capabilities
+    params: type
+
+    @property
+    def kind(self) -> Kind:
+        """``"flow"`` or ``"transport"``: which driver runs it."""
+        return self.capabilities.kind
+
+    @property
+    def parameters(self) -> dict[str, Key]:
+        """Its ``[solver.<name>]`` keys, derived from :attr:`params`."""
+        return parameter_keys(self.params)
 
     def load(self) -> type:
         """Import the module and return its ``Solver`` class."""
         return importlib.import_module(self.module).Solver
 
+    def check(self, case: Any) -> None:
+        """Raise :class:`UserError` unless the solver runs ``case``.
+
+        The capabilities first, without importing the module (so a flow case never loads
+        the transport solver, and the other way round), then the class's own rules.
+        """
+        self.capabilities.check(case, self.name)
+        self.load().check_case(case)
+
+    def describe(self) -> str:
+        """The ``wgf solvers`` entry: summary, what it supports and its parameters."""
+        lines = [
+            f"{self.name:14s} {self.summary}",
+            f"{'':14s} supports: {self.capabilities.describe()}",
+        ]
+        for key, spec in self.parameters.items():
+            choices = f" ({' | '.join(spec.choices)})" if spec.choices else ""
+            lines.append(
+                f"{'':14s}   [solver.{self.name}] {key} = {spec.default!r}{choices}  {spec.help}"
+            )
+        return "\n".join(lines)
+
+
+#: Particle solvers move particles in a box whose faces are reflecting walls; they build
+#: no mesh, so the cell type does not matter to them.
+_PARTICLES_BOX = {"shapes": "the box faces are the particles' reflecting walls"}
 
 SOLVERS: dict[str, SolverInfo] = {
     info.name: info
@@ -44,104 +194,67 @@ SOLVERS: dict[str, SolverInfo] = {
             "fem-implicit",
             "wgf.solvers.fem.implicit_euler",
             "implicit Euler + Newton (PETSc SNES) on the PDE, mass-lumped P1",
-            "entropy, power, none; quadratic V; 1-D/2-D/3-D; box, disk, file",
-            {
-                "rtol": Key("float", 1e-10, help="SNES relative tolerance"),
-                "atol": Key("float", 1e-12, help="SNES absolute tolerance"),
-                "max_it": Key("int", 100, help="SNES maximum Newton iterations"),
-            },
+            Capabilities(),
+            FemImplicitParams,
         ),
         SolverInfo(
             "fem-jko",
             "wgf.solvers.fem.jko",
-            "JKO with the one-step Benamou–Brenier cost (LJKO, centred or upwind mobility) on the "
-            "P1 mesh graph, Newton on the potential",
-            "entropy, power (log barrier); quadratic V; simplex meshes 1-D/2-D/3-D; "
-            "box, disk, file",
-            {
-                "inner": Key("str", "newton", choices=("newton", "alg2"), help="inner solver"),
-                "rtol": Key("float", 1e-10, help="Newton relative tolerance (residual norm)"),
-                "atol": Key("float", 1e-11, help="Newton absolute tolerance (residual norm)"),
-                "max_it": Key("int", 100, help="Newton maximum iterations"),
-                "monitor": Key("bool", False, help="print the Newton residuals (rank 0)"),
-                "mobility": Key(
-                    "str", "centred", choices=("centred", "upwind"), help="edge mobility ρ_ij"
-                ),
-                "upwind_smoothing": Key(
-                    "float", 1e-6, help="width δ in ϕ of the smoothed upwind switch"
-                ),
-                "floor": Key("float", 1e-10, help="initial density floor, relative to its maximum"),
-                "barrier": Key("float", 1e-8, help="power law: log-barrier weight / mean density"),
-                "alg2_time_cells": Key(
-                    "int", 1, help="inner = alg2: cells of the space-time mesh in t ∈ [0, 1]"
-                ),
-                "alg2_r": Key("float", 1.0, help="inner = alg2: augmentation parameter r (> 0)"),
-                "alg2_relaxation": Key(
-                    "float", 1.5, help="inner = alg2: over-relaxation ω ∈ (0, 2)"
-                ),
-                "alg2_tol": Key("float", 3e-4, help="inner = alg2: relative residual tolerance"),
-                "alg2_max_it": Key("int", 2000, help="inner = alg2: ALG2 iterations per step"),
-            },
+            "JKO with the one-step Benamou–Brenier cost (LJKO, centred or upwind mobility) on "
+            "the P1 mesh graph, Newton on the potential",
+            Capabilities(
+                internal=("entropy", "power"),
+                cell_types=("simplex",),
+                reasons={
+                    "internal": "ρ is recovered from its first variation U'(ρ)",
+                    "cell_types": "its transmissibilities are those of P1 on simplices",
+                },
+            ),
+            FemJKOParams,
         ),
         SolverInfo(
             "blob",
             "wgf.solvers.particles.blob",
             "deterministic blob method (mollified energy, neighbour lists, Heun substeps)",
-            "entropy, power, none; quadratic V; 1-D/2-D/3-D; box",
-            {
-                "particles": Key(
-                    "int", None, help="lattice cells on the support (1/2/3-D: 200/1600/4096)"
-                ),
-                "epsilon": Key("float", None, help="mollifier variance ε (default 2 h^1.9 L^0.1)"),
-                "cfl": Key("float", 0.5, help="substep = cfl x Heun stability bound"),
-                "dt": Key("float", None, help="forced substep (clamped to the stable one)"),
-            },
+            Capabilities(shapes=("box",), reasons=_PARTICLES_BOX),
+            BlobParams,
         ),
         SolverInfo(
             "quantile-1d",
             "wgf.solvers.particles.quantile_1d",
             "exact 1-D Lagrangian JKO in quantile coordinates (Newton, tridiagonal)",
-            "entropy, power, none; quadratic V; 1-D; box",
-            {
-                "particles": Key("int", None, help="particles at equal mass quantiles (400)"),
-                "rtol": Key("float", 1e-12, help="Newton stops at step < rtol x support width"),
-                "max_it": Key("int", 50, help="Newton iterations per step"),
-            },
+            Capabilities(dims=(1,), shapes=("box",), reasons=_PARTICLES_BOX),
+            Quantile1DParams,
         ),
         SolverInfo(
             "langevin",
             "wgf.solvers.particles.langevin",
             "stochastic particles, Euler–Maruyama (the sampling baseline)",
-            "entropy, none (no power law); quadratic V; 1-D/2-D/3-D; box",
-            {
-                "particles": Key("int", None, help="number of samples (10000)"),
-                "seed": Key("int", 1, help="seed of the initial samples and the noise"),
-                "dt": Key("float", None, help="forced substep (default τ; clamped to 1/‖A‖)"),
-            },
+            Capabilities(
+                internal=("entropy", "none"),
+                shapes=("box",),
+                reasons={
+                    **_PARTICLES_BOX,
+                    "internal": "Langevin noise is linear diffusion only; for the power law "
+                    "use blob or quantile-1d",
+                },
+            ),
+            LangevinParams,
         ),
         SolverInfo(
             "fem-bb",
             "wgf.solvers.fem.benamou_brenier",
             "dynamic optimal transport [initial] -> [target]: W2 and geodesic by ALG2 "
             "(Benamou-Brenier) on a space-time P2 mesh",
-            "cases with [target]; 1-D/2-D box",
-            {
-                "time_cells": Key("int", 8, help="cells of the space-time mesh in t ∈ [0, 1]"),
-                "degree": Key("int", 2, help="Lagrange degree of the potential φ (1 or 2)"),
-                "r": Key("float", 4.0, help="augmentation parameter of ALG2 (> 0), initial value"),
-                "adapt_r": Key(
-                    "bool",
-                    False,
-                    help="balance the primal and dual residuals by doubling/halving r",
-                ),
-                "relaxation": Key(
-                    "float",
-                    1.5,
-                    help="over-relaxation ω ∈ (0, 2) of the q/σ steps (1 = plain ALG2)",
-                ),
-                "max_it": Key("int", 3000, help="maximum ALG2 iterations"),
-                "tol": Key("float", 1e-4, help="stop when the relative residual is below"),
-            },
+            Capabilities(
+                kind="transport",
+                internal=(),
+                potential=False,
+                dims=(1, 2),
+                shapes=("box",),
+                reasons={"dims": "the space-time mesh is Ω × [0, 1]"},
+            ),
+            FemBBParams,
         ),
     ]
 }
@@ -154,6 +267,11 @@ def get_solver(name: str) -> SolverInfo:
     close = difflib.get_close_matches(name, list(SOLVERS), n=1)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     raise UserError(f"unknown solver '{name}' (available: {', '.join(SOLVERS)}){hint}")
+
+
+def capabilities(name: str) -> Capabilities:
+    """The capabilities of the registered solver ``name`` (for its ``check_case``)."""
+    return get_solver(name).capabilities
 
 
 def solver_tables() -> dict[str, dict[str, Key]]:

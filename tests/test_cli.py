@@ -1,6 +1,10 @@
 """The command line: listing verbs, bad input (exit 2, one line, nothing written) on 1 and
 2 ranks, solver failure (exit 3, completed steps kept), PETSc options."""
 
+import csv
+import json
+
+import h5py
 import numpy as np
 import pytest
 
@@ -42,6 +46,35 @@ BAD_INPUT = {
     ),
     "unknown solver": (["run", "heat_2d", "--solver", "fem-implict"], "did you mean"),
     "--set unknown key": (["run", "heat_2d", "--set", "time.dt=0.1"], "unknown case key"),
+    # A solver of the other kind (flow vs transport), in each verb that runs a case.
+    "run: flow solver, transport case": (
+        ["run", "ot_shapes_1d", "--solver", "fem-implicit"],
+        "fem-implicit is a gradient-flow solver, but case 'ot_shapes_1d' has a [target]",
+    ),
+    "run: transport solver, flow case": (
+        ["run", "heat_1d", "--solver", "fem-bb"],
+        "fem-bb is a transport solver and needs a [target]",
+    ),
+    "converge: flow solver, transport case": (
+        ["converge", "ot_shapes_1d", "--solver", "blob", "--refine", "particles"],
+        "blob is a gradient-flow solver",
+    ),
+    "converge: transport solver, flow case": (
+        ["converge", "heat_1d", "--solver", "fem-bb", "--refine", "h"],
+        "fem-bb is a transport solver",
+    ),
+    "converge: transport solver, --refine tau": (
+        ["converge", "ot_shapes_1d", "--solver", "fem-bb", "--refine", "tau"],
+        "use --refine h",
+    ),
+    "sweep: flow solver, transport case": (
+        ["sweep", "ot_shapes_1d", "--solver", "fem-jko", "--grid", "domain.cells=[16],[32]"],
+        "fem-jko is a gradient-flow solver",
+    ),
+    "sweep: transport solver, flow case": (
+        ["sweep", "heat_1d", "--solver", "fem-bb", "--grid", "solver.fem-bb.time_cells=4,8"],
+        "fem-bb is a transport solver",
+    ),
 }
 
 
@@ -77,6 +110,8 @@ def test_bad_input_serial(name, inputs, tmp_path):
         "unreadable mesh",
         "non-finite density",
         "unknown solver",
+        "run: flow solver, transport case",
+        "sweep: transport solver, flow case",
     ],
 )
 def test_bad_input_two_ranks(name, inputs, tmp_path):
@@ -94,10 +129,21 @@ def test_resume_from_another_case_is_refused(tmp_path):
 
 
 def test_listing_verbs_and_help():
+    from wgf.cases.reference import render
+    from wgf.solvers import SOLVERS, solver_tables
+
     cases = wgf("cases")
     assert cases.returncode == 0 and "porous_medium_2d" in cases.stdout
     solvers = wgf("solvers")
-    assert solvers.returncode == 0 and "fem-implicit" in solvers.stdout
+    assert solvers.returncode == 0
+    # Each solver, its capabilities (from the registry, not prose) and its parameters.
+    for info in SOLVERS.values():
+        assert f"supports: {info.capabilities.describe()}" in solvers.stdout
+        assert all(f"[solver.{info.name}] {key} = " in solvers.stdout for key in info.parameters)
+    assert "langevin" in solvers.stdout and "U: entropy, none;" in solvers.stdout
+    assert "supports: transport ([initial] -> [target]); 1/2-D; domain box" in solvers.stdout
+    keys = wgf("keys")
+    assert keys.returncode == 0 and keys.stdout == render(solver_tables())
     help_ = wgf("run", "--help")
     assert help_.returncode == 0 and "--resume" in help_.stdout and "PETSc" in help_.stdout
 
@@ -146,3 +192,64 @@ def test_solver_failure_keeps_completed_steps_and_resumes(tmp_path):
     done = read(tmp_path / "porous_medium_1d_fem-implicit.h5")
     assert done["time"][-1] == pytest.approx(0.1)
     assert np.all(np.diff(done["time"]) > 0)
+
+
+def test_sweep_of_a_transport_case_solves_each_point(tmp_path):
+    out = tmp_path / "sweep"
+    proc = wgf(
+        "sweep",
+        "ot_shapes_1d",
+        "--solver",
+        "fem-bb",
+        "--grid",
+        "solver.fem-bb.time_cells=4,8",
+        "--out",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "W2 rel err" in proc.stdout and "ALG2 its" in proc.stdout
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert [r["status"] for r in rows] == ["done", "done"]
+    for row in rows:
+        path = next((out / row["point"]).glob("*_fem-bb.h5"))
+        with h5py.File(path, "r") as f:
+            w2, exact = float(f["ot/w2"][()]), float(f["ot/w2"].attrs["w2_exact"])
+            iterations = len(f["time"])
+        assert float(row["w2"]) == pytest.approx(w2, rel=1e-12)
+        assert float(row["w2_error"]) == pytest.approx(abs(w2 - exact) / exact, rel=1e-9)
+        assert float(row["w2_error"]) < 1e-3  # the 1-D W2 ≈ 0.3005 to 3 digits
+        assert int(row["iterations"]) == iterations
+    # More time cells, a smaller error (measured 4.4e-4 → 8.7e-5).
+    assert float(rows[1]["w2_error"]) < float(rows[0]["w2_error"]) / 2
+
+
+def test_converge_of_a_transport_case_refines_space_and_time(tmp_path):
+    out = tmp_path / "conv"
+    proc = wgf(
+        "converge",
+        "ot_shapes_1d",
+        "--solver",
+        "fem-bb",
+        "--refine",
+        "h",
+        "--levels",
+        "2",
+        "--set",
+        "domain.cells=[32]",
+        "--set",
+        "solver.fem-bb.time_cells=8",
+        "--out",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "relative error of W2" in proc.stdout and "cells=[64] nt=16" in proc.stdout
+    with h5py.File(out / "eoc.h5", "r") as f:
+        errors = f["error/W2"][()]
+    for level, err in enumerate(errors):
+        with h5py.File(out / f"level{level}" / "ot_shapes_1d_fem-bb.h5", "r") as f:
+            w2, exact = float(f["ot/w2"][()]), float(f["ot/w2"].attrs["w2_exact"])
+            config = json.loads(f.attrs["config"])
+        assert config["solver"]["fem-bb"]["time_cells"] == 8 * 2**level
+        assert config["domain"]["cells"] == [32 * 2**level]
+        assert err == pytest.approx(abs(w2 - exact) / exact, rel=1e-9)
+    assert errors[1] < 2e-5  # 64 cells × 16 time cells: 7.7e-6 measured

@@ -10,6 +10,7 @@ options; they are handed to ``petsc4py.init`` before DOLFINx is imported.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -146,8 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a refinement ladder and print the EOC table",
         description="Refine tau, the mesh (h) or the number of particles level by level, "
         "run each level (in parallel under mpiexec) and report the L1, L2 and "
-        "W2 errors at T with their EOC; writes eoc.csv, eoc.h5, eoc.png.",
-        epilog="exit status 4: --expect-order was given and the fitted L1 order is outside it.",
+        "W2 errors at T with their EOC; writes eoc.csv, eoc.h5, eoc.png.  With a "
+        "transport solver (fem-bb) only --refine h applies (space and time cells "
+        "together) and the error is that of the W2 distance against the exact one.",
+        epilog="exit status 4: --expect-order was given and the fitted order (L1; W2 for a "
+        "transport solver) is outside it.",
     )
     conv.add_argument("case", help="case file or shipped case name")
     conv.add_argument("--refine", choices=("tau", "h", "particles"), required=True)
@@ -165,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument(
         "--expect-order",
         metavar="P+-TOL",
-        help="fail (status 4) unless the fitted L1 order is in P±TOL",
+        help="fail (status 4) unless the fitted L1 (transport: W2) order is in P±TOL",
     )
 
     swp = sub.add_parser(
@@ -192,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("cases", help="list the shipped cases")
+    sub.add_parser(
+        "keys",
+        help="print the case-file reference (Markdown: every key, its default and help)",
+    )
     sub.add_parser("solvers", help="list the solvers and what each supports")
     return parser
 
@@ -205,17 +213,48 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cases()
         if args.verb == "solvers":
             return _solvers()
+        if args.verb == "keys":
+            return _keys()
         import dolfinx_solver  # noqa: F401 - loads MPI before petsc4py and dolfinx
 
         import petsc4py
 
         petsc4py.init([sys.argv[0], *petsc_args])
+        from mpi4py import MPI
+
+        configure_logging(MPI.COMM_WORLD.rank)
         return {"run": _run, "compare": _compare, "converge": _converge, "sweep": _sweep}[
             args.verb
         ](args)
     except (UserError, SolverError) as err:
         _report(err)
         return err.status
+
+
+def configure_logging(rank: int) -> None:
+    """Print the solvers' log records: rank 0 from INFO up, the other ranks WARNING up.
+
+    Solvers log under ``wgf.solvers.…`` (see :mod:`wgf.solvers.base`) and need not ask
+    which rank they are on: every rank computes the same notes, rank 0 prints them, as
+    plain lines on stdout like the drivers' own progress lines.  A warning is printed on
+    any rank, since it may concern that rank's part of the mesh.  Calling this again
+    only resets the level (the handler is installed once).
+    """
+    logger = logging.getLogger("wgf")
+    logger.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+    logger.propagate = False  # the root logger's configuration is the user's
+    if not any(isinstance(h, _StdoutHandler) for h in logger.handlers):
+        handler = _StdoutHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+
+
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to the current ``sys.stdout`` (which tests and notebooks replace)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stdout
+        super().emit(record)
 
 
 def _report(err: Exception) -> None:
@@ -242,17 +281,26 @@ def _cases() -> int:
 def _solvers() -> int:
     from wgf.solvers import SOLVERS
 
-    for info in SOLVERS.values():
-        print(f"{info.name:14s} {info.summary}\n{'':14s} supports: {info.supports}")
-        for key, spec in info.parameters.items():
-            print(f"{'':14s}   [solver.{info.name}] {key} = {spec.default!r}  {spec.help}")
+    print("\n\n".join(info.describe() for info in SOLVERS.values()))
+    return 0
+
+
+def _keys() -> int:
+    from wgf.cases.reference import render
+    from wgf.solvers import solver_tables
+
+    print(render(solver_tables()), end="")
     return 0
 
 
 def _supports(info, case, comm) -> bool:
-    """Whether a solver runs ``case``; for ``--solver all``, say why one is skipped."""
+    """Whether a solver runs ``case``; for ``--solver all``, say why one is skipped.
+
+    The reason is the solver's own refusal: its registered capabilities, then its
+    ``check_case`` (a solver of the other kind is skipped without importing it).
+    """
     try:
-        info.load().check_case(case)
+        info.check(case)
     except UserError as err:
         if comm.rank == 0:
             print(f"skipping {info.name}: {err}", flush=True)
@@ -264,6 +312,7 @@ def _run(args: argparse.Namespace) -> int:
     from mpi4py import MPI
 
     from wgf.cases import load_case
+    from wgf.dispatch import check_kind
     from wgf.run import build_solver, run_flow
     from wgf.solvers import SOLVERS, get_solver, solver_tables
     from wgf.summary import print_summary
@@ -277,14 +326,16 @@ def _run(args: argparse.Namespace) -> int:
         infos = [info for info in SOLVERS.values() if _supports(info, case, comm)]
         if not infos:
             raise UserError(f"no solver can run case '{case.name}' (see the lines above)")
+    for info in infos:  # a solver of the other kind: one line, before anything is built
+        check_kind(case, info.name)
+        if args.resume and info.kind == "transport":
+            raise UserError(f"--resume: {info.name} is not a time-stepping solver")
     # Build every solver before running any: bad input fails before any file is written.
-    solvers = [build_solver(case, info.name, comm) for info in infos]
+    solvers = [(info, build_solver(case, info.name, comm)) for info in infos]
     resume = _resumable(case.name, [info.name for info in infos], args, comm)
     summaries = []
-    for solver in solvers:
-        if getattr(solver, "kind", "flow") == "transport":  # fem-bb: no time loop
-            if args.resume:
-                raise UserError(f"--resume: {solver.name} is not a time-stepping solver")
+    for info, solver in solvers:
+        if info.kind == "transport":  # one iterative solve, no time loop
             run_transport(solver, case, args.out)
             continue
         summaries.append(run_flow(solver, case, args.out, resume=resume[solver.name]))
@@ -335,10 +386,11 @@ def _converge(args: argparse.Namespace) -> int:
         if expect is not None:
             from wgf.postprocess.eoc import fitted_order
 
-            order = fitted_order(ladder.params, ladder.errors["L1"])
+            order = fitted_order(ladder.params, ladder.errors[ladder.primary])
             if abs(order - expect[0]) > expect[1]:
                 print(
-                    f"wgf: error: fitted L1 order {order:.3f} is outside {expect[0]}±{expect[1]}",
+                    f"wgf: error: fitted {ladder.primary} order {order:.3f} is outside "
+                    f"{expect[0]}±{expect[1]}",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -349,12 +401,13 @@ def _converge(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     from mpi4py import MPI
 
+    from wgf.solvers import get_solver
     from wgf.sweep import sweep, table
 
     out = args.out or Path("out/sweep") / f"{Path(args.case).stem}_{args.solver}"
     records = sweep(args.case, args.overrides, args.grid, args.solver, out, args.ranks_per_run)
     if MPI.COMM_WORLD.rank == 0:
-        print(table(records, args.grid))
+        print(table(records, args.grid, get_solver(args.solver).kind))
         print(f"wrote {out / 'summary.csv'}")
     return 0
 

@@ -6,6 +6,12 @@ mesh (``h``: cells × factor^k; a disk's h / factor^k) or the number of particle
 results file under ``OUT/level<k>/``; errors at T are the relative L1 and L2 errors of the
 sampled density and W2 to the exact density.  With ``--expect-order P+-TOL`` the command
 exits with status 4 when the fitted L1 order is outside [P - TOL, P + TOL].
+
+A transport solver (``fem-bb``) has no time step and no particles: only ``--refine h``
+applies, and it refines the space-time mesh as a whole (``domain.cells`` and the solver's
+``time_cells`` by the same factor).  Its error is the relative error of the computed W2
+distance against the exact W2 of the case (:func:`wgf.transport.exact_w2`), the quantity
+the expectation then refers to; a case without a closed-form W2 is refused.
 """
 
 from __future__ import annotations
@@ -21,12 +27,13 @@ from mpi4py import MPI
 
 from wgf.cases import Case, load_case
 from wgf.cases.errors import UserError
+from wgf.dispatch import check_kind, run_solver
 from wgf.postprocess.clouds import cloud, exact_cloud, relative_errors
 from wgf.postprocess.eoc import fitted_order, rates
 from wgf.postprocess.results import read_results
 from wgf.postprocess.w2 import w2
-from wgf.run import run_case
 from wgf.solvers import get_solver, solver_tables
+from wgf.transport import exact_w2
 
 ORDER_NOT_MET = 4
 
@@ -40,6 +47,8 @@ class Ladder:
     labels: list[str]
     errors: dict[str, np.ndarray]
     files: list[Path]
+    #: The error whose order ``--expect-order`` checks.
+    primary: str = "L1"
 
 
 def level_overrides(
@@ -56,6 +65,15 @@ def level_overrides(
         dom = case.section("domain")
         if dom["shape"] == "box":
             cells = [round(n * scale) for n in dom["cells"]]
+            time_cells = case.solver_params(solver).get("time_cells")
+            if get_solver(solver).kind == "transport" and time_cells is not None:
+                # The space-time mesh: h in t shrinks with h in x.
+                steps = round(time_cells * scale)
+                return (
+                    [*sets, f"domain.cells={cells}", f"solver.{solver}.time_cells={steps}"],
+                    1.0 / cells[0],
+                    f"cells={cells} nt={steps}",
+                )
             return [*sets, f"domain.cells={cells}"], 1.0 / cells[0], f"cells={cells}"
         if dom["shape"] == "disk":
             h = dom["h"] / scale
@@ -82,17 +100,40 @@ def run_ladder(
     """Run every level and collect the errors at T (on rank 0)."""
     if levels < 2:
         raise UserError("converge: --levels must be at least 2")
-    get_solver(solver)
+    transport = get_solver(solver).kind == "transport"
     base = load_case(case_source, sets, solver_tables())
+    check_kind(base, solver)
+    if transport and refine != "h":
+        raise UserError(
+            f"converge --refine {refine}: {solver} is a transport solver (no time step, no "
+            "particles); use --refine h"
+        )
     plans = [level_overrides(base, sets, refine, solver, k, factor) for k in range(levels)]
     cases = [load_case(case_source, p[0], solver_tables()) for p in plans]
-    if cases[0].exact_solution() is None:
+    if transport:
+        exact = exact_w2(base)
+        if exact is None:
+            raise UserError(
+                f"converge: case '{base.name}' has no closed-form W2 (two Gaussians, or 1-D)"
+            )
+    elif cases[0].exact_solution() is None:
         raise UserError(f"converge: case '{cases[0].name}' has no exact solution ([exact] kind)")
-    files = []
+    summaries = []
     for k, case in enumerate(cases):
         if comm.rank == 0:
             print(f"[converge] level {k}: {plans[k][2]}", flush=True)
-        files.append(run_case(case, solver, comm, out / f"level{k}").path)
+        summaries.append(run_solver(case, solver, comm, out / f"level{k}"))
+    files = [summary.path for summary in summaries]
+    if transport:
+        w2s = np.array([summary.diagnostics.get("w2", np.nan) for summary in summaries])
+        return Ladder(
+            refine,
+            np.array([p[1] for p in plans]),
+            [p[2] for p in plans],
+            {"W2": np.abs(w2s - exact) / exact},
+            files,
+            primary="W2",
+        )
     errors: dict[str, list[float]] = {"L1": [], "L2": [], "W2": []}
     if comm.rank == 0:
         for path in files:
@@ -120,8 +161,9 @@ def report(ladder: Ladder, out: Path, case_name: str, solver: str) -> str:
     names = list(ladder.errors)
     eocs = {n: rates(ladder.params, ladder.errors[n]) for n in names}
     head = f"{'level':>5s} {'':18s}" + "".join(f" {n + ' err':>10s} {'EOC':>5s}" for n in names)
+    what = "relative error of W2" if ladder.primary == "W2" else "errors at T"
     lines = [
-        f"{case_name} / {solver}: errors at T, refining {ladder.refine}",
+        f"{case_name} / {solver}: {what}, refining {ladder.refine}",
         head,
         "-" * len(head),
     ]

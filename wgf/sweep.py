@@ -7,6 +7,11 @@ records ``done`` with its scalars, or ``failed`` with the message; a failing poi
 not stop the sweep.  Running the same sweep again skips the points that are done and
 resumes those that were interrupted (their results file holds a checkpoint), so nothing
 complete is redone.  At the end rank 0 prints and writes ``OUT/summary.csv``.
+
+A transport solver (``fem-bb``) runs the same way, one solve per point (nothing to
+resume: an unfinished point is solved again), and reports the W2 distance, its relative
+error against the exact W2 when the case has one, and the ALG2 iteration count.  A solver
+whose kind does not match the case is refused before any point runs.
 """
 
 from __future__ import annotations
@@ -24,11 +29,30 @@ from wgf.cases import load_case
 from wgf.cases.case import parse_override
 from wgf.cases.errors import SolverError, UserError
 from wgf.cases.schema import SCHEMA, key_at
+from wgf.dispatch import check_kind, run_solver
 from wgf.postprocess.results import read_results
-from wgf.run import run_case
-from wgf.solvers import solver_tables
+from wgf.solvers import get_solver, solver_tables
 
-SCALARS = ("l1_error", "energy", "wall_time", "iterations_mean", "steps")
+#: The scalars of a point in ``summary.csv``, by solver kind.
+SCALARS = {
+    "flow": ("l1_error", "energy", "wall_time", "iterations_mean", "steps"),
+    "transport": ("w2", "w2_error", "wall_time", "iterations"),
+}
+#: The columns of the printed table, by solver kind: (record key, heading, format).
+COLUMNS = {
+    "flow": (
+        ("l1_error", "L1 err", "10.3e"),
+        ("energy", "energy", "12.6g"),
+        ("wall_time", "wall [s]", "9.2f"),
+        ("iterations_mean", "its", "6.2f"),
+    ),
+    "transport": (
+        ("w2", "W2", "12.8f"),
+        ("w2_error", "W2 rel err", "10.3e"),
+        ("wall_time", "wall [s]", "9.2f"),
+        ("iterations", "ALG2 its", "8d"),
+    ),
+}
 
 
 def parse_grid(specs: list[str]) -> list[tuple[str, list[str]]]:
@@ -92,19 +116,30 @@ def _run_point(
 ) -> dict:
     """Run (or resume) one point on ``comm``; return its status record."""
     record = {"point": out.name, "overrides": overrides, "solver": solver}
+    flow = get_solver(solver).kind == "flow"
     try:
         case = load_case(source, [*sets, *overrides], solver_tables())
-        resume = (out / f"{case.name}_{solver}.h5").is_file()
+        resume = flow and (out / f"{case.name}_{solver}.h5").is_file()
         try:
-            summary = run_case(case, solver, comm, out, resume=resume)
+            summary = run_solver(case, solver, comm, out, resume=resume)
         except UserError:
             if not resume:
                 raise
-            summary = run_case(case, solver, comm, out, resume=False)  # unusable leftovers
+            summary = run_solver(case, solver, comm, out, resume=False)  # unusable leftovers
     except (UserError, SolverError) as err:
         return {**record, "status": "failed", "message": str(err)}
     if comm.rank != 0:
         return record
+    if not flow:
+        exact = summary.diagnostics["w2_exact"]  # NaN when the case has no closed form
+        return {
+            **record,
+            "status": "done",
+            "w2": summary.diagnostics["w2"],
+            "w2_error": abs(summary.diagnostics["w2"] - exact) / exact,
+            "wall_time": summary.wall_time,
+            "iterations": summary.steps,
+        }
     # From the file, not the summary: a resumed run's summary covers only its new steps.
     diag = read_results(summary.path).diagnostics
     return {
@@ -133,7 +168,8 @@ def sweep(
         raise UserError(
             f"sweep: --ranks-per-run {ranks_per_run} does not divide the {comm.size} ranks"
         )
-    load_case(source, sets, solver_tables())  # the base case itself must be valid
+    base = load_case(source, sets, solver_tables())  # the base case itself must be valid
+    check_kind(base, solver)  # a solver of the other kind fails every point alike
     todo = points(grid)
     groups = comm.size // ranks_per_run
     color = comm.rank // ranks_per_run
@@ -162,10 +198,11 @@ def sweep(
         _status(out / point_name(i, o)) or {"point": point_name(i, o), "status": "missing"}
         for i, o in enumerate(todo)
     ]
+    scalars = SCALARS[get_solver(solver).kind]
     with (out / "summary.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         keys = [k for k, _ in grid]
-        writer.writerow(["point", *keys, "status", *SCALARS, "message"])
+        writer.writerow(["point", *keys, "status", *scalars, "message"])
         for rec, overrides in zip(records, todo, strict=True):
             values = [parse_override(o)[1] for o in overrides]
             writer.writerow(
@@ -173,28 +210,28 @@ def sweep(
                     rec["point"],
                     *values,
                     rec["status"],
-                    *(rec.get(s, "") for s in SCALARS),
+                    *(rec.get(s, "") for s in scalars),
                     rec.get("message", ""),
                 ]
             )
     return records
 
 
-def table(records: list[dict], grid_specs: list[str]) -> str:
-    """The summary table printed at the end of a sweep."""
+def table(records: list[dict], grid_specs: list[str], kind: str = "flow") -> str:
+    """The summary table printed at the end of a sweep (columns by solver ``kind``)."""
     keys = [spec.split("=", 1)[0] for spec in grid_specs]
+    columns = COLUMNS[kind]
+    width = [len(format(0, fmt)) for _, _, fmt in columns]
     head = (
-        " ".join(f"{k:>16s}" for k in keys) + f" {'status':>7s} {'L1 err':>10s} "
-        f"{'energy':>12s} {'wall [s]':>9s} {'its':>6s}"
+        " ".join(f"{k:>16s}" for k in keys)
+        + f" {'status':>7s} "
+        + " ".join(f"{title:>{w}s}" for (_, title, _), w in zip(columns, width, strict=True))
     )
     lines = [head, "-" * len(head)]
     for rec in records:
         vals = [o.split("=", 1)[1] for o in rec.get("overrides", [""] * len(keys))]
         if rec["status"] == "done":
-            nums = (
-                f"{rec['l1_error']:10.3e} {rec['energy']:12.6g} {rec['wall_time']:9.2f} "
-                f"{rec['iterations_mean']:6.2f}"
-            )
+            nums = " ".join(format(rec[name], fmt) for name, _, fmt in columns)
         else:
             nums = rec.get("message", "")[:60]
         lines.append(" ".join(f"{v:>16s}" for v in vals) + f" {rec['status']:>7s} {nums}")

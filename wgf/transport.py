@@ -34,6 +34,7 @@ from wgf.cases import closed_forms as cf
 from wgf.cases.errors import SolverError
 from wgf.results import ResultsFile
 from wgf.run import RunSummary
+from wgf.solvers.protocols import TransportSolver
 
 
 def exact_w2(case: Case) -> float | None:
@@ -74,16 +75,18 @@ def exact_w2(case: Case) -> float | None:
     return None
 
 
-def run_transport(solver, case: Case, out_dir: Path) -> RunSummary:
+def run_transport(solver: TransportSolver, case: Case, out_dir: Path) -> RunSummary:
     """Run a constructed transport solver and write ``<out>/<case>_<solver>.h5``.
 
     Args:
-        solver: The constructed solver (``kind = "transport"``).
+        solver: The constructed solver (registered with kind ``"transport"``).
         case: The validated case.
         out_dir: Output directory.
 
     Returns:
-        A summary (meaningful on rank 0).
+        A summary (meaningful on rank 0): ``steps`` is the iteration count and
+        ``diagnostics`` holds ``w2``, ``w2_primal``, ``w2_exact`` (NaN when unknown) and
+        ``residual``.
 
     Raises:
         SolverError: After writing the file, when ``max_it`` was reached.
@@ -158,4 +161,10 @@ def run_transport(solver, case: Case, out_dir: Path) -> RunSummary:
         )
     summary = RunSummary(solver.name, path, steps=n, t=1.0, wall_time=wall)
     summary.iterations = [n]
+    summary.diagnostics = {
+        "w2": w2,
+        "w2_primal": attrs["w2_primal"],
+        "w2_exact": float("nan") if exact is None else exact,
+        "residual": attrs["residual"],
+    }
     return summary

@@ -117,6 +117,7 @@ from wgf.cases.errors import UserError
 from wgf.meshes import box_mesh
 from wgf.solvers.fem.petsc_options import use_direct_lu
 from wgf.solvers.fem.sampling import PointSampler
+from wgf.solvers.registry import capabilities
 
 PREFIX = "fem_bb_"
 NULLSPACE_EPS = 1e-9
@@ -446,8 +447,6 @@ class Solver(SpaceTimeALG2):
     """
 
     name = "fem-bb"
-    #: Tells the CLI to run this solver with :func:`wgf.transport.run_transport`.
-    kind = "transport"
 
     def __init__(self, case: Case, comm: MPI.Comm, params: dict[str, Any]) -> None:
         self.check_case(case, params)
@@ -458,14 +457,12 @@ class Solver(SpaceTimeALG2):
     # -- validation ------------------------------------------------------------------------
     @classmethod
     def check_case(cls, case: Case, params: dict[str, Any] | None = None) -> None:
-        """Raise :class:`UserError` unless this is a box transport case with valid parameters."""
-        if case.section("target") is None:
-            raise UserError("fem-bb needs a [target] table (the density transported to)")
-        shape = case.section("domain")["shape"]
-        if shape != "box":
-            raise UserError(f'case key \'domain.shape\': fem-bb supports "box" only, got "{shape}"')
-        if case.dim not in (1, 2):
-            raise UserError(f"case: fem-bb supports 1-D and 2-D domains, the case is {case.dim}-D")
+        """Raise :class:`UserError` unless this is a box transport case with valid parameters.
+
+        The registered capabilities first (a ``[target]``, a 1-D/2-D box), then the
+        parameters.
+        """
+        capabilities(cls.name).check(case, cls.name)
         p = params if params is not None else case.solver_params(cls.name)
         if not p["time_cells"] > 0:
             raise UserError(

@@ -132,18 +132,8 @@ class Solver(FEFlowSolver):
 
     @classmethod
     def check_case(cls, case: Case) -> None:
-        """Simplex cells, an internal energy; ALG2 also needs a 1-D/2-D box."""
+        """The capabilities (simplex cells, an internal energy); ALG2 needs a 1-D/2-D box."""
         super().check_case(case)
-        if case.section("domain")["cell_type"] != "simplex":
-            raise UserError(
-                "case key 'domain.cell_type': fem-jko needs \"simplex\" cells "
-                "(its transmissibilities are those of P1 on simplices)"
-            )
-        if case.section("energy")["internal"] == "none":
-            raise UserError(
-                'case key \'energy.internal\': fem-jko needs "entropy" or "power" '
-                "(ρ is recovered from its first variation)"
-            )
         params = case.solver_params("fem-jko")
         if params.get("inner", "newton") == "alg2":
             shape = case.section("domain")["shape"]

@@ -78,16 +78,6 @@ class ParticleSolver(FlowSolver):
         self._version = 0
         self._series: PolyvertexSeries | None = None
 
-    @classmethod
-    def check_case(cls, case: Case) -> None:
-        """Particle solvers run in a box (its faces are reflecting walls)."""
-        super().check_case(case)
-        if case.section("domain")["shape"] != "box":
-            raise UserError(
-                f"solver '{cls.name}' needs domain.shape = \"box\" "
-                f'(got "{case.section("domain")["shape"]}")'
-            )
-
     def set_initial_particles(self, x: np.ndarray, w: np.ndarray) -> None:
         """Start from positions x (N, d) with weights w, where V must be finite."""
         self.case.check_potential(x, "at the initial particles")

@@ -71,16 +71,6 @@ class Solver(ParticleSolver):
         self.noise = np.sqrt(2.0 * self.energy.diffusivity) if self.energy.linear_diffusion else 0.0
         self.counter = 0
 
-    @classmethod
-    def check_case(cls, case: Case) -> None:
-        """Linear diffusion only: the entropy (or no internal energy)."""
-        super().check_case(case)
-        if case.section("energy")["internal"] == "power":
-            raise UserError(
-                "solver 'langevin' needs linear diffusion (energy.internal = \"entropy\"); "
-                "the power law has no Langevin dynamics: use blob or quantile-1d"
-            )
-
     def noise_for(self, counter: int) -> np.ndarray:
         """The standard normals (N, d) of substep ``counter`` (same on every rank)."""
         stream = np.random.Philox(np.random.SeedSequence([self.seed, counter]))

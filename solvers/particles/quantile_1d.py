@@ -79,13 +79,6 @@ class Solver(ParticleSolver):
         self.interior = (self.levels >= INTERIOR) & (self.levels <= 1.0 - INTERIOR)
         self._steady_quantiles: np.ndarray | None = None
 
-    @classmethod
-    def check_case(cls, case: Case) -> None:
-        """1-D boxes only."""
-        super().check_case(case)
-        if case.dim != 1:
-            raise UserError(f"solver 'quantile-1d' is 1-D only; the case is {case.dim}-D")
-
     # -- the discrete energy -------------------------------------------------------------
     def _cells(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         gaps = np.diff(x)

@@ -1,0 +1,56 @@
+"""Run a registered solver with the driver of its kind.
+
+A flow solver (:class:`~wgf.solvers.protocols.GradientFlowSolver`) runs under the time
+loop of :mod:`wgf.run`, a transport solver (:class:`~wgf.solvers.protocols.TransportSolver`)
+under :mod:`wgf.transport`.  Which one is declared in the registry
+(:attr:`wgf.solvers.registry.SolverInfo.kind`); ``wgf run``, ``converge`` and ``sweep``
+all come through here, so each refuses a case of the other kind with the same one line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mpi4py import MPI
+
+from wgf.cases import Case
+from wgf.cases.errors import UserError
+from wgf.run import RunSummary, build_solver, run_flow
+from wgf.solvers import get_solver
+from wgf.transport import run_transport
+
+
+def check_kind(case: Case, name: str) -> None:
+    """Refuse (one line, :class:`UserError`) a solver whose kind differs from the case's.
+
+    Needs no solver module: the kind is part of the registered declaration.
+    """
+    get_solver(name).capabilities.check_kind(case, name)
+
+
+def run_solver(
+    case: Case, name: str, comm: MPI.Comm, out_dir: Path, resume: bool = False
+) -> RunSummary:
+    """Build the registered solver ``name`` on ``case`` and run it with its driver.
+
+    Args:
+        case: The validated case.
+        name: A registered solver name.
+        comm: The communicator of the run.
+        out_dir: Where ``<case>_<solver>.h5`` goes.
+        resume: Continue a flow run from its checkpoint (transport runs have none).
+
+    Returns:
+        The run's summary (meaningful on rank 0).
+
+    Raises:
+        UserError: The solver cannot run the case, or ``resume`` for a transport solver.
+    """
+    check_kind(case, name)
+    transport = get_solver(name).kind == "transport"
+    if transport and resume:
+        raise UserError(f"--resume: {name} is not a time-stepping solver")
+    solver = build_solver(case, name, comm)
+    if transport:
+        return run_transport(solver, case, out_dir)
+    return run_flow(solver, case, out_dir, resume=resume)
