@@ -29,7 +29,7 @@ def test_inversion_and_prox_solve_their_equations(internal):
     h = 1e-6 * np.maximum(1.0, np.abs(y))
     up, _ = energy.invert_first_variation(y + h, barrier, start=rho)
     down, _ = energy.invert_first_variation(y - h, barrier, start=rho)
-    np.testing.assert_allclose(drho, (up - down) / (2 * h), rtol=1e-5)
+    np.testing.assert_allclose(drho, (up - down) / (2 * h), rtol=1e-4)
     # prox: c·D·U'(ρ) + ρ = z where ρ > 0.
     z, c = rng.uniform(0.1, 5.0, 200), 0.3
     p = energy.prox(z, c)

@@ -29,10 +29,10 @@ from mpi4py import MPI
 from wgf.cases import Case, load_case
 from wgf.cases.case import Overrides
 from wgf.cases.errors import UserError
+from wgf.dispatch import run_solver
 from wgf.postprocess.results import Results, read_results
-from wgf.run import RunSummary, build_solver, run_flow
 
-__all__ = ["Case", "Results", "load", "read", "run", "run_solver"]
+__all__ = ["Case", "Results", "load", "read", "run"]
 
 
 def load(source: str | Path | Mapping[str, Any], overrides: Overrides | None = None) -> Case:
@@ -54,30 +54,6 @@ def load(source: str | Path | Mapping[str, Any], overrides: Overrides | None = N
     from wgf.solvers import solver_tables
 
     return load_case(source, overrides or (), solver_tables())
-
-
-def run_solver(solver: Any, case: Case, out: str | Path, resume: bool = False) -> RunSummary:
-    """Run a constructed solver: the time loop for a flow, one solve for transport.
-
-    Args:
-        solver: A solver built by :func:`wgf.run.build_solver`.
-        case: The case it was built for.
-        out: The output directory.
-        resume: Continue a flow from the checkpoint in its results file.
-
-    Returns:
-        The run's summary (meaningful on rank 0).
-
-    Raises:
-        UserError: ``resume`` for a transport solver, which has no time loop.
-    """
-    if getattr(solver, "kind", "flow") == "transport":
-        from wgf.transport import run_transport
-
-        if resume:
-            raise UserError(f"--resume: {solver.name} is not a time-stepping solver")
-        return run_transport(solver, case, Path(out))
-    return run_flow(solver, case, Path(out), resume=resume)
 
 
 def run(
@@ -108,7 +84,7 @@ def run(
         SolverError: A step failed even after halving τ; completed steps are in the file.
     """
     comm = MPI.COMM_WORLD if comm is None else comm
-    summary = run_solver(build_solver(case, solver, comm), case, out, resume=resume)
+    summary = run_solver(case, solver, comm, Path(out), resume=resume)
     comm.Barrier()  # rank 0 has closed the file
     payload: Results | str | None = None
     if comm.rank == 0:

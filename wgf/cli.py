@@ -312,11 +312,10 @@ def _run(args: argparse.Namespace) -> int:
     from mpi4py import MPI
 
     from wgf.cases import load_case
-    from wgf.dispatch import check_kind
-    from wgf.run import build_solver, run_flow
+    from wgf.dispatch import check_kind, check_resumable, run_built
+    from wgf.run import build_solver
     from wgf.solvers import SOLVERS, get_solver, solver_tables
     from wgf.summary import print_summary
-    from wgf.transport import run_transport
 
     comm = MPI.COMM_WORLD
     case = load_case(args.case, args.overrides, solver_tables())
@@ -328,17 +327,15 @@ def _run(args: argparse.Namespace) -> int:
             raise UserError(f"no solver can run case '{case.name}' (see the lines above)")
     for info in infos:  # a solver of the other kind: one line, before anything is built
         check_kind(case, info.name)
-        if args.resume and info.kind == "transport":
-            raise UserError(f"--resume: {info.name} is not a time-stepping solver")
+        check_resumable(info.name, args.resume)
     # Build every solver before running any: bad input fails before any file is written.
     solvers = [(info, build_solver(case, info.name, comm)) for info in infos]
     resume = _resumable(case.name, [info.name for info in infos], args, comm)
     summaries = []
     for info, solver in solvers:
-        if info.kind == "transport":  # one iterative solve, no time loop
-            run_transport(solver, case, args.out)
-            continue
-        summaries.append(run_flow(solver, case, args.out, resume=resume[solver.name]))
+        summary = run_built(solver, case, args.out, resume=resume.get(solver.name, False))
+        if info.kind == "flow":  # a transport run prints its own result
+            summaries.append(summary)
     if comm.rank == 0 and summaries:
         print_summary(case, summaries)
     return 0

@@ -10,6 +10,7 @@ all come through here, so each refuses a case of the other kind with the same on
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from mpi4py import MPI
 
@@ -47,10 +48,19 @@ def run_solver(
         UserError: The solver cannot run the case, or ``resume`` for a transport solver.
     """
     check_kind(case, name)
-    transport = get_solver(name).kind == "transport"
-    if transport and resume:
+    check_resumable(name, resume)
+    return run_built(build_solver(case, name, comm), case, out_dir, resume)
+
+
+def check_resumable(name: str, resume: bool) -> None:
+    """Refuse ``--resume`` for a transport solver (one solve, no checkpoints)."""
+    if resume and get_solver(name).kind == "transport":
         raise UserError(f"--resume: {name} is not a time-stepping solver")
-    solver = build_solver(case, name, comm)
-    if transport:
-        return run_transport(solver, case, out_dir)
-    return run_flow(solver, case, out_dir, resume=resume)
+
+
+def run_built(solver: Any, case: Case, out_dir: Path, resume: bool = False) -> RunSummary:
+    """Run a solver built by :func:`wgf.run.build_solver` with the driver of its kind."""
+    check_resumable(solver.name, resume)
+    if get_solver(solver.name).kind == "transport":
+        return run_transport(solver, case, Path(out_dir))
+    return run_flow(solver, case, Path(out_dir), resume=resume)
