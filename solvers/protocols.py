@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from wgf.cases.errors import UserError
+from wgf.solvers.energy.internal import INTERNAL_ENERGIES as REGISTERED_INTERNAL_ENERGIES
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,8 +34,8 @@ if TYPE_CHECKING:
 
 Kind = Literal["flow", "transport"]
 
-#: The internal energies U of a case (``energy.internal``).
-INTERNAL_ENERGIES = ("entropy", "power", "none")
+#: The internal energies U of a case (``energy.internal``), as registered by the energy.
+INTERNAL_ENERGIES = tuple(REGISTERED_INTERNAL_ENERGIES)
 DOMAIN_SHAPES = ("box", "disk", "file")
 CELL_TYPES = ("simplex", "hypercube")
 

@@ -164,7 +164,7 @@ def test_steady_state_errors_fall_with_h(tmp_path):
                 "--solver",
                 "fem-implicit",
             ],
-            "not finite at x = (-3.0) on the mesh",
+            "not finite at x = -3.0 on the mesh",
         ),
         (
             [
