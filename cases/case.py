@@ -450,20 +450,8 @@ def validate(cfg: dict) -> int:
         )
     if energy["internal"] != "none" and not energy["diffusivity"] > 0.0:
         raise UserError(f"case key 'energy.diffusivity' must be > 0, got {energy['diffusivity']}")
-    if (pot := energy["potential"]) is not None:
-        if pot["expression"] is not None:
-            if pot["A"] is not None or pot["center"] is not None:
-                raise UserError(
-                    "case key 'energy.potential.expression': give the potential either as "
-                    "A/center or as expression, not both"
-                )
-            _formula(pot["expression"], dim, "energy.potential.expression")
-        elif pot["A"] is None:
-            raise UserError(
-                "case key 'energy.potential.A' is required (or give energy.potential.expression)"
-            )
-        else:
-            _check_matrix("energy.potential.A", pot["A"], dim, definite=False)
+    if energy["potential"] is not None:
+        _validate_potential(energy["potential"], dim)
     shape = dom["shape"]
     needed = {
         "box": ("lower", "upper", "cells"),
@@ -544,6 +532,23 @@ def _validate_exact(cfg: dict, dim: int) -> None:
                 "case key 'initial.center': \"nonlinear_fp\" needs the Barenblatt "
                 "centred at the potential centre"
             )
+
+
+def _validate_potential(pot: dict, dim: int) -> None:
+    """Either a formula or a matrix (with its centre), each well formed."""
+    if pot["expression"] is not None:
+        if pot["A"] is not None or pot["center"] is not None:
+            raise UserError(
+                "case key 'energy.potential.expression': give the potential either as "
+                "A/center or as expression, not both"
+            )
+        _formula(pot["expression"], dim, "energy.potential.expression")
+    elif pot["A"] is None:
+        raise UserError(
+            "case key 'energy.potential.A' is required (or give energy.potential.expression)"
+        )
+    else:
+        _check_matrix("energy.potential.A", pot["A"], dim, definite=False)
 
 
 def _validate_stationary(cfg: dict) -> None:

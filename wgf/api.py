@@ -28,9 +28,9 @@ from mpi4py import MPI
 
 from wgf.cases import Case, load_case
 from wgf.cases.case import Overrides
-from wgf.cases.errors import UserError
 from wgf.dispatch import run_solver
 from wgf.postprocess.results import Results, read_results
+from wgf.results import on_rank_0
 
 __all__ = ["Case", "Results", "load", "read", "run"]
 
@@ -86,16 +86,7 @@ def run(
     comm = MPI.COMM_WORLD if comm is None else comm
     summary = run_solver(case, solver, comm, Path(out), resume=resume)
     comm.Barrier()  # rank 0 has closed the file
-    payload: Results | str | None = None
-    if comm.rank == 0:
-        try:
-            payload = read_results(summary.path)
-        except UserError as err:
-            payload = str(err)
-    payload = comm.bcast(payload, root=0)
-    if isinstance(payload, str):
-        raise UserError(payload)
-    return payload
+    return on_rank_0(comm, lambda: read_results(summary.path))
 
 
 def read(path: str | Path) -> Results:

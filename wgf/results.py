@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,16 +208,24 @@ def read_checkpoint(path: Path, comm: MPI.Comm, config: dict, solver: str) -> Ch
         UserError: When the file is missing, not a wgf results file, from another case
             or solver, or has no checkpoint.
     """
-    payload: Checkpoint | str | None = None
+    return on_rank_0(comm, lambda: _cut_back(path, config, solver))
+
+
+def on_rank_0[T](comm: MPI.Comm, read: Callable[[], T]) -> T:
+    """``read()`` on rank 0 (h5py is serial), its value broadcast to every rank.
+
+    A :class:`UserError` there is raised on every rank alike, so that no rank waits.
+    """
+    payload: T | str | None = None
     if comm.rank == 0:
         try:
-            payload = _cut_back(path, config, solver)
+            payload = read()
         except UserError as err:
             payload = str(err)
     payload = comm.bcast(payload, root=0)
     if isinstance(payload, str):
         raise UserError(payload)
-    return payload
+    return payload  # type: ignore[return-value]
 
 
 def _cut_back(path: Path, config: dict, solver: str) -> Checkpoint:

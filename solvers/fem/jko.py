@@ -565,17 +565,22 @@ class Solver(FEFlowSolver):
         return self._residual_norm(tau)
 
     # -- Newton --------------------------------------------------------------------------------
+    def _residual_scale(self, tau: float) -> float:
+        """‖Mρⁿ‖/τ, the size of the mass row's terms.
+
+        The Newton tolerance is relative to the first residual but never to more than this:
+        a poor first guess must not make a large residual "converged".
+        """
+        own = slice(0, self.n_owned)
+        mass_row = self.masses[own] * self.rho_old.x.array[own]
+        return float(np.sqrt(self.comm.allreduce(float(mass_row @ mass_row), op=MPI.SUM))) / tau
+
     def _newton(self, tau: float) -> int:
         rtol, atol, max_it = self.params["rtol"], self.params["atol"], self.params["max_it"]
         norm0 = norm = self._residual_norm(tau)
-        # Relative to the first residual, but never to more than the size of the mass row's
-        # terms, ‖Mρⁿ‖/τ: a poor first guess must not make a large residual "converged".
-        own = slice(0, self.n_owned)
-        mass_row = self.masses[own] * self.rho_old.x.array[own]
-        scale = np.sqrt(self.comm.allreduce(float(mass_row @ mass_row), op=MPI.SUM)) / tau
         if not np.isfinite(norm0):
             raise SolverError("the first Newton residual is not finite")
-        norm0 = min(norm0, scale)
+        norm0 = min(norm0, self._residual_scale(tau))
         dual = self._dual(tau)
         phi0 = np.empty_like(self.phi.array)
         for it in range(1, max_it + 1):
