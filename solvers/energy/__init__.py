@@ -18,11 +18,18 @@ from wgf.solvers.energy.internal import (
     PowerLaw,
     register,
 )
-from wgf.solvers.energy.potential import ExpressionPotential, Potential, QuadraticPotential
+from wgf.solvers.energy.potential import (
+    POTENTIALS,
+    ExpressionPotential,
+    Potential,
+    QuadraticPotential,
+    register_potential,
+)
 
 __all__ = [
     "INTERNAL_ENERGIES",
     "NUMPY",
+    "POTENTIALS",
     "ArrayNamespace",
     "Entropy",
     "ExpressionPotential",
@@ -33,5 +40,6 @@ __all__ = [
     "PowerLaw",
     "QuadraticPotential",
     "register",
+    "register_potential",
     "ufl_namespace",
 ]

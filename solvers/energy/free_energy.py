@@ -17,7 +17,7 @@ import numpy as np
 from wgf.cases import Case
 from wgf.solvers.energy.backend import NUMPY, ArrayNamespace
 from wgf.solvers.energy.internal import INTERNAL_ENERGIES, InternalEnergy, PowerLaw
-from wgf.solvers.energy.potential import ExpressionPotential, Potential, QuadraticPotential
+from wgf.solvers.energy.potential import POTENTIALS, Potential
 
 
 @dataclass(frozen=True)
@@ -40,11 +40,8 @@ class FreeEnergy:
         e = case.section("energy")
         kind = INTERNAL_ENERGIES[e["internal"]]
         internal = kind(e["m"]) if kind is PowerLaw else kind()
-        potential: Potential | None = None
-        if (function := case.potential_expression()) is not None:
-            potential = ExpressionPotential(function)
-        elif (quadratic := case.potential()) is not None:
-            potential = QuadraticPotential(*quadratic)
+        selected = (kind.from_case(case) for kind in POTENTIALS)
+        potential = next((p for p in selected if p is not None), None)
         return cls(internal, e["diffusivity"], potential)
 
     # -- local quantities, on NumPy arrays or UFL expressions -----------------------------

@@ -7,7 +7,8 @@ nodal FE quantities) and its UFL expression (for FE forms).  Two kinds ship:
 * :class:`ExpressionPotential`, any smooth V given as a (safely parsed) SymPy expression in
   x, y, z; its gradient and Hessian are SymPy derivatives, not finite differences.
 
-A new kind of potential is one class that provides :class:`Potential`.
+A new kind of potential is one class that provides :class:`Potential`, registered with
+:func:`register_potential` (its case keys go into ``[energy.potential]`` of the schema).
 """
 
 from __future__ import annotations
@@ -20,11 +21,15 @@ import numpy as np
 from wgf.cases.closed_forms import quadratic_potential
 
 if TYPE_CHECKING:
+    from wgf.cases import Case
     from wgf.cases.expressions import SymbolicFunction
 
 
 class Potential(Protocol):
     """What every potential term provides; points ``x`` have shape (n, d)."""
+
+    @classmethod
+    def from_case(cls, case: Case) -> Potential | None: ...  # noqa: D102
 
     def value(self, x: np.ndarray) -> np.ndarray: ...  # noqa: D102
     def gradient(self, x: np.ndarray) -> np.ndarray: ...  # noqa: D102
@@ -33,12 +38,29 @@ class Potential(Protocol):
     def ufl_value(self, x: Any) -> Any: ...  # noqa: D102
 
 
+#: The potential kinds; :meth:`FreeEnergy.from_case` takes the first that a case selects.
+POTENTIALS: list[type] = []
+
+
+def register_potential(cls: type) -> type:
+    """Class decorator: a kind of potential that ``from_case`` can select."""
+    POTENTIALS.append(cls)
+    return cls
+
+
+@register_potential
 @dataclass(frozen=True)
 class QuadraticPotential:
     """V(x) = ½ (x-c)ᵀ A (x-c), A symmetric positive semidefinite."""
 
     A: np.ndarray
     center: np.ndarray
+
+    @classmethod
+    def from_case(cls, case: Case) -> QuadraticPotential | None:
+        """``[energy.potential]`` with ``A`` (and ``center``)."""
+        quadratic = case.potential()
+        return None if quadratic is None else cls(*quadratic)
 
     def value(self, x: np.ndarray) -> np.ndarray:
         """V at points x of shape (n, d)."""
@@ -64,11 +86,18 @@ class QuadraticPotential:
         return 0.5 * ufl.dot(y, ufl.as_matrix(self.A.tolist()) * y)
 
 
+@register_potential
 @dataclass(frozen=True)
 class ExpressionPotential:
     """V(x) given by a formula in the coordinates x, y, z (DESIGN §4 ``expression``)."""
 
     function: SymbolicFunction
+
+    @classmethod
+    def from_case(cls, case: Case) -> ExpressionPotential | None:
+        """``[energy.potential]`` with ``expression``."""
+        function = case.potential_expression()
+        return None if function is None else cls(function)
 
     def value(self, x: np.ndarray) -> np.ndarray:
         """V at points x of shape (n, d)."""
