@@ -253,6 +253,8 @@ def resolve(
     for name, spec in schema.items():
         sub = f"{path}.{name}" if path else name
         value = raw.get(name, _MISSING)
+        if value is None:  # TOML has no null: None comes from a resolved config (a dict)
+            value = _MISSING
         if isinstance(spec, Table):
             if value is _MISSING:
                 if spec.optional:

@@ -170,3 +170,14 @@ def test_api_on_2_ranks_matches_the_cli(shared_tmp):
                 )
             assert 1e-3 < res.diagnostics["l1_error"][-1] < 0.05
         comm.Barrier()
+
+
+def test_a_loaded_case_can_be_changed_through_its_config():
+    from wgf import api
+
+    case = api.load("porous_quartic_2d")
+    changed = api.load(case.config, {"time.tau": 0.05, "domain.cells": [16, 16]})
+    assert changed.section("time")["tau"] == 0.05
+    assert changed.section("domain")["cells"] == [16, 16]
+    assert changed.config["energy"] == case.config["energy"]
+    assert changed.potential_expression().text == case.potential_expression().text

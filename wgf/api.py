@@ -40,7 +40,8 @@ def load(source: str | Path | Mapping[str, Any], overrides: Overrides | None = N
 
     Args:
         source: A ``.toml`` path, the name of a shipped case (``wgf cases``), or the case
-            itself as a nested dict.
+            itself as a nested dict (a loaded case's ``config`` too, so that
+            ``load(case.config, {"time.tau": 0.001})`` changes a loaded case).
         overrides: ``{"section.key": value}``, the keys of ``--set`` with Python values
             (``{"domain.cells": [64, 64], "solver.blob.particles": 400}``), or the
             ``--set`` strings themselves (``["domain.cells=[64, 64]"]``, values as TOML).
