@@ -149,18 +149,20 @@ class Case:
             return lambda x: cf.quadratic_potential(x, A, c)
         return None
 
-    def check_potential(self, points: np.ndarray, where: str) -> None:
+    def check_potential(self, points: np.ndarray, where: str, comm: Any = None) -> None:
         """Raise a one-line :class:`UserError` if V is not finite at some of ``points``.
 
         Args:
             points: Points (n, d) where the solver will evaluate V.
             where: Says where they are, for the message ("on the mesh", ...).
+            comm: The communicator the points are distributed over (collective: every
+                rank raises the same error), or None.
         """
         if (potential := self.potential_function()) is None:
             return
         with np.errstate(all="ignore"):
             values = potential(np.atleast_2d(points))
-        require_finite(values, points, _potential_key(self.config), where)
+        require_finite(values, points, _potential_key(self.config), where, comm)
 
     def density(self, table: str = "initial") -> Density:
         """Return the density of ``[initial]`` (or ``[target]``) as a function of x (n, d).
@@ -286,11 +288,13 @@ def _formula(text: str, dim: int, key: str) -> SymbolicFunction:
     return SymbolicFunction.parse(text, COORDINATES[:dim], key)
 
 
-def require_finite(values: np.ndarray, points: np.ndarray, key: str, where: str) -> None:
+def require_finite(
+    values: np.ndarray, points: np.ndarray, key: str, where: str, comm: Any = None
+) -> None:
     """See :func:`wgf.cases.expressions.require_finite` (imported when first needed)."""
     from wgf.cases.expressions import require_finite as check
 
-    check(values, points, key, where)
+    check(values, points, key, where, comm)
 
 
 def _potential_key(cfg: dict) -> str:
