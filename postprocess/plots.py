@@ -31,6 +31,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 
 from wgf.postprocess.labels import run_labels
@@ -241,11 +242,13 @@ def convergence_figure(
     """
     fig, ax = plt.subplots(figsize=(5.5, 4))
     anchor = None
-    for name, err in errors.items():
+    # Distinct markers and dashes: L1 and L2 often coincide, and one must not hide the other.
+    styles = ["o-", "s--", "^-.", "v:"]
+    for i, (name, err) in enumerate(errors.items()):
         keep = np.isfinite(err) & (err > 0)
         if not keep.any():
             continue
-        ax.loglog(params[keep], err[keep], "o-", label=name)
+        ax.loglog(params[keep], err[keep], styles[i % len(styles)], mfc="none", label=name)
         if anchor is None:
             anchor = (params[keep][-1], err[keep][-1])
             span = params[keep]
@@ -255,6 +258,10 @@ def convergence_figure(
                 span, anchor[1] * (span / anchor[0]) ** slope, style, lw=1, label=f"slope {slope}"
             )
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    # One labelled tick per level: a ladder often spans less than a decade, where the
+    # log axis would label one tick or run its minor labels into each other.
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xticks(params, [f"{p:.3g}" for p in params])
     ax.legend()
     return fig
 

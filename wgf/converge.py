@@ -72,6 +72,8 @@ class Ladder:
     primary: str = "L1"
     #: ``"exact"`` or ``"finest"`` (then the last level's errors are NaN).
     reference: str = "exact"
+    #: What ``params`` are, for the figure's axis.
+    param_name: str = ""
 
     def eocs(self, name: str) -> np.ndarray:
         """EOC of error ``name`` between consecutive levels (NaN where undefined)."""
@@ -224,16 +226,35 @@ def run_ladder(
         summaries.append(run_solver(case, solver, comm, out / f"level{k}"))
     files = [summary.path for summary in summaries]
     params, labels = np.array([p[1] for p in plans]), [p[2] for p in plans]
+    param_name = _param_name(base, refine, tau_power)
     if transport:
         w2s = np.array([summary.diagnostics.get("w2", np.nan) for summary in summaries])
         return Ladder(
-            refine, params, labels, {"W2": np.abs(w2s - exact) / exact}, files, primary="W2"
+            refine,
+            params,
+            labels,
+            {"W2": np.abs(w2s - exact) / exact},
+            files,
+            primary="W2",
+            param_name=param_name,
         )
     errors: dict[str, np.ndarray] = {}
     if comm.rank == 0:
         runs = [read_results(path) for path in files]
         errors = errors_against_exact(runs) if reference == "exact" else errors_against_finest(runs)
-    return Ladder(refine, params, labels, errors, files, reference=reference)
+    return Ladder(refine, params, labels, errors, files, reference=reference, param_name=param_name)
+
+
+def _param_name(case: Case, refine: str, tau_power: float) -> str:
+    """The refinement parameter as the EOC figure's x label."""
+    if refine == "tau":
+        return "τ"
+    if refine == "particles":
+        return "N^(-1/d)"
+    shape = case.section("domain")["shape"]
+    name = {"box": "h ∝ 1/cells", "disk": "h", "file": "h / h₀ (refinements of the file mesh)"}
+    tied = f", τ ∝ h^{tau_power:g}" if tau_power > 0 else ""
+    return name[shape] + tied
 
 
 def sample_alignment_note(cases: list[Case]) -> str | None:
@@ -369,17 +390,18 @@ def report(ladder: Ladder, out: Path, case_name: str, solver: str) -> str:
             f[f"error/{n}"] = ladder.errors[n]
             f[f"eoc/{n}"] = eocs[n]
             f[f"error/{n}"].attrs["fitted_order"] = fits[n]
-    xlabel = {"tau": "τ", "h": "h (relative)", "particles": "N^(-1/d)"}[ladder.refine]
-    ylabel = (
-        "relative difference to the finest level at T"
-        if ladder.reference == "finest"
-        else "relative error at T"
-    )
+    xlabel = ladder.param_name or ladder.refine
+    if ladder.primary == "W2" and len(names) == 1:
+        ylabel = "relative error of W2"
+    elif ladder.reference == "finest":
+        ylabel = "difference to the finest level at T\n(L1, L2 relative)"
+    else:
+        ylabel = "error at T (L1, L2 relative)"
     plot_convergence(
         ladder.params,
         ladder.errors,
         xlabel,
-        f"{case_name} / {solver}",
+        f"{case_name} / {solver}" + (": self-convergence" if ladder.reference == "finest" else ""),
         out / "eoc.png",
         ylabel=ylabel,
     )
