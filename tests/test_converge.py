@@ -184,3 +184,9 @@ def test_the_readme_example_shows_second_order_in_h(tmp_path):
     assert [rows[k][1] for k in (1, 2)] == pytest.approx([2.0, 2.0], abs=0.1)  # L1 EOCs
     fitted = re.search(r"fitted order \(np.polyfit\): L1 (\S+),", proc.stdout)
     assert float(fitted.group(1)) == pytest.approx(2.0, abs=0.1)
+
+
+@pytest.mark.mpi
+def test_a_refined_mesh_file_on_two_ranks(l_shape_file):
+    """The same counts when the refined cells stay on the ranks of their parents."""
+    test_a_refined_mesh_file_has_four_times_the_cells_per_level(l_shape_file)
