@@ -465,6 +465,8 @@ def validate(cfg: dict) -> int:
     for key in needed:
         if dom[key] is None:
             raise UserError(f"case key 'domain.{key}' is required for shape = \"{shape}\"")
+    if dom["refinements"] < 0:
+        raise UserError(f"case key 'domain.refinements' must be >= 0, got {dom['refinements']}")
     if shape == "box":
         if any(hi <= lo for lo, hi in zip(dom["lower"], dom["upper"], strict=True)):
             raise UserError("case keys 'domain.lower'/'domain.upper': need lower < upper")

@@ -112,6 +112,12 @@ SCHEMA: dict[str, Key | Table] = {
             "radius": Key("float", help="disk: radius"),
             "h": Key("float", help="disk: mesh size"),
             "path": Key("str", help="file: a meshio-readable mesh, relative to the case file"),
+            "refinements": Key(
+                "int",
+                0,
+                help="uniform refinements of the mesh (each halves h; simplex meshes); "
+                "`wgf converge --refine h` sets it to refine a file mesh",
+            ),
         }
     ),
     "initial": Table(DENSITY),

@@ -43,12 +43,43 @@ def build_mesh(domain: dict, comm: MPI.Comm) -> dolfinx.mesh.Mesh:
     """
     shape = domain["shape"]
     if shape == "box":
-        return box_mesh(
+        mesh = box_mesh(
             comm, domain["lower"], domain["upper"], domain["cells"], domain["cell_type"]
         )
-    if shape == "disk":
-        return disk_mesh(comm, domain["center"], domain["radius"], domain["h"])
-    return read_mesh(comm, Path(domain["path"]))
+    elif shape == "disk":
+        mesh = disk_mesh(comm, domain["center"], domain["radius"], domain["h"])
+    else:
+        mesh = read_mesh(comm, Path(domain["path"]))
+    return refine_uniformly(mesh, domain.get("refinements") or 0)
+
+
+def refine_uniformly(mesh: dolfinx.mesh.Mesh, times: int) -> dolfinx.mesh.Mesh:
+    """Split every edge of a simplex mesh ``times`` times (:func:`dolfinx.mesh.refine`).
+
+    Each refinement halves every edge, so h → h/2 and the number of cells grows by 2ᵈ;
+    the vertices of the coarse mesh stay, so the domain (a polygon read from a file) is
+    the same at every level.  This is how a mesh that is only given as a file is refined
+    for a convergence study (``wgf converge --refine h``).  The refined cells stay on the
+    rank of their parent cell.
+
+    Raises:
+        UserError: For a quadrilateral or hexahedral mesh (DOLFINx refines simplices only).
+    """
+    if times <= 0:
+        return mesh
+    if mesh.topology.cell_type not in (
+        dolfinx.mesh.CellType.interval,
+        dolfinx.mesh.CellType.triangle,
+        dolfinx.mesh.CellType.tetrahedron,
+    ):
+        raise UserError(
+            f"case key 'domain.refinements': a {mesh.topology.cell_type.name} mesh cannot be "
+            "refined (DOLFINx refines interval, triangle and tetrahedron meshes)"
+        )
+    for _ in range(times):
+        mesh.topology.create_entities(1)
+        mesh = dolfinx.mesh.refine(mesh)[0]
+    return mesh
 
 
 def box_mesh(

@@ -19,6 +19,7 @@ import numpy as np
 
 from wgf.cases.errors import UserError
 from wgf.postprocess.clouds import cloud, exact_cloud, relative_errors
+from wgf.postprocess.labels import run_labels
 from wgf.postprocess.results import Results, read_results
 from wgf.postprocess.w2 import w2
 
@@ -57,8 +58,8 @@ def common_times(runs: list[Results]) -> np.ndarray:
 
 
 def _label(run: Results, runs: list[Results]) -> str:
-    same = [r for r in runs if r.solver == run.solver]
-    return run.solver if len(same) == 1 else f"{run.solver}[{runs.index(run)}]"
+    # The same names as the figures' legends (solver, plus the file where solvers repeat).
+    return run_labels(runs)[runs.index(run)]
 
 
 def compare(runs: list[Results]) -> Comparison:

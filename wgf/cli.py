@@ -167,6 +167,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="default out/converge/<case>_<solver>_<refine>",
     )
     conv.add_argument(
+        "--reference",
+        choices=("exact", "finest"),
+        default="exact",
+        help="errors against the closed form (default) or, for a case without one, "
+        "against the finest level (self-convergence; needs --levels >= 3)",
+    )
+    conv.add_argument(
+        "--tau-with-h",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="with --refine h: also divide tau by factor**P per level (P = 2: tau ∝ h², "
+        "so a first-order time error does not hide a second-order space error)",
+    )
+    conv.add_argument(
         "--expect-order",
         metavar="P+-TOL",
         help="fail (status 4) unless the fitted L1 (transport: W2) order is in P±TOL",
@@ -374,16 +389,22 @@ def _converge(args: argparse.Namespace) -> int:
             raise UserError(f"--expect-order: {err}") from None
     out = args.out or Path("out/converge") / f"{Path(args.case).stem}_{args.solver}_{args.refine}"
     ladder = run_ladder(
-        args.case, args.overrides, args.refine, args.levels, args.solver, out, args.factor
+        args.case,
+        args.overrides,
+        args.refine,
+        args.levels,
+        args.solver,
+        out,
+        args.factor,
+        reference=args.reference,
+        tau_power=args.tau_with_h,
     )
     status = 0
     if MPI.COMM_WORLD.rank == 0:
         print(report(ladder, out, Path(args.case).stem, args.solver))
         print(f"wrote {out / 'eoc.csv'}, {out / 'eoc.h5'}, {out / 'eoc.png'}")
         if expect is not None:
-            from wgf.postprocess.eoc import fitted_order
-
-            order = fitted_order(ladder.params, ladder.errors[ladder.primary])
+            order = ladder.fitted_order()
             if abs(order - expect[0]) > expect[1]:
                 print(
                     f"wgf: error: fitted {ladder.primary} order {order:.3f} is outside "
