@@ -78,6 +78,15 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    """The ``--quiet`` option of a verb that runs cases."""
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress lines or notes (warnings, errors and the final table remain)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``wgf``."""
     parser = argparse.ArgumentParser(
@@ -124,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--resume", action="store_true", help="continue an interrupted run from its results file"
     )
+    add_quiet(run)
 
     cmp_ = sub.add_parser(
         "compare",
@@ -171,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="P+-TOL",
         help="fail (status 4) unless the fitted L1 (transport: W2) order is in P±TOL",
     )
+    add_quiet(conv)
 
     swp = sub.add_parser(
         "sweep",
@@ -194,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument(
         "--out", type=Path, default=None, metavar="DIR", help="default out/sweep/<case>_<solver>"
     )
+    add_quiet(swp)
 
     sub.add_parser("cases", help="list the shipped cases")
     sub.add_parser(
@@ -222,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         petsc4py.init([sys.argv[0], *petsc_args])
         from mpi4py import MPI
 
-        configure_logging(MPI.COMM_WORLD.rank)
+        configure_logging(MPI.COMM_WORLD.rank, quiet=getattr(args, "quiet", False))
         return {"run": _run, "compare": _compare, "converge": _converge, "sweep": _sweep}[
             args.verb
         ](args)
@@ -231,17 +243,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return err.status
 
 
-def configure_logging(rank: int) -> None:
+def configure_logging(rank: int, quiet: bool = False) -> None:
     """Print the solvers' log records: rank 0 from INFO up, the other ranks WARNING up.
 
     Solvers log under ``wgf.solvers.…`` (see :mod:`wgf.solvers.base`) and need not ask
     which rank they are on: every rank computes the same notes, rank 0 prints them, as
     plain lines on stdout like the drivers' own progress lines.  A warning is printed on
-    any rank, since it may concern that rank's part of the mesh.  Calling this again
-    only resets the level (the handler is installed once).
+    any rank, since it may concern that rank's part of the mesh.  ``quiet`` (``--quiet``)
+    raises rank 0 to WARNING too and turns the drivers' progress output off
+    (:func:`wgf.progress.set_quiet`).  Calling this again only resets the levels (the
+    handler is installed once).
     """
+    from wgf.progress import set_quiet
+
+    set_quiet(quiet)
     logger = logging.getLogger("wgf")
-    logger.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+    logger.setLevel(logging.INFO if rank == 0 and not quiet else logging.WARNING)
     logger.propagate = False  # the root logger's configuration is the user's
     if not any(isinstance(h, _StdoutHandler) for h in logger.handlers):
         handler = _StdoutHandler()
@@ -250,9 +267,15 @@ def configure_logging(rank: int) -> None:
 
 
 class _StdoutHandler(logging.StreamHandler):
-    """Writes to the current ``sys.stdout`` (which tests and notebooks replace)."""
+    """Writes to the current ``sys.stdout`` (which tests and notebooks replace).
+
+    A progress bar being drawn on the line is ended first, so the record gets a line.
+    """
 
     def emit(self, record: logging.LogRecord) -> None:
+        from wgf.progress import clear_bar
+
+        clear_bar()
         self.stream = sys.stdout
         super().emit(record)
 
