@@ -317,18 +317,40 @@ def _keys() -> int:
 
 
 def _supports(info, case, comm) -> bool:
-    """Whether a solver runs ``case``; for ``--solver all``, say why one is skipped.
+    """Whether ``--solver all`` runs a solver on ``case``; if not, say why (rank 0).
 
     The reason is the solver's own refusal: its registered capabilities, then its
-    ``check_case`` (a solver of the other kind is skipped without importing it).
+    ``check_case`` (a solver of the other kind is skipped without importing it); or its
+    registered cost (:attr:`~wgf.solvers.registry.SolverInfo.costly_dims`): a solver far
+    slower than the others on this case runs only when named.
     """
     try:
         info.check(case)
     except UserError as err:
-        if comm.rank == 0:
-            print(f"skipping {info.name}: {err}", flush=True)
-        return False
-    return True
+        reason = str(err)
+    else:
+        reason = info.costly_for(case)
+    if reason is not None and comm.rank == 0:
+        print(f"skipping {info.name}: {reason}", flush=True)
+    return reason is None
+
+
+def selected_solvers(names: list[str], case, comm) -> list:
+    """The solvers that ``--solver`` selects.
+
+    Without ``all``: those named, in order.  With ``all`` (registry order): every solver
+    that supports ``case`` and is not too costly for it (each skip said in one line), plus
+    those named besides, which run even where ``all`` would skip them.
+    """
+    from wgf.solvers import SOLVERS, get_solver
+
+    named = {get_solver(n).name for n in names if n != "all"}
+    if "all" not in names:
+        return [get_solver(n) for n in dict.fromkeys(names)]
+    infos = [i for i in SOLVERS.values() if i.name in named or _supports(i, case, comm)]
+    if not infos:
+        raise UserError(f"no solver can run case '{case.name}' (see the lines above)")
+    return infos
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -337,17 +359,12 @@ def _run(args: argparse.Namespace) -> int:
     from wgf.cases import load_case
     from wgf.dispatch import check_kind, check_resumable, run_built
     from wgf.run import build_solver
-    from wgf.solvers import SOLVERS, get_solver, solver_tables
+    from wgf.solvers import solver_tables
     from wgf.summary import print_summary
 
     comm = MPI.COMM_WORLD
     case = load_case(args.case, args.overrides, solver_tables())
-    names = args.solver or ["all"]
-    infos = [get_solver(n) for n in dict.fromkeys(names) if n != "all"]
-    if "all" in names:
-        infos = [info for info in SOLVERS.values() if _supports(info, case, comm)]
-        if not infos:
-            raise UserError(f"no solver can run case '{case.name}' (see the lines above)")
+    infos = selected_solvers(args.solver or ["all"], case, comm)
     for info in infos:  # a solver of the other kind: one line, before anything is built
         check_kind(case, info.name)
         check_resumable(info.name, args.resume)
