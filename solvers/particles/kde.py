@@ -30,9 +30,10 @@ y ↦ φ_ε(p - y) at x_j, whose error is at most Σ_k δ_k²/8 · sup|∂_k²φ
 plus the cut-off's ~e^{-CUTOFF²/2} (the two truncate at slightly different points).  This
 worst case adds every particle's error with one sign; on average the binned measure has
 the particles' mean and an extra variance θ(1-θ)δ² per coordinate (θ uniform: δ²/6), so
-ρ̃ ≈ ρ_b + (δ²/12) Δρ_b, a relative bias of about δ²/(12 s²) ≤ 1/(12 R²) for a density of
-variance s² ≥ ε (0.13 % at R = 8) — far below the Monte-Carlo error of the estimate
-itself.  Interpolating (at arbitrary points) adds at most the same again.
+ρ̃ ≈ ρ_b + (δ²/12) Δρ_b, a relative bias of about d δ²/(12 s²) ≤ d/(12 R²) for a density
+of variance s² ≥ ε per coordinate (0.13 % per coordinate at R = 8) — far below the
+Monte-Carlo error of the estimate itself.  Interpolating (at arbitrary points) adds at
+most the same again.
 
 Rank independence: the bin grid depends on the global positions only, and every rank
 computes the estimate from the same replicated array in the same order, so the result
@@ -54,7 +55,7 @@ from wgf.solvers.particles.kernels import CUTOFF, density_at, density_on_grid, g
 Method = Literal["binned", "exact"]
 
 #: Bins per kernel width √ε (the bin spacing is δ = √ε/RESOLUTION): the relative bias is
-#: about 1/(12·RESOLUTION²).
+#: about d/(12·RESOLUTION²) at most.
 RESOLUTION = 8
 #: At most this many bins: a wide 3-D cloud would need 10⁷ and more at RESOLUTION; the
 #: spacing then grows (uniformly in every direction) until the grid fits.
