@@ -30,7 +30,8 @@ $(VENV)/.stamp: pyproject.toml Makefile
 	  echo "error: no Python >= 3.12 found (looked for python3.13, python3.12 on PATH, ~/.pyenv/versions/3.1[2-9]*, /usr/bin/python3.1[2-9])" >&2; \
 	  exit 2; \
 	fi; \
-	echo "building $(VENV) with $$base ($$($$base --version))"; \
+	echo "building $(VENV) with $$base ($$($$base --version)), then installing the DOLFINx"; \
+	echo "wheel $(DOLFINX_WHEEL) and the dependencies of pyproject.toml with pip (about 1-2 minutes)…"; \
 	$$base -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(DOLFINX_WHEEL)"
