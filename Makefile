@@ -31,7 +31,7 @@ $(VENV)/.stamp: pyproject.toml Makefile
 	  exit 2; \
 	fi; \
 	echo "building $(VENV) with $$base ($$($$base --version)), then installing the DOLFINx"; \
-	echo "wheel $(DOLFINX_WHEEL) and the dependencies of pyproject.toml with pip (about 1-2 minutes)…"; \
+	echo "wheel $(DOLFINX_WHEEL) and the dependencies of pyproject.toml with pip (1-3 minutes)…"; \
 	$$base -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(DOLFINX_WHEEL)"
