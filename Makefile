@@ -30,7 +30,8 @@ $(VENV)/.stamp: pyproject.toml Makefile
 	  echo "error: no Python >= 3.12 found (looked for python3.13, python3.12 on PATH, ~/.pyenv/versions/3.1[2-9]*, /usr/bin/python3.1[2-9])" >&2; \
 	  exit 2; \
 	fi; \
-	echo "building $(VENV) with $$base ($$($$base --version))"; \
+	echo "building $(VENV) with $$base ($$($$base --version)), then installing the DOLFINx"; \
+	echo "wheel $(DOLFINX_WHEEL) and the dependencies of pyproject.toml with pip (1-3 minutes)…"; \
 	$$base -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(DOLFINX_WHEEL)"
@@ -39,17 +40,37 @@ $(VENV)/.stamp: pyproject.toml Makefile
 
 venv: $(VENV)/.stamp
 
-# pvbatch reads our XDMF back in the tests; Debian ships it in python3-paraview.
-# Installed when we are root with apt-get; otherwise those tests are skipped.
+# Debian packages of the ParaView tests: python3-paraview (pvbatch reads our XDMF back and
+# renders the compare picture) and xvfb (xvfb-run gives pvbatch a display on a machine
+# without one).  Installed with apt-get when one is missing and we are root; otherwise the
+# tests that need them are skipped.  apt-get takes minutes and is quiet: its output goes
+# to APT_LOG, and a line every 20 s says how far it got.
+APT_LOG := /tmp/wgf-apt-get.log
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
+
 paraview:
-	@if command -v pvbatch >/dev/null 2>&1; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "installing python3-paraview (pvbatch) with apt-get"; \
-	  (apt-get install -y -q --no-install-recommends python3-paraview >/dev/null 2>&1 || \
-	   (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -q --no-install-recommends python3-paraview >/dev/null)) || \
-	  echo "warning: python3-paraview could not be installed; ParaView tests will be skipped"; \
-	else echo "note: pvbatch not found and not root; ParaView tests will be skipped"; fi
+	@need=""; \
+	command -v pvbatch >/dev/null 2>&1 || need="$$need python3-paraview"; \
+	command -v xvfb-run >/dev/null 2>&1 || need="$$need xvfb"; \
+	need="$${need# }"; \
+	if [ -z "$$need" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "note: $$need not installed, and installing needs root and apt-get: the ParaView tests will be skipped"; \
+	  exit 0; \
+	fi; \
+	case " $$need " in *" python3-paraview "*) took="about 3 minutes";; *) took="under a minute";; esac; \
+	echo "installing $$need with apt-get ($$took on a fresh machine; log in $(APT_LOG))…"; \
+	start=$$(date +%s); \
+	( $(APT_INSTALL) $$need || { apt-get update -q && $(APT_INSTALL) $$need; } ) >$(APT_LOG) 2>&1 & \
+	pid=$$!; i=0; \
+	while kill -0 $$pid 2>/dev/null; do \
+	  sleep 1; i=$$((i + 1)); \
+	  if [ $$((i % 20)) = 0 ]; then \
+	    echo "  … $$i s: $$(grep -c '^Setting up' $(APT_LOG)) packages set up so far"; \
+	  fi; \
+	done; \
+	if wait $$pid; then echo "installed $$need in $$(( $$(date +%s) - start )) s"; \
+	else echo "warning: apt-get failed (see $(APT_LOG)): the ParaView tests will be skipped"; fi
 
 demo: venv
 	$(MPIEXEC) -n $(NP) $(PY) -m mpi4py -m wgf run $(DEMO_CASE) --solver all --out out/demo

@@ -9,7 +9,8 @@ that declaration:
   :class:`~wgf.cases.schema.Key` objects: a field's type gives the key's kind, a ``Literal``
   its choices, its default the default, and :func:`param`'s help the help);
 * the listing of ``wgf solvers`` (:meth:`SolverInfo.describe`);
-* the generic half of every ``check_case`` and hence ``--solver all``'s skipping.
+* the generic half of every ``check_case`` and hence ``--solver all``'s skipping (with
+  :attr:`SolverInfo.costly_dims`: where a solver runs, but far too slowly to be run unasked).
 
 Modules are imported lazily, so that listing solvers or validating a case does not load
 DOLFINx.  A new solver is one module plus one entry in :data:`SOLVERS`.
@@ -22,6 +23,7 @@ import difflib
 import importlib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -138,6 +140,9 @@ class SolverInfo:
         summary: One line: the method.
         capabilities: What it runs (kind, energies, dimensions, domains, cells).
         params: Its parameter dataclass (the ``[solver.<name>]`` table).
+        costly_dims: Dimensions in which ``--solver all`` leaves the solver out, each with
+            the reason (printed): it runs there, but at a cost far above the other
+            solvers' for a coarse result.  Naming it (``--solver NAME``) still runs it.
     """
 
     name: str
@@ -145,6 +150,11 @@ class SolverInfo:
     summary: str
     capabilities: Capabilities
     params: type
+    costly_dims: Mapping[int, str] = dataclasses.field(default_factory=dict)
+
+    def costly_for(self, case: Any) -> str | None:
+        """Why ``--solver all`` should leave the solver out of ``case``, or None."""
+        return self.costly_dims.get(case.dim)
 
     @property
     def kind(self) -> Kind:
@@ -218,6 +228,13 @@ SOLVERS: dict[str, SolverInfo] = {
             "deterministic blob method (mollified energy, neighbour lists, Heun substeps)",
             Capabilities(shapes=("box",), reasons=_PARTICLES_BOX),
             BlobParams,
+            # Its cost is N × (neighbours within 5√ε ≈ 9 lattice spacings) per substep:
+            # ~3000 neighbours per particle in 3-D, against ~18 in 1-D.
+            costly_dims={
+                3: "in 3-D its kernel sums cost minutes and GBs even at the default 4096 "
+                "particles (~3000 neighbours each), for an L1 error of tens of per cent; "
+                "name it to run it: --solver blob",
+            },
         ),
         SolverInfo(
             "quantile-1d",

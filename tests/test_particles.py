@@ -200,6 +200,48 @@ def test_langevin_is_reproducible_by_seed(tmp_path):
     assert not np.allclose(a["particles/positions"], c["particles/positions"])
 
 
+@pytest.mark.parametrize("dim,n", [(1, 10000), (2, 10000), (3, 4000)])
+def test_langevin_binned_kde_is_within_its_bound_of_the_exact_sum(dim, n):
+    """Linear binning vs the exact kernel sum (Gaussian samples, Silverman's ε).
+
+    Bound (kde.py): |ρ̃ - ρ_b| ≤ M (2πε)^{-d/2} Σ_k δ_k²/(8ε) on a tensor grid, twice that
+    at other points (binning + interpolation), plus the cut-off's e^{-12.5} ≈ 4e-6.
+    The mean difference is the bias ≈ (δ²/12)Δρ, relative ≤ d/(12 R²) in L1.
+    """
+    from wgf.solvers.particles.kde import (
+        MAX_BINS,
+        RESOLUTION,
+        kde_at,
+        kde_on_grid,
+        linear_binning,
+    )
+    from wgf.solvers.particles.langevin import silverman_bandwidth
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(0.0, 0.5, (n, dim))
+    w = rng.uniform(0.5, 1.5, n) / n  # unequal weights: the binning must carry them
+    eps = silverman_bandwidth(x, w) ** 2
+    axes = [np.linspace(-3.0, 3.0, {1: 200, 2: 100, 3: 30}[dim])] * dim
+    measure = linear_binning(x, w, eps)
+    # The binning keeps the mass and the first moment (to round-off).
+    assert measure.masses.sum() == pytest.approx(w.sum(), rel=1e-12)
+    nodes = np.stack([g.ravel() for g in np.meshgrid(*measure.axes(), indexing="ij")], axis=1)
+    assert measure.masses.ravel() @ nodes == pytest.approx(w @ x, rel=1e-9, abs=1e-12)
+    assert measure.masses.size <= MAX_BINS
+    peak = w.sum() * (2 * np.pi * eps) ** (-dim / 2)
+    bound = peak * (np.sum(measure.spacing**2) / (8 * eps) + 4e-6)
+    exact = kde_on_grid(axes, x, w, eps, "exact")
+    binned = kde_on_grid(axes, x, w, eps)
+    assert np.abs(binned - exact).max() <= bound
+    resolution = np.sqrt(eps) / measure.spacing[0]  # RESOLUTION unless the grid was capped
+    assert resolution == pytest.approx(RESOLUTION) if dim < 3 else resolution > 4
+    assert np.abs(binned - exact).sum() / exact.sum() < dim / (12 * resolution**2)
+    at = x[:500]  # the per-particle density, by interpolation on the bin grid
+    exact_at, binned_at = kde_at(at, x, w, eps, "exact"), kde_at(at, x, w, eps)
+    assert np.abs(binned_at - exact_at).max() <= 2 * bound
+    assert np.abs(binned_at - exact_at).sum() / exact_at.sum() < 2 * dim / (12 * resolution**2)
+
+
 # -- bad input -------------------------------------------------------------------------------
 BAD = {
     "no particles": (["heat_1d", "--solver", "blob", "--set", "solver.blob.particles=0"], "> 0"),

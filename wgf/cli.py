@@ -78,6 +78,15 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    """The ``--quiet`` option of a verb that runs cases."""
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress lines or notes (warnings, errors and the final table remain)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``wgf``."""
     parser = argparse.ArgumentParser(
@@ -124,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--resume", action="store_true", help="continue an interrupted run from its results file"
     )
+    add_quiet(run)
 
     cmp_ = sub.add_parser(
         "compare",
@@ -186,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="P+-TOL",
         help="fail (status 4) unless the fitted L1 (transport: W2) order is in P±TOL",
     )
+    add_quiet(conv)
 
     swp = sub.add_parser(
         "sweep",
@@ -209,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument(
         "--out", type=Path, default=None, metavar="DIR", help="default out/sweep/<case>_<solver>"
     )
+    add_quiet(swp)
 
     sub.add_parser("cases", help="list the shipped cases")
     sub.add_parser(
@@ -237,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         petsc4py.init([sys.argv[0], *petsc_args])
         from mpi4py import MPI
 
-        configure_logging(MPI.COMM_WORLD.rank)
+        configure_logging(MPI.COMM_WORLD.rank, quiet=getattr(args, "quiet", False))
         return {"run": _run, "compare": _compare, "converge": _converge, "sweep": _sweep}[
             args.verb
         ](args)
@@ -246,17 +258,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return err.status
 
 
-def configure_logging(rank: int) -> None:
+def configure_logging(rank: int, quiet: bool = False) -> None:
     """Print the solvers' log records: rank 0 from INFO up, the other ranks WARNING up.
 
     Solvers log under ``wgf.solvers.…`` (see :mod:`wgf.solvers.base`) and need not ask
     which rank they are on: every rank computes the same notes, rank 0 prints them, as
     plain lines on stdout like the drivers' own progress lines.  A warning is printed on
-    any rank, since it may concern that rank's part of the mesh.  Calling this again
-    only resets the level (the handler is installed once).
+    any rank, since it may concern that rank's part of the mesh.  ``quiet`` (``--quiet``)
+    raises rank 0 to WARNING too and turns the drivers' progress output off
+    (:func:`wgf.progress.set_quiet`).  Calling this again only resets the levels (the
+    handler is installed once).
     """
+    from wgf.progress import set_quiet
+
+    set_quiet(quiet)
     logger = logging.getLogger("wgf")
-    logger.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+    logger.setLevel(logging.INFO if rank == 0 and not quiet else logging.WARNING)
     logger.propagate = False  # the root logger's configuration is the user's
     if not any(isinstance(h, _StdoutHandler) for h in logger.handlers):
         handler = _StdoutHandler()
@@ -265,9 +282,15 @@ def configure_logging(rank: int) -> None:
 
 
 class _StdoutHandler(logging.StreamHandler):
-    """Writes to the current ``sys.stdout`` (which tests and notebooks replace)."""
+    """Writes to the current ``sys.stdout`` (which tests and notebooks replace).
+
+    A progress bar being drawn on the line is ended first, so the record gets a line.
+    """
 
     def emit(self, record: logging.LogRecord) -> None:
+        from wgf.progress import clear_bar
+
+        clear_bar()
         self.stream = sys.stdout
         super().emit(record)
 
@@ -309,18 +332,40 @@ def _keys() -> int:
 
 
 def _supports(info, case, comm) -> bool:
-    """Whether a solver runs ``case``; for ``--solver all``, say why one is skipped.
+    """Whether ``--solver all`` runs a solver on ``case``; if not, say why (rank 0).
 
     The reason is the solver's own refusal: its registered capabilities, then its
-    ``check_case`` (a solver of the other kind is skipped without importing it).
+    ``check_case`` (a solver of the other kind is skipped without importing it); or its
+    registered cost (:attr:`~wgf.solvers.registry.SolverInfo.costly_dims`): a solver far
+    slower than the others on this case runs only when named.
     """
     try:
         info.check(case)
     except UserError as err:
-        if comm.rank == 0:
-            print(f"skipping {info.name}: {err}", flush=True)
-        return False
-    return True
+        reason = str(err)
+    else:
+        reason = info.costly_for(case)
+    if reason is not None and comm.rank == 0:
+        print(f"skipping {info.name}: {reason}", flush=True)
+    return reason is None
+
+
+def selected_solvers(names: list[str], case, comm) -> list:
+    """The solvers that ``--solver`` selects.
+
+    Without ``all``: those named, in order.  With ``all`` (registry order): every solver
+    that supports ``case`` and is not too costly for it (each skip said in one line), plus
+    those named besides, which run even where ``all`` would skip them.
+    """
+    from wgf.solvers import SOLVERS, get_solver
+
+    named = {get_solver(n).name for n in names if n != "all"}
+    if "all" not in names:
+        return [get_solver(n) for n in dict.fromkeys(names)]
+    infos = [i for i in SOLVERS.values() if i.name in named or _supports(i, case, comm)]
+    if not infos:
+        raise UserError(f"no solver can run case '{case.name}' (see the lines above)")
+    return infos
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -329,17 +374,12 @@ def _run(args: argparse.Namespace) -> int:
     from wgf.cases import load_case
     from wgf.dispatch import check_kind, check_resumable, run_built
     from wgf.run import build_solver
-    from wgf.solvers import SOLVERS, get_solver, solver_tables
+    from wgf.solvers import solver_tables
     from wgf.summary import print_summary
 
     comm = MPI.COMM_WORLD
     case = load_case(args.case, args.overrides, solver_tables())
-    names = args.solver or ["all"]
-    infos = [get_solver(n) for n in dict.fromkeys(names) if n != "all"]
-    if "all" in names:
-        infos = [info for info in SOLVERS.values() if _supports(info, case, comm)]
-        if not infos:
-            raise UserError(f"no solver can run case '{case.name}' (see the lines above)")
+    infos = selected_solvers(args.solver or ["all"], case, comm)
     for info in infos:  # a solver of the other kind: one line, before anything is built
         check_kind(case, info.name)
         check_resumable(info.name, args.resume)

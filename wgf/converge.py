@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import csv
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,7 @@ from wgf.postprocess.clouds import cloud, exact_cloud, relative_errors
 from wgf.postprocess.eoc import fitted_order, rates
 from wgf.postprocess.results import Results, read_results
 from wgf.postprocess.w2 import w2
+from wgf.progress import note
 from wgf.solvers import get_solver, solver_tables
 from wgf.transport import exact_w2
 
@@ -221,9 +223,11 @@ def run_ladder(
         print(f"[converge] note: {note}", flush=True)
     summaries = []
     for k, case in enumerate(cases):
-        if comm.rank == 0:
-            print(f"[converge] level {k}: {plans[k][2]}", flush=True)
+        note(f"[converge] level {k + 1}/{levels}: {plans[k][2]}: running", comm)
+        start = time.perf_counter()
         summaries.append(run_solver(case, solver, comm, out / f"level{k}"))
+        took = time.perf_counter() - start
+        note(f"[converge] level {k + 1}/{levels}: {plans[k][2]}: done in {took:.1f} s", comm)
     files = [summary.path for summary in summaries]
     params, labels = np.array([p[1] for p in plans]), [p[2] for p in plans]
     param_name = _param_name(base, refine, tau_power)

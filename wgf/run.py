@@ -2,7 +2,7 @@
 
 The driver owns what is the same for all solvers: the clock, the snapshot schedule,
 step halving on failure, the results file, checkpoints, ``--resume`` and progress
-output on rank 0.  A solver only provides ``step(τ)``, ``diagnostics(t)``,
+output on rank 0 (:mod:`wgf.progress`).  A solver only provides ``step(τ)``, ``diagnostics(t)``,
 ``sample()``, ``state()``/``set_state()`` and its field output.
 
 It comes in three pieces, so that a script can drive a solver its own way:
@@ -30,14 +30,12 @@ from mpi4py import MPI
 
 from wgf.cases import Case
 from wgf.cases.errors import SolverError
+from wgf.progress import Progress, note
 from wgf.results import Checkpoint, ResultsFile, read_checkpoint
 from wgf.solvers.base import FlowSolver
 
 #: A failed step is retried as 2 steps of τ/2, then 4 of τ/4, before the run stops.
 HALVINGS = 2
-
-#: Seconds between progress lines (the last step always prints).
-PROGRESS_EVERY = 1.0
 
 
 @dataclass
@@ -53,11 +51,6 @@ class RunSummary:
     energy_increases: int = 0
     iterations: list[int] = field(default_factory=list)
     wall_time: float = 0.0
-
-
-def _progress(comm: MPI.Comm, text: str) -> None:
-    if comm.rank == 0:
-        print(text, flush=True)
 
 
 @dataclass(frozen=True)
@@ -146,7 +139,7 @@ def _step(solver: FlowSolver, tau: float, halvings: int = HALVINGS) -> int:
     except SolverError as err:
         if halvings == 0:
             raise
-        _progress(solver.comm, f"  step of τ = {tau:.4g} failed ({err}); retrying with τ/2 twice")
+        note(f"  step of τ = {tau:.4g} failed ({err}); retrying with τ/2 twice", solver.comm)
         return _step(solver, tau / 2, halvings - 1) + _step(solver, tau / 2, halvings - 1)
 
 
@@ -176,7 +169,9 @@ class Recorder:
 
     Per record: the diagnostics (plus ``iterations`` and ``wall_time``), a snapshot and
     the field output when a snapshot time is reached, then the checkpoint, which flushes
-    the file, so a killed run keeps every completed step.
+    the file, so a killed run keeps every completed step.  Progress goes to a
+    :class:`~wgf.progress.Progress` (a bar with the ETA on a terminal, else about a line
+    a second): step k/n, t/T, the inner iterations, mass, energy and the L1 error.
 
     Args:
         solver: The running solver.
@@ -198,7 +193,9 @@ class Recorder:
         self.wall0, self.start = wall0, time.perf_counter()
         self.next_snapshot = grid.first_snapshot()
         self.last: dict[str, float] | None = None
-        self._last_print = 0.0
+        self.progress = Progress(
+            f"[{solver.name}]", grid.start_step + grid.steps, grid.start_step, solver.comm
+        )
 
     def elapsed(self) -> float:
         """Seconds since the recorder was made (this run's part of the wall time)."""
@@ -239,17 +236,12 @@ class Recorder:
             self._progress(rec, diag)
 
     def _progress(self, rec: StepRecord, diag: dict[str, float]) -> None:
-        now = self.elapsed()
-        last_step = rec.index == self.grid.start_step + self.grid.steps
-        if now - self._last_print > PROGRESS_EVERY or last_step:
-            self._last_print = now
-            _progress(
-                self.solver.comm,
-                f"[{self.solver.name}] step {rec.index:5d}  t = {rec.t:.5g}  "
-                f"its = {rec.iterations}  mass = {diag['mass']:.12g}  "
-                f"energy = {diag['energy']:.8g}"
-                + (f"  L1 err = {diag['l1_error']:.3e}" if "l1_error" in diag else ""),
-            )
+        self.progress.update(
+            rec.index,
+            f"t = {rec.t:.5g}/{self.grid.t_end:.5g}  its = {rec.iterations}  "
+            f"mass = {diag['mass']:.12g}  energy = {diag['energy']:.8g}"
+            + (f"  L1 err = {diag['l1_error']:.3e}" if "l1_error" in diag else ""),
+        )
 
 
 def _open_results(
@@ -327,8 +319,8 @@ def run_flow(solver: FlowSolver, case: Case, out_dir: Path, resume: bool = False
         if checkpoint is None:
             recorder.initial()
         if grid.adjusted:
-            note = f"τ adjusted to {grid.tau:.6g} for {grid.steps} equal steps to T"
-            _progress(solver.comm, f"[{solver.name}] {note}")
+            text = f"τ adjusted to {grid.tau:.6g} for {grid.steps} equal steps to T"
+            note(f"[{solver.name}] {text}", solver.comm)
         try:
             recorder.consume(advance(solver, grid))
         except StepFailed as err:
@@ -339,6 +331,7 @@ def run_flow(solver: FlowSolver, case: Case, out_dir: Path, resume: bool = False
         summary.diagnostics = recorder.last or solver.diagnostics(summary.t)
         summary.wall_time = recorder.elapsed()
     finally:
+        recorder.progress.close()  # a failed run's bar must not swallow the error line
         solver.close()
         results.close()
         sys.stdout.flush()

@@ -20,6 +20,7 @@ import csv
 import itertools
 import json
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from wgf.cases.errors import SolverError, UserError
 from wgf.cases.schema import SCHEMA, key_at
 from wgf.dispatch import check_kind, run_solver
 from wgf.postprocess.results import read_results
+from wgf.progress import note
 from wgf.solvers import get_solver, solver_tables
 
 #: The scalars of a point in ``summary.csv``, by solver kind.
@@ -180,15 +182,17 @@ def sweep(
                 continue
             where = out / point_name(index, overrides)
             old = _status(where)
+            which = f"[sweep] {index + 1}/{len(todo)} {where.name}"
             if old is not None and old.get("status") == "done":
-                if sub.rank == 0:
-                    print(f"[sweep] {where.name}: done already, skipped", flush=True)
+                note(f"{which}: done already, skipped", sub)
                 continue
+            note(f"{which}: running", sub)
+            start = time.perf_counter()
             record = _run_point(source, sets, overrides, solver, where, sub)
             if sub.rank == 0:
                 where.mkdir(parents=True, exist_ok=True)
                 (where / "status.json").write_text(json.dumps(record, indent=1))
-                print(f"[sweep] {where.name}: {record['status']}", flush=True)
+            note(f"{which}: {record.get('status')} in {time.perf_counter() - start:.1f} s", sub)
     finally:
         sub.Free()
     comm.Barrier()

@@ -32,6 +32,7 @@ import numpy as np
 from wgf.cases import Case
 from wgf.cases import closed_forms as cf
 from wgf.cases.errors import SolverError
+from wgf.progress import Progress
 from wgf.results import ResultsFile
 from wgf.run import RunSummary
 from wgf.solvers.protocols import TransportSolver
@@ -100,21 +101,22 @@ def run_transport(solver: TransportSolver, case: Case, out_dir: Path) -> RunSumm
         out_dir.mkdir(parents=True, exist_ok=True)
     comm.Barrier()
     start = time.perf_counter()
-    last = [0.0]
+    # The iteration stops on convergence: no total, hence no bar and no ETA; the residual
+    # against the tolerance is the measure of progress.
+    bar = Progress(f"[{solver.name}]", None, comm=comm, unit="it")
+    tol = solver.params.get("tol", float("nan"))
 
     def progress(k: int, info: dict[str, float]) -> None:
-        now = time.perf_counter() - start
-        if comm.rank == 0 and (now - last[0] > 1.0 or k == 1):
-            last[0] = now
-            print(
-                f"[{solver.name}] it {k:5d}  residual = {info['residual']:.3e}  "
-                f"W2 primal = {np.sqrt(max(info['w2sq_primal'], 0)):.8f}  "
-                f"dual = {np.sqrt(max(info['w2sq_dual'], 0)):.8f}  r = {info['r']:.3g}",
-                flush=True,
-            )
+        bar.update(
+            k,
+            f"residual = {info['residual']:.3e} (tol {tol:g})  "
+            f"W2 primal = {np.sqrt(max(info['w2sq_primal'], 0)):.8f}  "
+            f"dual = {np.sqrt(max(info['w2sq_dual'], 0)):.8f}  r = {info['r']:.3g}",
+        )
 
     try:
         converged = solver.run(progress)
+        bar.close()
         wall = time.perf_counter() - start
         results = ResultsFile(path, comm, case.name, solver.name, case.dim, case.config, points)
         hist = solver.history
@@ -142,6 +144,7 @@ def run_transport(solver: TransportSolver, case: Case, out_dir: Path) -> RunSumm
         results.set_fields(solver.write_fields(out_dir / f"{stem}_fields.xdmf"))
         results.close()
     finally:
+        bar.close()
         solver.close()
         sys.stdout.flush()
     if comm.rank == 0:
