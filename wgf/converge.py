@@ -218,9 +218,9 @@ def run_ladder(
             f"converge: case '{cases[0].name}' has no exact solution ([exact] kind); "
             "use --reference finest for self-convergence"
         )
-    note = sample_alignment_note(cases) if refine == "h" else None
-    if note and comm.rank == 0:
-        print(f"[converge] note: {note}", flush=True)
+    alignment = sample_alignment_note(cases) if refine == "h" else None
+    if alignment:
+        note(f"[converge] note: {alignment}", comm)
     summaries = []
     for k, case in enumerate(cases):
         note(f"[converge] level {k + 1}/{levels}: {plans[k][2]}: running", comm)
