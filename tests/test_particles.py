@@ -303,7 +303,11 @@ def test_particle_xdmf_opens_in_pvbatch(tmp_path):
     n_times, t_last = out["TIMES"].split()
     assert int(n_times) == 6 and float(t_last) == pytest.approx(0.1)
     assert int(out["POINTS"]) == n and int(out["CELLS"]) == n
-    assert out["ARRAYS"] == "weight"
+    assert out["ARRAYS"] == "density,weight"
+    # ρ_ε at the particles: positive, and its largest value is just below the peak of ρ_ε
+    # on the (finer) sample grid: 400 particles need not sit on the peak.
+    low, high = map(float, out["RANGE_density"].split())
+    assert low > 0 and 0.9 < high / r["snapshots/density"][-1].max() < 1.001
     # The last time ParaView shows is the final particle cloud.
     bounds = np.array(out["BOUNDS"].split(), dtype=float)
     x = r["particles/positions"][-1]

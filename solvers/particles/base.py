@@ -219,6 +219,16 @@ class ParticleSolver(FlowSolver):
         """``particles/positions`` (N, dim)."""
         return {"particles/positions": self.x.copy()}
 
+    def density_at_particles(self) -> np.ndarray:
+        """The density estimate at every particle, on every rank (called collectively).
+
+        What ParaView colours the particles by.  By default the estimate of
+        :meth:`density_at` at the particles, each rank doing its block: for ``langevin``
+        its KDE (self term included, as at any other point).
+        """
+        lo, hi = self.my_block()
+        return allgather_blocks(self.comm, self.density_at(self.x[lo:hi]))
+
     def open_fields(self, path: Path) -> str:
         """Start the Polyvertex XDMF series (rank 0 writes)."""
         if self.comm.rank == 0:
@@ -226,9 +236,13 @@ class ParticleSolver(FlowSolver):
         return path.name
 
     def write_fields(self, t: float) -> None:
-        """Append the current positions to the XDMF series."""
+        """Append the positions and the densities at them to the XDMF series.
+
+        Collective: every rank takes part in :meth:`density_at_particles`, rank 0 writes.
+        """
+        density = self.density_at_particles()
         if self._series is not None:
-            self._series.append(t, self.x)
+            self._series.append(t, self.x, density)
 
     def close(self) -> None:
         """Close the XDMF series."""

@@ -198,6 +198,11 @@ class Solver(ParticleSolver):
         internal = self.energy.density(rho, 0.0) / rho  # D·U(ρ)/ρ = D·G(ρ)
         return float(np.sum(self.w * (internal + self.energy.potential_value(self.x))))
 
+    def density_at_particles(self) -> np.ndarray:
+        """ρ_ε(x_i) at every particle, from the neighbour list the velocity uses."""
+        sums = self.kernels(self.x, moments=False)
+        return allgather_blocks(self.comm, mollified_density(sums, self.w))
+
     def density_at(self, points: np.ndarray) -> np.ndarray:
         """ρ_ε at points: the Gaussian KDE of bandwidth √ε."""
         return density_at(points, self.x, self.w, self.eps)

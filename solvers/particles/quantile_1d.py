@@ -174,6 +174,15 @@ class Solver(ParticleSolver):
         out[inside] = self.cell_mass / np.diff(x)[cell[inside]]
         return out
 
+    def density_at_particles(self) -> np.ndarray:
+        """At each particle, the mean of w/Δ over its one or two cells.
+
+        The scheme's density is constant on cells, so a node sits on a jump; the mean of
+        the two sides is the value a line through the cell midpoints takes there.
+        """
+        rho = self.cell_mass / np.diff(self.x[:, 0])
+        return np.concatenate([rho[:1], 0.5 * (rho[:-1] + rho[1:]), rho[-1:]])
+
     def exact_quantiles(self, t: float) -> np.ndarray | None:
         """Q(t, i/(N-1)) of the exact solution (cumulative trapezoid on a fine grid).
 

@@ -1,10 +1,13 @@
 """A ParaView time series of moving particles: XDMF 3 Polyvertex grids + one HDF5 file.
 
 Written by rank 0 with h5py.  ``<stem>.h5`` holds ``/weights`` (N,) and
-``/connectivity`` (N, 1) (one vertex cell per particle) once, and
-``/positions/<k>`` (N, 3) per snapshot (padded with zeros below 3-D, as XDMF's ``XYZ``
-geometry wants); ``<stem>.xdmf`` is a temporal collection of Polyvertex grids, one per
-snapshot, with the weights as a point attribute.  The XML is rewritten after every
+``/connectivity`` (N, 1) (one vertex cell per particle) once, and per snapshot
+``/positions/<k>`` (N, 3) (padded with zeros below 3-D, as XDMF's ``XYZ`` geometry wants)
+and ``/density/<k>`` (N,), the solver's density estimate at each particle;
+``<stem>.xdmf`` is a temporal collection of Polyvertex grids, one per snapshot, with
+``density`` and ``weight`` as point attributes.  ``density`` comes first, so ParaView
+colours by it by default: the weights are constant in time (equal, for most solvers) and
+say nothing about where the mass is.  The XML is rewritten after every
 snapshot, so the file is valid whenever a run stops.  ParaView opens it with the
 *Xdmf3ReaderS* reader.
 """
@@ -27,6 +30,10 @@ _GRID = """\
           <DataItem Dimensions="{n} 3" NumberType="Float" Precision="8" Format="HDF">\
 {h5}:/positions/{k}</DataItem>
         </Geometry>
+        <Attribute Name="density" AttributeType="Scalar" Center="Node">
+          <DataItem Dimensions="{n}" NumberType="Float" Precision="8" Format="HDF">\
+{h5}:/density/{k}</DataItem>
+        </Attribute>
         <Attribute Name="weight" AttributeType="Scalar" Center="Node">
           <DataItem Dimensions="{n}" NumberType="Float" Precision="8" Format="HDF">\
 {h5}:/weights</DataItem>
@@ -53,13 +60,20 @@ class PolyvertexSeries:
         # One vertex cell per particle, so ParaView's default representation shows them.
         self.h5.create_dataset("connectivity", data=np.arange(self.n, dtype=np.int64)[:, None])
         self.h5.create_group("positions")
+        self.h5.create_group("density")
         self._write_xml()
 
-    def append(self, t: float, positions: np.ndarray) -> None:
-        """Add the positions (N, d) at time t, flush, and rewrite the XML."""
+    def append(self, t: float, positions: np.ndarray, density: np.ndarray) -> None:
+        """Add the positions (N, d) and the densities at them (N,) at time t.
+
+        The heavy data are flushed before the XML names them, so a reader never sees a
+        grid whose arrays are missing.
+        """
         xyz = np.zeros((self.n, 3))
         xyz[:, : positions.shape[1]] = positions
-        self.h5["positions"].create_dataset(str(len(self.times)), data=xyz)
+        k = str(len(self.times))
+        self.h5["positions"].create_dataset(k, data=xyz)
+        self.h5["density"].create_dataset(k, data=np.asarray(density, dtype=float))
         self.h5.flush()
         self.times.append(float(t))
         self._write_xml()
