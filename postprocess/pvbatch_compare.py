@@ -8,9 +8,12 @@ Every run is shown at the same time: the last time all of them reached.  2-D run
 pane each, on an equal grid, coloured by one colour map whose range is the smallest and
 largest density of all runs at that time; particle runs show each particle as a disc
 coloured by the density estimate at it.  1-D runs share one line chart, density against
-x (a particle run: the curve through its particles' density estimates).  The range and the time go to compare_paraview.json (and stdout), next to the
-picture.  Debian's ParaView renders through X only: without a display the script prints
-"no display: ..." after writing the JSON, and renders nothing.
+x (a particle run: the curve through its particles' density estimates).  The range and
+the time go to compare_paraview.json (and stdout), next to the picture.
+
+Debian's ParaView (5.11) renders through X only (no EGL or OSMesa): without a display the
+script writes the JSON, prints "no display: run under xvfb-run -a pvbatch ..." and
+renders nothing.
 """
 
 import json
@@ -90,7 +93,7 @@ def snapshot_time(times, t):
 
 def load(run):
     """Open one run; return its reader and snapshot times."""
-    title, path, kind, dim = run
+    title, path = run[:2]
     reader = Xdmf3ReaderS(registrationName=title, FileName=[os.path.join(HERE, path)])
     reader.UpdatePipelineInformation()
     return reader, list(reader.TimestepValues or [0.0])
@@ -119,7 +122,7 @@ def gather(runs, readers):
     """Per run at the time shown: snapshot time, points, density and weights."""
     t_shown = min(times[-1] for _, times in readers)
     found = []
-    for run, (reader, times) in zip(runs, readers):
+    for run, (reader, times) in zip(runs, readers, strict=True):
         t = snapshot_time(times, t_shown)
         points, arrays = arrays_at(reader, t)
         found.append({"run": run, "reader": reader, "time": t, "points": points, **arrays})
@@ -263,7 +266,8 @@ def equal_grid(views):
         return [first, *split(first + 1, count - 1, vertical)]
 
     cells = [leaf for row in split(0, rows, True) for leaf in split(row, cols, False)]
-    for cell, view in zip(cells, views):
+    # A last row may have more cells than views: those stay empty.
+    for cell, view in zip(cells, views, strict=False):
         layout.AssignView(cell, view)
     return layout, [cols * PANE[0], rows * PANE[1]]
 
