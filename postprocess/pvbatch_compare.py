@@ -2,7 +2,6 @@
 
     xvfb-run -a pvbatch compare_paraview.py   render compare_paraview.png without a display
     pvbatch compare_paraview.py               the same, with a display (or a headless build)
-    paraview --script=compare_paraview.py     open the same views in the ParaView GUI
 
 Every run is shown at the same time: the last time all of them reached.  2-D runs get one
 pane each, on an equal grid, coloured by one colour map whose range is the smallest and
@@ -42,7 +41,19 @@ from vtkmodules.util.numpy_support import vtk_to_numpy
 #: (title, field file relative to this script, "mesh" | "particles", dimension) per run.
 RUNS = []  # filled in by wgf compare --paraview
 
-HERE = os.path.dirname(os.path.abspath(__file__ if "__file__" in globals() else sys.argv[0]))
+
+def here():
+    """This script's folder: the runs are named relative to it.
+
+    pvbatch and pvpython set ``__file__``; where it is missing (a script pasted into a
+    Python shell), the working directory is taken.
+    """
+    if "__file__" in globals():
+        return os.path.dirname(os.path.abspath(__file__))
+    return os.path.abspath(os.path.dirname(sys.argv[0]) if sys.argv and sys.argv[0] else ".")
+
+
+HERE = here()
 STEM = "compare_paraview"
 #: Size of one pane of the picture, in pixels.
 PANE = (520, 460)
