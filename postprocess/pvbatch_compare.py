@@ -59,8 +59,9 @@ STEM = "compare_paraview"
 PANE = (520, 460)
 #: Size of the picture when it is a line chart alone.
 CHART_ALONE = (760, 460)
-#: The 2-D panes and the chart zoom on where the density is above this fraction of its peak.
-VISIBLE = 1e-3
+#: The 2-D panes and the chart zoom on where the density is above this fraction of its peak
+#: (a Gaussian: within 3 standard deviations, 99 % of the mass in 2-D).
+VISIBLE = 1e-2
 #: A sequential map, inverted so that it is near-white at zero: where there is no mass
 #: the pane is blank, so the title above and the colour bar below the data sit on white.
 COLOUR_MAP = "GnBu"
@@ -141,7 +142,11 @@ def gather(runs, readers):
 
 
 def summary(t_shown, found):
-    """The shared colour range and, per run, its time and data range (for the JSON)."""
+    """The shared colour range and, per run, its time and data range (for the JSON).
+
+    The colour range runs from 0 (or the lowest density, if some run undershoots) to the
+    largest density of all runs at the time shown: white is "no mass" in every pane.
+    """
     runs = [
         {
             "title": f["run"][0],
@@ -153,7 +158,7 @@ def summary(t_shown, found):
     ]
     lo = min(r["range"][0] for r in runs)
     hi = max(r["range"][1] for r in runs)
-    return {"time": t_shown, "range": [lo, hi], "runs": runs}
+    return {"time": t_shown, "range": [min(0.0, lo), hi], "data_range": [lo, hi], "runs": runs}
 
 
 def title_text(view, text, size=15):
