@@ -34,8 +34,8 @@ def fields_file(results: Path) -> tuple[Path, str, int] | None:
 
 
 def pane_title(label: str, results: Path) -> str:
-    """The label (solver) and the results file, unless the label names it already."""
-    return label if results.name in label else f"{label}  {results.name}"
+    """The label (solver) and the results file, unless the label names the file already."""
+    return label if results.stem in label else f"{label}  {results.name}"
 
 
 def write_script(results: list[Path], labels: list[str], out_dir: Path) -> Path:
@@ -43,7 +43,7 @@ def write_script(results: list[Path], labels: list[str], out_dir: Path) -> Path:
 
     Args:
         results: The runs' results files.
-        labels: One label per run (the solver's name, made unique).
+        labels: One label per run (:func:`~wgf.postprocess.labels.run_labels`).
         out_dir: Where the script goes; the runs are named relative to it.
 
     Returns:

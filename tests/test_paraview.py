@@ -180,7 +180,7 @@ def test_compare_picture_1d_is_a_line_chart_at_the_time_shown(tmp_path):
 
 
 def test_langevin_density_at_particles_is_its_kde():
-    """The binned KDE ParaView colours langevin's particles by, against the direct sum."""
+    """The density ParaView colours langevin's particles by is its KDE (binned: to 0.5 %)."""
     from mpi4py import MPI
 
     from wgf.cases import load_case

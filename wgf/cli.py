@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--paraview",
         action="store_true",
         help="also write compare_paraview.py: the runs side by side in ParaView "
-        "(run it with pvbatch to render compare_paraview.png)",
+        "(xvfb-run -a pvbatch compare_paraview.py renders compare_paraview.png)",
     )
 
     conv = sub.add_parser(
@@ -408,10 +408,13 @@ def _compare(args: argparse.Namespace) -> int:
     for path in write_outputs(result, args.out):
         print(f"wrote {path}")
     if args.paraview:
+        from wgf.postprocess.labels import run_labels
         from wgf.postprocess.paraview import write_script
 
-        labels = [f"{r.solver}[{i}]" for i, r in enumerate(result.runs)]
-        print(f"wrote {write_script([r.path for r in result.runs], labels, args.out)}")
+        script = write_script([r.path for r in result.runs], run_labels(result.runs), args.out)
+        print(
+            f"wrote {script} (render it: cd {script.parent} && xvfb-run -a pvbatch {script.name})"
+        )
     return 0
 
 
