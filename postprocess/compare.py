@@ -146,7 +146,7 @@ def compare(runs: list[Results], progress: Callable[[str], None] = _quiet) -> Co
                 row["w2"], row["w2_method"] = value
         result.rows.extend(rows)
         progress(
-            f"compare: t = {t:.6g} ({n}/{len(times)}), {len(result.rows)} rows,"
+            f"compare: snapshot {n}/{len(times)} (t = {t:.6g}) done,"
             f" {time.perf_counter() - start:.1f} s"
         )
     pool.shutdown()
