@@ -5,12 +5,24 @@ closed form (relative L1/L2 on the sample grid, W2 to the exact density), and be
 every pair of runs the L1/L2 distance of the sampled densities and W2 (see
 :mod:`wgf.postprocess.w2`).  It writes ``compare.csv`` (every row), ``compare.h5`` and three
 figures: energy against time (log scale), error against time, and density slices.
+
+Every L1/L2 here is on the sample grid (midpoint rule), for FE and particle runs alike;
+the table of ``wgf run`` shows the FE solvers' own errors, by Gauss quadrature on the
+mesh, which differ from these.  The table header says so.
+
+Files given that are not results files (the ``*_fields.h5`` heavy data of the XDMF that a
+glob such as ``out/case_*.h5`` also matches) are skipped with a note.
 """
 
 from __future__ import annotations
 
 import csv
 import itertools
+import math
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,8 +32,11 @@ import numpy as np
 from wgf.cases.errors import UserError
 from wgf.postprocess.clouds import cloud, exact_cloud, relative_errors
 from wgf.postprocess.labels import run_labels
-from wgf.postprocess.results import Results, read_results
-from wgf.postprocess.w2 import w2
+from wgf.postprocess.results import Results, is_results_file, read_results
+from wgf.postprocess.w2 import METHOD_NOTES, w2
+
+#: Shown where a value does not exist (no closed form, a pair on different grids, ...).
+DASH = "–"
 
 
 @dataclass
@@ -33,11 +48,41 @@ class Comparison:
     rows: list[dict] = field(default_factory=list)
 
 
-def load_runs(paths: list[str | Path], force: bool = False) -> list[Results]:
-    """Read the results files; all must be of one case unless ``force``."""
+def _quiet(_: str) -> None:
+    """The default ``note``/``progress`` sink of the library functions: say nothing."""
+
+
+def select_results(paths: list[str | Path], note: Callable[[str], None] = _quiet) -> list[Path]:
+    """The paths that are wgf results files; each other one is skipped with a ``note``.
+
+    Raises:
+        UserError: No path given, a path that does not exist, or no results file left.
+    """
     if not paths:
         raise UserError("compare: give at least one results file")
-    runs = [read_results(p) for p in paths]
+    kept = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise UserError(f"'{path}' does not exist")
+        if is_results_file(path):
+            kept.append(path)
+        elif h5py.is_hdf5(path):
+            note(f"skipping {path}: not a wgf results file (the heavy data of an XDMF?)")
+        else:
+            note(f"skipping {path}: not a wgf results file (not HDF5)")
+    if not kept:
+        raise UserError(
+            f"compare: none of the {len(paths)} files given is a wgf results file"
+            " (those are the <case>_<solver>.h5 files wgf run writes)"
+        )
+    return kept
+
+
+def load_runs(
+    paths: list[str | Path], force: bool = False, note: Callable[[str], None] = _quiet
+) -> list[Results]:
+    """Read the results files among ``paths``; all must be of one case unless ``force``."""
+    runs = [read_results(p) for p in select_results(paths, note)]
     cases = {r.case_name for r in runs}
     if len(cases) > 1 and not force:
         raise UserError(
@@ -62,26 +107,30 @@ def _label(run: Results, runs: list[Results]) -> str:
     return run_labels(runs)[runs.index(run)]
 
 
-def compare(runs: list[Results]) -> Comparison:
-    """Compute every comparison row."""
+def compare(runs: list[Results], progress: Callable[[str], None] = _quiet) -> Comparison:
+    """Compute every comparison row; ``progress`` gets one line per snapshot time."""
     times = common_times(runs)
     if not len(times):
         raise UserError("compare: the runs have no snapshot time in common")
     result = Comparison(runs, times)
+    start = time.perf_counter()
     same_grid = all(
         r.sample_points.shape == runs[0].sample_points.shape
         and np.allclose(r.sample_points, runs[0].sample_points)
         for r in runs
     )
-    for t in times:
+    # POT's network simplex and SciPy's distances release the GIL: the W2 problems of one
+    # snapshot are solved on threads, one per core.
+    pool = ThreadPoolExecutor(max_workers=max(1, min(len(os.sched_getaffinity(0)), 8)))
+    for n, t in enumerate(times, start=1):
+        rows, clouds = [], []
         for run in runs:
             k = run.snapshot_index(t)
             row = {"time": t, "run": _label(run, runs), "against": "exact"}
             row.update(relative_errors(run, k))
+            rows.append(row)
             ex = exact_cloud(run, t)
-            if ex is not None:
-                row["w2"], row["w2_method"] = w2(*cloud(run, k), *ex)
-            result.rows.append(row)
+            clouds.append(None if ex is None else (*cloud(run, k), *ex))
         for a, b in itertools.combinations(runs, 2):
             ka, kb = a.snapshot_index(t), b.snapshot_index(t)
             row = {"time": t, "run": _label(a, runs), "against": _label(b, runs)}
@@ -90,29 +139,55 @@ def compare(runs: list[Results]) -> Comparison:
                 vol = a.sample_cell_volume()
                 row["l1"] = float(np.sum(np.abs(da - db)) * vol)
                 row["l2"] = float(np.sqrt(np.sum((da - db) ** 2) * vol))
-            row["w2"], row["w2_method"] = w2(*cloud(a, ka), *cloud(b, kb))
-            result.rows.append(row)
+            rows.append(row)
+            clouds.append((*cloud(a, ka), *cloud(b, kb)))
+        solved = pool.map(lambda c: None if c is None else w2(*c), clouds)
+        for row, value in zip(rows, solved, strict=True):
+            if value is not None:
+                row["w2"], row["w2_method"] = value
+        result.rows.extend(rows)
+        progress(
+            f"compare: snapshot {n}/{len(times)} (t = {t:.6g}) done,"
+            f" {time.perf_counter() - start:.1f} s"
+        )
+    pool.shutdown()
     return result
 
 
+def w2_header(rows: list[dict]) -> str:
+    """The table-header line that says how the W2 column was computed."""
+    methods = sorted({r["w2_method"] for r in rows if r.get("w2_method")})
+    if not methods:
+        return "W2: none (no closed form and a single run)"
+    return "W2: " + "; ".join(METHOD_NOTES.get(m, m) for m in methods)
+
+
 def final_table(result: Comparison) -> str:
-    """The table printed by ``wgf compare``: errors at the last common time, wall times."""
+    """The table printed by ``wgf compare``: errors at the last common time, wall times.
+
+    The header names what the columns measure: L1/L2 on the sample grid (relative to the
+    closed form in the ``exact`` rows, absolute between two runs) and the W2 method.
+    """
     t = result.times[-1]
+    rows = [r for r in result.rows if r["time"] == t]
     lines = [
         f"case {result.runs[0].case_name}, t = {t:.6g}",
-        f"{'run':18s} {'against':18s} {'L1':>10s} {'L2':>10s} {'W2':>10s} "
+        "L1, L2 on the sample grid (midpoint rule): relative to the closed form against"
+        " 'exact', absolute between two runs",
+        w2_header(rows),
+        f"{'run':18s} {'against':18s} {'L1 grid':>10s} {'L2 grid':>10s} {'W2':>10s} "
         f"{'mass drift':>11s} {'wall [s]':>9s}",
     ]
     lines.append("-" * len(lines[-1]))
-    for row in (r for r in result.rows if r["time"] == t):
+    for row in rows:
         run = next((r for r in result.runs if _label(r, result.runs) == row["run"]), None)
-        drift = wall = ""
+        drift = wall = ""  # per run, not per pair
         if row["against"] == "exact" and run is not None:
             mass = run.diagnostics.get("mass")
-            if mass is not None and len(mass):
-                drift = f"{abs(mass[-1] - mass[0]) / mass[0]:.2e}"
+            has_mass = mass is not None and len(mass)
+            drift = _num(abs(mass[-1] - mass[0]) / mass[0], ".2e") if has_mass else DASH
             wt = run.diagnostics.get("wall_time")
-            wall = f"{wt[-1]:.2f}" if wt is not None and len(wt) else ""
+            wall = _num(wt[-1], ".2f") if wt is not None and len(wt) else DASH
         lines.append(
             f"{row['run']:18s} {row['against']:18s} {_num(row.get('l1')):>10s} "
             f"{_num(row.get('l2')):>10s} {_num(row.get('w2')):>10s} {drift:>11s} "
@@ -121,8 +196,11 @@ def final_table(result: Comparison) -> str:
     return "\n".join(lines)
 
 
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3e}"
+def _num(value: float | None, spec: str = ".3e") -> str:
+    """``value`` formatted by ``spec``, or :data:`DASH` where it is None or NaN."""
+    if value is None or math.isnan(value):
+        return DASH
+    return format(value, spec)
 
 
 def write_outputs(result: Comparison, out_dir: Path) -> list[Path]:

@@ -117,6 +117,22 @@ class Results:
         return int(hits[0])
 
 
+def is_results_file(path: str | Path) -> bool:
+    """Whether ``path`` is an HDF5 file whose ``schema`` root attribute names wgf results.
+
+    Any ``wgf-results/*`` version counts (reading an unsupported one is then an error,
+    not a silent skip); the heavy-data ``*_fields.h5`` of an XDMF pair has no schema.
+    """
+    try:
+        with h5py.File(path, "r") as f:
+            schema = f.attrs.get("schema")
+    except OSError:
+        return False
+    if isinstance(schema, bytes):
+        schema = schema.decode(errors="replace")
+    return isinstance(schema, str) and schema.startswith(SCHEMA.split("/")[0])
+
+
 def read_results(path: str | Path) -> Results:
     """Read a results file; raise :class:`UserError` if it is not a wgf results file."""
     path = Path(path)

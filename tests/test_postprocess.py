@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import assert_user_error, read, run_case, wgf
 from wgf.cases.closed_forms import w2_gaussians
 from wgf.postprocess.eoc import fitted_order, parse_expectation, rates
-from wgf.postprocess.w2 import w2, w2_quantile_1d
+from wgf.postprocess.w2 import normalise, w2, w2_dense_emd, w2_quantile_1d, w2_sparse_emd
 
 
 def test_w2_emd_matches_the_gaussian_closed_form_within_sampling_error():
@@ -34,6 +34,50 @@ def test_quantile_w2_equals_emd_in_1d():
     a, b = rng.random(300), rng.random(250)
     emd = np.sqrt(ot.emd2(a / a.sum(), b / b.sum(), ot.dist(x, y)))
     assert w2_quantile_1d(x, a, y, b) == pytest.approx(emd, abs=1e-10)
+
+
+def _grid_cloud(shift: float, n: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """A Gaussian bump sampled on an n² grid of [-2, 2]², every weight > 0 (as FE gives)."""
+    h = 4.0 / n
+    c = -2.0 + h * (np.arange(n) + 0.5)
+    x = np.stack(np.meshgrid(c, c, indexing="ij"), axis=-1).reshape(-1, 2)
+    a = np.exp(-np.sum((x - [shift, 0.0]) ** 2, axis=1) / 0.3) + 1e-12
+    return x, a
+
+
+@pytest.mark.parametrize(
+    ("name", "clouds"),
+    [
+        # Two grid densities a fraction of a cell apart, with light tails everywhere: the
+        # demo's situation (W2 below the grid spacing).
+        ("grid vs grid", (*_grid_cloud(0.0), *_grid_cloud(0.03))),
+        # Particles against a grid density.
+        (
+            "particles vs grid",
+            (np.random.default_rng(5).normal(0.0, 0.4, (700, 2)), np.ones(700), *_grid_cloud(0.1)),
+        ),
+        # Far apart: the neighbour graph misses the plan; the duals add the pairs needed.
+        (
+            "far apart",
+            (
+                np.random.default_rng(6).normal(0.0, 0.3, (400, 2)),
+                np.ones(400),
+                np.random.default_rng(7).normal(1.5, 0.5, (500, 2)),
+                np.random.default_rng(8).random(500),
+            ),
+        ),
+    ],
+)
+def test_w2_agrees_with_dense_emd2_to_round_off(name, clouds):
+    """The compare table states "exact to round-off"; this is that tolerance."""
+    x, a, y, b = clouds
+    value, method = w2(x, a, y, b)
+    reference = w2_dense_emd(*normalise(x, a), *normalise(y, b))
+    assert method == "emd"
+    assert value == pytest.approx(reference, rel=1e-9), name
+    # The sparse solver certified it (no fall-back to the dense one).
+    sparse = w2_sparse_emd(*normalise(x, a), *normalise(y, b))
+    assert sparse is not None and sparse[0] == pytest.approx(reference, rel=1e-9)
 
 
 def test_eoc_helpers():
@@ -69,7 +113,7 @@ def test_compare_refuses_bad_inputs(tmp_path):
     b = run_case("porous_medium_1d", [], tmp_path / "b").path
     bogus = tmp_path / "bogus.h5"
     with h5py.File(bogus, "w") as f:
-        f.attrs["schema"] = "something-else/9"
+        f.attrs["schema"] = "wgf-results/0"  # a results file, of a version we cannot read
     for args, message in [
         ((str(a), str(b)), "different cases"),
         ((str(a), str(bogus)), "is not a wgf-results/1"),
@@ -77,6 +121,51 @@ def test_compare_refuses_bad_inputs(tmp_path):
     ]:
         assert_user_error(wgf("compare", *args, "--out", str(tmp_path / "c")), message)
     assert wgf("compare", str(a), str(b), "--force", "--out", str(tmp_path / "c")).returncode == 0
+
+
+def test_compare_takes_the_readme_glob_and_skips_the_xdmf_heavy_data(tmp_path):
+    out = tmp_path / "out"
+    runs = [
+        wgf("run", "heat_1d", "--solver", s, "--out", str(out)) for s in ("fem-implicit", "blob")
+    ]
+    assert all(p.returncode == 0 for p in runs), runs[0].stderr + runs[1].stderr
+    # The run table says where each L1 error is measured.
+    table = runs[0].stdout + runs[1].stdout
+    assert "err on" in table and " mesh " in table and " grid " in table
+    assert "degree-6 Gauss quadrature" in table and "nan" not in table
+    files = sorted(out.glob("heat_1d_*.h5"))  # what `wgf compare out/heat_1d_*.h5` gets
+    fields = [f for f in files if f.name.endswith("_fields.h5")]
+    assert len(fields) == 2 and len(files) == 4
+    proc = wgf("compare", *map(str, files), "--out", str(tmp_path / "cmp"))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line for line in lines if line.startswith("skipping")] == [
+        f"skipping {f}: not a wgf results file (the heavy data of an XDMF?)" for f in fields
+    ]
+    assert sum(line.startswith("compare: snapshot ") for line in lines) == 6  # progress
+    assert "L1 grid" in proc.stdout and "L1, L2 on the sample grid" in proc.stdout
+    assert "W2: exact 1-D quantile formula" in proc.stdout
+    assert len((tmp_path / "cmp" / "compare.csv").read_text().splitlines()) == 1 + 6 * 3
+    # Only files that are not results files: one error line, exit 2.
+    only = wgf("compare", *map(str, fields), "--out", str(tmp_path / "none"))
+    assert_user_error(only, "none of the 2 files given is a wgf results file")
+    assert not (tmp_path / "none").exists()
+
+
+def test_tables_print_a_dash_where_there_is_no_value(tmp_path):
+    run = wgf(
+        "run", "heat_1d", "--solver", "blob", "--set", "exact.kind=none", "--out", str(tmp_path)
+    )
+    assert run.returncode == 0, run.stderr
+    row = next(line for line in run.stdout.splitlines() if line.startswith("blob "))
+    # L1, L2, err on and min rho do not exist: no closed form, particles.
+    assert "nan" not in run.stdout and row.split()[3:6] == ["–", "–", "–"]
+    assert row.split()[9] == "–"
+    proc = wgf("compare", str(tmp_path / "heat_1d_blob.h5"), "--out", str(tmp_path / "cmp"))
+    assert proc.returncode == 0, proc.stderr
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("blob "))
+    assert "nan" not in proc.stdout and row.split()[2:5] == ["–", "–", "–"]
+    assert "W2: none" in proc.stdout
 
 
 def test_converge_prints_eoc_and_enforces_the_expected_order(tmp_path):

@@ -403,7 +403,8 @@ def _compare(args: argparse.Namespace) -> int:
 
     if MPI.COMM_WORLD.rank != 0:  # post-processing is serial: rank 0 does it
         return 0
-    result = compare(load_runs(args.runs, force=args.force))
+    runs = load_runs(args.runs, force=args.force, note=print)
+    result = compare(runs, progress=lambda line: print(line, flush=True))
     print(final_table(result))
     for path in write_outputs(result, args.out):
         print(f"wrote {path}")
