@@ -34,6 +34,7 @@ from wgf.dispatch import check_kind, run_solver
 from wgf.postprocess.results import read_results
 from wgf.progress import note
 from wgf.solvers import get_solver, solver_tables
+from wgf.summary import fmt as fmt_value
 
 #: The scalars of a point in ``summary.csv``, by solver kind.
 SCALARS = {
@@ -235,7 +236,10 @@ def table(records: list[dict], grid_specs: list[str], kind: str = "flow") -> str
     for rec in records:
         vals = [o.split("=", 1)[1] for o in rec.get("overrides", [""] * len(keys))]
         if rec["status"] == "done":
-            nums = " ".join(format(rec[name], fmt) for name, _, fmt in columns)
+            nums = " ".join(
+                f"{fmt_value(rec[name], spec):>{w}s}"
+                for (name, _, spec), w in zip(columns, width, strict=True)
+            )
         else:
             nums = rec.get("message", "")[:60]
         lines.append(" ".join(f"{v:>16s}" for v in vals) + f" {rec['status']:>7s} {nums}")
