@@ -18,11 +18,11 @@ Run:  .venv/bin/python benchmarks/langevin_cost.py
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import numpy as np
 from mpi4py import MPI
+from timing import best_of
 
 from wgf.cases import load_case
 from wgf.solvers import solver_tables
@@ -39,16 +39,6 @@ def build(case_name: str, n: int) -> tuple[Solver, float]:
     solver = Solver(case, MPI.COMM_SELF, case.solver_params("langevin"))
     solver.prepare_sampling(case.sample_points(*solver.bounding_box()))
     return solver, case.section("time")["tau"]
-
-
-def best_of(fn: Callable[[], object], repeat: int = REPEAT) -> float:
-    """The smallest wall time of ``repeat`` calls."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def time_level(solver: Solver, tau: float) -> Callable[[], object]:

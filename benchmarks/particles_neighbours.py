@@ -21,10 +21,10 @@ Run:  PYTHONPATH=. .venv/bin/python benchmarks/particles_neighbours.py
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 from mpi4py import MPI
+from timing import best_of
 
 from wgf.cases import load_case
 from wgf.solvers import solver_tables
@@ -44,15 +44,6 @@ def build(n: int) -> Solver:
     cells = round(n * 4.0 / np.pi)
     case = load_case("heat_2d", [f"solver.blob.particles={cells}"], solver_tables())
     return Solver(case, MPI.COMM_SELF, case.solver_params("blob"))
-
-
-def best_of(fn, repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def dense_velocity(s: Solver) -> np.ndarray:
