@@ -52,6 +52,7 @@ from wgf.postprocess.eoc import fitted_order, rates
 from wgf.postprocess.results import Results, read_results
 from wgf.postprocess.w2 import w2
 from wgf.progress import note
+from wgf.run import RunSummary
 from wgf.solvers import get_solver, solver_tables
 from wgf.transport import exact_w2
 
@@ -182,27 +183,10 @@ def run_ladder(
         reference: ``"exact"`` (the closed form) or ``"finest"`` (self-convergence).
         tau_power: With ``refine == "h"``, τ_k = τ_0 / factor^(tau_power·k).
     """
-    if levels < 2:
-        raise UserError("converge: --levels must be at least 2")
-    if reference not in REFERENCES:
-        raise UserError(f"converge: --reference must be one of {', '.join(REFERENCES)}")
-    if reference == "finest" and levels < 3:
-        raise UserError("converge --reference finest: --levels must be at least 3")
-    if tau_power < 0 or (tau_power > 0 and refine != "h"):
-        raise UserError("converge: --tau-with-h P needs --refine h and P > 0")
+    _check_options(refine, levels, solver, reference, tau_power)
     transport = get_solver(solver).kind == "transport"
     base = load_case(case_source, sets, solver_tables())
     check_kind(base, solver)
-    if transport and refine != "h":
-        raise UserError(
-            f"converge --refine {refine}: {solver} is a transport solver (no time step, no "
-            "particles); use --refine h"
-        )
-    if transport and (reference != "exact" or tau_power > 0):
-        raise UserError(
-            f"converge: {solver} is a transport solver; --reference finest and --tau-with-h "
-            "apply to gradient flows"
-        )
     plans = [
         level_overrides(base, sets, refine, solver, k, factor, tau_power) for k in range(levels)
     ]
@@ -221,13 +205,7 @@ def run_ladder(
     alignment = sample_alignment_note(cases) if refine == "h" else None
     if alignment:
         note(f"[converge] note: {alignment}", comm)
-    summaries = []
-    for k, case in enumerate(cases):
-        note(f"[converge] level {k + 1}/{levels}: {plans[k][2]}: running", comm)
-        start = time.perf_counter()
-        summaries.append(run_solver(case, solver, comm, out / f"level{k}"))
-        took = time.perf_counter() - start
-        note(f"[converge] level {k + 1}/{levels}: {plans[k][2]}: done in {took:.1f} s", comm)
+    summaries = _run_levels(cases, [p[2] for p in plans], solver, comm, out)
     files = [summary.path for summary in summaries]
     params, labels = np.array([p[1] for p in plans]), [p[2] for p in plans]
     param_name = _param_name(base, refine, tau_power)
@@ -247,6 +225,44 @@ def run_ladder(
         runs = [read_results(path) for path in files]
         errors = errors_against_exact(runs) if reference == "exact" else errors_against_finest(runs)
     return Ladder(refine, params, labels, errors, files, reference=reference, param_name=param_name)
+
+
+def _check_options(refine: str, levels: int, solver: str, reference: str, tau_power: float) -> None:
+    """Refuse (one line) option combinations that have no meaning."""
+    if levels < 2:
+        raise UserError("converge: --levels must be at least 2")
+    if reference not in REFERENCES:
+        raise UserError(f"converge: --reference must be one of {', '.join(REFERENCES)}")
+    if reference == "finest" and levels < 3:
+        raise UserError("converge --reference finest: --levels must be at least 3")
+    if tau_power < 0 or (tau_power > 0 and refine != "h"):
+        raise UserError("converge: --tau-with-h P needs --refine h and P > 0")
+    if get_solver(solver).kind != "transport":
+        return
+    if refine != "h":
+        raise UserError(
+            f"converge --refine {refine}: {solver} is a transport solver (no time step, no "
+            "particles); use --refine h"
+        )
+    if reference != "exact" or tau_power > 0:
+        raise UserError(
+            f"converge: {solver} is a transport solver; --reference finest and --tau-with-h "
+            "apply to gradient flows"
+        )
+
+
+def _run_levels(
+    cases: list[Case], labels: list[str], solver: str, comm: MPI.Comm, out: Path
+) -> list[RunSummary]:
+    """Run the levels in turn (``out/level<k>/``), a progress line as each starts and ends."""
+    summaries = []
+    for k, (case, label) in enumerate(zip(cases, labels, strict=True)):
+        note(f"[converge] level {k + 1}/{len(cases)}: {label}: running", comm)
+        start = time.perf_counter()
+        summaries.append(run_solver(case, solver, comm, out / f"level{k}"))
+        took = time.perf_counter() - start
+        note(f"[converge] level {k + 1}/{len(cases)}: {label}: done in {took:.1f} s", comm)
+    return summaries
 
 
 def _param_name(case: Case, refine: str, tau_power: float) -> str:
