@@ -256,6 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UserError, SolverError) as err:
         _report(err)
         return err.status
+    except KeyboardInterrupt as err:  # wgf.run.Interrupted says where; a bare Ctrl-C does not
+        _report(err, prefix="wgf: ")
+        return INTERRUPTED
 
 
 def configure_logging(rank: int, quiet: bool = False) -> None:
@@ -295,7 +298,11 @@ class _StdoutHandler(logging.StreamHandler):
         super().emit(record)
 
 
-def _report(err: Exception) -> None:
+#: Exit status after Ctrl-C: 128 + SIGINT, as a shell reports a process the signal ended.
+INTERRUPTED = 130
+
+
+def _report(err: BaseException, prefix: str = "wgf: error: ") -> None:
     try:
         from mpi4py import MPI
 
@@ -303,7 +310,7 @@ def _report(err: Exception) -> None:
     except ImportError:  # pragma: no cover
         rank = 0
     if rank == 0:
-        print(f"wgf: error: {err}", file=sys.stderr, flush=True)
+        print(f"{prefix}{err or 'interrupted'}", file=sys.stderr, flush=True)
 
 
 def _cases() -> int:
@@ -373,6 +380,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from wgf.cases import load_case
     from wgf.dispatch import check_kind, check_resumable, run_built
+    from wgf.results import check_writable
     from wgf.run import build_solver
     from wgf.solvers import solver_tables
     from wgf.summary import print_summary
@@ -383,6 +391,7 @@ def _run(args: argparse.Namespace) -> int:
     for info in infos:  # a solver of the other kind: one line, before anything is built
         check_kind(case, info.name)
         check_resumable(info.name, args.resume)
+    check_writable(args.out, comm)  # a bad --out: one line, before minutes of set-up
     # Build every solver before running any: bad input fails before any file is written.
     solvers = [(info, build_solver(case, info.name, comm)) for info in infos]
     resume = _resumable(case.name, [info.name for info in infos], args, comm)

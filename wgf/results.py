@@ -14,7 +14,9 @@ All ranks call the methods; only rank 0 touches the file.
 from __future__ import annotations
 
 import datetime
+import fcntl
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,7 @@ import wgf
 from wgf.cases.errors import UserError
 from wgf.postprocess.results import SCHEMA, SERIES, SNAPSHOT, STEP, series_index
 
-__all__ = ["SCHEMA", "Checkpoint", "ResultsFile", "read_checkpoint"]
+__all__ = ["SCHEMA", "Checkpoint", "OutputLock", "ResultsFile", "check_writable", "read_checkpoint"]
 
 #: Case sections that may differ between a run and its ``--resume``
 #: (a smaller τ after a failed step, a longer T, another solver parameter).
@@ -177,6 +179,89 @@ class ResultsFile:
         if self.root:
             self.h5.close()
             self.h5 = None
+
+
+class OutputLock:
+    """An exclusive lock on the output files of one run, ``<out>/<case>_<solver>.*``.
+
+    HDF5's own file lock comes too late: ``h5py.File(path, "w")`` truncates the file
+    before it finds the lock held, so a second run on the same ``--out`` would destroy the
+    first one's results.  Instead, before anything is created or truncated, rank 0 takes
+    a non-blocking ``flock`` on ``<stem>.lock`` (and writes its pid there, for the message
+    of the run that is refused).  The verdict is broadcast, so every rank raises the same
+    :class:`UserError` and none is left waiting.  The kernel drops a ``flock`` when its
+    process dies, so a killed run never leaves a stale lock; the file itself is kept
+    (removing it would let two later runs lock two different files of the same name).
+
+    Args:
+        path: The results file; the lock is its sibling ``<stem>.lock``.
+        comm: The run's communicator; rank 0 holds the lock.
+
+    Raises:
+        UserError: Another process holds the lock, or the lock file cannot be made.
+    """
+
+    def __init__(self, path: Path, comm: MPI.Comm) -> None:
+        self.path = Path(path).with_suffix(".lock")
+        fd = on_rank_0(comm, self._acquire)  # rank 0's descriptor, broadcast: keep it there
+        self.fd: int | None = fd if comm.rank == 0 else None
+
+    def _acquire(self) -> int:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise UserError(f"--out: cannot write '{self.path}': {err.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            stem = self.path.with_suffix("")
+            raise UserError(f"{stem}.h5 is being written by another run (pid {holder})") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        return fd
+
+    def release(self) -> None:
+        """Drop the lock (idempotent; only rank 0 holds one)."""
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+    def __enter__(self) -> OutputLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def check_writable(out_dir: Path, comm: MPI.Comm) -> None:
+    """Refuse an output directory that cannot be made or written, on every rank alike.
+
+    Called before any solver is built, so a bad ``--out`` costs one line instead of a
+    failed write (and, under mpiexec, an MPI abort) after the set-up.  The test is to make
+    the directory and create and remove a file in it: a permission bit alone says nothing
+    when running as root, or on a read-only mount.
+
+    Raises:
+        UserError: The directory cannot be created or written to.
+    """
+
+    def probe() -> None:
+        out = Path(out_dir)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            probe_file = out / f".wgf-write-test-{os.getpid()}"
+            probe_file.touch()
+            probe_file.unlink()
+        except OSError as err:
+            raise UserError(f"--out: '{out}' is not a writable directory: {err.strerror}") from None
+
+    on_rank_0(comm, probe)
 
 
 @dataclass

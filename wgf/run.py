@@ -19,9 +19,12 @@ It comes in three pieces, so that a script can drive a solver its own way:
 from __future__ import annotations
 
 import math
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +34,7 @@ from mpi4py import MPI
 from wgf.cases import Case
 from wgf.cases.errors import SolverError
 from wgf.progress import Progress, note
-from wgf.results import Checkpoint, ResultsFile, read_checkpoint
+from wgf.results import Checkpoint, OutputLock, ResultsFile, read_checkpoint
 from wgf.solvers.base import FlowSolver
 
 #: A failed step is retried as 2 steps of τ/2, then 4 of τ/4, before the run stops.
@@ -128,6 +131,49 @@ class StepRecord:
     iterations: int
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run between two steps; the results file holds every completed one.
+
+    A :class:`KeyboardInterrupt`, so that code which records a failed solver and goes on
+    (``--solver all``, ``wgf sweep``) lets it through; ``wgf`` reports it in one line and
+    exits with :attr:`status` (128 + SIGINT, the shell's convention).
+    """
+
+    status = 130
+
+
+class _SigintFlag:
+    """Defers SIGINT to the step boundary: the handler only sets :attr:`raised`.
+
+    The default handler raises :class:`KeyboardInterrupt` wherever Python happens to be,
+    e.g. between two series appends of one step, which leaves series of unequal lengths.
+    """
+
+    def __init__(self) -> None:
+        self.raised = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.raised = True
+
+
+@contextmanager
+def deferred_sigint() -> Iterator[_SigintFlag]:
+    """Catch SIGINT into a flag for the duration of the block (main thread only).
+
+    The previous handler comes back afterwards.  Off the main thread (where Python does
+    not deliver signals) the flag simply never rises.
+    """
+    flag = _SigintFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.signal(signal.SIGINT, flag)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class StepFailed(SolverError):
     """A step failed even after :data:`HALVINGS` halvings; the state is the last level's."""
 
@@ -179,6 +225,7 @@ class Recorder:
         grid: The run's time grid.
         summary: Filled in as the records come (steps, iterations, energy increases).
         wall0: Wall time already spent (by the run being resumed).
+        sigint: Set by a deferred SIGINT: the run stops after the step being written.
     """
 
     def __init__(
@@ -188,8 +235,10 @@ class Recorder:
         grid: TimeGrid,
         summary: RunSummary,
         wall0: float = 0.0,
+        sigint: _SigintFlag | None = None,
     ) -> None:
         self.solver, self.results, self.grid, self.summary = solver, results, grid, summary
+        self.sigint = sigint or _SigintFlag()
         self.wall0, self.start = wall0, time.perf_counter()
         self.next_snapshot = grid.first_snapshot()
         self.last: dict[str, float] | None = None
@@ -234,6 +283,21 @@ class Recorder:
                 self.summary.energy_increases += 1
             self.summary.steps, self.summary.t = rec.index, rec.t
             self._progress(rec, diag)
+            self.stop_if_interrupted(rec)
+
+    def stop_if_interrupted(self, rec: StepRecord) -> None:
+        """Raise :class:`Interrupted` if SIGINT reached any rank; ``rec`` is on file.
+
+        Under mpiexec the launcher forwards SIGINT to every rank, but not at the same
+        instant: the flag is reduced (MAX) so that all ranks stop after the same step,
+        instead of some waiting in the next step's collectives for ranks that left.
+        """
+        comm = self.solver.comm
+        if comm.allreduce(int(self.sigint.raised), op=MPI.MAX):
+            raise Interrupted(
+                f"{self.solver.name}: interrupted at step {rec.index} (t = {rec.t:.6g}); "
+                f"`--resume` continues"
+            )
 
     def _progress(self, rec: StepRecord, diag: dict[str, float]) -> None:
         self.progress.update(
@@ -306,15 +370,28 @@ def run_flow(solver: FlowSolver, case: Case, out_dir: Path, resume: bool = False
         A summary of the run (meaningful on rank 0).
 
     Raises:
+        UserError: Another run is writing the same results file (nothing is touched).
         SolverError: A step failed even after halving; completed steps are in the file.
+        Interrupted: SIGINT (Ctrl-C); the run stopped after a completed, recorded step.
     """
     path = results_path(out_dir, case, solver.name)
+    # The lock comes before the results file is read or truncated; SIGINT is deferred
+    # from here to the end of the run, so that it cannot land inside a write.
+    with OutputLock(path, solver.comm), deferred_sigint() as sigint:
+        return _run_locked(solver, case, path, resume, sigint)
+
+
+def _run_locked(
+    solver: FlowSolver, case: Case, path: Path, resume: bool, sigint: _SigintFlag
+) -> RunSummary:
+    """:func:`run_flow` once its outputs are locked and SIGINT is deferred."""
     checkpoint = read_checkpoint(path, solver.comm, case.config, solver.name) if resume else None
     start = (checkpoint.step, checkpoint.time) if checkpoint else (0, 0.0)
     grid = TimeGrid.from_case(case, *start)
     results = _open_results(solver, case, path, checkpoint)
     summary = RunSummary(solver.name, path, steps=grid.start_step, t=grid.start_time)
-    recorder = Recorder(solver, results, grid, summary, checkpoint.wall_time if checkpoint else 0)
+    wall0 = checkpoint.wall_time if checkpoint else 0.0
+    recorder = Recorder(solver, results, grid, summary, wall0, sigint)
     try:
         if checkpoint is None:
             recorder.initial()

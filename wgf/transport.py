@@ -33,7 +33,7 @@ from wgf.cases import Case
 from wgf.cases import closed_forms as cf
 from wgf.cases.errors import SolverError
 from wgf.progress import Progress
-from wgf.results import ResultsFile
+from wgf.results import OutputLock, ResultsFile
 from wgf.run import RunSummary
 from wgf.solvers.protocols import TransportSolver
 
@@ -90,6 +90,7 @@ def run_transport(solver: TransportSolver, case: Case, out_dir: Path) -> RunSumm
         ``residual``.
 
     Raises:
+        UserError: Another run is writing the same results file.
         SolverError: After writing the file, when ``max_it`` was reached.
     """
     comm = solver.comm
@@ -114,6 +115,7 @@ def run_transport(solver: TransportSolver, case: Case, out_dir: Path) -> RunSumm
             f"dual = {np.sqrt(max(info['w2sq_dual'], 0)):.8f}  r = {info['r']:.3g}",
         )
 
+    lock = OutputLock(path, comm)  # before the file is truncated: see OutputLock
     try:
         converged = solver.run(progress)
         bar.close()
@@ -144,6 +146,7 @@ def run_transport(solver: TransportSolver, case: Case, out_dir: Path) -> RunSumm
         results.set_fields(solver.write_fields(out_dir / f"{stem}_fields.xdmf"))
         results.close()
     finally:
+        lock.release()
         bar.close()
         solver.close()
         sys.stdout.flush()
