@@ -12,17 +12,19 @@ from pathlib import Path
 import h5py
 import pytest
 
-from tests.conftest import ROOT, assert_user_error, wgf
+from tests.conftest import MPIEXEC, ROOT, assert_user_error, wgf
 
 #: heat_1d at τ = 5e-5: 2000 steps of about 4 ms, a run of several seconds.
 LONG = ["heat_1d", "--solver", "fem-implicit", "--set", "time.tau=5e-5"]
 STEPS = 2000
 
 
-def _start(out: Path, *extra: str) -> subprocess.Popen:
-    """``wgf run`` of :data:`LONG` in the background (serial)."""
+def _start(out: Path, ranks: int = 0) -> subprocess.Popen:
+    """``wgf run`` of :data:`LONG` in the background (under ``mpiexec -n ranks`` if > 0)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "wgf", "run", *LONG, "--out", str(out), "--quiet", *extra]
+    cmd = [sys.executable, "-m", "wgf", "run", *LONG, "--out", str(out), "--quiet"]
+    if ranks:
+        cmd = [str(MPIEXEC), "-n", str(ranks), sys.executable, "-m", "mpi4py", *cmd[1:]]
     return subprocess.Popen(
         cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -89,11 +91,16 @@ def test_unwritable_out_is_one_line_before_any_build(ranks, tmp_path):
     assert proc.stdout == ""  # nothing was built or run (no progress, no table)
 
 
-def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path):
-    """SIGINT mid-run: exit 130, one line, equal series; --resume runs to T."""
+@pytest.mark.parametrize("ranks", [0, 2])
+def test_ctrl_c_stops_cleanly_and_resume_finishes(ranks, tmp_path):
+    """SIGINT mid-run: exit 130, one line, equal series; --resume runs to T.
+
+    Under mpiexec the signal goes to the launcher, which forwards it to both ranks; they
+    must stop after the same step (else one would hang in the other's next collective).
+    """
     out = tmp_path / "out"
     path = out / "heat_1d_fem-implicit.h5"
-    proc = _start(out)
+    proc = _start(out, ranks)
     try:
         _wait_for_steps(path, proc, 20)
         proc.send_signal(signal.SIGINT)
@@ -111,7 +118,7 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path):
     assert 20 <= stopped < STEPS and len(snaps) == 1, (stopped, snaps)
     with h5py.File(path, "r") as f:
         assert int(f["checkpoint"].attrs["step"]) == stopped
-    resumed = wgf("run", *LONG, "--out", str(out), "--resume", "--quiet")  # lock released
+    resumed = wgf("run", *LONG, "--out", str(out), "--resume", "--quiet", ranks=ranks)
     assert resumed.returncode == 0, resumed.stderr
     steps, snaps = _series_lengths(path)
     assert steps == {STEPS + 1} and snaps == {6}, (steps, snaps)
