@@ -17,6 +17,7 @@ import datetime
 import fcntl
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,9 +244,11 @@ def check_writable(out_dir: Path, comm: MPI.Comm) -> None:
     """Refuse an output directory that cannot be made or written, on every rank alike.
 
     Called before any solver is built, so a bad ``--out`` costs one line instead of a
-    failed write (and, under mpiexec, an MPI abort) after the set-up.  The test is to make
-    the directory and create and remove a file in it: a permission bit alone says nothing
-    when running as root, or on a read-only mount.
+    failed write (and, under mpiexec, an MPI abort) after the set-up.  Bad input must leave
+    nothing behind, so the directory is not made here: its nearest existing ancestor must
+    be a directory in which a file can be created (an unnamed temporary file, gone when
+    closed).  Permission bits alone say nothing when running as root, or on a read-only
+    mount, hence the real attempt.
 
     Raises:
         UserError: The directory cannot be created or written to.
@@ -253,11 +256,12 @@ def check_writable(out_dir: Path, comm: MPI.Comm) -> None:
 
     def probe() -> None:
         out = Path(out_dir)
+        existing = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
         try:
-            out.mkdir(parents=True, exist_ok=True)
-            probe_file = out / f".wgf-write-test-{os.getpid()}"
-            probe_file.touch()
-            probe_file.unlink()
+            if not existing.is_dir():
+                raise NotADirectoryError(20, f"'{existing}' is a file, not a directory")
+            with tempfile.TemporaryFile(dir=existing):
+                pass
         except OSError as err:
             raise UserError(f"--out: '{out}' is not a writable directory: {err.strerror}") from None
 
