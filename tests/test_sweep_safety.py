@@ -5,6 +5,7 @@ import csv
 import json
 
 import h5py
+import pytest
 
 from tests.conftest import assert_user_error, wgf
 
@@ -59,3 +60,21 @@ def test_a_bad_value_late_in_the_grid_is_refused_before_any_point_runs(tmp_path)
     proc = wgf("sweep", *BASE, "--grid", "time.tau=0.01,0.005,-1", "--out", str(out))
     assert_user_error(proc, "sweep point p002_time.tau=-1:")
     assert "[sweep]" not in proc.stdout and not out.exists()
+
+
+def test_converge_refine_particles_without_a_count_is_one_line(tmp_path):
+    proc = wgf(
+        "converge", "heat_1d", "--solver", "langevin", "--refine", "particles",
+        "--levels", "2", "--out", str(tmp_path / "cv"),
+    )  # fmt: skip
+    assert_user_error(proc, "set solver.langevin.particles=N")
+    assert not (tmp_path / "cv").exists()
+
+
+@pytest.mark.parametrize("factor", ["1", "0.5", "nan"])
+def test_converge_refuses_a_factor_that_does_not_refine(tmp_path, factor):
+    proc = wgf(
+        "converge", "heat_1d", "--refine", "tau", "--factor", factor,
+        "--levels", "2", "--out", str(tmp_path / "cv"),
+    )  # fmt: skip
+    assert_user_error(proc, "--factor must be > 1")

@@ -131,7 +131,7 @@ def config_hash(case: Case, solver: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def validate_points(source: str, sets: list[str], todo: list[list[str]]) -> list[Case]:
+def validate_points(source: str, sets: list[str], todo: list[list[str]], solver: str) -> list[Case]:
     """Load every point's case before any runs, naming the first point that is invalid.
 
     Raises:
@@ -140,7 +140,9 @@ def validate_points(source: str, sets: list[str], todo: list[list[str]]) -> list
     cases = []
     for index, overrides in enumerate(todo):
         try:
-            cases.append(load_case(source, [*sets, *overrides], solver_tables()))
+            case = load_case(source, [*sets, *overrides], solver_tables())
+            get_solver(solver).check(case)  # what the solver can run: no module built yet
+            cases.append(case)
         except UserError as err:
             raise UserError(f"sweep point {point_name(index, overrides)}: {err}") from None
     return cases
@@ -217,7 +219,7 @@ def sweep(
     base = load_case(source, sets, solver_tables())  # the base case itself must be valid
     check_kind(base, solver)  # a solver of the other kind fails every point alike
     todo = points(grid)
-    cases = validate_points(source, sets, todo)
+    cases = validate_points(source, sets, todo, solver)
     groups = comm.size // ranks_per_run
     color = comm.rank // ranks_per_run
     sub = comm.Split(color, comm.rank)
