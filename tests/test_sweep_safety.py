@@ -78,3 +78,64 @@ def test_converge_refuses_a_factor_that_does_not_refine(tmp_path, factor):
         "--levels", "2", "--out", str(tmp_path / "cv"),
     )  # fmt: skip
     assert_user_error(proc, "--factor must be > 1")
+
+
+HUGE = [
+    ("domain.cells=[3000,3000]", "fem-implicit", "cells 30.6 GB"),
+    ("output.sample_cells=[20000,20000]", "fem-implicit", "samples 100 GB"),
+    ("solver.blob.particles=50000000", "blob", "particles 600 GB"),
+]
+
+
+@pytest.mark.parametrize(("override", "solver", "term"), HUGE)
+def test_memory_estimate_refuses_cases_larger_than_the_machine(override, solver, term):
+    from wgf.cases import load_case
+    from wgf.cases.errors import UserError
+    from wgf.resources import check_memory
+    from wgf.solvers import solver_tables
+
+    case = load_case("heat_2d", [override], solver_tables())
+    with pytest.raises(
+        UserError, match=f"needs about .* GB \\({term}\\) but this machine has 24 GB"
+    ):
+        check_memory(case, solver, available=24e9)
+    check_memory(case, solver, available=1e12)  # a machine that has it: accepted
+    small = load_case("heat_2d", [], solver_tables())
+    check_memory(small, solver, available=1e9)  # the shipped case needs ~0.2 GB
+
+
+def test_mem_total_reads_proc_meminfo(tmp_path):
+    from wgf.resources import mem_total
+
+    info = tmp_path / "meminfo"
+    info.write_text("MemFree:  100 kB\nMemTotal:       24684084 kB\n")
+    assert mem_total(info) == 24684084 * 1024
+    assert mem_total(tmp_path / "missing") is None
+
+
+@pytest.mark.parametrize(("override", "solver", "term"), HUGE)
+def test_sweep_refuses_a_point_that_cannot_fit_before_running(tmp_path, override, solver, term):
+    from wgf.resources import mem_total
+
+    if (mem_total() or 0) > 100e9:
+        pytest.skip("this machine has the memory for some of these cases")
+    key, value = override.split("=", 1)
+    out = tmp_path / "sw"
+    grid = f"{key}=[32,32],{value}" if key != "solver.blob.particles" else f"{key}=400,{value}"
+    sw = wgf("sweep", "heat_2d", "--solver", solver, "--grid", grid, "--out", str(out))
+    assert_user_error(sw, "sweep point p001_")
+    assert term in sw.stderr and not out.exists()
+
+
+def test_converge_refuses_a_level_that_cannot_fit_before_the_first_runs(tmp_path):
+    from wgf.resources import mem_total
+
+    if (mem_total() or 0) > 50e9:
+        pytest.skip("this machine has the memory for level 2 (about 55 GB)")
+    out = tmp_path / "cv"
+    proc = wgf(
+        "converge", "heat_2d", "--refine", "h", "--levels", "3",
+        "--set", "domain.cells=[1000,1000]", "--out", str(out),
+    )  # fmt: skip
+    assert_user_error(proc, "converge level 2 (cells=[4000, 4000]): heat_2d with fem-implicit")
+    assert "[converge]" not in proc.stdout and not out.exists()

@@ -52,6 +52,7 @@ from wgf.postprocess.eoc import fitted_order, rates
 from wgf.postprocess.results import Results, read_results
 from wgf.postprocess.w2 import w2
 from wgf.progress import note
+from wgf.resources import check_memory
 from wgf.run import RunSummary
 from wgf.solvers import get_solver, solver_tables
 from wgf.transport import exact_w2
@@ -242,6 +243,7 @@ def _level_case(source: str, level: int, sets: list[str], label: str, solver: st
     try:
         case = load_case(source, sets, solver_tables())
         get_solver(solver).check(case)
+        check_memory(case, solver)
     except UserError as err:
         raise UserError(f"converge level {level} ({label}): {err}") from None
     return case

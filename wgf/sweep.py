@@ -40,6 +40,7 @@ from wgf.cases.schema import SCHEMA, key_at
 from wgf.dispatch import check_kind, run_solver
 from wgf.postprocess.results import read_results
 from wgf.progress import note
+from wgf.resources import check_memory
 from wgf.solvers import get_solver, solver_tables
 from wgf.summary import fmt as fmt_value
 
@@ -142,6 +143,7 @@ def validate_points(source: str, sets: list[str], todo: list[list[str]], solver:
         try:
             case = load_case(source, [*sets, *overrides], solver_tables())
             get_solver(solver).check(case)  # what the solver can run: no module built yet
+            check_memory(case, solver)
             cases.append(case)
         except UserError as err:
             raise UserError(f"sweep point {point_name(index, overrides)}: {err}") from None
