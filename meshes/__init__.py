@@ -135,6 +135,73 @@ def disk_mesh(
     return data.mesh
 
 
+#: Topological dimension of meshio's cell families (the name without its node count).
+_CELL_DIM = {
+    "vertex": 0,
+    "line": 1,
+    "triangle": 2,
+    "quad": 2,
+    "polygon": 2,
+    "tetra": 3,
+    "hexahedron": 3,
+    "wedge": 3,
+    "pyramid": 3,
+}
+#: meshio names of second-order cells (more nodes than vertices; the rest are higher order).
+_SECOND_ORDER = {
+    "line3",
+    "triangle6",
+    "quad8",
+    "quad9",
+    "tetra10",
+    "hexahedron20",
+    "hexahedron27",
+    "wedge15",
+    "wedge18",
+    "pyramid13",
+    "pyramid14",
+}
+
+
+def _top_cell_type(path: Path, types: list[str]) -> str:
+    """The one linear cell type of the top dimension among meshio's cell blocks.
+
+    Lower-dimensional blocks (boundary lines, vertices: gmsh writes them for physical
+    groups) are ignored.  A DOLFINx mesh has a single cell type, and its coordinate
+    element here is linear, so reading only one of several top-dimensional types would
+    silently drop part of the domain, and reading the vertices of curved cells would
+    mis-place their mid-edge nodes: both are refused with the reason.
+
+    Raises:
+        UserError: No supported cells; mixed types; higher-order or unsupported cells.
+    """
+    family = {t: t.rstrip("0123456789") for t in types}
+    dims = {t: _CELL_DIM.get(family[t], -1) for t in types}
+    top = max(dims.values(), default=-1)
+    if top < 1:
+        raise UserError(f"mesh file '{path}' has no line, triangle, quad, tetra or hex cells")
+    names = sorted({t for t in types if dims[t] == top})
+    if len({family[t] for t in names}) > 1:
+        listed = " and ".join(sorted({family[t] for t in names}))
+        raise UserError(
+            f"mesh file '{path}': mixed {listed} cells: DOLFINx meshes have one cell type; "
+            "split or convert them (e.g. gmsh -format msh22 with recombination off)"
+        )
+    # Curved cells beside linear ones of the same family are refused too.
+    name = next((t for t in names if t != family[t]), names[0])
+    if name != family[name]:
+        order = "second-order" if name in _SECOND_ORDER else "higher-order"
+        raise UserError(
+            f"mesh file '{path}': {name}: {order} cells are not supported, export linear cells"
+        )
+    if name not in _MESHIO_CELLS:
+        raise UserError(
+            f"mesh file '{path}': {name} cells are not supported "
+            "(line, triangle, quad, tetra and hexahedron are)"
+        )
+    return name
+
+
 def _read_on_root(path: Path) -> tuple[str, np.ndarray, np.ndarray]:
     import meshio
 
@@ -150,14 +217,9 @@ def _read_on_root(path: Path) -> tuple[str, np.ndarray, np.ndarray]:
         why = str(err) if str(err) not in ("", "1") else sink.getvalue().strip()
         why = " ".join(why.split()) or type(err).__name__
         raise UserError(f"mesh file '{path}' cannot be read: {why}") from None
-    for name in ("hexahedron", "tetra", "quad", "triangle", "line"):
-        blocks = [c.data for c in mesh.cells if c.type == name]
-        if blocks:
-            cells = np.concatenate(blocks).astype(np.int64)
-            break
-    else:
-        raise UserError(f"mesh file '{path}' has no line, triangle, quad, tetra or hex cells")
-    tdim = {"line": 1, "triangle": 2, "quad": 2, "tetra": 3, "hexahedron": 3}[name]
+    name = _top_cell_type(path, [c.type for c in mesh.cells])
+    cells = np.concatenate([c.data for c in mesh.cells if c.type == name]).astype(np.int64)
+    tdim = _CELL_DIM[name]
     points = np.asarray(mesh.points, dtype=np.float64)
     gdim = tdim
     # Drop trailing coordinates that are identically zero (2-D meshes stored with z = 0).

@@ -9,7 +9,7 @@ import pytest
 import ufl
 from mpi4py import MPI
 
-from tests.conftest import run_case
+from tests.conftest import assert_user_error, run_case, wgf
 from wgf.meshes import bounding_box, build_mesh
 
 
@@ -78,3 +78,62 @@ def test_imported_mesh_solves_like_the_box(tmp_path, suffix):
     assert from_file.diagnostics["mass"] == pytest.approx(1.0, rel=1e-12)
     # Same vertices, same kind of right-triangle mesh: the errors agree closely.
     assert from_file.diagnostics["l1_error"] == pytest.approx(box.diagnostics["l1_error"], rel=0.05)
+
+
+def _square_mixed(path):
+    """[0, 2] x [0, 1]: two triangles on the left half, one quad on the right."""
+    pts = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [2, 0, 0], [2, 1, 0]], float)
+    cells = [
+        ("triangle", np.array([[0, 1, 2], [0, 2, 3]])),
+        ("quad", np.array([[1, 4, 5, 2]])),
+        ("line", np.array([[0, 1], [1, 4]])),  # boundary lines: ignored, not "mixed"
+    ]
+    meshio.write(path, meshio.Mesh(pts, cells), file_format="gmsh22", binary=False)
+
+
+def _square_triangle6(path):
+    """The unit square as two second-order triangles (corners, then mid-edge nodes)."""
+    pts = np.array(
+        [[0, 0], [1, 0], [1, 1], [0, 1], [0.5, 0], [1, 0.5], [0.5, 0.5], [0.5, 1], [0, 0.5]],
+        float,
+    )
+    cells = [("triangle6", np.array([[0, 1, 2, 4, 5, 6], [0, 2, 3, 6, 7, 8]]))]
+    meshio.write(path, meshio.Mesh(pts, cells), file_format="gmsh22", binary=False)
+
+
+@pytest.mark.parametrize(
+    ("write", "message"),
+    [
+        (_square_mixed, "mixed quad and triangle cells: DOLFINx meshes have one cell type"),
+        (_square_triangle6, "triangle6: second-order cells are not supported, export linear"),
+    ],
+)
+@pytest.mark.parametrize("ranks", [0, 2])
+def test_mixed_and_second_order_mesh_files_are_refused_with_the_reason(
+    tmp_path, write, message, ranks
+):
+    path = tmp_path / "square.msh"
+    write(path)
+    proc = wgf(
+        "run",
+        "heat_2d",
+        "--solver",
+        "fem-implicit",
+        "--set",
+        'domain.shape="file"',
+        "--set",
+        f'domain.path="{path}"',
+        "--out",
+        str(tmp_path / "out"),
+        ranks=ranks,
+    )
+    assert_user_error(proc, f"mesh file '{path}': {message}")
+
+
+def test_a_file_with_boundary_lines_and_one_triangle_type_is_read_whole(tmp_path):
+    path = tmp_path / "tri.msh"
+    pts = np.array([[0, 0, 0], [2, 0, 0], [2, 1, 0], [0, 1, 0]], float)
+    cells = [("line", np.array([[0, 1]])), ("triangle", np.array([[0, 1, 2], [0, 2, 3]]))]
+    meshio.write(path, meshio.Mesh(pts, cells), file_format="gmsh22", binary=False)
+    mesh = build_mesh({"shape": "file", "path": str(path)}, MPI.COMM_WORLD)
+    assert _area(mesh) == pytest.approx(2.0, rel=1e-12)

@@ -205,31 +205,31 @@ def test_converge_prints_eoc_and_enforces_the_expected_order(tmp_path):
     assert bad.returncode == 4 and "outside" in bad.stderr
 
 
-def test_sweep_on_two_ranks_resumes_and_records_failures(tmp_path):
+def test_sweep_on_two_ranks_resumes_and_refuses_a_bad_point_before_running(tmp_path):
     out = tmp_path / "sw"
     args = [
         "sweep",
         "porous_medium_1d",
         "--grid",
         "time.tau=0.01,0.005",
-        "--grid",
-        "energy.m=2,0.5",
         "--ranks-per-run",
         "1",
         "--out",
         str(out),
     ]
-    first = wgf(*args, ranks=2)
+    # energy.m = 0.5 is invalid for the power law: refused before any point runs.
+    bad = wgf(*args[:4], "--grid", "energy.m=2,0.5", *args[4:], ranks=2)
+    assert_user_error(bad, "sweep point p001_time.tau=0.01-energy.m=0.5")
+    assert not out.exists()
+    first = wgf(*args, "--grid", "energy.m=2,3", ranks=2)
     assert first.returncode == 0, first.stderr
     status = {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/status.json")}
-    assert len(status) == 4
-    failed = [s for s in status.values() if s["status"] == "failed"]
-    assert len(failed) == 2 and all("energy.m" in s["message"] for s in failed)
+    assert len(status) == 4 and all(s["status"] == "done" for s in status.values())
     summary = (out / "summary.csv").read_text()
-    assert summary.count("done") == 2 and summary.count("failed") == 2
-    again = wgf(*args, ranks=2)
+    assert summary.count("done") == 4
+    again = wgf(*args, "--grid", "energy.m=2,3", ranks=2)
     assert again.returncode == 0
-    assert again.stdout.count("done already, skipped") == 2
+    assert again.stdout.count("done already, skipped") == 4
     assert (out / "summary.csv").read_text() == summary
 
 

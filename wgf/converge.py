@@ -52,6 +52,7 @@ from wgf.postprocess.eoc import fitted_order, rates
 from wgf.postprocess.results import Results, read_results
 from wgf.postprocess.w2 import w2
 from wgf.progress import note
+from wgf.resources import check_memory
 from wgf.run import RunSummary
 from wgf.solvers import get_solver, solver_tables
 from wgf.transport import exact_w2
@@ -124,6 +125,13 @@ def level_overrides(
     params = case.solver_params(solver)
     if "particles" not in params:
         raise UserError(f"converge --refine particles: solver '{solver}' has no particles key")
+    if params["particles"] is None:
+        # Unset means the solver picks a count by dimension when it is built; the ladder
+        # needs the coarsest count now, to scale it.
+        raise UserError(
+            f"converge --refine particles: set solver.{solver}.particles=N, the coarsest "
+            "level's count (the case leaves it to the solver's default)"
+        )
     n = round(params["particles"] * scale)
     # The particle spacing N^{-1/d} is the natural "h" of a particle method.
     return [*sets, f"solver.{solver}.particles={n}"], n ** (-1.0 / case.dim), f"N={n}"
@@ -184,13 +192,16 @@ def run_ladder(
         tau_power: With ``refine == "h"``, τ_k = τ_0 / factor^(tau_power·k).
     """
     _check_options(refine, levels, solver, reference, tau_power)
+    if not factor > 1:  # also NaN; factor 1 gives equal levels and log(1) = 0 in the EOC
+        raise UserError(f"converge: --factor must be > 1 (each level refines by it), got {factor}")
     transport = get_solver(solver).kind == "transport"
     base = load_case(case_source, sets, solver_tables())
     check_kind(base, solver)
     plans = [
         level_overrides(base, sets, refine, solver, k, factor, tau_power) for k in range(levels)
     ]
-    cases = [load_case(case_source, p[0], solver_tables()) for p in plans]
+    # Every level is loaded and checked before the first one runs: a bad level fails now.
+    cases = [_level_case(case_source, k, p[0], p[2], solver) for k, p in enumerate(plans)]
     if transport:
         exact = exact_w2(base)
         if exact is None:
@@ -225,6 +236,17 @@ def run_ladder(
         runs = [read_results(path) for path in files]
         errors = errors_against_exact(runs) if reference == "exact" else errors_against_finest(runs)
     return Ladder(refine, params, labels, errors, files, reference=reference, param_name=param_name)
+
+
+def _level_case(source: str, level: int, sets: list[str], label: str, solver: str) -> Case:
+    """Load and check level ``level`` (one-line :class:`UserError` naming it)."""
+    try:
+        case = load_case(source, sets, solver_tables())
+        get_solver(solver).check(case)
+        check_memory(case, solver)
+    except UserError as err:
+        raise UserError(f"converge level {level} ({label}): {err}") from None
+    return case
 
 
 def _check_options(refine: str, levels: int, solver: str, reference: str, tau_power: float) -> None:

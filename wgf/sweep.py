@@ -2,11 +2,17 @@
 
 COMM_WORLD (P ranks) is split into P/K groups of K = ``--ranks-per-run`` ranks; group g
 runs the grid points i with i mod (P/K) = g, one after another, each on its K ranks and
-into its own directory ``OUT/<point>/``.  A point's ``status.json`` (written when it ends)
-records ``done`` with its scalars, or ``failed`` with the message; a failing point does
-not stop the sweep.  Running the same sweep again skips the points that are done and
-resumes those that were interrupted (their results file holds a checkpoint), so nothing
-complete is redone.  At the end rank 0 prints and writes ``OUT/summary.csv``.
+into its own directory ``OUT/<point>/``.  Every point's case is loaded and validated before
+the first one runs, so a bad value anywhere in the grid is refused at once.  A point's
+``status.json`` records ``running`` when it starts and, when it ends, ``done`` with its
+scalars or ``failed`` with the message; a failing point does not stop the sweep.
+
+The status also holds ``config_hash``, a SHA-256 of the point's resolved configuration and
+solver name: the point's directory name depends only on its grid values, so a changed base
+case (``--set`` or an edited case file) would otherwise pass for the old one.  Running the
+same sweep again skips the points that are done with the same hash and resumes those that
+were interrupted (their results file holds a checkpoint); a point whose hash differs is
+re-run from scratch, saying so.  At the end rank 0 prints and writes ``OUT/summary.csv``.
 
 A transport solver (``fem-bb``) runs the same way, one solve per point (nothing to
 resume: an unfinished point is solved again), and reports the W2 distance, its relative
@@ -17,6 +23,7 @@ whose kind does not match the case is refused before any point runs.
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
 import json
 import re
@@ -26,13 +33,14 @@ from pathlib import Path
 import numpy as np
 from mpi4py import MPI
 
-from wgf.cases import load_case
+from wgf.cases import Case, load_case
 from wgf.cases.case import parse_override
 from wgf.cases.errors import SolverError, UserError
 from wgf.cases.schema import SCHEMA, key_at
 from wgf.dispatch import check_kind, run_solver
 from wgf.postprocess.results import read_results
 from wgf.progress import note
+from wgf.resources import check_memory
 from wgf.solvers import get_solver, solver_tables
 from wgf.summary import fmt as fmt_value
 
@@ -114,15 +122,54 @@ def _status(path: Path) -> dict | None:
         return None
 
 
+def config_hash(case: Case, solver: str) -> str:
+    """SHA-256 of the resolved configuration and the solver: equal hashes, same run.
+
+    ``case.config`` has every key resolved (defaults filled in), so two spellings of the
+    same case hash alike; ``sort_keys`` makes the text independent of the key order.
+    """
+    text = json.dumps({"config": case.config, "solver": solver}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def validate_points(source: str, sets: list[str], todo: list[list[str]], solver: str) -> list[Case]:
+    """Load every point's case before any runs, naming the first point that is invalid.
+
+    Raises:
+        UserError: A grid value makes an invalid case (the message names the point).
+    """
+    cases = []
+    for index, overrides in enumerate(todo):
+        try:
+            case = load_case(source, [*sets, *overrides], solver_tables())
+            get_solver(solver).check(case)  # what the solver can run: no module built yet
+            check_memory(case, solver)
+            cases.append(case)
+        except UserError as err:
+            raise UserError(f"sweep point {point_name(index, overrides)}: {err}") from None
+    return cases
+
+
+def _write_status(where: Path, record: dict, comm: MPI.Comm) -> None:
+    """Write ``status.json`` of a point (rank 0 of its group)."""
+    if comm.rank == 0:
+        where.mkdir(parents=True, exist_ok=True)
+        (where / "status.json").write_text(json.dumps(record, indent=1))
+
+
 def _run_point(
-    source: str, sets: list[str], overrides: list[str], solver: str, out: Path, comm: MPI.Comm
+    case: Case, overrides: list[str], solver: str, out: Path, comm: MPI.Comm, fresh: bool
 ) -> dict:
-    """Run (or resume) one point on ``comm``; return its status record."""
-    record = {"point": out.name, "overrides": overrides, "solver": solver}
+    """Run (or, unless ``fresh``, resume) one point on ``comm``; return its status record."""
+    record = {
+        "point": out.name,
+        "overrides": overrides,
+        "solver": solver,
+        "config_hash": config_hash(case, solver),
+    }
     flow = get_solver(solver).kind == "flow"
     try:
-        case = load_case(source, [*sets, *overrides], solver_tables())
-        resume = flow and (out / f"{case.name}_{solver}.h5").is_file()
+        resume = flow and not fresh and (out / f"{case.name}_{solver}.h5").is_file()
         try:
             summary = run_solver(case, solver, comm, out, resume=resume)
         except UserError:
@@ -174,6 +221,7 @@ def sweep(
     base = load_case(source, sets, solver_tables())  # the base case itself must be valid
     check_kind(base, solver)  # a solver of the other kind fails every point alike
     todo = points(grid)
+    cases = validate_points(source, sets, todo, solver)
     groups = comm.size // ranks_per_run
     color = comm.rank // ranks_per_run
     sub = comm.Split(color, comm.rank)
@@ -183,16 +231,24 @@ def sweep(
                 continue
             where = out / point_name(index, overrides)
             old = _status(where)
+            digest = config_hash(cases[index], solver)
             which = f"[sweep] {index + 1}/{len(todo)} {where.name}"
-            if old is not None and old.get("status") == "done":
+            # A status without a hash (older sweeps) cannot vouch for its configuration.
+            fresh = old is not None and old.get("config_hash") != digest
+            if fresh:
+                note(f"{which}: configuration changed since it ran: re-running", sub)
+            elif old is not None and old.get("status") == "done":
                 note(f"{which}: done already, skipped", sub)
                 continue
             note(f"{which}: running", sub)
             start = time.perf_counter()
-            record = _run_point(source, sets, overrides, solver, where, sub)
-            if sub.rank == 0:
-                where.mkdir(parents=True, exist_ok=True)
-                (where / "status.json").write_text(json.dumps(record, indent=1))
+            # Recorded before running, so an interrupted point is resumed only by the
+            # configuration that wrote its checkpoint.
+            running = {"point": where.name, "overrides": overrides, "status": "running"}
+            _write_status(where, {**running, "config_hash": digest}, sub)
+            sub.Barrier()
+            record = _run_point(cases[index], overrides, solver, where, sub, fresh)
+            _write_status(where, record, sub)
             note(f"{which}: {record.get('status')} in {time.perf_counter() - start:.1f} s", sub)
     finally:
         sub.Free()
