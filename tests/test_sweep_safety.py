@@ -127,6 +127,18 @@ def test_sweep_refuses_a_point_that_cannot_fit_before_running(tmp_path, override
     assert term in sw.stderr and not out.exists()
 
 
+@pytest.mark.parametrize(("override", "solver", "term"), HUGE)
+def test_run_refuses_a_case_that_cannot_fit_before_building_it(tmp_path, override, solver, term):
+    from wgf.resources import mem_total
+
+    if (mem_total() or 0) > 100e9:
+        pytest.skip("this machine has the memory for some of these cases")
+    out = tmp_path / "o"
+    proc = wgf("run", "heat_2d", "--solver", solver, "--set", override, "--out", str(out))
+    assert_user_error(proc, term)
+    assert not out.exists()
+
+
 def test_converge_refuses_a_level_that_cannot_fit_before_the_first_runs(tmp_path):
     from wgf.resources import mem_total
 

@@ -380,6 +380,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from wgf.cases import load_case
     from wgf.dispatch import check_kind, check_resumable, run_built
+    from wgf.resources import check_memory
     from wgf.results import check_writable
     from wgf.run import build_solver
     from wgf.solvers import solver_tables
@@ -391,6 +392,7 @@ def _run(args: argparse.Namespace) -> int:
     for info in infos:  # a solver of the other kind: one line, before anything is built
         check_kind(case, info.name)
         check_resumable(info.name, args.resume)
+        check_memory(case, info.name)  # and a case that cannot fit: one line, the estimate
     check_writable(args.out, comm)  # a bad --out: one line, before minutes of set-up
     # Build every solver before running any: bad input fails before any file is written.
     solvers = [(info, build_solver(case, info.name, comm)) for info in infos]
