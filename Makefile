@@ -52,6 +52,7 @@ paraview:
 	@need=""; \
 	command -v pvbatch >/dev/null 2>&1 || need="$$need python3-paraview"; \
 	command -v xvfb-run >/dev/null 2>&1 || need="$$need xvfb"; \
+	command -v xauth >/dev/null 2>&1 || need="$$need xauth"; \
 	need="$${need# }"; \
 	if [ -z "$$need" ]; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
