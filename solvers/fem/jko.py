@@ -575,9 +575,10 @@ class Solver(FEFlowSolver):
         mass_row = self.masses[own] * self.rho_old.x.array[own]
         return float(np.sqrt(self.comm.allreduce(float(mass_row @ mass_row), op=MPI.SUM))) / tau
 
-    def _newton(self, tau: float) -> int:
+    def _newton(self, tau: float, norm: float | None = None) -> int:
+        """Newton on R(ϕ) = 0 from the current ϕ; ``norm``: ‖R‖ there, if just evaluated."""
         rtol, atol, max_it = self.params["rtol"], self.params["atol"], self.params["max_it"]
-        norm0 = norm = self._residual_norm(tau)
+        norm0 = norm = self._residual_norm(tau) if norm is None else norm
         if not np.isfinite(norm0):
             raise SolverError("the first Newton residual is not finite")
         norm0 = min(norm0, self._residual_scale(tau))
@@ -635,6 +636,7 @@ class Solver(FEFlowSolver):
         self.rho_old.x.array[:] = self.rho.x.array
         saved = self.phi.array.copy()
         self.energy_before = self.integrate(self._forms["energy"])
+        norm = None
         if self._phi_prev is not None and self._tau_prev == tau:
             # Linear extrapolation in time: saves about one Newton iteration per step.  Not
             # where ρ spans many decades (a density leaving its floor): there the
@@ -643,10 +645,12 @@ class Solver(FEFlowSolver):
                 plain = self._residual_norm(tau)
                 self.phi.array[:] = 2.0 * saved - self._phi_prev
                 extrapolated = self._residual_norm(tau)
-            if not extrapolated <= plain:
+            if extrapolated <= plain:
+                norm = extrapolated  # R, ρ and the edge terms are those of this ϕ
+            else:
                 self.phi.array[:] = saved
         try:
-            its = self._newton(tau)
+            its = self._newton(tau, norm)
         except SolverError:
             self.phi.array[:] = saved
             raise
