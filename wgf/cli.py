@@ -492,11 +492,13 @@ def _resumable(case: str, names: list[str], args: argparse.Namespace, comm) -> d
     those have no results file yet and start from t = 0.  If no solver has a file, every
     one is resumed, so that the missing file is reported as the error it is.
     """
+    from wgf.results import results_path
+
     if not args.resume:
         return dict.fromkeys(names, False)
     present = None
     if comm.rank == 0:
-        present = {name: (args.out / f"{case}_{name}.h5").is_file() for name in names}
+        present = {name: results_path(args.out, case, name).is_file() for name in names}
     present = comm.bcast(present, root=0)
     return present if any(present.values()) else dict.fromkeys(names, True)
 

@@ -30,7 +30,16 @@ import wgf
 from wgf.cases.errors import UserError
 from wgf.postprocess.results import SCHEMA, SERIES, SNAPSHOT, STEP, series_index
 
-__all__ = ["SCHEMA", "Checkpoint", "OutputLock", "ResultsFile", "check_writable", "read_checkpoint"]
+__all__ = [
+    "SCHEMA",
+    "Checkpoint",
+    "OutputLock",
+    "ResultsFile",
+    "check_writable",
+    "fields_path",
+    "read_checkpoint",
+    "results_path",
+]
 
 #: Case sections that may differ between a run and its ``--resume``
 #: (a smaller τ after a failed step, a longer T, another solver parameter).
@@ -180,6 +189,19 @@ class ResultsFile:
         if self.root:
             self.h5.close()
             self.h5 = None
+
+
+def results_path(out_dir: Path, case: str, solver: str) -> Path:
+    """``<out>/<case>_<solver>.h5``, the results file of one run (DESIGN §6)."""
+    return Path(out_dir) / f"{case}_{solver}.h5"
+
+
+def fields_path(results: Path) -> Path:
+    """The ParaView file beside a results file, ``<out>/<case>_<solver>_fields.xdmf``.
+
+    Its heavy data goes to ``<stem>_fields.h5``: the name must differ from the results file.
+    """
+    return results.with_name(f"{results.stem}_fields.xdmf")
 
 
 class OutputLock:

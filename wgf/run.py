@@ -34,7 +34,14 @@ from mpi4py import MPI
 from wgf.cases import Case
 from wgf.cases.errors import SolverError
 from wgf.progress import Progress, note
-from wgf.results import Checkpoint, OutputLock, ResultsFile, read_checkpoint
+from wgf.results import (
+    Checkpoint,
+    OutputLock,
+    ResultsFile,
+    fields_path,
+    read_checkpoint,
+    results_path,
+)
 from wgf.solvers.base import FlowSolver
 
 #: A failed step is retried as 2 steps of τ/2, then 4 of τ/4, before the run stops.
@@ -330,8 +337,7 @@ def _open_results(
     if checkpoint is None:
         for name, value in solver.static_arrays().items():
             results.write_array(name, value)
-    # The XDMF file keeps its heavy data in <name>.h5: the name must differ from ours.
-    fields = solver.open_fields(path.with_name(f"{path.stem}_fields.xdmf"))
+    fields = solver.open_fields(fields_path(path))
     if fields is not None:
         results.set_fields(fields)
     if checkpoint is not None:
@@ -352,11 +358,6 @@ def _first_mass(path: Path, comm: MPI.Comm) -> float:
         return float(f["diagnostics/mass"][0])
 
 
-def results_path(out_dir: Path, case: Case, solver: str) -> Path:
-    """``<out>/<case>_<solver>.h5``, the results file of one run."""
-    return Path(out_dir) / f"{case.name}_{solver}.h5"
-
-
 def run_flow(solver: FlowSolver, case: Case, out_dir: Path, resume: bool = False) -> RunSummary:
     """Run a constructed gradient-flow solver from 0 (or its checkpoint) to ``t_end``.
 
@@ -374,7 +375,7 @@ def run_flow(solver: FlowSolver, case: Case, out_dir: Path, resume: bool = False
         SolverError: A step failed even after halving; completed steps are in the file.
         Interrupted: SIGINT (Ctrl-C); the run stopped after a completed, recorded step.
     """
-    path = results_path(out_dir, case, solver.name)
+    path = results_path(out_dir, case.name, solver.name)
     # The lock comes before the results file is read or truncated; SIGINT is deferred
     # from here to the end of the run, so that it cannot land inside a write.
     with OutputLock(path, solver.comm), deferred_sigint() as sigint:
@@ -423,10 +424,3 @@ def build_solver(case: Case, name: str, comm: MPI.Comm) -> FlowSolver:
 
     info = get_solver(name)
     return info.load()(case, comm, case.solver_params(info.name))
-
-
-def run_case(
-    case: Case, name: str, comm: MPI.Comm, out_dir: Path, resume: bool = False
-) -> RunSummary:
-    """Build and run one solver on a case: what ``wgf run`` does for each solver."""
-    return run_flow(build_solver(case, name, comm), case, out_dir, resume=resume)

@@ -41,6 +41,7 @@ from wgf.dispatch import check_kind, run_solver
 from wgf.postprocess.results import read_results
 from wgf.progress import note
 from wgf.resources import check_memory
+from wgf.results import results_path
 from wgf.solvers import get_solver, solver_tables
 from wgf.summary import fmt as fmt_value
 
@@ -169,7 +170,7 @@ def _run_point(
     }
     flow = get_solver(solver).kind == "flow"
     try:
-        resume = flow and not fresh and (out / f"{case.name}_{solver}.h5").is_file()
+        resume = flow and not fresh and results_path(out, case.name, solver).is_file()
         try:
             summary = run_solver(case, solver, comm, out, resume=resume)
         except UserError:

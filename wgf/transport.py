@@ -33,7 +33,7 @@ from wgf.cases import Case
 from wgf.cases import closed_forms as cf
 from wgf.cases.errors import SolverError
 from wgf.progress import Progress
-from wgf.results import OutputLock, ResultsFile
+from wgf.results import OutputLock, ResultsFile, fields_path, results_path
 from wgf.run import RunSummary
 from wgf.solvers.protocols import TransportSolver
 
@@ -94,8 +94,7 @@ def run_transport(solver: TransportSolver, case: Case, out_dir: Path) -> RunSumm
         SolverError: After writing the file, when ``max_it`` was reached.
     """
     comm = solver.comm
-    stem = f"{case.name}_{solver.name}"
-    path = out_dir / f"{stem}.h5"
+    path = results_path(out_dir, case.name, solver.name)
     lower, upper = solver.bounding_box()
     points = case.sample_points(lower, upper)
     if comm.rank == 0:
@@ -143,7 +142,7 @@ def run_transport(solver: TransportSolver, case: Case, out_dir: Path) -> RunSumm
             attrs["w2_exact"] = exact
         results.write_array("ot/w2", w2, **attrs)
         results.write_array("ot/slab_mass", solver.slab_mass())
-        results.set_fields(solver.write_fields(out_dir / f"{stem}_fields.xdmf"))
+        results.set_fields(solver.write_fields(fields_path(path)))
         results.close()
     finally:
         lock.release()
