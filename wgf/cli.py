@@ -379,8 +379,7 @@ def _run(args: argparse.Namespace) -> int:
     from mpi4py import MPI
 
     from wgf.cases import load_case
-    from wgf.dispatch import check_kind, check_resumable, run_built
-    from wgf.resources import check_memory
+    from wgf.dispatch import check_resumable, check_runnable, run_built
     from wgf.results import check_writable
     from wgf.run import build_solver
     from wgf.solvers import solver_tables
@@ -389,10 +388,9 @@ def _run(args: argparse.Namespace) -> int:
     comm = MPI.COMM_WORLD
     case = load_case(args.case, args.overrides, solver_tables())
     infos = selected_solvers(args.solver or ["all"], case, comm)
-    for info in infos:  # a solver of the other kind: one line, before anything is built
-        check_kind(case, info.name)
+    for info in infos:  # a solver that cannot run the case: one line, before anything is built
+        check_runnable(case, info.name)
         check_resumable(info.name, args.resume)
-        check_memory(case, info.name)  # and a case that cannot fit: one line, the estimate
     check_writable(args.out, comm)  # a bad --out: one line, before minutes of set-up
     # Build every solver before running any: bad input fails before any file is written.
     solvers = [(info, build_solver(case, info.name, comm)) for info in infos]

@@ -46,13 +46,12 @@ from mpi4py import MPI
 
 from wgf.cases import Case, load_case
 from wgf.cases.errors import UserError
-from wgf.dispatch import check_kind, run_solver
+from wgf.dispatch import check_kind, check_runnable, run_solver
 from wgf.postprocess.clouds import cloud, exact_cloud, relative_errors
 from wgf.postprocess.eoc import fitted_order, rates
 from wgf.postprocess.results import Results, read_results
 from wgf.postprocess.w2 import w2
 from wgf.progress import note
-from wgf.resources import check_memory
 from wgf.run import RunSummary
 from wgf.solvers import get_solver, solver_tables
 from wgf.transport import exact_w2
@@ -242,8 +241,7 @@ def _level_case(source: str, level: int, sets: list[str], label: str, solver: st
     """Load and check level ``level`` (one-line :class:`UserError` naming it)."""
     try:
         case = load_case(source, sets, solver_tables())
-        get_solver(solver).check(case)
-        check_memory(case, solver)
+        check_runnable(case, solver)
     except UserError as err:
         raise UserError(f"converge level {level} ({label}): {err}") from None
     return case

@@ -16,6 +16,7 @@ from mpi4py import MPI
 
 from wgf.cases import Case
 from wgf.cases.errors import UserError
+from wgf.resources import check_memory
 from wgf.run import RunSummary, build_solver, run_flow
 from wgf.solvers import get_solver
 from wgf.transport import run_transport
@@ -27,6 +28,17 @@ def check_kind(case: Case, name: str) -> None:
     Needs no solver module: the kind is part of the registered declaration.
     """
     get_solver(name).capabilities.check_kind(case, name)
+
+
+def check_runnable(case: Case, name: str) -> None:
+    """Refuse (one line) a case the solver cannot run, or one that cannot fit in memory.
+
+    What ``run``, ``converge`` and ``sweep`` check for each run before building anything:
+    the solver's capabilities and own rules (:meth:`~wgf.solvers.registry.SolverInfo.check`,
+    the kind first), then :func:`~wgf.resources.check_memory`.
+    """
+    get_solver(name).check(case)
+    check_memory(case, name)
 
 
 def run_solver(

@@ -37,10 +37,9 @@ from wgf.cases import Case, load_case
 from wgf.cases.case import parse_override
 from wgf.cases.errors import SolverError, UserError
 from wgf.cases.schema import SCHEMA, key_at
-from wgf.dispatch import check_kind, run_solver
+from wgf.dispatch import check_kind, check_runnable, run_solver
 from wgf.postprocess.results import read_results
 from wgf.progress import note
-from wgf.resources import check_memory
 from wgf.results import results_path
 from wgf.solvers import get_solver, solver_tables
 from wgf.summary import fmt as fmt_value
@@ -143,8 +142,7 @@ def validate_points(source: str, sets: list[str], todo: list[list[str]], solver:
     for index, overrides in enumerate(todo):
         try:
             case = load_case(source, [*sets, *overrides], solver_tables())
-            get_solver(solver).check(case)  # what the solver can run: no module built yet
-            check_memory(case, solver)
+            check_runnable(case, solver)  # what the solver can run: no module built yet
             cases.append(case)
         except UserError as err:
             raise UserError(f"sweep point {point_name(index, overrides)}: {err}") from None
