@@ -129,16 +129,12 @@ class Case:
             return None
         return _matrix(pot["A"], self.dim), _vector(pot["center"], self.dim)
 
-    @functools.cached_property
-    def _potential_expression(self) -> SymbolicFunction | None:
+    def potential_expression(self) -> SymbolicFunction | None:
+        """The potential V as a formula, or None (V = 0 or quadratic)."""
         pot = self.config["energy"]["potential"]
         if pot is None or pot["expression"] is None:
             return None
         return _formula(pot["expression"], self.dim, "energy.potential.expression")
-
-    def potential_expression(self) -> SymbolicFunction | None:
-        """The potential V as a formula, or None (V = 0 or quadratic)."""
-        return self._potential_expression
 
     def potential_function(self) -> Density | None:
         """V as a NumPy function of points (n, d), whichever form it was given in; None for 0."""
@@ -282,7 +278,9 @@ class Case:
         return np.stack([g.ravel() for g in grid], axis=1)
 
 
+@functools.lru_cache(maxsize=64)
 def _formula(text: str, dim: int, key: str) -> SymbolicFunction:
+    """The parsed formula (parsed once: validation, the case and its densities share it)."""
     from wgf.cases.expressions import SymbolicFunction
 
     return SymbolicFunction.parse(text, COORDINATES[:dim], key)
