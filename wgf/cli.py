@@ -1,7 +1,8 @@
 """The ``wgf`` command line (DESIGN §7).
 
 Exit status: 0 success, 2 bad input (one line on stderr, nothing written), 3 a solver
-did not converge (completed steps kept; ``--resume`` continues).
+did not converge (completed steps kept; ``--resume`` continues), 4 ``converge
+--expect-order`` not met, 130 Ctrl-C (stopped after a completed step).
 
 PETSc options (single dash, e.g. ``-fem_implicit_snes_monitor``) may follow the wgf
 options; they are handed to ``petsc4py.init`` before DOLFINx is imported.
@@ -38,7 +39,8 @@ from wgf.cases.errors import SolverError, UserError  # noqa: E402 - after the th
 EPILOG = """\
 exit status: 0 success; 2 bad input (case file, option, mesh, --resume file);
 3 a solver did not converge (completed steps are kept; continue with --resume);
-4 `wgf converge --expect-order` was not met.
+4 `wgf converge --expect-order` was not met; 130 Ctrl-C (the run stopped after a
+completed step; continue with --resume).
 
 PETSc options go after the wgf options, with the solver's prefix, e.g.
   wgf run heat_2d -fem_implicit_snes_monitor -fem_implicit_ksp_type cg -fem_implicit_pc_type gamg
