@@ -17,6 +17,19 @@ class UserError(Exception):
 
 
 class SolverError(Exception):
-    """A numerical failure (non-convergence); completed steps are kept, exit status 3."""
+    """A numerical failure (non-convergence); completed steps are kept, exit status 3.
+
+    Args:
+        message: One line naming what failed.
+        iterations: Inner iterations the failed attempt spent (the driver counts them in
+            ``iterations_total``).
+        tau_helps: Whether a smaller τ can cure it.  False for failures of the
+            discretisation itself (an underflowing weight, an unresolved mesh): the driver
+            then stops at once instead of halving τ, and does not advise a smaller τ.
+    """
 
     status = 3
+
+    def __init__(self, message: str, iterations: int = 0, tau_helps: bool = True) -> None:
+        super().__init__(message)
+        self.iterations, self.tau_helps = iterations, tau_helps
