@@ -446,6 +446,12 @@ def validate(cfg: dict) -> int:
             raise UserError(f"case key 'time.{key}' is required")
         if not time[key] > 0.0:
             raise UserError(f"case key 'time.{key}' must be > 0, got {time[key]}")
+    for key in ("tau_min", "tau_max"):
+        if time[key] is not None and not time[key] > 0.0:
+            raise UserError(f"case key 'time.{key}' must be > 0, got {time[key]}")
+    lo, hi = time["tau_min"], time["tau_max"]
+    if lo is not None and hi is not None and lo > hi:
+        raise UserError(f"case key 'time.tau_min' ({lo}) must not exceed 'time.tau_max' ({hi})")
     if energy["internal"] == "power" and not energy["m"] > 1.0:
         raise UserError(
             f"case key 'energy.m' must be > 1 for internal = \"power\", got {energy['m']}"

@@ -138,6 +138,17 @@ SCHEMA: dict[str, Key | Table] = {
         {
             "t_end": Key("float", help="final time T (> 0); required unless [target] is given"),
             "tau": Key("float", help="time step τ (> 0); required unless [target] is given"),
+            "adaptive": Key(
+                "bool",
+                False,
+                help="adapt τ to the inner solver: ×1.2 after an easy Newton step, ÷1.2 after "
+                "a hard one, ÷2 after a rejected one; snapshot times are still hit exactly",
+            ),
+            "tau_min": Key(
+                "float",
+                help="adaptive: the smallest τ tried before the run stops (default τ/64)",
+            ),
+            "tau_max": Key("float", help="adaptive: the largest τ (default τ)"),
         }
     ),
     "exact": Table(

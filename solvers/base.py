@@ -35,6 +35,12 @@ class FlowSolver:
     """
 
     name = "solver"
+    #: Whether ``step``'s iteration count measures how hard the step was (Newton
+    #: iterations), so that ``time.adaptive`` may grow τ after easy steps.  Not for solvers
+    #: that substep by a stability bound, whose counts grow with τ by design.
+    adaptive_tau = False
+    #: The size of the density (mass/|Ω|), the scale of the positivity check.
+    density_scale = 1.0
 
     def __init__(self, case: Case, comm: MPI.Comm, params: dict[str, Any]) -> None:
         self.check_case(case)
@@ -82,6 +88,27 @@ class FlowSolver:
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore a state written by :meth:`state`; ``state`` is given on every rank."""
         raise NotImplementedError
+
+    def save(self) -> dict[str, Any]:
+        """A copy of the state, for :meth:`restore` to undo a rejected step.
+
+        The default is the checkpoint state broadcast to every rank, which works for any
+        solver but gathers the whole state every step: the solvers here override both
+        with copies of their local arrays.
+        """
+        return self.comm.bcast(self.state(), root=0)
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Go back to the state :meth:`save` returned."""
+        self.set_state(saved)
+
+    def invariants(self) -> frozenset[str]:
+        """What the scheme guarantees at every step, checked by :mod:`wgf.solvers.acceptance`.
+
+        ``finite`` and ``mass`` always; add ``positivity``, ``energy_decay`` or
+        ``dissipation`` only where the discrete scheme proves them.
+        """
+        return frozenset()
 
     # -- optional --------------------------------------------------------------------------
     def static_arrays(self) -> dict[str, np.ndarray]:

@@ -298,6 +298,7 @@ class Checkpoint:
         step: Index of the last completed time level.
         time: Its time.
         wall_time: Wall time spent up to it.
+        tau: The step that reached it (an adaptive run goes on from it).
         state: The solver state at it.
         snapshots: (time, state) of every earlier snapshot, to rebuild field files.
     """
@@ -305,6 +306,7 @@ class Checkpoint:
     step: int
     time: float
     wall_time: float
+    tau: float
     state: dict[str, np.ndarray]
     snapshots: list[tuple[float, dict[str, np.ndarray]]]
 
@@ -373,7 +375,8 @@ def _cut_back(path: Path, config: dict, solver: str) -> Checkpoint:
             for i, ts in enumerate(snaps["time"][()])
         ]
         f.attrs["config"] = json.dumps(config)
-        return Checkpoint(step, t, float(wall[-1]) if len(wall) else 0.0, state, snapshots)
+        tau = float(ck.attrs.get("tau", np.nan))
+        return Checkpoint(step, t, float(wall[-1]) if len(wall) else 0.0, tau, state, snapshots)
 
 
 def _snapshot_count(f: h5py.File, t: float) -> int:

@@ -42,10 +42,20 @@ from wgf.results import (
     read_checkpoint,
     results_path,
 )
+from wgf.solvers.acceptance import ALWAYS, check_step
 from wgf.solvers.base import FlowSolver
 
-#: A failed step is retried as 2 steps of τ/2, then 4 of τ/4, before the run stops.
+#: A rejected step of fixed τ is retried as 2 steps of τ/2, then 4 of τ/4, before the run stops.
 HALVINGS = 2
+#: Adaptive τ: the factor by which τ grows after an easy step and shrinks after a hard one
+#: (Cancès–Gallouët–Todeschi's rule in their LJKO code)...
+GROW = 1.2
+#: ...where "easy" is at most this many inner (Newton) iterations...
+EASY_ITERATIONS = 4
+#: ...and "hard" at least this many.
+HARD_ITERATIONS = 10
+#: Adaptive τ: the default smallest τ, as a fraction of ``time.tau``.
+TAU_MIN_FRACTION = 1 / 64
 
 
 @dataclass
@@ -60,6 +70,9 @@ class RunSummary:
     mass0: float = float("nan")
     energy_increases: int = 0
     iterations: list[int] = field(default_factory=list)
+    iterations_total: int = 0
+    retries: int = 0
+    taus: list[float] = field(default_factory=list)
     wall_time: float = 0.0
 
 
@@ -128,14 +141,59 @@ class StepRecord:
     Attributes:
         index: The step index (0 is the initial state).
         t: Its time.
-        tau: The step that reached it (for step 0, the requested τ).
-        iterations: The solver's inner iterations for it, summed over halvings.
+        tau: The step that reached it (for step 0, the requested τ; for a level of fixed τ
+            reached by halved steps after a rejection, the level's τ).
+        iterations: The inner iterations of the accepted step(s) that reached it.
+        iterations_total: The same plus those of every rejected attempt on the way.
+        retries: The attempts rejected on the way.
+        diagnostics: The solver's diagnostics at the level (None: not yet computed).
     """
 
     index: int
     t: float
     tau: float
     iterations: int
+    iterations_total: int = 0
+    retries: int = 0
+    diagnostics: dict[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class StepPolicy:
+    """How τ is chosen: the grid's fixed τ, or adapted to the inner solver.
+
+    Attributes:
+        adaptive: Adapt τ (``time.adaptive`` and a solver whose iterations are Newton's).
+        tau: The τ to start from.
+        tau_min: The smallest τ tried: below it the run stops (fixed τ: τ/2^HALVINGS).
+        tau_max: The largest τ (adaptive only).
+    """
+
+    adaptive: bool
+    tau: float
+    tau_min: float
+    tau_max: float
+
+    @classmethod
+    def from_case(
+        cls, case: Case, grid: TimeGrid, solver: FlowSolver, tau: float | None = None
+    ) -> StepPolicy:
+        """The policy of ``case`` for ``solver``; ``tau``: a resumed run's last τ."""
+        time_ = case.section("time")
+        if not (time_["adaptive"] and solver.adaptive_tau):
+            return cls(False, grid.tau, grid.tau / 2**HALVINGS, grid.tau)
+        tau_min = time_["tau_min"] or TAU_MIN_FRACTION * time_["tau"]
+        tau_max = time_["tau_max"] or time_["tau"]
+        start = time_["tau"] if tau is None or not math.isfinite(tau) else tau
+        return cls(True, min(max(start, tau_min), tau_max), tau_min, tau_max)
+
+    def next_tau(self, tau: float, iterations: int) -> float:
+        """The τ after an accepted step of nominal size τ that took ``iterations``."""
+        if iterations <= EASY_ITERATIONS:
+            return min(GROW * tau, self.tau_max)
+        if iterations >= HARD_ITERATIONS:
+            return max(tau / GROW, self.tau_min)
+        return tau
 
 
 class Interrupted(KeyboardInterrupt):
@@ -182,39 +240,112 @@ def deferred_sigint() -> Iterator[_SigintFlag]:
 
 
 class StepFailed(SolverError):
-    """A step failed even after :data:`HALVINGS` halvings; the state is the last level's."""
+    """A step failed at the smallest τ allowed; the state is the last accepted level's."""
 
 
-def _step(solver: FlowSolver, tau: float, halvings: int = HALVINGS) -> int:
-    """Take a step of size τ, retrying as two half steps (recursively) on failure."""
-    try:
-        return solver.step(tau)
-    except SolverError as err:
-        if halvings == 0:
-            raise
-        note(f"  step of τ = {tau:.4g} failed ({err}); retrying with τ/2 twice", solver.comm)
-        return _step(solver, tau / 2, halvings - 1) + _step(solver, tau / 2, halvings - 1)
+def attempt(
+    solver: FlowSolver, tau: float, t_new: float, before: dict[str, float]
+) -> tuple[int, dict[str, float]]:
+    """Take one step of size τ to ``t_new`` and accept it only if it is sound.
 
+    The solver's own failures (an inner solve that did not reach its tolerance) and the
+    checks of :func:`~wgf.solvers.acceptance.check_step` against ``before`` both undo the
+    step and raise.
 
-def advance(solver: FlowSolver, grid: TimeGrid) -> Iterator[StepRecord]:
-    """Take the steps of ``grid`` and yield a record after each one.
-
-    The time is accumulated step by step and the last level is set to T exactly.
+    Returns:
+        The inner iterations and the diagnostics at ``t_new``.
 
     Raises:
-        StepFailed: A step failed after :data:`HALVINGS` halvings of τ.
+        SolverError: The step was rejected (its ``iterations`` are those it spent).
     """
+    saved = solver.save()
+    try:
+        its = solver.step(tau)
+    except SolverError:
+        solver.restore(saved)
+        raise
+    diag = solver.diagnostics(t_new)
+    invariants = ALWAYS | solver.invariants()
+    problem = check_step(before, diag, invariants, solver.density_scale)
+    if problem is not None:
+        solver.restore(saved)
+        raise SolverError(problem, iterations=its)
+    return its, diag
+
+
+def _landing(t: float, tau: float, target: float, eps: float) -> float:
+    """The step from t toward ``target``: τ, or all that is left, or half of it.
+
+    Half of it when less than 2τ but more than τ is left, so that no sliver step follows.
+    """
+    left = target - t
+    if left <= tau + eps:
+        return left
+    return 0.5 * left if left < 2.0 * tau else tau
+
+
+def advance(
+    solver: FlowSolver,
+    grid: TimeGrid,
+    policy: StepPolicy | None = None,
+    before: dict[str, float] | None = None,
+) -> Iterator[StepRecord]:
+    """Take the steps of ``grid`` and yield a record after each completed level.
+
+    Every step goes through :func:`attempt`.  With a fixed τ the levels are the grid's: a
+    rejected step is retried as halved steps until the level is reached (down to
+    ``policy.tau_min``).  With an adaptive τ every accepted step is a level, τ follows
+    :meth:`StepPolicy.next_tau`, a rejection halves it, and steps shorten to land on
+    every snapshot time.  The last level is T exactly.
+
+    Args:
+        solver: The solver, in the state of ``grid.start_time``.
+        grid: The time grid.
+        policy: How τ is chosen (default: the grid's fixed τ, :data:`HALVINGS` halvings).
+        before: The diagnostics at the start (computed if not given).
+
+    Raises:
+        StepFailed: A step was rejected at the smallest τ, or for a reason a smaller τ
+            cannot cure.
+    """
+    policy = policy or StepPolicy(False, grid.tau, grid.tau / 2**HALVINGS, grid.tau)
     step, t = grid.start_step, grid.start_time
-    for k in range(1, grid.steps + 1):
-        try:
-            its = _step(solver, grid.tau)
-        except SolverError as err:
-            raise StepFailed(
-                f"{solver.name}: step {step + 1} (t = {t:.6g} → {t + grid.tau:.6g}) failed "
-                f"after {HALVINGS} halvings of τ: {err}"
-            ) from None
-        step, t = step + 1, t + grid.tau if k < grid.steps else grid.t_end
-        yield StepRecord(step, t, grid.tau, its)
+    diag = before if before is not None else solver.diagnostics(t)
+    tau = policy.tau
+    snapshots = [s for s in grid.snapshot_times if s > t + grid.eps] or [grid.t_end]
+    while t < grid.t_end - grid.eps:
+        if policy.adaptive:
+            target = next(s for s in snapshots if s > t + grid.eps)
+        else:
+            target = grid.t_end if step + 1 == grid.start_step + grid.steps else t + grid.tau
+            tau = grid.tau
+        its = total = retries = 0
+        reached = t
+        while reached < target - grid.eps:
+            h = _landing(reached, tau, target, grid.eps)
+            t_new = target if target - (reached + h) <= grid.eps else reached + h
+            try:
+                done, new = attempt(solver, h, t_new, diag)
+            except SolverError as err:
+                total, retries = total + err.iterations, retries + 1
+                if not err.tau_helps or h / 2 < policy.tau_min * (1 - 1e-9):
+                    why = "" if err.tau_helps else " (a smaller τ cannot help)"
+                    raise StepFailed(
+                        f"{solver.name}: step {step + 1} (t = {reached:.6g} → {t_new:.6g}, "
+                        f"τ = {h:.4g}) failed{why}: {err}",
+                        iterations=total,
+                        tau_helps=err.tau_helps,
+                    ) from None
+                text = f"  step of τ = {h:.4g} rejected ({err}); retrying with τ = {h / 2:.4g}"
+                note(text, solver.comm)
+                tau = h / 2
+                continue
+            its, total, reached, diag = its + done, total + done, t_new, new
+            if policy.adaptive:
+                tau = policy.next_tau(tau, done)
+                break
+        step, level_tau, t = step + 1, (reached - t if policy.adaptive else grid.tau), reached
+        yield StepRecord(step, t, level_tau, its, total, retries, diag)
 
 
 class Recorder:
@@ -233,6 +364,7 @@ class Recorder:
         summary: Filled in as the records come (steps, iterations, energy increases).
         wall0: Wall time already spent (by the run being resumed).
         sigint: Set by a deferred SIGINT: the run stops after the step being written.
+        adaptive: τ is adaptive, so the number of steps is not known in advance.
     """
 
     def __init__(
@@ -243,24 +375,31 @@ class Recorder:
         summary: RunSummary,
         wall0: float = 0.0,
         sigint: _SigintFlag | None = None,
+        adaptive: bool = False,
     ) -> None:
         self.solver, self.results, self.grid, self.summary = solver, results, grid, summary
         self.sigint = sigint or _SigintFlag()
         self.wall0, self.start = wall0, time.perf_counter()
         self.next_snapshot = grid.first_snapshot()
         self.last: dict[str, float] | None = None
-        self.progress = Progress(
-            f"[{solver.name}]", grid.start_step + grid.steps, grid.start_step, solver.comm
-        )
+        total = None if adaptive else grid.start_step + grid.steps
+        self.progress = Progress(f"[{solver.name}]", total, grid.start_step, solver.comm)
 
     def elapsed(self) -> float:
         """Seconds since the recorder was made (this run's part of the wall time)."""
         return time.perf_counter() - self.start
 
     def record(self, rec: StepRecord) -> dict[str, float]:
-        """Write the time level ``rec`` (diagnostics, snapshot if due, checkpoint)."""
-        diag = self.solver.diagnostics(rec.t)
+        """Write the time level ``rec`` (diagnostics, snapshot if due, checkpoint).
+
+        Besides the solver's diagnostics every level records ``tau``, ``iterations``,
+        ``iterations_total`` (rejected attempts included), ``retries`` and ``wall_time``.
+        """
+        diag = dict(rec.diagnostics) if rec.diagnostics else self.solver.diagnostics(rec.t)
+        diag["tau"] = rec.tau
         diag["iterations"] = float(rec.iterations)
+        diag["iterations_total"] = float(rec.iterations_total)
+        diag["retries"] = float(rec.retries)
         diag["wall_time"] = self.wall0 + self.elapsed()
         self.results.append_step(rec.t, diag)
         state = self.solver.state()
@@ -275,10 +414,12 @@ class Recorder:
         self.last = diag
         return diag
 
-    def initial(self) -> None:
-        """Record the initial state (step 0) of a new run."""
-        diag = self.record(StepRecord(0, self.grid.start_time, self.grid.tau_requested, 0))
+    def initial(self) -> dict[str, float]:
+        """Record the initial state (step 0) of a new run; return its diagnostics."""
+        diag = self.solver.diagnostics(self.grid.start_time)
+        self.record(StepRecord(0, self.grid.start_time, self.grid.tau_requested, 0, 0, 0, diag))
         self.summary.mass0 = diag["mass"]
+        return diag
 
     def consume(self, steps: Iterator[StepRecord]) -> None:
         """Record every step of ``steps``, tally it and print progress about once a second."""
@@ -286,6 +427,9 @@ class Recorder:
             prev = self.last
             diag = self.record(rec)
             self.summary.iterations.append(rec.iterations)
+            self.summary.iterations_total += rec.iterations_total
+            self.summary.retries += rec.retries
+            self.summary.taus.append(rec.tau)
             if prev is not None and diag["energy"] > prev["energy"] + 1e-12 * abs(prev["energy"]):
                 self.summary.energy_increases += 1
             self.summary.steps, self.summary.t = rec.index, rec.t
@@ -309,7 +453,13 @@ class Recorder:
     def _progress(self, rec: StepRecord, diag: dict[str, float]) -> None:
         self.progress.update(
             rec.index,
-            f"t = {rec.t:.5g}/{self.grid.t_end:.5g}  its = {rec.iterations}  "
+            f"t = {rec.t:.5g}/{self.grid.t_end:.5g}  τ = {rec.tau:.3g}  its = {rec.iterations}"
+            + (
+                f" (+{rec.iterations_total - rec.iterations} in {rec.retries} rejected)"
+                if rec.retries
+                else ""
+            )
+            + "  "
             f"mass = {diag['mass']:.12g}  energy = {diag['energy']:.8g}"
             + (f"  L1 err = {diag['l1_error']:.3e}" if "l1_error" in diag else ""),
         )
@@ -389,22 +539,28 @@ def _run_locked(
     checkpoint = read_checkpoint(path, solver.comm, case.config, solver.name) if resume else None
     start = (checkpoint.step, checkpoint.time) if checkpoint else (0, 0.0)
     grid = TimeGrid.from_case(case, *start)
+    policy = StepPolicy.from_case(case, grid, solver, checkpoint.tau if checkpoint else None)
     results = _open_results(solver, case, path, checkpoint)
     summary = RunSummary(solver.name, path, steps=grid.start_step, t=grid.start_time)
     wall0 = checkpoint.wall_time if checkpoint else 0.0
-    recorder = Recorder(solver, results, grid, summary, wall0, sigint)
+    recorder = Recorder(solver, results, grid, summary, wall0, sigint, policy.adaptive)
     try:
-        if checkpoint is None:
-            recorder.initial()
-        if grid.adjusted:
+        before = recorder.initial() if checkpoint is None else None
+        if case.section("time")["adaptive"] and not policy.adaptive:
+            note(f"[{solver.name}] τ is not adapted: its step counts are substeps", solver.comm)
+        if grid.adjusted and not policy.adaptive:
             text = f"τ adjusted to {grid.tau:.6g} for {grid.steps} equal steps to T"
             note(f"[{solver.name}] {text}", solver.comm)
         try:
-            recorder.consume(advance(solver, grid))
+            recorder.consume(advance(solver, grid, policy, before))
         except StepFailed as err:
+            advice = "continue with --resume"
+            if err.tau_helps:
+                advice += " --set time.tau=<smaller τ>" + (
+                    " (or a smaller time.tau_min)" if policy.adaptive else ""
+                )
             raise SolverError(
-                f"{err}. Completed steps are in {path}; continue with --resume --set "
-                f"time.tau=<smaller τ>"
+                f"{err}. Completed steps are in {path}; {advice}", iterations=err.iterations
             ) from None
         summary.diagnostics = recorder.last or solver.diagnostics(summary.t)
         summary.wall_time = recorder.elapsed()

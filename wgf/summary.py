@@ -39,11 +39,15 @@ def fmt(value: float | None, spec: str) -> str:
 
 
 def print_summary(case: Case, runs: list[RunSummary]) -> None:
-    """Print one row per solver: steps, error at T, mass drift, energy, iterations, time."""
+    """Print one row per solver: steps, error at T, mass drift, energy, iterations, time.
+
+    ``its mean/max`` are per level over the accepted steps; ``its total`` adds the
+    iterations of the rejected attempts, which ``rejected`` counts.
+    """
     head = (
         f"{'solver':14s} {'steps':>6s} {'T':>8s} {'L1 err':>10s} {'L2 err':>10s} "
         f"{'err on':>6s} {'mass drift':>11s} {'F(T)':>12s} {'F incr.':>7s} {'min rho':>10s} "
-        f"{'its mean/max':>12s} {'wall [s]':>9s}"
+        f"{'its mean/max':>12s} {'its total':>9s} {'rejected':>8s} {'wall [s]':>9s}"
     )
     print(f"\ncase {case.name} ({case.dim}-D)")
     print(head)
@@ -64,7 +68,7 @@ def print_summary(case: Case, runs: list[RunSummary]) -> None:
             f"{error_basis(r.solver) if has_error else DASH:>6s} {fmt(drift, '.2e'):>11s} "
             f"{fmt(d.get('energy'), '.6g'):>12s} {r.energy_increases:7d} "
             f"{fmt(d.get('min_density'), '.3e'):>10s} {its:>12s} "
-            f"{r.wall_time:9.2f}"
+            f"{r.iterations_total:9d} {r.retries:8d} {r.wall_time:9.2f}"
         )
     if any("l1_error" in r.diagnostics for r in runs):
         print(ERROR_NOTE)

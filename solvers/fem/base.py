@@ -80,6 +80,7 @@ class FEFlowSolver(FlowSolver):
         self._set_initial()
         self._build_diagnostics()
         self._fields: dolfinx.io.XDMFFile | None = None
+        self.density_scale = case.section("initial")["mass"] / self.integrate(1.0 * self.dx)
 
     # -- set-up ----------------------------------------------------------------------------
     def _check_potential(self) -> None:
@@ -196,6 +197,15 @@ class FEFlowSolver(FlowSolver):
             raise UserError("--resume: the checkpoint does not match this mesh")
         self.rho.x.array[:] = full[idx]
         self.rho_old.x.array[:] = self.rho.x.array
+
+    def save(self) -> dict[str, Any]:
+        """ρ and ρ_old on this rank (subclasses add their unknowns)."""
+        return {"rho": self.rho.x.array.copy(), "rho_old": self.rho_old.x.array.copy()}
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Undo to :meth:`save`'s ρ and ρ_old."""
+        self.rho.x.array[:] = saved["rho"]
+        self.rho_old.x.array[:] = saved["rho_old"]
 
     # -- ParaView --------------------------------------------------------------------------
     def open_fields(self, path: Path) -> str:

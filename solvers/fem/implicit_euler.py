@@ -64,6 +64,7 @@ class Solver(FEFlowSolver):
     """Implicit Euler for the gradient-flow PDE (see the module docstring)."""
 
     name = "fem-implicit"
+    adaptive_tau = True
 
     def __init__(self, case: Case, comm: MPI.Comm, params: dict[str, Any]) -> None:
         super().__init__(case, comm, params)
@@ -145,7 +146,8 @@ class Solver(FEFlowSolver):
             self.w.x.array[:] = saved
             raise SolverError(
                 f"SNES did not converge (reason {_reason_name(reason)}, "
-                f"{self.snes.getIterationNumber()} iterations)"
+                f"{self.snes.getIterationNumber()} iterations)",
+                iterations=self.snes.getIterationNumber(),
             )
         self.rho.interpolate(self._rho_expr)
         self.rho.x.scatter_forward()
@@ -156,9 +158,25 @@ class Solver(FEFlowSolver):
             raise SolverError(
                 f"the density went negative on {negative:.2%} of the mass (the power law's "
                 "cell-averaged mobility does not keep ρ ≥ 0 where the drift points into the "
-                "support; fem-jko does)"
+                "support; fem-jko does)",
+                iterations=self.snes.getIterationNumber(),
             )
         return self.snes.getIterationNumber()
+
+    def invariants(self) -> frozenset[str]:
+        """The discrete energy decays for any τ; ρ > 0 too in the linear (Slotboom) case."""
+        if self.slotboom:
+            return frozenset({"energy_decay", "positivity"})
+        return frozenset({"energy_decay"})
+
+    def save(self) -> dict[str, Any]:
+        """ρ, ρ_old and the Newton unknowns."""
+        return {**super().save(), "w": self.w.x.array.copy()}
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Undo to :meth:`save`."""
+        super().restore(saved)
+        self.w.x.array[:] = saved["w"]
 
 
 def _reason_name(reason: int) -> str:

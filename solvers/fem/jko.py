@@ -155,6 +155,7 @@ class Solver(FEFlowSolver):
     def __init__(self, case: Case, comm: MPI.Comm, params: dict[str, Any]) -> None:
         super().__init__(case, comm, params)
         self.inner = params["inner"]
+        self.adaptive_tau = self.inner == "newton"  # ALG2's counts are in the hundreds anyway
         self.transport_cost, self.energy_before, self._last_tau = 0.0, np.nan, 1.0
         self.mass_target = case.section("initial")["mass"]
         if self.inner == "alg2":
@@ -295,6 +296,39 @@ class Solver(FEFlowSolver):
         self.phi.array[:] = -(self._mu(rho) - self.barrier / rho)
         self.rho_v = rho.copy()
         self._phi_prev = None
+
+    def invariants(self) -> frozenset[str]:
+        """Newton: ρ > 0 by construction and the energy–dissipation inequality (see above).
+
+        ALG2 solves the step only to its tolerance on the space-time mesh, so its
+        ``dissipation_gap`` is recorded but not enforced.
+        """
+        if self.inner == "alg2":
+            return frozenset()
+        return frozenset({"positivity", "dissipation"})
+
+    def save(self) -> dict[str, Any]:
+        """ρ, ρ_old and the inner solver's state (ϕ and its history, or ALG2's fields)."""
+        saved = super().save()
+        saved["scalars"] = (self.transport_cost, self.energy_before, self._last_tau)
+        if self.inner == "alg2":
+            saved["alg2"] = (self.alg2.save(), self.alg2._carry, self._alg2_first)
+        else:
+            saved["newton"] = (self.phi.array.copy(), self.rho_v.copy(), self._phi_prev)
+            saved["tau_prev"] = self._tau_prev
+        return saved
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Undo to :meth:`save`."""
+        super().restore(saved)
+        self.transport_cost, self.energy_before, self._last_tau = saved["scalars"]
+        if self.inner == "alg2":
+            state, self.alg2._carry, self._alg2_first = saved["alg2"]
+            self.alg2.restore(state)
+        else:
+            phi, self.rho_v, self._phi_prev = saved["newton"]
+            self.phi.array[:] = phi
+            self._tau_prev = saved["tau_prev"]
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore the density and re-derive the potential from it (Newton)."""
@@ -613,7 +647,7 @@ class Solver(FEFlowSolver):
                 alpha *= 0.5
                 if alpha < 1e-10:
                     self.phi.array[:] = phi0
-                    raise SolverError(f"line search failed at Newton iteration {it}")
+                    raise SolverError(f"line search failed at Newton iteration {it}", iterations=it)
             if self.params["monitor"] and self.comm.rank == 0:
                 log.info("    newton %d: |R| %.3e -> %.3e, step %g", it, norm, trial, alpha)
             norm = trial
@@ -626,7 +660,8 @@ class Solver(FEFlowSolver):
             return max_it
         raise SolverError(
             f"Newton did not converge in {max_it} iterations (residual {norm:.3e}, "
-            f"initial {norm0:.3e})"
+            f"initial {norm0:.3e})",
+            iterations=max_it,
         )
 
     def step(self, tau: float) -> int:

@@ -211,6 +211,15 @@ class ParticleSolver(FlowSolver):
         if "escaped" in state:
             self.escaped = int(np.asarray(state["escaped"]).ravel()[0])
 
+    def save(self) -> dict[str, Any]:
+        """Positions and the escape count."""
+        return {"x": self.x.copy(), "escaped": self.escaped}
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Undo to :meth:`save`."""
+        self.set_positions(saved["x"].copy())
+        self.escaped = saved["escaped"]
+
     def static_arrays(self) -> dict[str, np.ndarray]:
         """``particles/weights``."""
         return {"particles/weights": self.w}

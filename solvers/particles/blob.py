@@ -191,6 +191,11 @@ class Solver(ParticleSolver):
         self.escaped += escaped
         return count
 
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Undo to :meth:`save`; the neighbour list is rebuilt at the restored positions."""
+        super().restore(saved)
+        self.neighbour_list = None
+
     def energy_value(self) -> float:
         """The mollified energy F_ε(x) = Σ w_i (D·G(ρ_ε(x_i)) + V(x_i))."""
         sums = self.kernels(self.x, moments=False)

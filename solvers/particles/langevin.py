@@ -103,6 +103,15 @@ class Solver(ParticleSolver):
         self.counter, self.escaped = counter, self.escaped + escaped
         return n_sub
 
+    def save(self) -> dict[str, Any]:
+        """Positions, escapes and the noise counter (a retry draws the same noise)."""
+        return {**super().save(), "counter": self.counter}
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Undo to :meth:`save`."""
+        super().restore(saved)
+        self.counter = saved["counter"]
+
     def bandwidth(self) -> float:
         """Silverman's bandwidth of the current particles."""
         return silverman_bandwidth(self.x, self.w)

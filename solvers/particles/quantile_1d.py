@@ -61,6 +61,7 @@ class Solver(ParticleSolver):
     """Lagrangian JKO in quantile coordinates (see the module docstring)."""
 
     name = "quantile-1d"
+    adaptive_tau = True
 
     def __init__(self, case: Case, comm: MPI.Comm, params: dict[str, Any]) -> None:
         super().__init__(case, comm, params)
@@ -148,12 +149,17 @@ class Solver(ParticleSolver):
                 self._commit(x)
                 return it
         raise SolverError(
-            f"quantile-1d: Newton did not converge in {self.max_it} iterations (τ = {tau:.3g})"
+            f"quantile-1d: Newton did not converge in {self.max_it} iterations (τ = {tau:.3g})",
+            iterations=it,
         )
 
     def _commit(self, x: np.ndarray) -> None:
         self.escaped += int(np.count_nonzero((x < self.lower[0]) | (x > self.upper[0])))
         self.set_positions(x[:, None])
+
+    def invariants(self) -> frozenset[str]:
+        """Each step minimises F + W2²/(2τ) exactly, so F never rises above F(ρⁿ)."""
+        return frozenset({"energy_decay"})
 
     def energy_value(self) -> float:
         """The discrete energy F_h."""
