@@ -177,6 +177,9 @@ class Case:
             return lambda x: cf.barenblatt(x, s0, m, mass, center)
         if kind == "expression":
             return _formula(spec["density"], self.dim, f"{table}.density")
+        if kind == "gaussian_mixture":
+            weights, means, covs = mixture_parameters(spec, self.dim)
+            return lambda x: cf.mixture_density(x, weights, means, covs, mass)
         exact = self.exact_solution()
         assert exact is not None  # validated
         return lambda x: exact(0.0, x)
@@ -216,7 +219,26 @@ class Case:
         if kind == "stationary":
             steady = self._stationary
             return lambda t, x: steady(x)
+        if kind == "gaussian_mixture":
+
+            def mixture(t: float, x: np.ndarray) -> np.ndarray:
+                return cf.mixture_density(x, *self.mixture(t), mass)
+
+            return mixture
         return None
+
+    def mixture(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Weights (K,), means (K, d) and covariances (K, d, d) of the exact mixture at t.
+
+        For ``exact.kind = "gaussian_mixture"``: each component of the initial mixture
+        follows the linear Fokker–Planck flow of the quadratic V (or the heat flow, V = 0)
+        with its weight unchanged (:func:`~wgf.cases.closed_forms.mixture_ou`).
+        """
+        weights, means0, covs0 = mixture_parameters(self.config["initial"], self.dim)
+        A, c = self.potential() or (np.zeros((self.dim, self.dim)), np.zeros(self.dim))
+        D = self.config["energy"]["diffusivity"]
+        means, covs = cf.mixture_ou(t, means0, covs0, A, c, D)
+        return weights, means, covs
 
     @property
     def exact_is_steady(self) -> bool:
@@ -310,6 +332,14 @@ def _matrix(value: float | list, dim: int) -> np.ndarray:
     return np.asarray(value, dtype=float)
 
 
+def mixture_parameters(spec: dict, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weights (K,), means (K, d) and covariances (K, d, d) of a ``gaussian_mixture`` table."""
+    weights = np.asarray(spec["weights"], dtype=float)
+    means = np.asarray(spec["means"], dtype=float).reshape(len(weights), dim)
+    covs = np.array([_matrix(c, dim) for c in spec["covs"]])
+    return weights, means, covs
+
+
 def load_case(
     source: str | Path | Mapping[str, Any],
     overrides: Overrides = (),
@@ -363,6 +393,7 @@ def _dimension(cfg: dict) -> int:
         ("domain.center", dom["center"]),
         ("initial.mean", ini["mean"]),
         ("initial.center", ini["center"]),
+        ("initial.means", ini["means"][0] if isinstance(ini["means"], list) else None),
         ("output.sample_cells", cfg["output"]["sample_cells"]),
     ]
     if pot is not None:
@@ -429,10 +460,40 @@ def _validate_density(cfg: dict, table: str, dim: int) -> None:
             f"case key '{table}.kind': \"exact\" needs an [exact] kind with a time-dependent "
             'solution (not "none" or "stationary")'
         )
+    elif kind == "gaussian_mixture":
+        _validate_mixture(spec, table, dim)
     elif kind == "expression":
         if spec["density"] is None:
             raise UserError(f"case key '{table}.density' is required for kind = \"expression\"")
         _formula(spec["density"], dim, f"{table}.density")
+
+
+def _validate_mixture(spec: dict, table: str, dim: int) -> None:
+    """Weights ≥ 0 summing to 1, one mean of length d and one s.p.d. covariance each."""
+    for key in ("weights", "means", "covs"):
+        if spec[key] is None:
+            raise UserError(f"case key '{table}.{key}' is required for kind = \"gaussian_mixture\"")
+    weights, means, covs = spec["weights"], spec["means"], spec["covs"]
+    if min(weights) < 0.0:
+        raise UserError(f"case key '{table}.weights': weights must be >= 0, got {weights}")
+    if abs(sum(weights) - 1.0) > 1e-12:
+        raise UserError(
+            f"case key '{table}.weights': weights must sum to 1, they sum to {sum(weights):.12g}"
+        )
+    if isinstance(means, float) or len(means) != len(weights):
+        raise UserError(
+            f"case key '{table}.means': expected {len(weights)} rows (one per weight), "
+            f"got {1 if isinstance(means, float) else len(means)}"
+        )
+    if len(means[0]) != dim:
+        raise UserError(f"case key '{table}.means': rows of length {len(means[0])}, not {dim}")
+    if len(covs) != len(weights):
+        raise UserError(
+            f"case key '{table}.covs': expected {len(weights)} matrices (one per weight), "
+            f"got {len(covs)}"
+        )
+    for k, cov in enumerate(covs):
+        _check_matrix(f"{table}.covs[{k}]", cov, dim, definite=True)
 
 
 def validate(cfg: dict) -> int:
@@ -507,7 +568,8 @@ def _validate_exact(cfg: dict, dim: int) -> None:
     if kind == "stationary":
         _validate_stationary(cfg)
         return
-    if kind in ("gaussian", "nonlinear_fp") and pot is not None and pot["expression"] is not None:
+    quadratic_only = ("gaussian", "nonlinear_fp", "gaussian_mixture")
+    if kind in quadratic_only and pot is not None and pot["expression"] is not None:
         raise UserError(
             f"case key 'exact.kind': \"{kind}\" needs a quadratic potential "
             "(energy.potential.A/center), not an expression"
@@ -516,6 +578,7 @@ def _validate_exact(cfg: dict, dim: int) -> None:
         "gaussian": ("entropy", "gaussian"),
         "barenblatt": ("power", "barenblatt"),
         "nonlinear_fp": ("power", "barenblatt"),
+        "gaussian_mixture": ("entropy", "gaussian_mixture"),
     }.get(kind)
     if need is None:
         return

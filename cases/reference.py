@@ -24,6 +24,7 @@ _KIND_NAMES = {
     "vector": "list of numbers",
     "ivector": "list of integers",
     "matrix": "number or matrix",
+    "matrices": "list of numbers or matrices",
 }
 
 INTRO = f"""\

@@ -23,8 +23,9 @@ class Key:
     """One value of a case file.
 
     Attributes:
-        kind: ``"str" | "float" | "int" | "bool" | "vector" | "ivector" | "matrix"``;
-            a ``"matrix"`` may be given as a number ``s``, meaning ``s·I``.
+        kind: ``"str" | "float" | "int" | "bool" | "vector" | "ivector" | "matrix"
+            | "matrices"``; a ``"matrix"`` may be given as a number ``s``, meaning ``s·I``,
+            and each entry of a ``"matrices"`` list likewise.
         default: The value used when the key is absent; ``None`` means "not set".
         required: Whether the key must be present.
         choices: The allowed values of a string key.
@@ -52,8 +53,9 @@ DENSITY = {
     "kind": Key(
         "str",
         "gaussian",
-        choices=("gaussian", "barenblatt", "exact", "expression"),
-        help="Gaussian, Barenblatt profile, the exact solution at 0, or a formula (`density`)",
+        choices=("gaussian", "barenblatt", "exact", "expression", "gaussian_mixture"),
+        help="Gaussian, Barenblatt profile, the exact solution at 0, a formula (`density`), "
+        "or a mixture of Gaussians (`weights`, `means`, `covs`)",
     ),
     "density": Key(
         "str",
@@ -62,6 +64,13 @@ DENSITY = {
     ),
     "mean": Key("vector", help="gaussian: mean"),
     "cov": Key("matrix", help="gaussian: covariance (a number s means s·I)"),
+    "weights": Key("vector", help="gaussian_mixture: the components' weights (≥ 0, summing to 1)"),
+    "means": Key("matrix", help="gaussian_mixture: the components' means, one row each"),
+    "covs": Key(
+        "matrices",
+        help="gaussian_mixture: the components' covariances, one matrix each "
+        "(a number s means s·I)",
+    ),
     "t0": Key("float", 0.01, help="barenblatt: Barenblatt time (the profile is B(t0))"),
     "center": Key("vector", help="barenblatt: centre (default: the potential centre or 0)"),
     "mass": Key("float", 1.0, help="total mass the density is normalised to"),
@@ -156,9 +165,18 @@ SCHEMA: dict[str, Key | Table] = {
             "kind": Key(
                 "str",
                 "none",
-                choices=("gaussian", "barenblatt", "nonlinear_fp", "stationary", "none"),
+                choices=(
+                    "gaussian",
+                    "barenblatt",
+                    "nonlinear_fp",
+                    "stationary",
+                    "none",
+                    "gaussian_mixture",
+                ),
                 help="closed form to compare with; stationary: the steady state e^{-V/D}/Z "
-                "(entropy) or ((C-V)(m-1)/(Dm))_+^{1/(m-1)} (power), normalised on the box",
+                "(entropy) or ((C-V)(m-1)/(Dm))_+^{1/(m-1)} (power), normalised on the box; "
+                "gaussian_mixture: each component of a gaussian_mixture initial density "
+                "follows the linear Fokker–Planck flow of a quadratic V",
             ),
         }
     ),
@@ -230,6 +248,10 @@ def _check_value(path: str, key: Key, value: Any) -> Any:
         if len({len(r) for r in value}) != 1:
             raise UserError(f"case key '{path}': rows of different lengths")
         return [[float(v) for v in r] for r in value]
+    if kind == "matrices":
+        if not isinstance(value, list) or not value:
+            raise _type_error(path, "a list of numbers or matrices", value)
+        return [_check_value(f"{path}[{i}]", Key("matrix"), v) for i, v in enumerate(value)]
     raise AssertionError(kind)
 
 
