@@ -81,6 +81,8 @@ class FEFlowSolver(FlowSolver):
         self._build_diagnostics()
         self._fields: dolfinx.io.XDMFFile | None = None
         self.density_scale = case.section("initial")["mass"] / self.integrate(1.0 * self.dx)
+        #: Krylov iterations of the last step's linear solves (a direct solve counts one).
+        self.linear_iterations = 0
 
     # -- set-up ----------------------------------------------------------------------------
     def _check_potential(self) -> None:

@@ -141,6 +141,7 @@ class Solver(FEFlowSolver):
         saved = self.w.x.array.copy()
         self.tau.value = tau
         self.problem.solve()
+        self.linear_iterations = self.snes.getLinearSolveIterations()
         reason = self.snes.getConvergedReason()
         if reason <= 0 or not np.all(np.isfinite(self.w.x.array)):
             self.w.x.array[:] = saved

@@ -217,6 +217,7 @@ class Solver(FEFlowSolver):
         floor in the corners of fokker_planck_ou_2d on 512², power-law exteriors).
         """
         self.ksp.solve(self.r.petsc_vec, self.dphi.petsc_vec)
+        self.linear_iterations += self.ksp.getIterationNumber()
         if (reason := self.ksp.getConvergedReason()) >= 0:
             return
         if self.ksp.getPC().getType() == "lu":
@@ -231,6 +232,7 @@ class Solver(FEFlowSolver):
             self._lu = use_direct_lu(PETSc.KSP().create(self.comm))
         self._lu.setOperators(self.J)
         self._lu.solve(self.r.petsc_vec, self.dphi.petsc_vec)
+        self.linear_iterations += 1
         if (reason := self._lu.getConvergedReason()) < 0:
             raise SolverError(f"linear solve failed (LU, KSP reason {reason})")
 
@@ -369,7 +371,7 @@ class Solver(FEFlowSolver):
         self.rho_old.x.array[:] = self.rho.x.array
         self.energy_before = self.integrate(self._forms["energy"])
         self.alg2.set_initial(self._density_lattice(), self._alg2_first, self.mass_target)
-        its = self.alg2.solve_step(tau)
+        its = self.linear_iterations = self.alg2.solve_step(tau)
         self.alg2.carry_terminal()
         self._alg2_first = False
         self.rho.x.array[:] = self.alg2.terminal_lattice()[self._lat]
@@ -669,6 +671,7 @@ class Solver(FEFlowSolver):
         if self.inner == "alg2":
             return self._alg2_step(tau)
         self.rho_old.x.array[:] = self.rho.x.array
+        self.linear_iterations = 0
         saved = self.phi.array.copy()
         self.energy_before = self.integrate(self._forms["energy"])
         norm = None

@@ -1,0 +1,148 @@
+"""What an FE step costs, in Poisson solves on the same mesh, as the mesh grows.
+
+    .venv/bin/python benchmarks/fe_scaling.py [--sizes 64,128,256] [--steps 2] [--alg2-up-to 64]
+    .venv/bin/mpiexec -n 2 .venv/bin/python -m mpi4py benchmarks/fe_scaling.py --sizes 256
+
+The unit is one P1 Poisson solve on the case's mesh: −Δu = 1 with u = 0 on the boundary,
+CG + GAMG to a relative residual of 1e-8, set-up included (best of 3).  Against it, one
+step of each FE solver — fem-implicit, fem-jko (Newton) and fem-jko with ALG2 — on
+porous_medium_2d (m = 2 and m = 3) and fokker_planck_ou_2d, on the same mesh, timed over
+``--steps`` steps after one untimed step (the first JKO step has no history to
+extrapolate ϕ from).  Printed per row: the step's wall time, that in Poisson units, the
+Newton (or ALG2) iterations per step and the Krylov iterations per step (an LU solve
+counts as one).  ALG2 runs only up to ``--alg2-up-to`` cells per axis: its step is
+thousands of space-time Poisson solves.
+"""
+
+from __future__ import annotations
+
+import dolfinx_solver  # noqa: F401 - must precede dolfinx
+
+import argparse
+import logging
+import time
+
+import dolfinx.fem
+import dolfinx.fem.petsc
+import dolfinx.mesh
+import numpy as np
+import ufl
+from mpi4py import MPI
+from petsc4py import PETSc
+
+from wgf.cases import load_case
+from wgf.progress import set_quiet
+from wgf.run import build_solver
+from wgf.solvers import solver_tables
+
+#: (label, case, overrides): the problems of the issue.
+PROBLEMS = (
+    ("PME m=2", "porous_medium_2d", {}),
+    ("PME m=3", "porous_medium_2d", {"energy.m": 3.0}),
+    ("OU", "fokker_planck_ou_2d", {}),
+)
+#: (label, solver, overrides).
+SOLVERS = (
+    ("fem-implicit", "fem-implicit", {}),
+    ("fem-jko", "fem-jko", {}),
+    ("fem-jko alg2", "fem-jko", {"solver.fem-jko.inner": "alg2"}),
+)
+
+
+def poisson_unit(mesh: dolfinx.mesh.Mesh, repeat: int = 3) -> tuple[float, int]:
+    """Wall time and CG iterations of one P1 Poisson solve (CG + GAMG, rtol 1e-8, set-up in)."""
+    V = dolfinx.fem.functionspace(mesh, ("Lagrange", 1))
+    u, v = ufl.TrialFunction(V), ufl.TestFunction(V)
+    mesh.topology.create_connectivity(mesh.topology.dim - 1, mesh.topology.dim)
+    facets = dolfinx.mesh.exterior_facet_indices(mesh.topology)
+    dofs = dolfinx.fem.locate_dofs_topological(V, mesh.topology.dim - 1, facets)
+    bc = dolfinx.fem.dirichletbc(PETSc.ScalarType(0.0), dofs, V)
+    a = dolfinx.fem.form(ufl.inner(ufl.grad(u), ufl.grad(v)) * ufl.dx)
+    L = dolfinx.fem.form(v * ufl.dx)
+    A = dolfinx.fem.petsc.assemble_matrix(a, bcs=[bc])
+    A.assemble()
+    b = dolfinx.fem.petsc.assemble_vector(L)
+    dolfinx.fem.petsc.apply_lifting(b, [a], [[bc]])
+    b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+    dolfinx.fem.petsc.set_bc(b, [bc])
+    x = b.duplicate()
+    best, its = np.inf, 0
+    for _ in range(repeat):
+        ksp = PETSc.KSP().create(mesh.comm)
+        ksp.setOperators(A)
+        ksp.setType("cg")
+        ksp.getPC().setType("gamg")
+        ksp.setTolerances(rtol=1e-8)
+        x.set(0.0)
+        mesh.comm.Barrier()
+        start = time.perf_counter()
+        ksp.setUp()
+        ksp.solve(b, x)
+        mesh.comm.Barrier()
+        best = min(best, time.perf_counter() - start)
+        its = ksp.getIterationNumber()
+        if ksp.getConvergedReason() <= 0:
+            raise RuntimeError(f"the Poisson unit did not converge ({ksp.getConvergedReason()})")
+        ksp.destroy()
+    return best, its
+
+
+def step_cost(case_name: str, overrides: dict, solver: str, steps: int, comm: MPI.Comm):
+    """Wall time, inner and Krylov iterations per step, after one untimed step."""
+    case = load_case(case_name, overrides, solver_tables())
+    s = build_solver(case, solver, comm)
+    tau = case.section("time")["tau"]
+    s.step(tau)
+    inner = krylov = 0
+    comm.Barrier()
+    start = time.perf_counter()
+    for _ in range(steps):
+        inner += s.step(tau)
+        krylov += s.linear_iterations
+    comm.Barrier()
+    wall = (time.perf_counter() - start) / steps
+    mesh = s.mesh
+    s.close()
+    return wall, inner / steps, krylov / steps, mesh
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="64,128,256", help="cells per axis, comma-separated")
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per solver")
+    parser.add_argument("--alg2-up-to", type=int, default=64, help="largest size for ALG2")
+    parser.add_argument("--solvers", default="fem-implicit,fem-jko,fem-jko alg2")
+    args = parser.parse_args()
+    comm = MPI.COMM_WORLD
+    logging.disable(logging.WARNING)
+    set_quiet(True)
+    chosen = [s for s in SOLVERS if s[0] in args.solvers.split(",")]
+    say = print if comm.rank == 0 else (lambda *a, **k: None)
+    say(f"{comm.size} rank(s); one Poisson solve = CG + GAMG, rtol 1e-8, set-up included")
+    say(
+        f"{'cells':>5s} {'problem':9s} {'solver':13s} {'step [s]':>9s} {'Poisson':>8s} "
+        f"{'its/step':>8s} {'lin/step':>8s}"
+    )
+    for n in (int(x) for x in args.sizes.split(",")):
+        unit = None
+        for label, case_name, over in PROBLEMS:
+            for solver_label, solver, extra in chosen:
+                if "alg2" in solver_label and n > args.alg2_up_to:
+                    continue
+                sets = {**over, **extra, "domain.cells": [n, n]}
+                wall, inner, krylov, mesh = step_cost(case_name, sets, solver, args.steps, comm)
+                if unit is None:
+                    unit, unit_its = poisson_unit(mesh)
+                    say(
+                        f"{n:5d} {'Poisson':9s} {'CG+GAMG':13s} {unit:9.4f} {1.0:8.1f} "
+                        f"{'':8s} {unit_its:8d}"
+                    )
+                say(
+                    f"{n:5d} {label:9s} {solver_label:13s} {wall:9.4f} {wall / unit:8.1f} "
+                    f"{inner:8.1f} {krylov:8.1f}",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()
