@@ -111,3 +111,12 @@ def test_quadrilateral_and_triangle_meshes_agree(tmp_path):
     quad = run_case("heat_2d", ["domain.cell_type=hypercube"], tmp_path / "quad").diagnostics
     assert quad["l1_error"] < 1.5 * tri["l1_error"]
     assert quad["mass"] == pytest.approx(1.0, rel=1e-12)
+
+
+def test_case_tolerances_are_not_inherited_from_an_earlier_run(tmp_path):
+    """Two runs in one process (a sweep, a notebook): the second keeps its own max_it."""
+    sets = ["domain.cells=[16, 16]"]
+    first = run_case("porous_medium_2d", sets, tmp_path / "a")
+    capped = run_case("porous_medium_2d", [*sets, "solver.fem-implicit.max_it=3"], tmp_path / "b")
+    assert first.retries == 0 and max(first.iterations) > 3
+    assert capped.retries == 1 and max(capped.iterations) <= 6  # two halves of ≤ 3

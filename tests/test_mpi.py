@@ -18,12 +18,17 @@ COMPARED = [
     "diagnostics/l2_error",
     "diagnostics/min_density",
     "diagnostics/iterations",
+    "diagnostics/iterations_total",
+    "diagnostics/retries",
+    "diagnostics/tau",
     "snapshots/time",
     "snapshots/density",
     "checkpoint/density",
 ]
 
 
+#: A Newton cap that rejects one step (retried in halves): the retry must happen alike.
+REJECTING = ["solver.fem-implicit.max_it=3", "domain.cells=[16, 16]"]
 #: ALG2-JKO, shortened (5 steps): its iteration counts must agree too.
 ALG2 = ['solver.fem-jko.inner="alg2"', "time.t_end=0.025"]
 
@@ -42,6 +47,15 @@ ALG2 = ['solver.fem-jko.inner="alg2"', "time.t_end=0.025"]
 )
 def test_one_and_two_ranks_agree(case, solver, sets, shared_tmp):
     assert_same_on_1_and_2_ranks(case, solver, sets, shared_tmp, COMPARED, atol=1e-9)
+
+
+def test_a_rejected_step_is_retried_alike_on_1_and_2_ranks(shared_tmp):
+    assert_same_on_1_and_2_ranks(
+        "porous_medium_2d", "fem-implicit", REJECTING, shared_tmp, COMPARED, atol=1e-9
+    )
+    if MPI.COMM_WORLD.rank == 0:
+        files = sorted(shared_tmp.rglob("porous_medium_2d_fem-implicit.h5"))
+        assert files and all(read(f)["diagnostics/retries"].sum() == 1 for f in files)
 
 
 def test_disk_mesh_in_parallel(shared_tmp):

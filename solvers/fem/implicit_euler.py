@@ -95,19 +95,15 @@ class Solver(FEFlowSolver):
             )
         self._rho_expr = dolfinx.fem.Expression(rho, self.V.element.interpolation_points)
         self._negative_mass = dolfinx.fem.form(self.xp.maximum(-self.rho, 0.0) * dxl)
-        set_default_options(
-            PREFIX,
-            {
-                **NEWTON,
-                "snes_rtol": params["rtol"],
-                "snes_atol": params["atol"],
-                "snes_max_it": params["max_it"],
-            },
-        )
+        set_default_options(PREFIX, NEWTON)
         self.problem = dolfinx.fem.petsc.NonlinearProblem(
             residual, self.w, petsc_options_prefix=PREFIX
         )
         self.snes = self.problem.solver
+        # On the object, not in the options database: there they would outlive this solver
+        # and override the next one's case keys in the same process (sweeps, notebooks).
+        # The command line still wins through setFromOptions.
+        self.snes.setTolerances(rtol=params["rtol"], atol=params["atol"], max_it=params["max_it"])
         use_direct_lu(self.snes.getKSP())
         self.snes.setFromOptions()
         self._set_unknowns_from_density()
