@@ -286,7 +286,7 @@ class Case:
         return mean, cov
 
     def _quadratic_kernel_coefficient(self) -> float:
-        """a of a kernel W(r) = a r²/2 + b; 0 without an interaction (validated)."""
+        """The a of a kernel W(r) = a r²/2 + b; 0 without an interaction (validated)."""
         kernel = self.interaction_kernel()
         a = None if kernel is None else quadratic_coefficient(kernel)
         return 0.0 if a is None else a
@@ -336,7 +336,7 @@ def _kernel(text: str, key: str) -> SymbolicFunction:
 
 
 def quadratic_coefficient(kernel: SymbolicFunction) -> float | None:
-    """a if the kernel is W(r) = a r²/2 + b (constants a, b), else None."""
+    """The a if the kernel is W(r) = a r²/2 + b (constants a, b), else None."""
     import sympy
 
     (r,) = kernel.symbols
@@ -344,7 +344,7 @@ def quadratic_coefficient(kernel: SymbolicFunction) -> float | None:
         poly = sympy.Poly(sympy.expand(kernel.expr), r)
     except sympy.PolynomialError:
         return None
-    coeffs = poly.all_coeffs()[::-1] + [0, 0, 0]
+    coeffs = [*poly.all_coeffs()[::-1], 0, 0, 0]
     if poly.degree() > 2 or coeffs[1] != 0 or not coeffs[2].is_number:
         return None
     return 2.0 * float(coeffs[2])
@@ -644,7 +644,7 @@ def _validate_interaction(inter: dict, dim: int) -> None:
     if inter["kind"] == "newtonian" and dim not in NEWTONIAN:
         raise UserError(
             f"case key 'energy.interaction.kind': \"newtonian\" is supported in 1-D and 2-D "
-            f"(the case is {dim}-D); in 3-D give the formula, kernel = \"-1/(4*pi*r)\""
+            f'(the case is {dim}-D); in 3-D give the formula, kernel = "-1/(4*pi*r)"'
         )
     if inter["kernel"] is not None:
         _kernel(inter["kernel"], "energy.interaction.kernel")

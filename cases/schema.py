@@ -112,8 +112,7 @@ SCHEMA: dict[str, Key | Table] = {
                     "strength": Key("float", 1.0, help="factor on W (χ for Keller–Segel)"),
                 },
                 optional=True,
-                help="omit for no interaction; adds ½∬ W(x-y) ρ(x) ρ(y) dx dy; give kernel or "
-                "kind",
+                help="omit for no interaction; adds ½∬ W(x-y) ρ(x) ρ(y) dx dy; give kernel or kind",
             ),
         }
     ),

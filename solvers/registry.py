@@ -196,6 +196,10 @@ class SolverInfo:
 #: Particle solvers move particles in a box whose faces are reflecting walls; they build
 #: no mesh, so the cell type does not matter to them.
 _PARTICLES_BOX = {"shapes": "the box faces are the particles' reflecting walls"}
+#: Why the FE solvers refuse ``[energy.interaction]`` for now.
+_FE_NO_INTERACTION = {
+    "interaction": "W∗ρ on the mesh is not implemented yet; run blob, langevin or quantile-1d"
+}
 
 SOLVERS: dict[str, SolverInfo] = {
     info.name: info
@@ -204,7 +208,7 @@ SOLVERS: dict[str, SolverInfo] = {
             "fem-implicit",
             "wgf.solvers.fem.implicit_euler",
             "implicit Euler + Newton (PETSc SNES) on the PDE, mass-lumped P1",
-            Capabilities(),
+            Capabilities(reasons=_FE_NO_INTERACTION),
             FemImplicitParams,
         ),
         SolverInfo(
@@ -218,6 +222,7 @@ SOLVERS: dict[str, SolverInfo] = {
                 reasons={
                     "internal": "ρ is recovered from its first variation U'(ρ)",
                     "cell_types": "its transmissibilities are those of P1 on simplices",
+                    **_FE_NO_INTERACTION,
                 },
             ),
             FemJKOParams,
@@ -226,7 +231,7 @@ SOLVERS: dict[str, SolverInfo] = {
             "blob",
             "wgf.solvers.particles.blob",
             "deterministic blob method (mollified energy, neighbour lists, Heun substeps)",
-            Capabilities(shapes=("box",), reasons=_PARTICLES_BOX),
+            Capabilities(shapes=("box",), interaction=True, reasons=_PARTICLES_BOX),
             BlobParams,
             # Its cost is N × (neighbours within 5√ε ≈ 9 lattice spacings) per substep:
             # ~3000 neighbours per particle in 3-D, against ~18 in 1-D.
@@ -240,7 +245,7 @@ SOLVERS: dict[str, SolverInfo] = {
             "quantile-1d",
             "wgf.solvers.particles.quantile_1d",
             "exact 1-D Lagrangian JKO in quantile coordinates (Newton, tridiagonal)",
-            Capabilities(dims=(1,), shapes=("box",), reasons=_PARTICLES_BOX),
+            Capabilities(dims=(1,), shapes=("box",), interaction=True, reasons=_PARTICLES_BOX),
             Quantile1DParams,
         ),
         SolverInfo(
@@ -250,6 +255,7 @@ SOLVERS: dict[str, SolverInfo] = {
             Capabilities(
                 internal=("entropy", "none"),
                 shapes=("box",),
+                interaction=True,
                 reasons={
                     **_PARTICLES_BOX,
                     "internal": "Langevin noise is linear diffusion only; for the power law "

@@ -48,7 +48,7 @@ _PROBES = (1e-6, 1e-12)
 
 
 def _soft(r: np.ndarray, delta: float) -> np.ndarray:
-    """s = √(r² + δ²) (r itself for δ = 0)."""
+    """The softened distance s = √(r² + δ²) (r itself for δ = 0)."""
     return np.sqrt(r * r + delta * delta) if delta > 0.0 else np.asarray(r, dtype=float)
 
 
@@ -101,7 +101,8 @@ class Interaction:
         s = _soft(r, delta)
         if delta == 0.0:
             return self.strength * _radial(self._d2w, s)
-        return self.strength * (_radial(self._d2w, s) * (r / s) ** 2 + _radial(self._dw, s) * delta**2 / s**3)
+        along = _radial(self._d2w, s) * (r / s) ** 2
+        return self.strength * (along + _radial(self._dw, s) * delta**2 / s**3)
 
     def force_factor(self, r: np.ndarray, delta: float = 0.0) -> np.ndarray:
         """W_δ'(r)/r = κ w'(s)/s, so that ∇W_δ(z) = (W_δ'(|z|)/|z|) z."""
@@ -124,7 +125,7 @@ class Interaction:
 
     @property
     def linear_coefficient(self) -> float | None:
-        """a if W(r) = a·r + b (the 1-D force is then a·(mass left - mass right)), else None."""
+        """The a if W(r) = a·r + b (the 1-D force is then a·(mass left - mass right)), else None."""
         import sympy
 
         (r,) = self.function.symbols
@@ -207,9 +208,7 @@ class Interaction:
             return kernel
 
         kernels = [component(k) for k in range(points.shape[1])]
-        return np.stack(
-            mesh_sum(points, sources, weights, kernels, self.singular), axis=1
-        )
+        return np.stack(mesh_sum(points, sources, weights, kernels, self.singular), axis=1)
 
     def energy(
         self, x: np.ndarray, w: np.ndarray, delta: float = 0.0, method: Method = "auto"

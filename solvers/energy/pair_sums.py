@@ -97,6 +97,12 @@ def default_cells(n_points: int, dim: int) -> int:
     return int(np.clip(2 * np.ceil(n_points ** (1.0 / dim)), 32, cap))
 
 
+def _wrapped(p: int) -> np.ndarray:
+    """Indices 0..p-1 of a padded axis as signed offsets (o ≥ p/2 stands for o - p)."""
+    o = np.arange(p)
+    return np.where(o < p // 2, o, o - p)
+
+
 class _Grid:
     """The PM grid over the bounding box of some points, and CIC weights on it."""
 
@@ -136,14 +142,12 @@ class _Grid:
 
     def offsets(self) -> np.ndarray:
         """Offset vectors o·h of the padded grid (index o ≥ P/2 stands for o - P), (P, d)."""
-        axes = [np.where(np.arange(p) < p // 2, np.arange(p), np.arange(p) - p) for p in self.padded]
+        axes = [_wrapped(p) for p in self.padded]
         mesh = np.meshgrid(*axes, indexing="ij")
         return np.stack([m.ravel() for m in mesh], axis=1) * self.h
 
 
-def _sampled(
-    grid: _Grid, kernel: Callable[[np.ndarray], np.ndarray], singular: bool
-) -> np.ndarray:
+def _sampled(grid: _Grid, kernel: Callable[[np.ndarray], np.ndarray], singular: bool) -> np.ndarray:
     """The kernel on the padded grid's offsets; near-origin cells averaged if singular."""
     z = grid.offsets()
     dim = z.shape[1]
