@@ -239,12 +239,15 @@ class Case:
         if kind == "aggregation_quadratic":
             moments = self.gaussian_moments
             return lambda t, x: cf.gaussian_density(x, *moments(t), mass)
+        if kind == "swarm_disk":
+            center = np.array(ini["mean"])
+            return lambda t, x: cf.uniform_disk(x, center, 1.0, mass)
         return None
 
     @property
     def exact_is_steady(self) -> bool:
-        """Whether the exact solution does not depend on time (``exact.kind = "stationary"``)."""
-        return self.config["exact"]["kind"] == "stationary"
+        """Whether the exact solution does not depend on time (a steady state)."""
+        return self.config["exact"]["kind"] in ("stationary", "swarm_disk")
 
     @functools.cached_property
     def _stationary(self) -> Density:
@@ -564,6 +567,9 @@ def _validate_exact(cfg: dict, dim: int) -> None:
     kind = cfg["exact"]["kind"]
     energy, ini = cfg["energy"], cfg["initial"]
     pot = energy["potential"]
+    if kind == "swarm_disk":
+        _validate_swarm(cfg, dim)
+        return
     if kind not in ("none", "aggregation_quadratic") and energy["interaction"] is not None:
         raise UserError(
             f"case key 'exact.kind': \"{kind}\" is a solution without interaction; with "
@@ -669,6 +675,32 @@ def _validate_aggregation(cfg: dict) -> None:
         raise UserError(
             "case key 'exact.kind': \"aggregation_quadratic\" needs [energy.interaction] with "
             'kernel = a·r²/2 + b, e.g. kernel = "r**2/2"'
+        )
+
+
+def _validate_swarm(cfg: dict, dim: int) -> None:
+    import sympy
+
+    energy, inter = cfg["energy"], cfg["energy"]["interaction"]
+    kernel = None if inter is None or inter["kernel"] is None else inter["kernel"]
+    swarm = False
+    if kernel is not None:
+        r = sympy.Symbol("r", real=True)
+        ratio = sympy.simplify(_kernel(kernel, "k").expr / (r**2 / 2 - sympy.log(r)))
+        swarm = ratio.is_number and bool(ratio > 0)
+    if not swarm or dim != 2:
+        raise UserError(
+            "case key 'exact.kind': \"swarm_disk\" needs a 2-D case with [energy.interaction] "
+            'kernel = "r**2/2 - log(r)" (a positive multiple)'
+        )
+    if (
+        energy["internal"] != "none"
+        or energy["potential"] is not None
+        or cfg["initial"]["kind"] != "gaussian"
+    ):
+        raise UserError(
+            "case key 'exact.kind': \"swarm_disk\" needs energy.internal = \"none\", no "
+            '[energy.potential] and initial.kind = "gaussian" (its mean is the centre of mass)'
         )
 
 

@@ -59,6 +59,8 @@ def parameter_keys(params: type) -> dict[str, Key]:
 
 
 # -- the parameters of each solver ---------------------------------------------------------
+_PAIR_SUM_HELP = "interaction sums: direct up to 2·10⁴ particles, particle-mesh FFT above (auto)"
+
 @dataclass(frozen=True)
 class FemImplicitParams:
     """``[solver.fem-implicit]``: the PETSc SNES tolerances."""
@@ -96,6 +98,7 @@ class BlobParams:
     epsilon: float | None = param(None, "mollifier variance ε (default 2 h^1.9 L^0.1)")
     cfl: float = param(0.5, "substep = cfl x Heun stability bound")
     dt: float | None = param(None, "forced substep (clamped to the stable one)")
+    pair_sum: Literal["auto", "direct", "mesh"] = param("auto", _PAIR_SUM_HELP)
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,7 @@ class LangevinParams:
     particles: int | None = param(None, "number of samples (10000)")
     seed: int = param(1, "seed of the initial samples and the noise")
     dt: float | None = param(None, "forced substep (default τ; clamped to 1/‖A‖)")
+    pair_sum: Literal["auto", "direct", "mesh"] = param("auto", _PAIR_SUM_HELP)
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,8 @@ class ParticleSolver(FlowSolver):
         #: δ of the mollified pair kernel W_δ (0: W itself); subclasses set it by their rule.
         self.interaction_delta = 0.0
         self._pair_energy: tuple[int, float] | None = None
+        #: How the pair sums are computed (``[solver.<name>] pair_sum``).
+        self.pair_sum = params.get("pair_sum", "auto")
 
     def set_initial_particles(self, x: np.ndarray, w: np.ndarray) -> None:
         """Start from positions x (N, d) with weights w, where V must be finite."""
@@ -129,7 +131,9 @@ class ParticleSolver(FlowSolver):
         Zeros without an interaction.  Each rank passes its own block of targets; every
         source enters every sum, so the result does not depend on the blocks.
         """
-        return -self.energy.interaction_gradient(x[lo:hi], x, self.w, self.interaction_delta)
+        return -self.energy.interaction_gradient(
+            x[lo:hi], x, self.w, self.interaction_delta, self.pair_sum
+        )
 
     def interaction_stiffness(self) -> float:
         """Bound on the Lipschitz constant of the interaction velocity in the box."""
@@ -143,7 +147,7 @@ class ParticleSolver(FlowSolver):
         if self._pair_energy is None or self._pair_energy[0] != self._version:
             lo, hi = self.my_block()
             phi = self.energy.interaction_potential(
-                self.x[lo:hi], self.x, self.w, self.interaction_delta
+                self.x[lo:hi], self.x, self.w, self.interaction_delta, self.pair_sum
             )
             value = 0.5 * float(self.w @ allgather_blocks(self.comm, phi))
             self._pair_energy = (self._version, value)
