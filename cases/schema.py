@@ -177,9 +177,9 @@ SCHEMA: dict[str, Key | Table] = {
                 help="closed form to compare with; stationary: the steady state e^{-V/D}/Z "
                 "(entropy) or ((C-V)(m-1)/(Dm))_+^{1/(m-1)} (power), normalised on the box; "
                 "aggregation_quadratic: W = a r²/2 (+ const) with linear diffusion and Gaussian "
-                "data, the Ornstein–Uhlenbeck flow about the conserved centre of mass; swarm_disk: the "
-                "steady state M/π on the unit disk about the centre of mass of W = κ(r²/2 - log r) "
-                "without diffusion (2-D, Gaussian data)",
+                "data, the Ornstein–Uhlenbeck flow about the conserved centre of mass; "
+                "swarm_disk: the steady state M/π on the unit disk about the centre of mass of "
+                "W = κ(r²/2 - log r) without diffusion (2-D, Gaussian data)",
             ),
         }
     ),
