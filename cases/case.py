@@ -699,7 +699,7 @@ def _validate_swarm(cfg: dict, dim: int) -> None:
         or cfg["initial"]["kind"] != "gaussian"
     ):
         raise UserError(
-            "case key 'exact.kind': \"swarm_disk\" needs energy.internal = \"none\", no "
+            'case key \'exact.kind\': "swarm_disk" needs energy.internal = "none", no '
             '[energy.potential] and initial.kind = "gaussian" (its mean is the centre of mass)'
         )
 

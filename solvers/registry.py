@@ -61,6 +61,7 @@ def parameter_keys(params: type) -> dict[str, Key]:
 # -- the parameters of each solver ---------------------------------------------------------
 _PAIR_SUM_HELP = "interaction sums: direct up to 2·10⁴ particles, particle-mesh FFT above (auto)"
 
+
 @dataclass(frozen=True)
 class FemImplicitParams:
     """``[solver.fem-implicit]``: the PETSc SNES tolerances."""
