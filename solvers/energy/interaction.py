@@ -174,7 +174,7 @@ class Interaction:
             points,
             sources,
             weights,
-            [lambda z: self.W(np.sqrt(np.einsum("nk,nk->n", z, z)), delta)],
+            lambda z: [self.W(np.sqrt(np.einsum("nk,nk->n", z, z)), delta)],
             self.singular,
         )
         return value
@@ -198,17 +198,13 @@ class Interaction:
             assert grad is not None
             return grad
 
-        def component(k: int):
-            def kernel(z: np.ndarray) -> np.ndarray:
-                r = np.sqrt(np.einsum("nk,nk->n", z, z))
-                with np.errstate(all="ignore"):
-                    f = np.where(r > 0.0, self.force_factor(np.where(r > 0, r, 1.0), delta), 0.0)
-                return f * z[:, k]
+        def sample(z: np.ndarray) -> list[np.ndarray]:
+            r = np.sqrt(np.einsum("nk,nk->n", z, z))
+            f = self.force_factor(np.where(r > 0.0, r, 1.0), delta)
+            f[r == 0.0] = 0.0  # the odd kernel's value at the origin
+            return [f * z[:, k] for k in range(z.shape[1])]
 
-            return kernel
-
-        kernels = [component(k) for k in range(points.shape[1])]
-        return np.stack(mesh_sum(points, sources, weights, kernels, self.singular), axis=1)
+        return np.stack(mesh_sum(points, sources, weights, sample, self.singular), axis=1)
 
     def energy(
         self, x: np.ndarray, w: np.ndarray, delta: float = 0.0, method: Method = "auto"

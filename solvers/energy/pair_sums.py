@@ -26,7 +26,7 @@ on the number of ranks); only the interpolation is split, by the caller's choice
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from itertools import product
 
 import numpy as np
@@ -147,27 +147,39 @@ class _Grid:
         return np.stack([m.ravel() for m in mesh], axis=1) * self.h
 
 
-def _sampled(grid: _Grid, kernel: Callable[[np.ndarray], np.ndarray], singular: bool) -> np.ndarray:
-    """The kernel on the padded grid's offsets; near-origin cells averaged if singular."""
+#: Kernels sampled together: offset vectors z (m, d) → one array (m,) per kernel.
+Sampler = Callable[[np.ndarray], list[np.ndarray]]
+
+
+def _sampled(grid: _Grid, sample: Sampler, singular: bool) -> list[np.ndarray]:
+    """The kernels on the padded grid's offsets; the near-origin cells averaged if singular."""
     z = grid.offsets()
-    dim = z.shape[1]
-    values = np.zeros(len(z))
-    near = np.max(np.abs(z), axis=1) <= NEAR * grid.h * (1.0 + 1e-9) if singular else None
-    far = ~near if near is not None else np.ones(len(z), dtype=bool)
-    values[far] = kernel(z[far])
-    if near is not None:
+    with np.errstate(all="ignore"):
+        values = sample(z)
+    if singular:
+        # the (2 NEAR + 1)^d offsets around the origin, found by index (no pass over z)
+        near_axes = [np.r_[0 : NEAR + 1, p - NEAR : p] for p in grid.padded]
+        near = np.ravel_multi_index(
+            tuple(m.ravel() for m in np.meshgrid(*near_axes, indexing="ij")), grid.padded
+        )
         nodes, gw = np.polynomial.legendre.leggauss(GAUSS)
-        for point in product(range(GAUSS), repeat=dim):
-            shift = 0.5 * grid.h * nodes[list(point)]
-            values[near] += np.prod(0.5 * gw[list(point)]) * kernel(z[near] + shift)
-    return values.reshape(grid.padded)
+        averages = [np.zeros(len(near)) for _ in values]
+        for point in product(range(GAUSS), repeat=z.shape[1]):
+            weight = float(np.prod(0.5 * gw[list(point)]))
+            for average, value in zip(
+                averages, sample(z[near] + 0.5 * grid.h * nodes[list(point)]), strict=True
+            ):
+                average += weight * value
+        for value, average in zip(values, averages, strict=True):
+            value[near] = average
+    return [v.reshape(grid.padded) for v in values]
 
 
 def mesh_sum(
     targets: np.ndarray,
     sources: np.ndarray,
     weights: np.ndarray,
-    kernels: Sequence[Callable[[np.ndarray], np.ndarray]],
+    sample: Sampler,
     singular: bool,
     cells: int | None = None,
 ) -> list[np.ndarray]:
@@ -177,7 +189,8 @@ def mesh_sum(
         targets: Points x_i, shape (n, d).
         sources: Points y_j, shape (N, d).
         weights: w_j, shape (N,).
-        kernels: Functions of offset vectors z (m, d) → K(z) (m,), e.g. W(|z|) or ∂_k W(z).
+        sample: The kernels at offset vectors z (m, d), e.g. [W(|z|)] or [∂_k W(z)]_k,
+            sampled together so that they can share |z| and W'(|z|).
         singular: Whether to cell-average the near-origin offsets.
         cells: Cells along the longest side (default :func:`default_cells` of N).
 
@@ -188,10 +201,9 @@ def mesh_sum(
     grid = _Grid(np.concatenate([targets, sources]), cells or default_cells(len(sources), dim))
     axes = tuple(range(dim))
     mass_hat = fft.rfftn(grid.deposit(sources, weights), s=grid.padded, axes=axes)
+    inside = tuple(slice(0, g) for g in grid.shape)
     out = []
-    for kernel in kernels:
-        k_hat = fft.rfftn(_sampled(grid, kernel, singular), axes=axes)
-        field = fft.irfftn(mass_hat * k_hat, s=grid.padded, axes=axes)
-        field = field[tuple(slice(0, g) for g in grid.shape)]
-        out.append(grid.interpolate(np.ascontiguousarray(field), targets))
+    for kernel in _sampled(grid, sample, singular):
+        field = fft.irfftn(mass_hat * fft.rfftn(kernel, axes=axes), s=grid.padded, axes=axes)
+        out.append(grid.interpolate(np.ascontiguousarray(field[inside]), targets))
     return out
