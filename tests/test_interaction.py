@@ -87,6 +87,22 @@ def test_pair_sums_direct_against_mesh(rng):
         assert np.linalg.norm(phi_mesh - phi) / np.linalg.norm(phi) < 1e-3
 
 
+def test_pair_force_is_minus_the_gradient_and_odd(rng):
+    term = _term("r**2/2 - log(r)")
+    z, h, delta = rng.normal(size=(50, 2)), 1e-6, 0.1
+    force = term.pair_force(z, delta)
+    for k in range(2):
+        e = np.zeros(2)
+        e[k] = h
+        fd = (
+            term.W(np.linalg.norm(z + e, axis=1), delta)
+            - term.W(np.linalg.norm(z - e, axis=1), delta)
+        ) / (2 * h)
+        np.testing.assert_allclose(-force[:, k], fd, rtol=1e-6, atol=1e-8)
+    np.testing.assert_array_equal(term.pair_force(-z, delta), -force)
+    assert np.all(term.pair_force(np.zeros((1, 2))) == 0.0)
+
+
 def test_direct_sum_skips_the_self_pair():
     term = _term("r**2/2 - log(r)")
     x = np.array([[0.0, 0.0], [1.0, 0.0]])

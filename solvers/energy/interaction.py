@@ -109,6 +109,16 @@ class Interaction:
         s = _soft(r, delta)
         return self.strength * _radial(self._dw, s) / s
 
+    def pair_force(self, z: np.ndarray, delta: float = 0.0) -> np.ndarray:
+        """-∇W_δ(z) for offsets z = x - y (n, d): the force of y on x (0 at z = 0).
+
+        Odd in z, so the forces of a pair are equal and opposite.
+        """
+        r = np.sqrt(np.einsum("nk,nk->n", z, z))
+        with np.errstate(all="ignore"):
+            f = self.force_factor(np.where(r > 0.0, r, 1.0), delta)
+        return -np.where(r > 0.0, f, 0.0)[:, None] * z
+
     def hessian_norm(self, r: np.ndarray, delta: float = 0.0) -> np.ndarray:
         """‖∇²W_δ(z)‖₂ at |z| = r: max(|W_δ''|, |W_δ'/r|), the second only for d ≥ 2."""
         with np.errstate(all="ignore"):
@@ -123,7 +133,7 @@ class Interaction:
         big, small = self.hessian_norm(np.array(_PROBES))
         return bool(not np.isfinite(small) or small > 10.0 * max(big, 1e-300))
 
-    @property
+    @functools.cached_property
     def linear_coefficient(self) -> float | None:
         """The a if W(r) = a·r + b (the 1-D force is then a·(mass left - mass right)), else None."""
         import sympy

@@ -258,6 +258,10 @@ class Solver(ParticleSolver):
         """The discrete energy F_h."""
         return self.discrete_energy(self.x[:, 0])
 
+    def interaction_energy_value(self) -> float:
+        """E_W of the current particles, as the scheme computes it (exact, any N)."""
+        return self.pair_terms(self.x[:, 0], order=0)[0]
+
     def second_moment(self) -> float:
         """∫ x² of the piecewise-constant density: Σ w (a² + ab + b²)/3 over cells (a, b)."""
         a, b = self.x[:-1, 0], self.x[1:, 0]
