@@ -132,6 +132,19 @@ class FreeEnergy:
             return 0.0
         return self.interaction.stiffness(mass, radius, delta)
 
+    def interaction_local_stiffness(
+        self,
+        points: np.ndarray,
+        sources: np.ndarray,
+        weights: np.ndarray,
+        delta: float = 0.0,
+        method: Method = "auto",
+    ) -> np.ndarray:
+        """Gershgorin row bounds 2Σ_j w_j‖∇²W_δ(x - y_j)‖ at ``points`` (zeros without W)."""
+        if self.interaction is None:
+            return np.zeros(len(points))
+        return self.interaction.local_stiffness(points, sources, weights, delta, method)
+
     def interaction_potential(
         self,
         points: np.ndarray,

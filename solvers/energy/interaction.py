@@ -161,6 +161,38 @@ class Interaction:
         r = np.geomspace(1e-9 * radius, radius, 2000)
         return float(mass * np.max(self.hessian_norm(r, delta)))
 
+    def local_stiffness(
+        self,
+        points: np.ndarray,
+        sources: np.ndarray,
+        weights: np.ndarray,
+        delta: float = 0.0,
+        method: Method = "auto",
+    ) -> np.ndarray:
+        """2 Σ_j w_j ‖∇²W_δ(x_i - y_j)‖ at each point (pairs at distance 0 skipped).
+
+        With the sources the particles themselves, the largest value bounds the spectral
+        radius of the Jacobian of the velocities -Σ_j w_j ∇W_δ(x_i - x_j): block i of a row
+        of that Jacobian is -Σ_j w_j ∇²W_δ(x_i - x_j), block j is w_j ∇²W_δ(x_i - x_j), and
+        the row sums of norms bound the spectral radius (Gershgorin).  Unlike
+        :meth:`stiffness` it sees how much mass is near: for the mollified -log r it is
+        O(M log(1/δ)) where the global bound is M/δ².
+        """
+        if self._method(method, len(sources)) == "direct":
+            value, _ = direct_sum(
+                points, sources, weights, value=lambda r: self.hessian_norm(r, delta)
+            )
+            assert value is not None
+            return 2.0 * value
+        (value,) = mesh_sum(
+            points,
+            sources,
+            weights,
+            lambda z: [self.hessian_norm(np.sqrt(np.einsum("nk,nk->n", z, z)), delta)],
+            self.singular,
+        )
+        return 2.0 * value
+
     # -- sums over weighted points ---------------------------------------------------------
     def _method(self, method: Method, n_sources: int) -> str:
         if method != "auto":

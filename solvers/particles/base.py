@@ -135,10 +135,27 @@ class ParticleSolver(FlowSolver):
             x[lo:hi], x, self.w, self.interaction_delta, self.pair_sum
         )
 
-    def interaction_stiffness(self) -> float:
-        """Bound on the Lipschitz constant of the interaction velocity in the box."""
+    def interaction_stiffness(self, x: np.ndarray | None = None) -> float:
+        """Bound on the spectral radius of the interaction velocity's Jacobian.
+
+        Without positions, or for a kernel used unmollified: κ M sup‖∇²W_δ‖ over the box (a
+        constant of the run).  With the positions x and a mollified kernel, whose global
+        bound ~ 1/δ² is far above the truth: the smaller of that and the Gershgorin bound of
+        :meth:`~wgf.solvers.energy.interaction.Interaction.local_stiffness` at x (each rank
+        sums its block, the maximum is taken over ranks).
+        """
+        if not self.energy.has_interaction:
+            return 0.0
         radius = float(np.linalg.norm(self.upper - self.lower))
-        return self.energy.interaction_stiffness(self.mass, radius, self.interaction_delta)
+        bound = self.energy.interaction_stiffness(self.mass, radius, self.interaction_delta)
+        if x is None or self.interaction_delta == 0.0:
+            return bound  # a kernel without a singularity: the global bound is not far off
+        lo, hi = self.my_block()
+        rows = self.energy.interaction_local_stiffness(
+            x[lo:hi], x, self.w, self.interaction_delta, self.pair_sum
+        )
+        local = self.comm.allreduce(float(np.max(rows, initial=0.0)), op=MPI.MAX)
+        return min(bound, local)
 
     def interaction_energy_value(self) -> float:
         """½ Σ_{i≠j} w_i w_j W_δ(|x_i - x_j|), this rank's rows summed over ranks."""

@@ -35,7 +35,10 @@ Choices (all in the solver's ``[solver.blob]`` table):
   and the velocity -Σ_j w_j ∇W_δ(x_k - x_j), W_δ the kernel mollified at δ = √ε when it is
   singular (:mod:`wgf.solvers.energy.interaction`: W_δ(r) = W(√(r² + δ²))), so the blob and
   its interaction resolve the same length.  The sums are direct up to 2·10⁴ particles and
-  by the particle mesh above; λ gains the interaction's stiffness bound κ M sup‖∇²W_δ‖.
+  by the particle mesh above; λ gains a bound on the interaction's stiffness, the smaller of
+  κ M sup‖∇²W_δ‖ and the Gershgorin bound max_i 2Σ_j w_j‖∇²W_δ(x_i - x_j)‖ at the substep's
+  positions (the latter sees the mass actually near: on swarm_2d at N = 1440 it took 81
+  substeps instead of 320, see benchmarks/README.md).
 * The discrete energy F_ε is what ``energy`` reports; the test suite checks it never
   increases.  The density on the sample grid is ρ_ε itself (a Gaussian kernel density
   estimate of bandwidth √ε).
@@ -110,7 +113,6 @@ class Solver(ParticleSolver):
                 f"{CUTOFF:g}√ε) would hold {neighbours:.2g} < 2 neighbours per particle"
             )
         self.interaction_delta = self.energy.interaction_mollifier(np.sqrt(self.eps))
-        self._pair_stiffness = self.interaction_stiffness()
         self.last_dt = float("nan")
         self._list: NeighbourList | None = None
         self.list_builds = 0
@@ -173,7 +175,7 @@ class Solver(ParticleSolver):
 
     def stability_bound(self, x: np.ndarray, rho: np.ndarray) -> float:
         """Heun's stability bound 2/λ for the current positions and densities at them."""
-        stiffness = self.energy.potential_hessian_norm(x) + self._pair_stiffness
+        stiffness = self.energy.potential_hessian_norm(x) + self.interaction_stiffness(x)
         lam = STIFFNESS * float(np.max(self.energy.dpressure(rho))) / self.eps + stiffness
         return 2.0 / lam if lam > 0 else np.inf
 

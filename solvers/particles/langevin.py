@@ -25,7 +25,8 @@ compared with: its errors are Monte-Carlo errors, O(N^{-1/2}).
   dX_i = -∇V(X_i) dt - Σ_j w_j ∇W_δ(X_i - X_j) dt + √(2D) dW_i, W_δ the kernel mollified at
   δ = Silverman's bandwidth of the initial sample when it is singular (the length at which
   the solver resolves a density; fixed for the run, so the system is one fixed SDE); the
-  stability bound of the drift adds the interaction's stiffness κ M sup‖∇²W_δ‖.  The energy
+  stability bound of the drift adds the interaction's stiffness (the smaller of κ M
+  sup‖∇²W_δ‖ and the Gershgorin bound at the step's positions, as for blob).  The energy
   gains ½ Σ_{i≠j} w_i w_j W_δ(X_i - X_j).
 * Energy: D ∫U(ρ_b) over the sample grid (midpoint rule) + Σ w_i V(x_i) — an estimate
   of F (a kernel estimate's entropy at the particles would need ~N neighbours per
@@ -81,7 +82,6 @@ class Solver(ParticleSolver):
         )
         self.noise = np.sqrt(2.0 * self.energy.diffusivity) if self.energy.linear_diffusion else 0.0
         self.interaction_delta = self.energy.interaction_mollifier(self.bandwidth())
-        self._pair_stiffness = self.interaction_stiffness()
         self.counter = 0
 
     def noise_for(self, counter: int) -> np.ndarray:
@@ -91,7 +91,7 @@ class Solver(ParticleSolver):
 
     def step(self, tau: float) -> int:
         """Euler–Maruyama substeps over τ; return their number."""
-        stiffness = self.energy.potential_hessian_norm(self.x) + self._pair_stiffness
+        stiffness = self.energy.potential_hessian_norm(self.x) + self.interaction_stiffness(self.x)
         bound = 2.0 / stiffness if stiffness > 0 else np.inf
         dt = self.even_substep(
             tau, 0.5 * bound, bound, "Euler–Maruyama stability bound 2/(‖∇²V‖ + κM‖∇²W‖)"
