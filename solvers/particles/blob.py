@@ -37,8 +37,8 @@ Choices (all in the solver's ``[solver.blob]`` table):
   its interaction resolve the same length.  The sums are direct up to 2·10⁴ particles and
   by the particle mesh above; λ gains a bound on the interaction's stiffness, the smaller of
   κ M sup‖∇²W_δ‖ and the Gershgorin bound max_i 2Σ_j w_j‖∇²W_δ(x_i - x_j)‖ at the substep's
-  positions (the latter sees the mass actually near: on swarm_2d at N = 1440 it took 81
-  substeps instead of 320, see benchmarks/README.md).
+  positions (the latter sees the mass actually near, so a mollified singular kernel does
+  not force substeps ~δ²; figures in benchmarks/README.md).
 * The discrete energy F_ε is what ``energy`` reports; the test suite checks it never
   increases.  The density on the sample grid is ρ_ε itself (a Gaussian kernel density
   estimate of bandwidth √ε).
