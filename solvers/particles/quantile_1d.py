@@ -184,7 +184,7 @@ class Solver(ParticleSolver):
         T + L is solved by conjugate gradients preconditioned with the tridiagonal T (one
         banded solve and one product with L per iteration).  Why not a dense LU: both are
         SPD, T⁻¹(T + L) has a condition number 1 + O(τ κ M) so CG takes a few iterations,
-        and a threaded LAPACK solve cost 25× its single-thread time on a shared machine.
+        and a threaded dense LAPACK solve was slow on the shared machine (benchmarks/README.md).
         """
         if self._pair_hessian is None:
             return -solve_banded((1, 1), bands, grad)
