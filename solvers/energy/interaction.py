@@ -15,13 +15,14 @@ Particles then use the mollified kernel
 
     W_δ(r) = W(√(r² + δ²)),
 
-which is smooth, equals W up to O(δ²/r²) relative for r ≫ δ, and has ∇W_δ(z) = W'(s) z/s,
+which is smooth, differs from W by W'(r)δ²/(2r) + O(δ⁴) for r ≫ δ, has ∇W_δ(z) = W'(s) z/s,
 s = √(|z|² + δ²): the rule is the Plummer softening of gravitational N-body codes, applied to
 any radial W.  δ is the solver's resolution length (:meth:`Interaction.mollifier`): the
 blob's √ε, Silverman's bandwidth for langevin; a non-singular kernel is used as it is (δ = 0).
 
-For the particle integrators the term also gives a bound on the stiffness of its velocity
-field, κ·M·sup_r ‖∇²W_δ‖ (the eigenvalues of ∇²W(z) are W''(r) along z and W'(r)/r across).
+For the particle integrators the term also gives bounds on the stiffness of its velocity
+field: κ·M·sup_r ‖∇²W_δ‖ (the eigenvalues of ∇²W(z) are W''(r) along z and W'(r)/r across),
+and the Gershgorin row sums 2Σ_j w_j‖∇²W_δ(x_i - x_j)‖ at given positions.
 """
 
 from __future__ import annotations
