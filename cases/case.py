@@ -670,7 +670,8 @@ def _validate_aggregation(cfg: dict) -> None:
             "(energy.potential.A/center) or none, not an expression"
         )
     kernel = None if inter is None or inter["kernel"] is None else inter["kernel"]
-    a = None if kernel is None else quadratic_coefficient(_kernel(kernel, "k"))
+    key = "energy.interaction.kernel"
+    a = None if kernel is None else quadratic_coefficient(_kernel(kernel, key))
     if a is None:
         raise UserError(
             "case key 'exact.kind': \"aggregation_quadratic\" needs [energy.interaction] with "
@@ -686,7 +687,8 @@ def _validate_swarm(cfg: dict, dim: int) -> None:
     swarm = False
     if kernel is not None:
         r = sympy.Symbol("r", real=True)
-        ratio = sympy.simplify(_kernel(kernel, "k").expr / (r**2 / 2 - sympy.log(r)))
+        expr = _kernel(kernel, "energy.interaction.kernel").expr
+        ratio = sympy.simplify(expr / (r**2 / 2 - sympy.log(r)))
         swarm = ratio.is_number and bool(ratio > 0)
     if not swarm or dim != 2:
         raise UserError(

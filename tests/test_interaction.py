@@ -1,5 +1,7 @@
 """The interaction energy ½∬W ρρ: the term, its pair sums, the particle solvers, bad input."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -267,3 +269,24 @@ def test_newtonian_in_3d_is_refused(tmp_path):
     proc = wgf("run", str(path), "--solver", "blob", "--out", str(out))
     assert_user_error(proc, '"newtonian" is supported in 1-D and 2-D')
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("case", "sets", "message"),
+    [
+        ("aggregation_quadratic_2d", ["exact.kind=gaussian"], "a solution without interaction"),
+        (
+            "aggregation_quadratic_2d",
+            ["energy.interaction.kernel=r**2/2 + r"],
+            "kernel = a·r²/2 + b",
+        ),
+        ("swarm_2d", ["energy.interaction.kernel=r**2/2 - 2*log(r)"], "a positive multiple"),
+        ("swarm_2d", ["energy.internal=entropy"], 'energy.internal = "none"'),
+        ("aggregation_quadratic_2d", ["energy.interaction.kind=newtonian"], "not both"),
+    ],
+)
+def test_exact_kinds_with_interaction_are_checked(case, sets, message):
+    from wgf.cases.errors import UserError
+
+    with pytest.raises(UserError, match=re.escape(message)):
+        load_case(case, sets, solver_tables())
