@@ -31,6 +31,12 @@ Density = Callable[[np.ndarray], np.ndarray]
 #: The names of the coordinates in formulas, by dimension.
 COORDINATES = ("x", "y", "z")
 
+#: ``energy.interaction.kind = "newtonian"``: W = -N_d, N_d the free-space fundamental
+#: solution of -Δ (-ΔN_d = δ), as a formula in r = |x - y|, by dimension.  With this sign
+#: W increases with r, so ½∬W ρρ is attractive and W∗ρ = -c, -Δc = ρ: strength χ gives
+#: Keller–Segel, ∂_t ρ = DΔρ - χ div(ρ∇c).  3-D is left out (give the formula instead).
+NEWTONIAN = {1: "r/2", 2: "log(r)/(2*pi)"}
+
 
 def shipped_cases() -> list[Path]:
     """Return the case files shipped with wgf, sorted by name."""
@@ -160,6 +166,20 @@ class Case:
             values = potential(np.atleast_2d(points))
         require_finite(values, points, _potential_key(self.config), where, comm)
 
+    def interaction_kernel(self) -> SymbolicFunction | None:
+        """The radial kernel W(r) of ``[energy.interaction]`` without its strength, or None."""
+        inter = self.config["energy"]["interaction"]
+        if inter is None:
+            return None
+        if inter["kind"] == "newtonian":
+            return _kernel(NEWTONIAN[self.dim], "energy.interaction.kind")
+        return _kernel(inter["kernel"], "energy.interaction.kernel")
+
+    def interaction_strength(self) -> float:
+        """The factor on W (0 without an interaction)."""
+        inter = self.config["energy"]["interaction"]
+        return 0.0 if inter is None else float(inter["strength"])
+
     def density(self, table: str = "initial") -> Density:
         """Return the density of ``[initial]`` (or ``[target]``) as a function of x (n, d).
 
@@ -225,6 +245,12 @@ class Case:
                 return cf.mixture_density(x, *self.mixture(t), mass)
 
             return mixture
+        if kind == "aggregation_quadratic":
+            moments = self.gaussian_moments
+            return lambda t, x: cf.gaussian_density(x, *moments(t), mass)
+        if kind == "swarm_disk":
+            center = np.array(ini["mean"])
+            return lambda t, x: cf.uniform_disk(x, center, 1.0, mass)
         return None
 
     def mixture(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -242,8 +268,8 @@ class Case:
 
     @property
     def exact_is_steady(self) -> bool:
-        """Whether the exact solution does not depend on time (``exact.kind = "stationary"``)."""
-        return self.config["exact"]["kind"] == "stationary"
+        """Whether the exact solution does not depend on time (a steady state)."""
+        return self.config["exact"]["kind"] in ("stationary", "swarm_disk")
 
     @functools.cached_property
     def _stationary(self) -> Density:
@@ -268,17 +294,27 @@ class Case:
         return steady
 
     def gaussian_moments(self, t: float) -> tuple[np.ndarray, np.ndarray]:
-        """Exact mean and covariance at t of an ``exact.kind = "gaussian"`` case."""
-        ini = self.config["initial"]
+        """Exact mean and covariance at t of a ``gaussian`` or ``aggregation_quadratic`` case.
+
+        With W = κ(a r²/2 + b), W∗ρ = κaM(|x - m|² + const)/2 about the centre of mass m,
+        so each particle feels the extra linear drift -κaM(x - m).  The mean moves only
+        with V (the interaction's pair forces cancel), and the covariance follows the OU
+        law with the drift matrix A + κaM·I (commutes with A): two :func:`ou_moments`.
+        """
+        ini, D = self.config["initial"], self.config["energy"]["diffusivity"]
         A, c = self.potential() or (np.zeros((self.dim, self.dim)), np.zeros(self.dim))
-        return cf.ou_moments(
-            t,
-            np.array(ini["mean"]),
-            _matrix(ini["cov"], self.dim),
-            A,
-            c,
-            self.config["energy"]["diffusivity"],
-        )
+        mean0, cov0 = np.array(ini["mean"]), _matrix(ini["cov"], self.dim)
+        mean, cov = cf.ou_moments(t, mean0, cov0, A, c, D)
+        pull = self.interaction_strength() * ini["mass"] * self._quadratic_kernel_coefficient()
+        if pull != 0.0:
+            _, cov = cf.ou_moments(t, mean0, cov0, A + pull * np.eye(self.dim), c, D)
+        return mean, cov
+
+    def _quadratic_kernel_coefficient(self) -> float:
+        """The a of a kernel W(r) = a r²/2 + b; 0 without an interaction (validated)."""
+        kernel = self.interaction_kernel()
+        a = None if kernel is None else quadratic_coefficient(kernel)
+        return 0.0 if a is None else a
 
     # -- sampling --------------------------------------------------------------------------
     def sample_cells(self) -> list[int]:
@@ -306,6 +342,37 @@ def _formula(text: str, dim: int, key: str) -> SymbolicFunction:
     from wgf.cases.expressions import SymbolicFunction
 
     return SymbolicFunction.parse(text, COORDINATES[:dim], key)
+
+
+@functools.lru_cache(maxsize=64)
+def _kernel(text: str, key: str) -> SymbolicFunction:
+    """The radial kernel W(r) from its formula; one that uses x, y or z is refused."""
+    from wgf.cases.expressions import SymbolicFunction
+
+    if text.strip() == "newtonian":
+        raise UserError(f"case key '{key}': for the Newtonian kernel write kind = \"newtonian\"")
+    parsed = SymbolicFunction.parse(text, ("r", *COORDINATES), key)
+    if used := sorted(parsed.free_variables() - {"r"}):
+        raise UserError(
+            f"case key '{key}': the kernel must be radial, a formula in r = |x - y| only, "
+            f"but it uses {', '.join(used)}"
+        )
+    return SymbolicFunction(parsed.text, ("r",), parsed.expr)
+
+
+def quadratic_coefficient(kernel: SymbolicFunction) -> float | None:
+    """The a if the kernel is W(r) = a r²/2 + b (constants a, b), else None."""
+    import sympy
+
+    (r,) = kernel.symbols
+    try:
+        poly = sympy.Poly(sympy.expand(kernel.expr), r)
+    except sympy.PolynomialError:
+        return None
+    coeffs = [*poly.all_coeffs()[::-1], 0, 0, 0]
+    if poly.degree() > 2 or coeffs[1] != 0 or not coeffs[2].is_number:
+        return None
+    return 2.0 * float(coeffs[2])
 
 
 def require_finite(
@@ -521,6 +588,8 @@ def validate(cfg: dict) -> int:
         raise UserError(f"case key 'energy.diffusivity' must be > 0, got {energy['diffusivity']}")
     if energy["potential"] is not None:
         _validate_potential(energy["potential"], dim)
+    if energy["interaction"] is not None:
+        _validate_interaction(energy["interaction"], dim)
     shape = dom["shape"]
     needed = {
         "box": ("lower", "upper", "cells"),
@@ -565,8 +634,19 @@ def _validate_exact(cfg: dict, dim: int) -> None:
     kind = cfg["exact"]["kind"]
     energy, ini = cfg["energy"], cfg["initial"]
     pot = energy["potential"]
+    if kind == "swarm_disk":
+        _validate_swarm(cfg, dim)
+        return
+    if kind not in ("none", "aggregation_quadratic") and energy["interaction"] is not None:
+        raise UserError(
+            f"case key 'exact.kind': \"{kind}\" is a solution without interaction; with "
+            '[energy.interaction] use "aggregation_quadratic" or "none"'
+        )
     if kind == "stationary":
         _validate_stationary(cfg)
+        return
+    if kind == "aggregation_quadratic":
+        _validate_aggregation(cfg)
         return
     quadratic_only = ("gaussian", "nonlinear_fp", "gaussian_mixture")
     if kind in quadratic_only and pot is not None and pot["expression"] is not None:
@@ -622,6 +702,77 @@ def _validate_potential(pot: dict, dim: int) -> None:
         )
     else:
         _check_matrix("energy.potential.A", pot["A"], dim, definite=False)
+
+
+def _validate_interaction(inter: dict, dim: int) -> None:
+    """Either a kernel formula in r or ``kind = "newtonian"`` (in 1-D or 2-D)."""
+    if inter["kernel"] is not None and inter["kind"] is not None:
+        raise UserError(
+            "case key 'energy.interaction.kernel': give the interaction either as kernel "
+            '(a formula in r) or as kind = "newtonian", not both'
+        )
+    if inter["kernel"] is None and inter["kind"] is None:
+        raise UserError(
+            "case key 'energy.interaction.kernel' is required (or give "
+            'energy.interaction.kind = "newtonian")'
+        )
+    if inter["kind"] == "newtonian" and dim not in NEWTONIAN:
+        raise UserError(
+            f"case key 'energy.interaction.kind': \"newtonian\" is supported in 1-D and 2-D "
+            f'(the case is {dim}-D); in 3-D give the formula, kernel = "-1/(4*pi*r)"'
+        )
+    if inter["kernel"] is not None:
+        _kernel(inter["kernel"], "energy.interaction.kernel")
+
+
+def _validate_aggregation(cfg: dict) -> None:
+    energy, ini = cfg["energy"], cfg["initial"]
+    pot, inter = energy["potential"], energy["interaction"]
+    if energy["internal"] != "entropy" or ini["kind"] != "gaussian":
+        raise UserError(
+            "case key 'exact.kind': \"aggregation_quadratic\" needs energy.internal = "
+            '"entropy" and initial.kind = "gaussian"'
+        )
+    if pot is not None and pot["expression"] is not None:
+        raise UserError(
+            "case key 'exact.kind': \"aggregation_quadratic\" needs a quadratic potential "
+            "(energy.potential.A/center) or none, not an expression"
+        )
+    kernel = None if inter is None or inter["kernel"] is None else inter["kernel"]
+    key = "energy.interaction.kernel"
+    a = None if kernel is None else quadratic_coefficient(_kernel(kernel, key))
+    if a is None:
+        raise UserError(
+            "case key 'exact.kind': \"aggregation_quadratic\" needs [energy.interaction] with "
+            'kernel = a·r²/2 + b, e.g. kernel = "r**2/2"'
+        )
+
+
+def _validate_swarm(cfg: dict, dim: int) -> None:
+    import sympy
+
+    energy, inter = cfg["energy"], cfg["energy"]["interaction"]
+    kernel = None if inter is None or inter["kernel"] is None else inter["kernel"]
+    swarm = False
+    if kernel is not None:
+        r = sympy.Symbol("r", real=True)
+        expr = _kernel(kernel, "energy.interaction.kernel").expr
+        ratio = sympy.simplify(expr / (r**2 / 2 - sympy.log(r)))
+        swarm = ratio.is_number and bool(ratio > 0)
+    if not swarm or dim != 2:
+        raise UserError(
+            "case key 'exact.kind': \"swarm_disk\" needs a 2-D case with [energy.interaction] "
+            'kernel = "r**2/2 - log(r)" (a positive multiple)'
+        )
+    if (
+        energy["internal"] != "none"
+        or energy["potential"] is not None
+        or cfg["initial"]["kind"] != "gaussian"
+    ):
+        raise UserError(
+            'case key \'exact.kind\': "swarm_disk" needs energy.internal = "none", no '
+            '[energy.potential] and initial.kind = "gaussian" (its mean is the centre of mass)'
+        )
 
 
 def _validate_stationary(cfg: dict) -> None:

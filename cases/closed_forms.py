@@ -37,6 +37,16 @@ def gaussian_density(x: Array, mean: Array, cov: Array, mass: float = 1.0) -> Ar
     return mass * np.exp(-0.5 * quad) / norm
 
 
+def uniform_disk(x: Array, center: Array, radius: float, mass: float = 1.0) -> Array:
+    """The uniform density of ``mass`` on the disk |x - center| ≤ radius (2-D).
+
+    The steady state of the swarming flow with W = κ(r²/2 - log r): ΔW = κ(2 - 2πδ), so
+    ∇(W∗ρ) = 0 on the support needs 2M = 2πρ, ρ = M/π, and M = ρπR² gives R = 1.
+    """
+    inside = np.sum((np.atleast_2d(x) - center) ** 2, axis=1) <= radius**2
+    return np.where(inside, mass / (np.pi * radius**2), 0.0)
+
+
 def ou_moments(
     t: float, mean0: Array, cov0: Array, A: Array, center: Array, diffusivity: float
 ) -> tuple[Array, Array]:

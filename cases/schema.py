@@ -103,6 +103,26 @@ SCHEMA: dict[str, Key | Table] = {
                 optional=True,
                 help="omit for V = 0; give either A (and center) or expression",
             ),
+            "interaction": Table(
+                {
+                    "kernel": Key(
+                        "str",
+                        help="radial W(r), r = |x - y|, as a formula in r (SymPy syntax, e.g. "
+                        '"r**2/2 - log(r)"); may be singular at r = 0 (log r, r**-a); same '
+                        "functions as energy.potential.expression",
+                    ),
+                    "kind": Key(
+                        "str",
+                        choices=("newtonian",),
+                        help='instead of kernel: "newtonian", W = -N_d with -ΔN_d = δ in free '
+                        "space: |x|/2 in 1-D, log(r)/(2π) in 2-D (attractive; Keller–Segel "
+                        "with chemotactic sensitivity `strength`)",
+                    ),
+                    "strength": Key("float", 1.0, help="factor on W (χ for Keller–Segel)"),
+                },
+                optional=True,
+                help="omit for no interaction; adds ½∬ W(x-y) ρ(x) ρ(y) dx dy; give kernel or kind",
+            ),
         }
     ),
     "domain": Table(
@@ -170,13 +190,19 @@ SCHEMA: dict[str, Key | Table] = {
                     "barenblatt",
                     "nonlinear_fp",
                     "stationary",
-                    "none",
+                    "aggregation_quadratic",
+                    "swarm_disk",
                     "gaussian_mixture",
+                    "none",
                 ),
                 help="closed form to compare with; stationary: the steady state e^{-V/D}/Z "
                 "(entropy) or ((C-V)(m-1)/(Dm))_+^{1/(m-1)} (power), normalised on the box; "
                 "gaussian_mixture: each component of a gaussian_mixture initial density "
-                "follows the linear Fokker–Planck flow of a quadratic V",
+                "follows the linear Fokker–Planck flow of a quadratic V; "
+                "aggregation_quadratic: W = a r²/2 (+ const) with linear diffusion and Gaussian "
+                "data, the Ornstein–Uhlenbeck flow about the conserved centre of mass; "
+                "swarm_disk: the steady state M/π on the unit disk about the centre of mass of "
+                "W = κ(r²/2 - log r) without diffusion (2-D, Gaussian data)",
             ),
         }
     ),

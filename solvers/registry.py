@@ -59,6 +59,9 @@ def parameter_keys(params: type) -> dict[str, Key]:
 
 
 # -- the parameters of each solver ---------------------------------------------------------
+_PAIR_SUM_HELP = "interaction sums: direct up to 2·10⁴ particles, particle-mesh FFT above (auto)"
+
+
 @dataclass(frozen=True)
 class FemImplicitParams:
     """``[solver.fem-implicit]``: the PETSc SNES tolerances."""
@@ -96,6 +99,7 @@ class BlobParams:
     epsilon: float | None = param(None, "mollifier variance ε (default 2 h^1.9 L^0.1)")
     cfl: float = param(0.5, "substep = cfl x Heun stability bound")
     dt: float | None = param(None, "forced substep (clamped to the stable one)")
+    pair_sum: Literal["auto", "direct", "mesh"] = param("auto", _PAIR_SUM_HELP)
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,7 @@ class LangevinParams:
     particles: int | None = param(None, "number of samples (10000)")
     seed: int = param(1, "seed of the initial samples and the noise")
     dt: float | None = param(None, "forced substep (default τ; clamped to 1/‖A‖)")
+    pair_sum: Literal["auto", "direct", "mesh"] = param("auto", _PAIR_SUM_HELP)
 
 
 @dataclass(frozen=True)
@@ -196,6 +201,10 @@ class SolverInfo:
 #: Particle solvers move particles in a box whose faces are reflecting walls; they build
 #: no mesh, so the cell type does not matter to them.
 _PARTICLES_BOX = {"shapes": "the box faces are the particles' reflecting walls"}
+#: Why the FE solvers refuse ``[energy.interaction]`` for now.
+_FE_NO_INTERACTION = {
+    "interaction": "W∗ρ on the mesh is not implemented yet; run blob, langevin or quantile-1d"
+}
 
 SOLVERS: dict[str, SolverInfo] = {
     info.name: info
@@ -204,7 +213,7 @@ SOLVERS: dict[str, SolverInfo] = {
             "fem-implicit",
             "wgf.solvers.fem.implicit_euler",
             "implicit Euler + Newton (PETSc SNES) on the PDE, mass-lumped P1",
-            Capabilities(),
+            Capabilities(reasons=_FE_NO_INTERACTION),
             FemImplicitParams,
         ),
         SolverInfo(
@@ -218,6 +227,7 @@ SOLVERS: dict[str, SolverInfo] = {
                 reasons={
                     "internal": "ρ is recovered from its first variation U'(ρ)",
                     "cell_types": "its transmissibilities are those of P1 on simplices",
+                    **_FE_NO_INTERACTION,
                 },
             ),
             FemJKOParams,
@@ -226,7 +236,7 @@ SOLVERS: dict[str, SolverInfo] = {
             "blob",
             "wgf.solvers.particles.blob",
             "deterministic blob method (mollified energy, neighbour lists, Heun substeps)",
-            Capabilities(shapes=("box",), reasons=_PARTICLES_BOX),
+            Capabilities(shapes=("box",), interaction=True, reasons=_PARTICLES_BOX),
             BlobParams,
             # Its cost is N × (neighbours within 5√ε ≈ 9 lattice spacings) per substep:
             # ~3000 neighbours per particle in 3-D, against ~18 in 1-D.
@@ -240,7 +250,7 @@ SOLVERS: dict[str, SolverInfo] = {
             "quantile-1d",
             "wgf.solvers.particles.quantile_1d",
             "exact 1-D Lagrangian JKO in quantile coordinates (Newton, tridiagonal)",
-            Capabilities(dims=(1,), shapes=("box",), reasons=_PARTICLES_BOX),
+            Capabilities(dims=(1,), shapes=("box",), interaction=True, reasons=_PARTICLES_BOX),
             Quantile1DParams,
         ),
         SolverInfo(
@@ -250,6 +260,7 @@ SOLVERS: dict[str, SolverInfo] = {
             Capabilities(
                 internal=("entropy", "none"),
                 shapes=("box",),
+                interaction=True,
                 reasons={
                     **_PARTICLES_BOX,
                     "internal": "Langevin noise is linear diffusion only; for the power law "

@@ -1,15 +1,18 @@
 """The free energy shared by every solver, as a sum of terms (DESIGN §1).
 
-    F(ρ) = ∫ D·U(ρ) dx + ∫ V ρ dx
+    F(ρ) = ∫ D·U(ρ) dx + ∫ V ρ dx + ½∬ W(x - y) ρ(x) ρ(y) dx dy
 
 * :mod:`.internal`: internal energies U (entropy, power law, none);
 * :mod:`.potential`: potentials V (quadratic, any SymPy expression);
+* :mod:`.interaction`: the radial pair kernel W (any formula in r, the Newtonian kernel),
+  with :mod:`.pair_sums` for W∗μ (direct, or particle-mesh FFT);
 * :mod:`.free_energy`: :class:`FreeEnergy`, the sum that the solvers ask;
 * :mod:`.backend`: the array namespaces (NumPy, UFL) the formulas are written against.
 """
 
 from wgf.solvers.energy.backend import NUMPY, ArrayNamespace, ufl_namespace
 from wgf.solvers.energy.free_energy import FreeEnergy
+from wgf.solvers.energy.interaction import Interaction
 from wgf.solvers.energy.internal import (
     INTERNAL_ENERGIES,
     Entropy,
@@ -34,6 +37,7 @@ __all__ = [
     "Entropy",
     "ExpressionPotential",
     "FreeEnergy",
+    "Interaction",
     "InternalEnergy",
     "NoInternal",
     "Potential",

@@ -1,10 +1,11 @@
-"""The free energy F(ρ) = ∫ D·U(ρ) dx + ∫ V ρ dx as a sum of terms.
+"""The free energy F(ρ) = ∫ D·U(ρ) dx + ∫ V ρ dx + ½∬ W(x-y) ρ(x)ρ(y) as a sum of terms.
 
 :class:`FreeEnergy` holds the terms and answers, for any of them, the questions that the
 solvers ask: the energy density, the first variation δF/δρ, the pressure, the potential's
-value, gradient, Hessian and UFL face, the pointwise inversion and prox.  Solvers never
-look at which terms it holds.  The interaction ½∬W(x-y)ρ(x)ρ(y) (next issue) enters as a
-third term with a nonlocal first variation W∗ρ.
+value, gradient, Hessian and UFL face, the pointwise inversion and prox, and the
+interaction's nonlocal first variation W∗μ, its gradient and energy for weighted points μ.
+Solvers never look at which terms it holds: without a potential or an interaction the
+answers are zeros.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from wgf.cases import Case
 from wgf.solvers.energy.backend import NUMPY, ArrayNamespace
+from wgf.solvers.energy.interaction import Interaction, Method
 from wgf.solvers.energy.internal import INTERNAL_ENERGIES, InternalEnergy, PowerLaw
 from wgf.solvers.energy.potential import POTENTIALS, Potential
 
@@ -28,11 +30,13 @@ class FreeEnergy:
         internal: The internal energy U.
         diffusivity: D.
         potential: The potential V, or None for V = 0.
+        interaction: The pair kernel W, or None for W = 0.
     """
 
     internal: InternalEnergy
     diffusivity: float
     potential: Potential | None = None
+    interaction: Interaction | None = None
 
     @classmethod
     def from_case(cls, case: Case) -> FreeEnergy:
@@ -42,7 +46,7 @@ class FreeEnergy:
         internal = kind(e["m"]) if kind is PowerLaw else kind()
         selected = (kind.from_case(case) for kind in POTENTIALS)
         potential = next((p for p in selected if p is not None), None)
-        return cls(internal, e["diffusivity"], potential)
+        return cls(internal, e["diffusivity"], potential, Interaction.from_case(case))
 
     # -- local quantities, on NumPy arrays or UFL expressions -----------------------------
     def density(self, rho: Any, V: Any, xp: ArrayNamespace = NUMPY) -> Any:
@@ -111,3 +115,66 @@ class FreeEnergy:
     def potential_ufl(self, x: Any) -> Any:
         """V as a UFL expression of the spatial coordinate ``x`` (0.0 for V = 0)."""
         return 0.0 if self.potential is None else self.potential.ufl_value(x)
+
+    # -- the interaction -------------------------------------------------------------------
+    @property
+    def has_interaction(self) -> bool:
+        """Whether F has a pair term (its diagnostics report ``interaction_energy``)."""
+        return self.interaction is not None
+
+    def interaction_mollifier(self, length: float) -> float:
+        """δ of the mollified kernel for a solver resolving ``length`` (0: not mollified)."""
+        return 0.0 if self.interaction is None else self.interaction.mollifier(length)
+
+    def interaction_stiffness(self, mass: float, radius: float, delta: float = 0.0) -> float:
+        """Bound on the Lipschitz constant of the interaction velocity (0 without one)."""
+        if self.interaction is None:
+            return 0.0
+        return self.interaction.stiffness(mass, radius, delta)
+
+    def interaction_local_stiffness(
+        self,
+        points: np.ndarray,
+        sources: np.ndarray,
+        weights: np.ndarray,
+        delta: float = 0.0,
+        method: Method = "auto",
+    ) -> np.ndarray:
+        """Gershgorin row bounds 2Σ_j w_j‖∇²W_δ(x - y_j)‖ at ``points`` (zeros without W)."""
+        if self.interaction is None:
+            return np.zeros(len(points))
+        return self.interaction.local_stiffness(points, sources, weights, delta, method)
+
+    def interaction_potential(
+        self,
+        points: np.ndarray,
+        sources: np.ndarray,
+        weights: np.ndarray,
+        delta: float = 0.0,
+        method: Method = "auto",
+    ) -> np.ndarray:
+        """W_δ∗μ at ``points`` for μ = Σ_j w_j δ_{y_j} (zeros without an interaction)."""
+        if self.interaction is None:
+            return np.zeros(len(points))
+        return self.interaction.potential_at(points, sources, weights, delta, method)
+
+    def interaction_gradient(
+        self,
+        points: np.ndarray,
+        sources: np.ndarray,
+        weights: np.ndarray,
+        delta: float = 0.0,
+        method: Method = "auto",
+    ) -> np.ndarray:
+        """∇(W_δ∗μ) at ``points``, shape (n, d) (zeros without an interaction)."""
+        if self.interaction is None:
+            return np.zeros_like(points, dtype=float)
+        return self.interaction.gradient_at(points, sources, weights, delta, method)
+
+    def interaction_energy(
+        self, x: np.ndarray, w: np.ndarray, delta: float = 0.0, method: Method = "auto"
+    ) -> float:
+        """½ Σ_{i≠j} w_i w_j W_δ(|x_i - x_j|) (0 without an interaction)."""
+        if self.interaction is None:
+            return 0.0
+        return self.interaction.energy(x, w, delta, method)

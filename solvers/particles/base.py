@@ -10,7 +10,10 @@ identical on every rank:
 * ``energy``: each solver's discrete energy (:meth:`ParticleSolver.energy_value`);
 * ``l1_error``/``l2_error``: relative errors ‖ρ_h - ρ‖/‖ρ‖ on the case's sample grid
   (midpoint rule), ρ_h the solver's density estimate (:meth:`ParticleSolver.density_at`);
-* ``escaped``: how many times a particle left the box so far (see :meth:`reflect`).
+* ``escaped``: how many times a particle left the box so far (see :meth:`reflect`);
+* ``interaction_energy`` (cases with ``[energy.interaction]``): ½ Σ_{i≠j} w_i w_j W_δ(x_i - x_j),
+  W_δ the kernel mollified at the solver's :attr:`ParticleSolver.interaction_delta`; it is
+  part of ``energy`` too.
 
 Walls: the case box is a no-flux boundary.  A particle that ends a step outside it is
 mirrored back across the face it crossed (x → 2·upper - x), which is the particle
@@ -77,6 +80,11 @@ class ParticleSolver(FlowSolver):
         self._cache: tuple[int, np.ndarray] | None = None
         self._version = 0
         self._series: PolyvertexSeries | None = None
+        #: δ of the mollified pair kernel W_δ (0: W itself); subclasses set it by their rule.
+        self.interaction_delta = 0.0
+        self._pair_energy: tuple[int, float] | None = None
+        #: How the pair sums are computed (``[solver.<name>] pair_sum``).
+        self.pair_sum = params.get("pair_sum", "auto")
 
     def set_initial_particles(self, x: np.ndarray, w: np.ndarray) -> None:
         """Start from positions x (N, d) with weights w, where V must be finite."""
@@ -115,6 +123,52 @@ class ParticleSolver(FlowSolver):
     def density_at(self, points: np.ndarray) -> np.ndarray:
         """The solver's density estimate at ``points`` (called collectively, any block)."""
         raise NotImplementedError
+
+    # -- the interaction ---------------------------------------------------------------
+    def interaction_velocity(self, x: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        """-∇(W_δ∗μ) at the particles ``[lo, hi)`` of positions x, μ = Σ_j w_j δ_{x_j}.
+
+        Zeros without an interaction.  Each rank passes its own block of targets; every
+        source enters every sum, so the result does not depend on the blocks.
+        """
+        return -self.energy.interaction_gradient(
+            x[lo:hi], x, self.w, self.interaction_delta, self.pair_sum
+        )
+
+    def interaction_stiffness(self, x: np.ndarray | None = None) -> float:
+        """Bound on the spectral radius of the interaction velocity's Jacobian.
+
+        Without positions, or for a kernel used unmollified: κ M sup‖∇²W_δ‖ over the box (a
+        constant of the run).  With the positions x and a mollified kernel, whose global
+        bound ~ 1/δ² is far above the truth: the smaller of that and the Gershgorin bound of
+        :meth:`~wgf.solvers.energy.interaction.Interaction.local_stiffness` at x (each rank
+        sums its block, the maximum is taken over ranks).
+        """
+        if not self.energy.has_interaction:
+            return 0.0
+        radius = float(np.linalg.norm(self.upper - self.lower))
+        bound = self.energy.interaction_stiffness(self.mass, radius, self.interaction_delta)
+        if x is None or self.interaction_delta == 0.0:
+            return bound  # a kernel without a singularity: the global bound is not far off
+        lo, hi = self.my_block()
+        rows = self.energy.interaction_local_stiffness(
+            x[lo:hi], x, self.w, self.interaction_delta, self.pair_sum
+        )
+        local = self.comm.allreduce(float(np.max(rows, initial=0.0)), op=MPI.MAX)
+        return min(bound, local)
+
+    def interaction_energy_value(self) -> float:
+        """½ Σ_{i≠j} w_i w_j W_δ(|x_i - x_j|), this rank's rows summed over ranks."""
+        if not self.energy.has_interaction:
+            return 0.0
+        if self._pair_energy is None or self._pair_energy[0] != self._version:
+            lo, hi = self.my_block()
+            phi = self.energy.interaction_potential(
+                self.x[lo:hi], self.x, self.w, self.interaction_delta, self.pair_sum
+            )
+            value = 0.5 * float(self.w @ allgather_blocks(self.comm, phi))
+            self._pair_energy = (self._version, value)
+        return self._pair_energy[1]
 
     # -- helpers -------------------------------------------------------------------------
     @property
@@ -176,6 +230,8 @@ class ParticleSolver(FlowSolver):
             "second_moment": self.second_moment(),
             "escaped": float(self.escaped),
         }
+        if self.energy.has_interaction:
+            out["interaction_energy"] = self.interaction_energy_value()
         out.update(self.errors(t))
         return out
 

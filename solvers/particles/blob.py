@@ -31,6 +31,14 @@ Choices (all in the solver's ``[solver.blob]`` table):
   dt = ``cfl``·2/λ (``cfl`` = 0.5), recomputed from the current ρ_ε at every substep, the
   remaining time split into equal substeps.  ``step`` returns the number of substeps.
   A forced step ``dt`` above the bound 2/λ is clamped to cfl·2/λ (and said so once).
+* Interaction (``[energy.interaction]``): the energy gains ½ Σ_{i≠j} w_i w_j W_δ(x_i - x_j)
+  and the velocity -Σ_j w_j ∇W_δ(x_k - x_j), W_δ the kernel mollified at δ = √ε when it is
+  singular (:mod:`wgf.solvers.energy.interaction`: W_δ(r) = W(√(r² + δ²))), so the blob and
+  its interaction resolve the same length.  The sums are direct up to 2·10⁴ particles and
+  by the particle mesh above; λ gains a bound on the interaction's stiffness, the smaller of
+  κ M sup‖∇²W_δ‖ and the Gershgorin bound max_i 2Σ_j w_j‖∇²W_δ(x_i - x_j)‖ at the substep's
+  positions (the latter sees the mass actually near, so a mollified singular kernel does
+  not force substeps ~δ²; figures in benchmarks/README.md).
 * The discrete energy F_ε is what ``energy`` reports; the test suite checks it never
   increases.  The density on the sample grid is ρ_ε itself (a Gaussian kernel density
   estimate of bandwidth √ε).
@@ -104,6 +112,7 @@ class Solver(ParticleSolver):
                 f"{self.n} particles (spacing {self.h:.3g}): the neighbour lists (cut-off "
                 f"{CUTOFF:g}√ε) would hold {neighbours:.2g} < 2 neighbours per particle"
             )
+        self.interaction_delta = self.energy.interaction_mollifier(np.sqrt(self.eps))
         self.last_dt = float("nan")
         self._list: NeighbourList | None = None
         self.list_builds = 0
@@ -161,11 +170,12 @@ class Solver(ParticleSolver):
         )
         v /= self.eps
         v -= self.energy.potential_gradient(x[lo:hi])
+        v += self.interaction_velocity(x, lo, hi)
         return allgather_blocks(self.comm, v), rho
 
     def stability_bound(self, x: np.ndarray, rho: np.ndarray) -> float:
         """Heun's stability bound 2/λ for the current positions and densities at them."""
-        stiffness = self.energy.potential_hessian_norm(x)
+        stiffness = self.energy.potential_hessian_norm(x) + self.interaction_stiffness(x)
         lam = STIFFNESS * float(np.max(self.energy.dpressure(rho))) / self.eps + stiffness
         return 2.0 / lam if lam > 0 else np.inf
 
@@ -197,11 +207,12 @@ class Solver(ParticleSolver):
         self.neighbour_list = None
 
     def energy_value(self) -> float:
-        """The mollified energy F_ε(x) = Σ w_i (D·G(ρ_ε(x_i)) + V(x_i))."""
+        """F_ε(x) = Σ w_i (D·G(ρ_ε(x_i)) + V(x_i)) + ½ Σ_{i≠j} w_i w_j W_δ(x_i - x_j)."""
         sums = self.kernels(self.x, moments=False)
         rho = allgather_blocks(self.comm, mollified_density(sums, self.w))
         internal = self.energy.density(rho, 0.0) / rho  # D·U(ρ)/ρ = D·G(ρ)
-        return float(np.sum(self.w * (internal + self.energy.potential_value(self.x))))
+        local = float(np.sum(self.w * (internal + self.energy.potential_value(self.x))))
+        return local + self.interaction_energy_value()
 
     def density_at_particles(self) -> np.ndarray:
         """ρ_ε(x_i) at every particle, from the neighbour list the velocity uses."""

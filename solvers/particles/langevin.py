@@ -21,6 +21,13 @@ compared with: its errors are Monte-Carlo errors, O(N^{-1/2}).
   within a relative ~10⁻³ of the exact kernel sum.  The exact sum is N × (sample points)
   at this slowly shrinking bandwidth, and it was most of a step's time; it is kept as
   ``kde_method = "exact"`` (an attribute, for benchmarks and checks).
+* Interaction (``[energy.interaction]``): the particles are the McKean–Vlasov system
+  dX_i = -∇V(X_i) dt - Σ_j w_j ∇W_δ(X_i - X_j) dt + √(2D) dW_i, W_δ the kernel mollified at
+  δ = Silverman's bandwidth of the initial sample when it is singular (the length at which
+  the solver resolves a density; fixed for the run, so the system is one fixed SDE); the
+  stability bound of the drift adds the interaction's stiffness (the smaller of κ M
+  sup‖∇²W_δ‖ and the Gershgorin bound at the step's positions, as for blob).  The energy
+  gains ½ Σ_{i≠j} w_i w_j W_δ(X_i - X_j).
 * Energy: D ∫U(ρ_b) over the sample grid (midpoint rule) + Σ w_i V(x_i) — an estimate
   of F (a kernel estimate's entropy at the particles would need ~N neighbours per
   particle at Silverman's bandwidth); it fluctuates and need not decrease.
@@ -74,6 +81,7 @@ class Solver(ParticleSolver):
             *random_sample(case.density("initial"), self.lower, self.upper, n, self.mass, rng)
         )
         self.noise = np.sqrt(2.0 * self.energy.diffusivity) if self.energy.linear_diffusion else 0.0
+        self.interaction_delta = self.energy.interaction_mollifier(self.bandwidth())
         self.counter = 0
 
     def noise_for(self, counter: int) -> np.ndarray:
@@ -83,15 +91,18 @@ class Solver(ParticleSolver):
 
     def step(self, tau: float) -> int:
         """Euler–Maruyama substeps over τ; return their number."""
-        stiffness = self.energy.potential_hessian_norm(self.x)
+        stiffness = self.energy.potential_hessian_norm(self.x) + self.interaction_stiffness(self.x)
         bound = 2.0 / stiffness if stiffness > 0 else np.inf
-        dt = self.even_substep(tau, 0.5 * bound, bound, "Euler–Maruyama stability bound 2/‖∇²V‖")
+        dt = self.even_substep(
+            tau, 0.5 * bound, bound, "Euler–Maruyama stability bound 2/(‖∇²V‖ + κM‖∇²W‖)"
+        )
         n_sub = round(tau / dt)
         lo, hi = self.my_block()
         x, counter, escaped = self.x, self.counter, 0
         for _ in range(n_sub):
             xi = x[lo:hi].copy()
             xi -= dt * self.energy.potential_gradient(xi)
+            xi += dt * self.interaction_velocity(x, lo, hi)
             if self.noise:
                 xi += self.noise * np.sqrt(dt) * self.noise_for(counter)[lo:hi]
             counter += 1
@@ -137,6 +148,7 @@ class Solver(ParticleSolver):
     def energy_value(self) -> float:
         """D ∫U(ρ_b) on the sample grid + Σ w_i V(x_i)."""
         potential = float(np.sum(self.w * self.energy.potential_value(self.x)))
+        potential += self.interaction_energy_value()
         if len(self._points) == 0:
             return potential
         lower, upper = self.bounding_box()

@@ -19,6 +19,17 @@ Newton stops when the step is below ``rtol`` × the support width; ``step`` retu
 iteration count.  The JKO structure makes F_h(xⁿ⁺¹) ≤ Φ(xⁿ⁺¹) ≤ Φ(xⁿ) = F_h(xⁿ): the
 reported ``energy`` F_h never increases.
 
+Interaction (``[energy.interaction]``): F_h gains E_W(x) = ½ Σ_{i≠j} w̃_i w̃_j W(|x_i - x_j|),
+with the unmollified kernel: the particles stay ordered, so no two ever meet and a kernel
+singular at 0 (log r) needs no mollifier.  The ordering also makes the sign of x_i - x_j
+that of i - j, so for W = a·r + b (the 1-D Newtonian kernel |x|/2, a = κ/2) the force is
+explicit from the ranks: ∂E_W/∂x_i = a w̃_i (m_i^- - m_i^+), m^∓ the mass left and right of
+particle i, constant during the step (E_W is linear in x on the ordered cone), so Newton
+needs no extra Hessian term and the cost stays O(N).  Any other kernel is summed over all
+pairs, with the dense Hessian -w̃_i w̃_j W''(|x_i - x_j|) (off the diagonal; W'' clipped at
+0, a convex model whose Newton direction is still a descent direction for the Armijo line
+search), so N is limited to :data:`MAX_DENSE` there.
+
 Outputs: the sample-grid density is the scheme's own piecewise-constant density w/Δ_i
 (no kernel: it is what the scheme evolves).  When the case has a closed form,
 ``quantile_error`` is max_i |x_i - Q(t, i/(N-1))| against the exact quantile function Q,
@@ -55,6 +66,10 @@ TO_BOUNDARY = 0.9
 INTERIOR = 0.01
 #: Points of the grid on which exact quantiles are computed (cumulative trapezoid rule).
 EXACT_GRID = 200001
+#: Relative residual at which the conjugate gradients of a dense Newton system stop.
+CG_RTOL = 1e-12
+#: Most particles for a kernel other than a·r + b (dense N×N pair matrices per Newton step).
+MAX_DENSE = 4000
 
 
 class Solver(ParticleSolver):
@@ -76,9 +91,18 @@ class Solver(ParticleSolver):
         w = np.full(n, self.cell_mass)
         w[[0, -1]] *= 0.5
         self.set_initial_particles(x[:, None], w)
+        inter = self.energy.interaction
+        self._dense_pairs = inter is not None and inter.linear_coefficient is None
+        if self._dense_pairs and n > MAX_DENSE:
+            raise UserError(
+                f"case key 'solver.quantile-1d.particles': at most {MAX_DENSE} with the kernel "
+                f"of energy.interaction (its Newton steps build dense N×N pair matrices), got "
+                f"{n}; kernels a·r + b (the 1-D Newtonian) have no such limit"
+            )
         self.levels = np.linspace(0.0, 1.0, n)
         self.interior = (self.levels >= INTERIOR) & (self.levels <= 1.0 - INTERIOR)
         self._steady_quantiles: np.ndarray | None = None
+        self._pair_hessian: np.ndarray | None = None
 
     # -- the discrete energy -------------------------------------------------------------
     def _cells(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -86,10 +110,45 @@ class Solver(ParticleSolver):
         return gaps, self.cell_mass / gaps
 
     def discrete_energy(self, x: np.ndarray) -> float:
-        """F_h(x) = Σ Δ_i D·U(w/Δ_i) + Σ w̃_i V(x_i)."""
+        """F_h(x) = Σ Δ_i D·U(w/Δ_i) + Σ w̃_i V(x_i) + E_W(x)."""
         gaps, rho = self._cells(x)
         internal = float(np.sum(gaps * self.energy.density(rho, 0.0)))
-        return internal + float(np.sum(self.w * self.energy.potential_value(x[:, None])))
+        potential = float(np.sum(self.w * self.energy.potential_value(x[:, None])))
+        return internal + potential + self.pair_terms(x, order=0)[0]
+
+    def pair_terms(
+        self, x: np.ndarray, order: int = 2
+    ) -> tuple[float, np.ndarray | None, np.ndarray | None]:
+        """E_W(x), its gradient (order ≥ 1) and its dense convex Hessian model (order 2).
+
+        The Hessian is None where it vanishes (no interaction, or W = a·r + b); see the
+        module docstring.  ``x`` must be increasing.
+        """
+        inter, w = self.energy.interaction, self.w
+        if inter is None:
+            return 0.0, (np.zeros_like(x) if order else None), None
+        a = inter.linear_coefficient
+        if a is not None:
+            left = np.cumsum(w) - w  # mass strictly left of each particle
+            right = float(np.sum(w)) - left - w
+            moment_left = np.cumsum(w * x) - w * x
+            b = float(inter.W(np.zeros(1))[0])
+            energy = a * float(w @ (x * left - moment_left))
+            energy += 0.5 * b * (float(np.sum(w)) ** 2 - float(w @ w))
+            return energy, (a * w * (left - right) if order else None), None
+        diff = x[:, None] - x[None, :]
+        r = np.abs(diff)
+        np.fill_diagonal(r, 1.0)  # placeholder: the diagonal is masked below
+        off = ~np.eye(len(x), dtype=bool)
+        energy = 0.5 * float(w @ np.where(off, inter.W(r), 0.0) @ w)
+        if not order:
+            return energy, None, None
+        grad = w * (np.where(off, inter.dW(r) * np.sign(diff), 0.0) @ w)
+        if order < 2:
+            return energy, grad, None
+        c = np.where(off, np.maximum(inter.d2W(r), 0.0), 0.0) * np.outer(w, w)
+        hess = np.diag(c.sum(axis=1)) - c
+        return energy, grad, hess
 
     def _objective(self, x: np.ndarray, x_old: np.ndarray, tau: float) -> float:
         return float(np.sum(self.w * (x - x_old) ** 2)) / (2.0 * tau) + self.discrete_energy(x)
@@ -111,11 +170,51 @@ class Solver(ParticleSolver):
         diag[1:] += d2f
         diag[:-1] += d2f
         grad += self.w * self.energy.potential_gradient(x[:, None])[:, 0]
+        _, pair_grad, self._pair_hessian = self.pair_terms(x)
+        assert pair_grad is not None
+        grad += pair_grad
         bands = np.zeros((3, len(x)))
         bands[0, 1:] = -d2f
         bands[1] = diag
         bands[2, :-1] = -d2f
         return grad, bands
+
+    def _newton_direction(self, grad: np.ndarray, bands: np.ndarray) -> np.ndarray:
+        """-H⁻¹∇Φ: tridiagonal, or H = T + L with the pair terms' dense L.
+
+        T + L is solved by conjugate gradients preconditioned with the tridiagonal T (one
+        banded solve and one product with L per iteration).  Why not a dense LU: both are
+        SPD, T⁻¹(T + L) has a condition number 1 + O(τ κ M) so CG takes a few iterations,
+        and a threaded dense LAPACK solve was slow on the shared machine (benchmarks/README.md).
+        """
+        if self._pair_hessian is None:
+            return -solve_banded((1, 1), bands, grad)
+        pair = self._pair_hessian
+        b = -grad
+        x = solve_banded((1, 1), bands, b)
+        r = b - self._banded_product(bands, x) - pair @ x
+        z = solve_banded((1, 1), bands, r)
+        p, rz = z.copy(), float(r @ z)
+        target = CG_RTOL * float(np.linalg.norm(b))
+        for _ in range(len(b)):
+            if float(np.linalg.norm(r)) <= target:
+                break
+            q = self._banded_product(bands, p) + pair @ p
+            alpha = rz / float(p @ q)
+            x += alpha * p
+            r -= alpha * q
+            z = solve_banded((1, 1), bands, r)
+            rz, rz_old = float(r @ z), rz
+            p = z + (rz / rz_old) * p
+        return x
+
+    @staticmethod
+    def _banded_product(bands: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """T v for the tridiagonal T stored as ``solve_banded`` bands (3, N)."""
+        out = bands[1] * v
+        out[:-1] += bands[0, 1:] * v[1:]
+        out[1:] += bands[2, :-1] * v[:-1]
+        return out
 
     # -- FlowSolver -----------------------------------------------------------------------
     def step(self, tau: float) -> int:
@@ -126,7 +225,7 @@ class Solver(ParticleSolver):
         phi = self._objective(x, x_old, tau)
         for it in range(1, self.max_it + 1):
             grad, bands = self._gradient_hessian(x, x_old, tau)
-            p = -solve_banded((1, 1), bands, grad)
+            p = self._newton_direction(grad, bands)
             dp = np.diff(p)
             shrinking = dp < 0.0
             alpha = 1.0
@@ -164,6 +263,10 @@ class Solver(ParticleSolver):
     def energy_value(self) -> float:
         """The discrete energy F_h."""
         return self.discrete_energy(self.x[:, 0])
+
+    def interaction_energy_value(self) -> float:
+        """E_W of the current particles, as the scheme computes it (exact, any N)."""
+        return self.pair_terms(self.x[:, 0], order=0)[0]
 
     def second_moment(self) -> float:
         """∫ x² of the piecewise-constant density: Σ w (a² + ab + b²)/3 over cells (a, b)."""

@@ -1,0 +1,39 @@
+"""Run under ``mpiexec -n 2 python -m mpi4py -m pytest -m mpi``: the interacting particle
+solvers (direct and particle-mesh pair sums) give the same runs on 2 ranks and on 1."""
+
+import pytest
+
+from tests.conftest import assert_same_on_1_and_2_ranks
+
+pytestmark = pytest.mark.mpi
+
+COMPARED = [
+    "time",
+    "particles/positions",
+    "diagnostics/energy",
+    "diagnostics/interaction_energy",
+    "diagnostics/mass",
+    "diagnostics/second_moment",
+    "diagnostics/l1_error",
+    "diagnostics/iterations",
+]
+
+
+@pytest.mark.parametrize(
+    "solver,case,sets",
+    [
+        ("blob", "aggregation_quadratic_2d", ["solver.blob.particles=400", "time.t_end=0.1"]),
+        (
+            "blob",
+            "swarm_2d",
+            ["solver.blob.particles=400", "solver.blob.pair_sum=mesh", "time.t_end=0.2"],
+        ),
+        (
+            "langevin",
+            "aggregation_quadratic_2d",
+            ["solver.langevin.particles=1000", "time.t_end=0.1"],
+        ),
+    ],
+)
+def test_interacting_particles_agree_on_one_and_two_ranks(solver, case, sets, shared_tmp):
+    assert_same_on_1_and_2_ranks(case, solver, sets, shared_tmp, COMPARED, atol=1e-12)
