@@ -203,7 +203,7 @@ class SolverInfo:
 _PARTICLES_BOX = {"shapes": "the box faces are the particles' reflecting walls"}
 #: Why the FE solvers refuse ``[energy.interaction]`` for now.
 _FE_NO_INTERACTION = {
-    "interaction": "W∗ρ on the mesh is not implemented yet; run blob, langevin or quantile-1d"
+    "interaction": "W∗ρ is not in its Newton system yet; run fem-jko, blob, langevin or quantile-1d"
 }
 
 SOLVERS: dict[str, SolverInfo] = {
@@ -224,10 +224,10 @@ SOLVERS: dict[str, SolverInfo] = {
             Capabilities(
                 internal=("entropy", "power"),
                 cell_types=("simplex",),
+                interaction=True,
                 reasons={
                     "internal": "ρ is recovered from its first variation U'(ρ)",
                     "cell_types": "its transmissibilities are those of P1 on simplices",
-                    **_FE_NO_INTERACTION,
                 },
             ),
             FemJKOParams,

@@ -28,6 +28,7 @@ from typing import Any
 import basix
 import dolfinx.fem
 import dolfinx.io
+import dolfinx.la
 import numpy as np
 import ufl
 from mpi4py import MPI
@@ -38,6 +39,7 @@ from wgf.cases.errors import UserError
 from wgf.meshes import bounding_box, build_mesh
 from wgf.solvers.base import FlowSolver
 from wgf.solvers.energy import FreeEnergy, ufl_namespace
+from wgf.solvers.fem.interaction import MeshConvolution
 from wgf.solvers.fem.sampling import PointSampler
 
 ERROR_QUADRATURE_DEGREE = 6
@@ -83,6 +85,12 @@ class FEFlowSolver(FlowSolver):
         self.density_scale = case.section("initial")["mass"] / self.integrate(1.0 * self.dx)
         #: Krylov iterations of the last step's linear solves (a direct solve counts one).
         self.linear_iterations = 0
+        self.convolution: MeshConvolution | None = None
+        if self.energy.has_interaction:
+            coords = self.V.tabulate_dof_coordinates()[:, : case.dim]
+            self.convolution = MeshConvolution(
+                self.energy, coords, self.lumped_masses(), self._owned, self._h_min(), comm
+            )
 
     # -- set-up ----------------------------------------------------------------------------
     def _check_potential(self) -> None:
@@ -127,7 +135,28 @@ class FEFlowSolver(FlowSolver):
         self._q_w = (jac_expr.eval(self.mesh, cells).reshape(len(cells), -1) * weights).ravel()
         self._q_rho = dolfinx.fem.Expression(self.rho, points)
 
+    def lumped_masses(self) -> np.ndarray:
+        """m_i = ∫φ_i at this rank's dofs (owned and ghost), the vertex rule's weights."""
+        v = ufl.TestFunction(self.V)
+        vec = dolfinx.fem.assemble_vector(dolfinx.fem.form(v * self.dx_lumped))
+        vec.scatter_reverse(dolfinx.la.InsertMode.add)
+        vec.scatter_forward()
+        return vec.array.copy()
+
+    def _h_min(self) -> float:
+        """The smallest cell diameter of the mesh."""
+        tdim = self.mesh.topology.dim
+        cells = np.arange(self.mesh.topology.index_map(tdim).size_local, dtype=np.int32)
+        return self.comm.allreduce(float(self.mesh.h(tdim, cells).min(initial=np.inf)), MPI.MIN)
+
     # -- numbers ---------------------------------------------------------------------------
+    def energy_value(self) -> float:
+        """F_h(ρ_h): the vertex-rule integral of D·U(ρ) + Vρ, plus the pair energy."""
+        value = self.integrate(self._forms["energy"])
+        if self.convolution is not None:
+            value += self.convolution.energy_of(self.rho.x.array)
+        return value
+
     def integrate(self, integrand: ufl.Form | dolfinx.fem.Form) -> float:
         """Global value of a scalar form."""
         form = integrand if isinstance(integrand, dolfinx.fem.Form) else dolfinx.fem.form(integrand)
@@ -153,6 +182,9 @@ class FEFlowSolver(FlowSolver):
     def diagnostics(self, t: float) -> dict[str, float]:
         """The per-step diagnostics (DESIGN §6) at time t."""
         out = {name: self.integrate(form) for name, form in self._forms.items()}
+        if self.convolution is not None:
+            out["interaction_energy"] = self.convolution.energy_of(self.rho.x.array)
+            out["energy"] += out["interaction_energy"]
         owned = self.rho.x.array[: self._owned]
         out["min_density"] = self.comm.allreduce(float(owned.min(initial=np.inf)), op=MPI.MIN)
         out.update(self.errors(t))

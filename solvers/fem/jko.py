@@ -96,7 +96,6 @@ from typing import Any
 import dolfinx.fem
 import dolfinx.la
 import numpy as np
-import ufl
 from mpi4py import MPI
 from petsc4py import PETSc
 
@@ -136,6 +135,11 @@ class Solver(FEFlowSolver):
         super().check_case(case)
         params = case.solver_params("fem-jko")
         if params.get("inner", "newton") == "alg2":
+            if case.section("energy")["interaction"] is not None:
+                raise UserError(
+                    "case key 'solver.fem-jko.inner': \"alg2\" has no interaction term yet "
+                    "(its prox is pointwise); use the Newton inner solver"
+                )
             shape = case.section("domain")["shape"]
             if shape != "box" or case.dim not in (1, 2):
                 raise UserError(
@@ -163,8 +167,10 @@ class Solver(FEFlowSolver):
             return
         imap = self.V.dofmap.index_map
         self.n_owned, n_local = imap.size_local, imap.size_local + imap.num_ghosts
-        self.masses = self._lumped_masses()
-        self.V_nodes = self._nodal_potential()
+        self.masses = self.lumped_masses()
+        self.V_external = self._nodal_potential()
+        self.V_nodes = self.V_external
+        self.interaction_defect = 0.0
         self.edge_i, self.edge_j, self.edge_a = self._edges()
         self.barrier = 0.0
         if self.energy.needs_barrier:
@@ -237,16 +243,28 @@ class Solver(FEFlowSolver):
             raise SolverError(f"linear solve failed (LU, KSP reason {reason})")
 
     # -- the mesh graph ----------------------------------------------------------------------
-    def _lumped_masses(self) -> np.ndarray:
-        v = ufl.TestFunction(self.V)
-        vec = dolfinx.fem.assemble_vector(dolfinx.fem.form(v * self.dx_lumped))
-        vec.scatter_reverse(dolfinx.la.InsertMode.add)
-        vec.scatter_forward()
-        return vec.array.copy()
-
     def _nodal_potential(self) -> np.ndarray:
         coords = self.V.tabulate_dof_coordinates()[:, : self.case.dim]
         return self.energy.potential_value(coords)
+
+    def _freeze_interaction(self) -> None:
+        """V ← V + W∗ρⁿ at the vertices: the interaction, explicit in the step.
+
+        The step then minimises F₀(ρ) + ⟨W∗ρⁿ, ρ⟩ + W̃²/(2τ) (F₀ the internal and potential
+        energy), a convex problem for any W, and comparing with ρ = ρⁿ gives
+        F(ρⁿ⁺¹) + W̃²/(2τ) ≤ F(ρⁿ) + ½⟨W∗δρ, δρ⟩, δρ = ρⁿ⁺¹ − ρⁿ: the dissipation
+        inequality up to ``interaction_defect``, which is ≤ 0 for a kernel that is negative
+        semidefinite on mean-zero measures (attractive Newtonian, r²/2).
+        """
+        if self.convolution is not None:
+            self.V_nodes = self.V_external + self.convolution(self.rho.x.array)
+
+    def _interaction_defect(self) -> float:
+        """½⟨W∗δρ, δρ⟩ of the step just taken (0 without an interaction)."""
+        if self.convolution is None:
+            return 0.0
+        change = self.rho.x.array - self.rho_old.x.array
+        return self.convolution.energy_of(change)
 
     def _edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Edge pieces (i, j, a > 0), one per owned cell and pair of its vertices.
@@ -295,6 +313,7 @@ class Solver(FEFlowSolver):
         power-law inversion starts from ρ; no previous ϕ to extrapolate from.
         """
         rho = self.rho.x.array
+        self._freeze_interaction()
         self.phi.array[:] = -(self._mu(rho) - self.barrier / rho)
         self.rho_v = rho.copy()
         self._phi_prev = None
@@ -312,7 +331,12 @@ class Solver(FEFlowSolver):
     def save(self) -> dict[str, Any]:
         """ρ, ρ_old and the inner solver's state (ϕ and its history, or ALG2's fields)."""
         saved = super().save()
-        saved["scalars"] = (self.transport_cost, self.energy_before, self._last_tau)
+        saved["scalars"] = (
+            self.transport_cost,
+            self.energy_before,
+            self._last_tau,
+            self.interaction_defect,
+        )
         if self.inner == "alg2":
             saved["alg2"] = (self.alg2.save(), self.alg2._carry, self._alg2_first)
         else:
@@ -323,7 +347,9 @@ class Solver(FEFlowSolver):
     def restore(self, saved: dict[str, Any]) -> None:
         """Undo to :meth:`save`."""
         super().restore(saved)
-        self.transport_cost, self.energy_before, self._last_tau = saved["scalars"]
+        self.transport_cost, self.energy_before, self._last_tau, self.interaction_defect = saved[
+            "scalars"
+        ]
         if self.inner == "alg2":
             state, self.alg2._carry, self._alg2_first = saved["alg2"]
             self.alg2.restore(state)
@@ -369,7 +395,7 @@ class Solver(FEFlowSolver):
     def _alg2_step(self, tau: float) -> int:
         """One JKO step by ALG2; ρ(1) → the P1 density, rescaled to the stated mass."""
         self.rho_old.x.array[:] = self.rho.x.array
-        self.energy_before = self.integrate(self._forms["energy"])
+        self.energy_before = self.energy_value()
         self.alg2.set_initial(self._density_lattice(), self._alg2_first, self.mass_target)
         its = self.linear_iterations = self.alg2.solve_step(tau)
         self.alg2.carry_terminal()
@@ -673,7 +699,8 @@ class Solver(FEFlowSolver):
         self.rho_old.x.array[:] = self.rho.x.array
         self.linear_iterations = 0
         saved = self.phi.array.copy()
-        self.energy_before = self.integrate(self._forms["energy"])
+        self.energy_before = self.energy_value()
+        self._freeze_interaction()
         norm = None
         if self._phi_prev is not None and self._tau_prev == tau:
             # Linear extrapolation in time: saves about one Newton iteration per step.  Not
@@ -703,6 +730,7 @@ class Solver(FEFlowSolver):
             float(np.sum(tau**2 * self.edge_a * rho_e * e["dphi"] ** 2)), op=MPI.SUM
         )
         self._last_tau = tau
+        self.interaction_defect = self._interaction_defect()
         return its
 
     def diagnostics(self, t: float) -> dict[str, float]:
@@ -713,6 +741,8 @@ class Solver(FEFlowSolver):
         if np.isfinite(self.energy_before):
             gap = self.energy_before - out["energy"] - self.transport_cost / (2 * self._last_tau)
         out["dissipation_gap"] = gap
+        if self.convolution is not None:
+            out["interaction_defect"] = self.interaction_defect
         if self.inner == "alg2":
             out["mass_rescale"] = self.mass_rescale
         return out
