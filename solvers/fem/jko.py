@@ -385,18 +385,26 @@ class Solver(FEFlowSolver):
             self.work.scatter_forward()
         return self.work.array.copy()
 
-    def _update_density(self, tau: float) -> dict[str, np.ndarray]:
-        """ψ(ϕ) from the Hamilton–Jacobi row, then ρ = (μ - ε/ρ)^{-1}(ψ) at every vertex."""
+    def _psi(self, tau: float) -> dict[str, np.ndarray]:
+        """The edge terms and ψ(ϕ) = -ϕ + (τ/2m) Σ_j w a (ϕ_j - ϕ_i)² (Hamilton–Jacobi row)."""
         e = self._edge_terms(tau)
         a, dphi, w = self.edge_a, e["dphi"], e["w"]
         half = 0.5 * tau * a * dphi**2
         G = self._accumulate([self.edge_i, self.edge_j], [w * half, (1.0 - w) * half])
         e["psi"] = -self.phi.array + G / self.masses
+        return e
+
+    def _update_density(self, tau: float) -> dict[str, np.ndarray]:
+        """ψ(ϕ) from the Hamilton–Jacobi row, then ρ = (μ - ε/ρ)^{-1}(ψ) at every vertex."""
+        e = self._psi(tau)
         self.rho_v, self.drho = self._density_of(e["psi"])
         return e
 
     def _residual_norm(self, tau: float) -> float:
-        e = self._update_density(tau)
+        return self._mass_residual(tau, self._update_density(tau))
+
+    def _mass_residual(self, tau: float, e: dict[str, np.ndarray]) -> float:
+        """The mass row R at the current ϕ (edge terms ``e``) and ρ = ``rho_v``; ‖R‖."""
         rho, own = self.rho_v, slice(0, self.n_owned)
         i, j, w = self.edge_i, self.edge_j, e["w"]
         flux = self.edge_a * (w * rho[i] + (1.0 - w) * rho[j]) * e["dphi"]
@@ -437,6 +445,7 @@ class Solver(FEFlowSolver):
         # ∂ψ/∂ϕ: -I + (1/m) ∂G/∂ϕ.
         c_i = 0.5 * tau * a * (dw * dphi**2 + 2.0 * w * dphi)
         c_j = 0.5 * tau * a * (-dw * dphi**2 + 2.0 * (1.0 - w) * dphi)
+        e["c_i"], e["c_j"] = c_i, c_j  # for dψ = (∂ψ/∂ϕ) dϕ in the joint Newton
         for mat in (self.Psi, self.Rrho, self.Rphi):
             mat.zeroEntries()
         self.Psi.setValuesCOO(
@@ -578,6 +587,16 @@ class Solver(FEFlowSolver):
     def _newton(self, tau: float, norm: float | None = None) -> int:
         """Newton on R(ϕ) = 0 from the current ϕ; ``norm``: ‖R‖ there, if just evaluated."""
         rtol, atol, max_it = self.params["rtol"], self.params["atol"], self.params["max_it"]
+        spent = 0
+        try:
+            return spent + self._newton_solve(tau, norm, rtol, atol, max_it - spent)
+        except SolverError as err:
+            raise SolverError(str(err), iterations=spent + err.iterations) from None
+
+    def _newton_solve(
+        self, tau: float, norm: float | None, rtol: float, atol: float, max_it: int
+    ) -> int:
+        """Newton iterations until ‖R‖ ≤ max(atol, rtol·min(‖R₀‖, ‖Mρⁿ‖/τ))."""
         norm0 = norm = self._residual_norm(tau) if norm is None else norm
         if not np.isfinite(norm0):
             raise SolverError("the first Newton residual is not finite")
@@ -588,7 +607,10 @@ class Solver(FEFlowSolver):
             if norm <= max(atol, rtol * norm0):
                 return it - 1
             self._assemble_jacobian(tau)
-            self._solve_linear()
+            try:
+                self._solve_linear()
+            except SolverError as err:
+                raise SolverError(str(err), iterations=it) from None
             self.dphi.scatter_forward()
             phi0[:] = self.phi.array
             # The ascent of g along dϕ: τ R·dϕ = τ R·(-J)⁻¹R > 0.
@@ -613,7 +635,7 @@ class Solver(FEFlowSolver):
                 alpha *= 0.5
                 if alpha < 1e-10:
                     self.phi.array[:] = phi0
-                    raise SolverError(f"line search failed at Newton iteration {it}")
+                    raise SolverError(f"line search failed at Newton iteration {it}", iterations=it)
             if self.params["monitor"] and self.comm.rank == 0:
                 log.info("    newton %d: |R| %.3e -> %.3e, step %g", it, norm, trial, alpha)
             norm = trial
@@ -626,8 +648,16 @@ class Solver(FEFlowSolver):
             return max_it
         raise SolverError(
             f"Newton did not converge in {max_it} iterations (residual {norm:.3e}, "
-            f"initial {norm0:.3e})"
+            f"initial {norm0:.3e})",
+            iterations=max_it,
         )
+
+    def _dpsi(self, dphi: np.ndarray) -> np.ndarray:
+        """dψ = (∂ψ/∂ϕ) dϕ at every local vertex, from the edge terms of the last Jacobian."""
+        e, i, j = self._edges_now, self.edge_i, self.edge_j
+        ddphi = dphi[j] - dphi[i]
+        dG = self._accumulate([i, j], [e["c_i"] * ddphi, e["c_j"] * ddphi])
+        return -dphi + dG / self.masses
 
     def step(self, tau: float) -> int:
         """One JKO step of size τ; returns the Newton (or ALG2) iterations."""
