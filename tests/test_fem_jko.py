@@ -180,3 +180,40 @@ def test_failed_krylov_solves_fall_back_to_lu(tmp_path):
             assert proc.stdout.count("MUMPS LU for the solves that fail") == 1, proc.stdout
     for key in ("diagnostics/energy", "diagnostics/l1_error", "diagnostics/transport_cost"):
         np.testing.assert_allclose(runs["fallback"][key], runs["gamg"][key], rtol=1e-8)
+
+
+def _step_fem_jko(case_name: str, sets: dict) -> tuple[list[int], object]:
+    """Step fem-jko to T on a case in this process; the Newton iterations of every step."""
+    from mpi4py import MPI
+
+    from wgf import api
+    from wgf.run import build_solver
+
+    case = api.load(case_name, sets)
+    solver = build_solver(case, "fem-jko", MPI.COMM_WORLD)
+    tau, t_end = case.section("time")["tau"], case.section("time")["t_end"]
+    return [solver.step(tau) for _ in range(round(t_end / tau))], solver
+
+
+def test_newton_counts_on_porous_medium_2d():
+    """Barrier weight 1e-6 (was 1e-8): measured mean 4.15, max 12 Newton iterations per
+    step (5.35 and 20 at 1e-8), the first step included; L1 3.100e-2 (3.098e-2)."""
+    its, solver = _step_fem_jko("porous_medium_2d", {})
+    assert np.mean(its) < 4.6
+    assert max(its) <= 14
+    assert solver.diagnostics(0.1)["l1_error"] < 0.0315
+
+
+def test_newton_failure_reports_the_iterations_it_spent():
+    """A step that hits max_it raises SolverError with iterations = max_it (for the driver)."""
+    from mpi4py import MPI
+
+    from wgf import api
+    from wgf.cases.errors import SolverError
+    from wgf.run import build_solver
+
+    case = api.load("porous_medium_2d", {"solver.fem-jko.max_it": 3})
+    solver = build_solver(case, "fem-jko", MPI.COMM_WORLD)
+    with pytest.raises(SolverError, match="did not converge in 3") as err:
+        solver.step(case.section("time")["tau"])
+    assert err.value.iterations == 3

@@ -445,7 +445,6 @@ class Solver(FEFlowSolver):
         # ∂ψ/∂ϕ: -I + (1/m) ∂G/∂ϕ.
         c_i = 0.5 * tau * a * (dw * dphi**2 + 2.0 * w * dphi)
         c_j = 0.5 * tau * a * (-dw * dphi**2 + 2.0 * (1.0 - w) * dphi)
-        e["c_i"], e["c_j"] = c_i, c_j  # for dψ = (∂ψ/∂ϕ) dϕ in the joint Newton
         for mat in (self.Psi, self.Rrho, self.Rphi):
             mat.zeroEntries()
         self.Psi.setValuesCOO(
@@ -585,18 +584,12 @@ class Solver(FEFlowSolver):
         return float(np.sqrt(self.comm.allreduce(float(mass_row @ mass_row), op=MPI.SUM))) / tau
 
     def _newton(self, tau: float, norm: float | None = None) -> int:
-        """Newton on R(ϕ) = 0 from the current ϕ; ``norm``: ‖R‖ there, if just evaluated."""
-        rtol, atol, max_it = self.params["rtol"], self.params["atol"], self.params["max_it"]
-        spent = 0
-        try:
-            return spent + self._newton_solve(tau, norm, rtol, atol, max_it - spent)
-        except SolverError as err:
-            raise SolverError(str(err), iterations=spent + err.iterations) from None
+        """Newton on R(ϕ) = 0 from the current ϕ; ``norm``: ‖R‖ there, if just evaluated.
 
-    def _newton_solve(
-        self, tau: float, norm: float | None, rtol: float, atol: float, max_it: int
-    ) -> int:
-        """Newton iterations until ‖R‖ ≤ max(atol, rtol·min(‖R₀‖, ‖Mρⁿ‖/τ))."""
+        Stops at ‖R‖ ≤ max(atol, rtol·min(‖R₀‖, ‖Mρⁿ‖/τ)).  A failure raises
+        :class:`SolverError` with the iterations spent, so that the driver can count them.
+        """
+        rtol, atol, max_it = self.params["rtol"], self.params["atol"], self.params["max_it"]
         norm0 = norm = self._residual_norm(tau) if norm is None else norm
         if not np.isfinite(norm0):
             raise SolverError("the first Newton residual is not finite")
@@ -651,13 +644,6 @@ class Solver(FEFlowSolver):
             f"initial {norm0:.3e})",
             iterations=max_it,
         )
-
-    def _dpsi(self, dphi: np.ndarray) -> np.ndarray:
-        """dψ = (∂ψ/∂ϕ) dϕ at every local vertex, from the edge terms of the last Jacobian."""
-        e, i, j = self._edges_now, self.edge_i, self.edge_j
-        ddphi = dphi[j] - dphi[i]
-        dG = self._accumulate([i, j], [e["c_i"] * ddphi, e["c_j"] * ddphi])
-        return -dphi + dG / self.masses
 
     def step(self, tau: float) -> int:
         """One JKO step of size τ; returns the Newton (or ALG2) iterations."""
