@@ -77,7 +77,9 @@ porous_medium_2d; two sweeps, because a third costs more per iteration than it s
 -ε Σ_i m_i log ρ_i (interior point) with ε = ``barrier`` × the initial mean density: the
 minimiser stays strictly positive and deviates from the barrier-free one by O(ε) where ρ
 is small.  Initial densities are floored at ``floor`` × their maximum (1e-10 by default),
-so that Gaussian tails do not start at 1e-80, and renormalised to the stated mass.
+so that Gaussian tails do not start at 1e-80, and renormalised to the stated mass; so is
+ρⁿ before every step, because the steps drain the far field of a steep potential below
+the floor again (see :meth:`Solver._floor_previous_density`).
 
 ``inner = "alg2"`` replaces all of the above by ALG2-JKO on the space-time mesh Ω × [0, 1]
 (the full Benamou–Brenier step, not the linearised one): see :mod:`wgf.solvers.fem.alg2_jko`.
