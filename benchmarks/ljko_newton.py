@@ -40,8 +40,8 @@ T0, T_END, TAU, MASS = 6.25e-4, 6.25e-3, 3.125e-4, 1.0 / 16.0
 HALVINGS = 3
 
 
-def unit_square_mesh(path: Path, vertices: int) -> float:
-    """Write an unstructured triangulation of [0, 1]² by gmsh; returns its largest angle.
+def unit_square_mesh(path: Path, vertices: int) -> tuple[int, float]:
+    """Write an unstructured triangulation of [0, 1]² by gmsh: its vertices, largest angle.
 
     Mesh size h from the vertex density of equilateral triangles, 2/(√3 h²) per unit area.
     """
@@ -71,7 +71,7 @@ def unit_square_mesh(path: Path, vertices: int) -> float:
     index[np.asarray(tags, dtype=np.int64)] = np.arange(len(tags))
     cells = index[np.asarray(nodes[list(types).index(2)], dtype=np.int64).reshape(-1, 3)]
     meshio.write(path, meshio.Mesh(points, [("triangle", cells)]))
-    return largest_angle(points, cells)
+    return len(points), largest_angle(points, cells)
 
 
 def largest_angle(points: np.ndarray, cells: np.ndarray) -> float:
@@ -145,11 +145,11 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "square.msh"
-        angle = MPI.COMM_WORLD.bcast(
+        vertices, angle = MPI.COMM_WORLD.bcast(
             unit_square_mesh(path, args.vertices) if MPI.COMM_WORLD.rank == 0 else None
         )
         meshes = {
-            f"gmsh ~{args.vertices} vertices, max angle {angle:.1f}°": {
+            f"gmsh {vertices} vertices, max angle {angle:.1f}°": {
                 "shape": "file",
                 "path": str(path),
             },
