@@ -250,7 +250,7 @@ def test_bad_interaction_input_exits_2(name, tmp_path):
     out = tmp_path / "out"
     if name == "FE solver":
         args = ["--solver", "fem-implicit"]
-        message = "fem-implicit takes no interaction: W∗ρ on the mesh is not implemented yet"
+        message = "fem-implicit takes no interaction: W∗ρ is not in its Newton system yet"
     else:
         args, message = ["--solver", "blob", *BAD[name][0]], BAD[name][1]
     assert_user_error(wgf("run", "aggregation_quadratic_2d", *args, "--out", str(out)), message)

@@ -89,7 +89,7 @@ class FEFlowSolver(FlowSolver):
         if self.energy.has_interaction:
             coords = self.V.tabulate_dof_coordinates()[:, : case.dim]
             self.convolution = MeshConvolution(
-                self.energy, coords, self.lumped_masses(), self._owned, self._h_min(), comm
+                self.energy, coords, self.lumped_masses(), self._owned, comm
             )
 
     # -- set-up ----------------------------------------------------------------------------
@@ -142,12 +142,6 @@ class FEFlowSolver(FlowSolver):
         vec.scatter_reverse(dolfinx.la.InsertMode.add)
         vec.scatter_forward()
         return vec.array.copy()
-
-    def _h_min(self) -> float:
-        """The smallest cell diameter of the mesh."""
-        tdim = self.mesh.topology.dim
-        cells = np.arange(self.mesh.topology.index_map(tdim).size_local, dtype=np.int32)
-        return self.comm.allreduce(float(self.mesh.h(tdim, cells).min(initial=np.inf)), MPI.MIN)
 
     # -- numbers ---------------------------------------------------------------------------
     def energy_value(self) -> float:

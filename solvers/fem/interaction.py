@@ -7,14 +7,19 @@ With the vertex quadrature rule the mass of ρ_h is Σ_j m_j ρ_j δ_{x_j}, so
 the free-space convolution over the domain (not a Neumann Poisson problem), and exactly
 the interaction of the lumped measure, whose first variation it is.  The sums are
 :meth:`wgf.solvers.energy.FreeEnergy.interaction_potential`'s: direct for small meshes,
-the particle-mesh FFT (O(N log N)) above :data:`DIRECT_PAIRS` pairs.  A singular kernel
-(log r, r^{-a}) is mollified at the mesh size, δ = h_min: its error, W'(r)δ²/(2r) for
-r ≫ δ, integrates to O(h² log h) against a bounded density, so W∗ρ_h converges with h.
+the particle-mesh FFT (O(N log N), its near-origin cells averaged) above
+:data:`DIRECT_PAIRS` pairs.  Distinct vertices are at least h_min apart, so a singular
+kernel (log r, r^{-a} with a < d) needs no mollifier there; the self pair j = i, where W
+is infinite, is replaced by the kernel's average over the ball of the vertex's own mass,
+m_i ρ_i · W̄(a_i) with |B(a_i)| = m_i (a cell average as Carrillo–Chertock–Huang use).
+Both the pair sum and the self term then converge with h (O(h² log h) for log r).
 Every rank evaluates its own vertices (owned and ghost) against all vertices, gathered
 once per evaluation: the result does not depend on the number of ranks.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 from mpi4py import MPI
@@ -23,6 +28,19 @@ from wgf.solvers.energy import FreeEnergy
 
 #: Above this many target–source pairs on a rank the sums go through the particle mesh.
 DIRECT_PAIRS = 2e7
+#: Gauss–Legendre points of the radial average W̄ (the integrand r^{d-1}W(r) is at worst
+#: r log r or r^{d-1-a} at 0, which Gauss points, all inside (0, a), integrate well).
+AVERAGE_POINTS = 64
+
+
+def ball_average(W: Callable[[np.ndarray], np.ndarray], radius: np.ndarray, dim: int) -> np.ndarray:
+    """W̄(a) = (1/|B(a)|) ∫_{B(a)} W(|z|) dz for each radius a (1-D: the interval [-a, a])."""
+    nodes, weights = np.polynomial.legendre.leggauss(AVERAGE_POINTS)
+    s, w = 0.5 * (nodes + 1.0), 0.5 * weights  # on (0, 1)
+    # ∫_B W = |S^{d-1}| ∫_0^a W(r) r^{d-1} dr and |B| = |S^{d-1}| a^d/d: the ratio is
+    # d ∫_0^1 W(a s) s^{d-1} ds.
+    r = np.outer(radius, s)
+    return dim * (W(r) * s ** (dim - 1)) @ w
 
 
 class MeshConvolution:
@@ -33,7 +51,6 @@ class MeshConvolution:
         coords: Coordinates of this rank's dofs, owned first, (n_local, d).
         masses: Lumped masses of this rank's dofs, (n_local,).
         n_owned: How many of them this rank owns.
-        h: The smallest cell diameter (the mollifier of a singular kernel).
         comm: The mesh's communicator.
     """
 
@@ -43,23 +60,28 @@ class MeshConvolution:
         coords: np.ndarray,
         masses: np.ndarray,
         n_owned: int,
-        h: float,
         comm: MPI.Comm,
     ) -> None:
         self.energy, self.comm, self.n_owned = energy, comm, n_owned
         self.targets, self.masses = coords, masses
         self.sources = np.concatenate(comm.allgather(coords[:n_owned]))
         self.source_masses = np.concatenate(comm.allgather(masses[:n_owned]))
-        self.delta = energy.interaction_mollifier(h)
         pairs = len(coords) * len(self.sources)
         self.method = "direct" if pairs <= DIRECT_PAIRS else "mesh"
+        self.self_term = np.zeros(len(coords))
+        if self.method == "direct":
+            dim = coords.shape[1]
+            unit_ball = {1: 2.0, 2: np.pi, 3: 4.0 * np.pi / 3.0}[dim]
+            radius = (masses / unit_ball) ** (1.0 / dim)
+            self.self_term = masses * ball_average(energy.interaction.W, radius, dim)
 
     def __call__(self, rho: np.ndarray) -> np.ndarray:
         """(W∗ρ_h) at this rank's dofs, from the nodal values ``rho`` (owned first)."""
         values = np.concatenate(self.comm.allgather(rho[: self.n_owned]))
-        return self.energy.interaction_potential(
-            self.targets, self.sources, self.source_masses * values, self.delta, self.method
+        pairs = self.energy.interaction_potential(
+            self.targets, self.sources, self.source_masses * values, 0.0, self.method
         )
+        return pairs + self.self_term * rho
 
     def energy_of(self, rho: np.ndarray, potential: np.ndarray | None = None) -> float:
         """½ Σ_i m_i ρ_i (W∗ρ_h)(x_i) over all vertices; ``potential``: W∗ρ_h if known."""

@@ -165,6 +165,7 @@ class Solver(FEFlowSolver):
         self.inner = params["inner"]
         self.adaptive_tau = self.inner == "newton"  # ALG2's counts are in the hundreds anyway
         self.transport_cost, self.energy_before, self._last_tau = 0.0, np.nan, 1.0
+        self.interaction_defect = 0.0
         self.mass_target = case.section("initial")["mass"]
         if self.inner == "alg2":
             self._init_alg2(params)
@@ -174,7 +175,6 @@ class Solver(FEFlowSolver):
         self.masses = self.lumped_masses()
         self.V_external = self._nodal_potential()
         self.V_nodes = self.V_external
-        self.interaction_defect = 0.0
         self.edge_i, self.edge_j, self.edge_a = self._edges()
         self.barrier = 0.0
         if self.energy.needs_barrier:
