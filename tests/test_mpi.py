@@ -42,11 +42,19 @@ ALG2 = ['solver.fem-jko.inner="alg2"', "time.t_end=0.025"]
         ("nonlinear_fokker_planck_2d", "fem-implicit", []),
         ("fokker_planck_ou_2d", "fem-jko", []),
         ("porous_medium_1d", "fem-jko", []),
+        ("aggregation_quadratic_2d", "fem-jko", ["time.t_end=0.1"]),
         ("porous_medium_1d", "fem-jko", ALG2),
     ],
 )
 def test_one_and_two_ranks_agree(case, solver, sets, shared_tmp):
     assert_same_on_1_and_2_ranks(case, solver, sets, shared_tmp, COMPARED, atol=1e-9)
+
+
+def test_keller_segel_on_1_and_2_ranks(shared_tmp):
+    """W∗ρ sums over all vertices on each rank: the same numbers on 1 and 2 ranks."""
+    keys = [k for k in COMPARED if "error" not in k] + ["diagnostics/interaction_energy"]
+    sets = ["time.t_end=0.05"]
+    assert_same_on_1_and_2_ranks("keller_segel_2d", "fem-jko", sets, shared_tmp, keys, atol=1e-9)
 
 
 def test_a_rejected_step_is_retried_alike_on_1_and_2_ranks(shared_tmp):

@@ -88,8 +88,10 @@ class FEFlowSolver(FlowSolver):
         self.convolution: MeshConvolution | None = None
         if self.energy.has_interaction:
             coords = self.V.tabulate_dof_coordinates()[:, : case.dim]
+            imap = self.V.dofmap.index_map
+            index = imap.local_to_global(np.arange(len(coords), dtype=np.int32))
             self.convolution = MeshConvolution(
-                self.energy, coords, self.lumped_masses(), self._owned, comm
+                self.energy, coords, self.lumped_masses(), self._owned, index, comm
             )
 
     # -- set-up ----------------------------------------------------------------------------

@@ -51,6 +51,7 @@ class MeshConvolution:
         coords: Coordinates of this rank's dofs, owned first, (n_local, d).
         masses: Lumped masses of this rank's dofs, (n_local,).
         n_owned: How many of them this rank owns.
+        global_index: Their global indices (the owned ranges of the ranks, in rank order).
         comm: The mesh's communicator.
     """
 
@@ -60,11 +61,15 @@ class MeshConvolution:
         coords: np.ndarray,
         masses: np.ndarray,
         n_owned: int,
+        global_index: np.ndarray,
         comm: MPI.Comm,
     ) -> None:
         self.energy, self.comm, self.n_owned = energy, comm, n_owned
-        self.targets, self.masses = coords, masses
+        self.masses = masses
         self.sources = np.concatenate(comm.allgather(coords[:n_owned]))
+        # A ghost's own coordinates differ from its owner's in the last bits: taken from
+        # the gathered sources, the self pair sits at distance exactly 0 and is skipped.
+        self.targets = self.sources[global_index]
         self.source_masses = np.concatenate(comm.allgather(masses[:n_owned]))
         pairs = len(coords) * len(self.sources)
         self.method = "direct" if pairs <= DIRECT_PAIRS else "mesh"
