@@ -13,15 +13,13 @@ a_ij are ≥ 0 although the pieces of single cells need not be.  Taking a_ij fro
 serves any cell type the assembler knows.
 
 The graph is stored for the rows a rank owns, in the row layout of the PETSc matrix
-(owned dofs, global column numbers), with the local dof number of each neighbour, so
-that nodal data of the neighbours (owned or ghost) can be read without communication.
+(owned dofs, global column numbers).  Without ghost cells a neighbour of an owned vertex
+may live on another rank only, so nodal data at the neighbours come by a scatter.
 """
 
 from __future__ import annotations
 
 import dolfinx_solver  # noqa: F401 - must precede dolfinx
-
-from dataclasses import dataclass
 
 import dolfinx.fem
 import dolfinx.fem.petsc
@@ -30,7 +28,6 @@ import ufl
 from petsc4py import PETSc
 
 
-@dataclass(frozen=True)
 class MeshGraph:
     """Owned rows of the stiffness pattern, with the off-diagonal transmissibilities.
 
@@ -39,27 +36,51 @@ class MeshGraph:
         columns: Global column of every stored entry (PETSc numbering), (nnz,).
         diagonal: Position in ``columns`` of each row's diagonal entry, (n_owned,).
         edge: Positions of the off-diagonal entries, (n_edges,).
-        row: Local dof of the row of each off-diagonal entry, (n_edges,).
-        neighbour: Local dof (owned or ghost) of its column, (n_edges,).
+        row: Owned dof of the row of each off-diagonal entry, (n_edges,).
         a: Transmissibility a_ij = -K_ij of each off-diagonal entry, (n_edges,).
         n_owned: Number of owned dofs (rows).
         n_global: Number of dofs of the whole mesh.
     """
 
-    indptr: np.ndarray
-    columns: np.ndarray
-    diagonal: np.ndarray
-    edge: np.ndarray
-    row: np.ndarray
-    neighbour: np.ndarray
-    a: np.ndarray
-    n_owned: int
-    n_global: int
+    def __init__(
+        self,
+        stiffness: PETSc.Mat,
+        n_owned: int,
+        n_global: int,
+    ) -> None:
+        indptr, columns, values = stiffness.getValuesCSR()
+        rows = np.repeat(np.arange(n_owned, dtype=np.int64), np.diff(indptr))
+        is_diagonal = columns == rows + stiffness.getOwnershipRange()[0]
+        self.diagonal = np.flatnonzero(is_diagonal)
+        if len(self.diagonal) != n_owned:  # the assembler always stores the diagonal
+            raise RuntimeError("stiffness pattern without a diagonal entry in some row")
+        self.edge = np.flatnonzero(~is_diagonal)
+        self.indptr = indptr.astype(PETSc.IntType)
+        self.columns = columns.astype(PETSc.IntType)
+        self.row, self.a = rows[self.edge], -values[self.edge]
+        self.n_owned, self.n_global = n_owned, n_global
+        # A neighbour of an owned vertex need not be on this rank (no ghost cells): its
+        # values come by a PETSc scatter from the rank that owns it.
+        comm = stiffness.getComm()
+        self._owned = PETSc.Vec().createMPI((n_owned, n_global), comm=comm)
+        self._at_edges = PETSc.Vec().createSeq(len(self.edge), comm=PETSc.COMM_SELF)
+        index = PETSc.IS().createGeneral(self.columns[self.edge], comm=PETSc.COMM_SELF)
+        self._scatter = PETSc.Scatter().create(self._owned, index, self._at_edges, None)
 
-    def matrix(self, values: np.ndarray, comm) -> PETSc.Mat:
+    def at_neighbours(self, owned: np.ndarray) -> np.ndarray:
+        """The values of nodal data (given at the owned dofs) at each edge's column end."""
+        self._owned.array[:] = owned
+        self._scatter.scatter(
+            self._owned, self._at_edges, PETSc.InsertMode.INSERT_VALUES, PETSc.ScatterMode.FORWARD
+        )
+        return self._at_edges.array.copy()
+
+    def matrix(self, values: np.ndarray) -> PETSc.Mat:
         """A PETSc AIJ matrix with this pattern and the given CSR ``values`` (nnz,)."""
         n = (self.n_owned, self.n_global)
-        mat = PETSc.Mat().createAIJ((n, n), csr=(self.indptr, self.columns, values), comm=comm)
+        mat = PETSc.Mat().createAIJ(
+            (n, n), csr=(self.indptr, self.columns, values), comm=self._owned.getComm()
+        )
         mat.assemble()
         return mat
 
@@ -76,29 +97,10 @@ def mesh_graph(space: dolfinx.fem.FunctionSpace) -> MeshGraph:
         dolfinx.fem.form(ufl.inner(ufl.grad(u), ufl.grad(v)) * ufl.dx)
     )
     stiffness.assemble()
-    indptr, columns, values = stiffness.getValuesCSR()
-    first_row = stiffness.getOwnershipRange()[0]
-    stiffness.destroy()
     imap = space.dofmap.index_map
-    n_owned = imap.size_local
-    rows = np.repeat(np.arange(n_owned, dtype=np.int64), np.diff(indptr))
-    is_diagonal = columns == rows + first_row
-    diagonal = np.flatnonzero(is_diagonal)
-    if len(diagonal) != n_owned:  # the assembler always stores the diagonal
-        raise RuntimeError("stiffness pattern without a diagonal entry in some row")
-    edge = np.flatnonzero(~is_diagonal)
-    neighbour = imap.global_to_local(columns[edge].astype(np.int64))
-    return MeshGraph(
-        indptr=indptr.astype(PETSc.IntType),
-        columns=columns.astype(PETSc.IntType),
-        diagonal=diagonal,
-        edge=edge,
-        row=rows[edge],
-        neighbour=np.asarray(neighbour, dtype=np.int64),
-        a=-values[edge],
-        n_owned=n_owned,
-        n_global=imap.size_global,
-    )
+    graph = MeshGraph(stiffness, imap.size_local, imap.size_global)
+    stiffness.destroy()
+    return graph
 
 
 def bernoulli(x: np.ndarray) -> np.ndarray:

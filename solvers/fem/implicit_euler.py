@@ -74,6 +74,8 @@ from __future__ import annotations
 import dolfinx_solver  # noqa: F401 - must precede dolfinx
 
 import logging
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 import basix.ufl
@@ -151,13 +153,13 @@ class _FittedScheme:
     """The exponentially fitted edge flux of linear diffusion (module docstring)."""
 
     def __init__(self, solver: Solver) -> None:
-        self.solver = solver
+        self.solver = weakref.proxy(solver)  # no cycle: see _affine_residual's caller
         comm, energy = solver.comm, solver.energy
         self.graph = graph = mesh_graph(solver.V)
         D = energy.diffusivity
-        nodes = solver.V.tabulate_dof_coordinates()[:, : solver.case.dim]
+        nodes = solver.V.tabulate_dof_coordinates()[: graph.n_owned, : solver.case.dim]
         potential = energy.potential_value(nodes)
-        delta = (potential[graph.neighbour] - potential[graph.row]) / D  # δ_ij of each edge
+        delta = (graph.at_neighbours(potential) - potential[graph.row]) / D  # δ_ij, each edge
         flux = D * graph.a
         self.values = np.zeros(len(graph.columns))  # L in CSR order: (Lρ)_i = Σ_j a_ij F_ij
         self.values[graph.edge] = -flux * bernoulli(-delta)
@@ -173,24 +175,20 @@ class _FittedScheme:
         masses.scatter_reverse(dolfinx.la.InsertMode.add)
         self.masses = masses.array[: graph.n_owned].copy()
         self.tau = 0.0
-        self.A = graph.matrix(self.values, comm)
+        self.A = graph.matrix(self.values)
         self.x, self.b = self.A.createVecRight(), self.A.createVecLeft()
         self.snes = PETSc.SNES().create(comm)
         self.snes.setOptionsPrefix(PREFIX)
-        self.snes.setFunction(self._residual, self.A.createVecLeft())
-        self.snes.setJacobian(self._jacobian, self.A, self.A)
+        # The callbacks hold the matrix and right-hand side, not self (and self holds
+        # the solver weakly): a reference cycle would leave the collective destruction
+        # of the PETSc objects (MUMPS's) to the garbage collector, which runs at
+        # different moments on different ranks: a deadlock under MPI.
+        self.snes.setFunction(_affine_residual(self.A, self.b), self.A.createVecLeft())
+        self.snes.setJacobian(_constant_jacobian, self.A, self.A)
         use_direct_lu(self.snes.getKSP())
         self.snes.setFromOptions()
         self.warned, self.steps = False, 0
         self._warn_if_unresolved()
-
-    def _residual(self, snes: PETSc.SNES, x: PETSc.Vec, F: PETSc.Vec) -> None:
-        """F(ρ) = (M/τ + L) ρ - M ρ^n/τ."""
-        self.A.mult(x, F)
-        F.axpy(-1.0, self.b)
-
-    def _jacobian(self, snes: PETSc.SNES, x: PETSc.Vec, J: PETSc.Mat, P: PETSc.Mat) -> None:
-        """The Jacobian is the step matrix itself, already assembled for this τ."""
 
     def _set_tau(self, tau: float) -> None:
         """Assemble M/τ + L (a new τ only: the LU factors are kept otherwise)."""
@@ -225,10 +223,11 @@ class _FittedScheme:
 
     def peclet(self) -> float:
         """The largest |δ_ij| = |V_j - V_i|/D on edges where ρ ≥ SUPPORT_SHARE × its peak."""
-        rho, g, comm = self.solver.rho.x.array, self.graph, self.solver.comm
-        peak = comm.allreduce(float(rho[: g.n_owned].max(initial=0.0)), op=MPI.MAX)
+        g, comm = self.graph, self.solver.comm
+        rho = self.solver.rho.x.array[: g.n_owned]
+        peak = comm.allreduce(float(rho.max(initial=0.0)), op=MPI.MAX)
         floor = SUPPORT_SHARE * peak
-        on = (rho[g.row] >= floor) & (rho[g.neighbour] >= floor)
+        on = (rho[g.row] >= floor) & (g.at_neighbours(rho) >= floor)
         return comm.allreduce(float(self.edge_peclet[on].max(initial=0.0)), op=MPI.MAX)
 
     def _warn_if_unresolved(self) -> None:
@@ -259,11 +258,25 @@ class _FittedScheme:
         )
 
 
+def _affine_residual(A: PETSc.Mat, b: PETSc.Vec) -> Callable[..., None]:
+    """The SNES function F(x) = A x - b (with A = M/τ + L and b = M ρ^n/τ: the step)."""
+
+    def residual(snes: PETSc.SNES, x: PETSc.Vec, F: PETSc.Vec) -> None:
+        A.mult(x, F)
+        F.axpy(-1.0, b)
+
+    return residual
+
+
+def _constant_jacobian(snes: PETSc.SNES, x: PETSc.Vec, J: PETSc.Mat, P: PETSc.Mat) -> None:
+    """Nothing to do: the Jacobian is the step matrix, assembled once per τ."""
+
+
 class _ChemicalPotentialScheme:
     """The (ρ, μ) form of the power law and of no internal energy (module docstring)."""
 
     def __init__(self, solver: Solver) -> None:
-        self.solver = solver
+        self.solver = weakref.proxy(solver)  # no cycle: see _affine_residual's caller
         mesh, dxl = solver.mesh, solver.dx_lumped
         self.tau = dolfinx.fem.Constant(mesh, PETSc.ScalarType(1.0))
         p1 = basix.ufl.element("Lagrange", mesh.basix_cell(), 1)
