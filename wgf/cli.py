@@ -38,7 +38,8 @@ from wgf.cases.errors import SolverError, UserError  # noqa: E402 - after the th
 
 EPILOG = """\
 exit status: 0 success; 2 bad input (case file, option, mesh, --resume file);
-3 a solver did not converge (completed steps are kept; continue with --resume);
+3 a solver did not converge (completed steps are kept; continue with --resume;
+with several solvers the others still run, and the status is the worst one);
 4 `wgf converge --expect-order` was not met; 130 Ctrl-C (the run stopped after a
 completed step; continue with --resume).
 
