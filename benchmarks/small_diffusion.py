@@ -6,7 +6,8 @@ resolution and one refinement (FE: twice the cells per direction; particles: 4×
 particles).  The table gives the relative L1 error at T, or the exit status, and whether
 the run logged a warning (fem-implicit's cell-Péclet warning, for one).  A row marked
 ``SILENT`` finished with exit status 0, an L1 error above ``--bad`` and no warning: the
-failure mode issue 12 asks to remove.
+failure mode issue 12 asks to remove.  ``crash`` is an exception that is neither
+error of the one-line contract (a traceback from ``wgf run``).
 
     .venv/bin/python benchmarks/small_diffusion.py                 # T = 0.5 (the cases')
     .venv/bin/python benchmarks/small_diffusion.py --t-end 0.2 --solver fem-implicit
@@ -99,6 +100,8 @@ def run_one(case: api.Case, solver: str, out: str, bad: float) -> tuple[float | 
         l1, outcome = None, f"exit 3{'' if err.tau_helps else ' (τ no cure)'}"
     except UserError as err:
         l1, outcome = None, f"exit 2: {err}"[:60]
+    except Exception as err:  # a traceback is an outcome worth a row too
+        l1, outcome = None, f"crash: {type(err).__name__}"
     finally:
         logger.removeHandler(handler)
     warned = bool(handler.messages)

@@ -58,9 +58,8 @@ def test_shipped_case(path, tmp_path):
 def test_power_law_in_a_confining_well_stops_instead_of_going_negative(tmp_path):
     """The cell-averaged mobility drains the vertices outside the support near a steady
     state of a confining V: the step is refused (exit 3), not reported with ρ < 0."""
-    with pytest.raises(SolverError, match="negative on") as err:
+    with pytest.raises(SolverError, match="negative on"):
         run_case("porous_quartic_2d", ["domain.cells=[24, 24]"], tmp_path)
-    assert not err.value.tau_helps  # a spatial defect: the driver must not advise a smaller τ
     r = read(tmp_path / "porous_quartic_2d_fem-implicit.h5")
     assert 1 <= len(r["time"]) < 101  # the completed steps are kept
 

@@ -36,8 +36,8 @@ finite elements of Xu and Zikatanov (Math. Comp. 68, 1999).  Why this form:
   one (second order in h); where the cell Péclet number Pe = |∇V| h/D ≈ |δ_ij| exceeds
   2 it turns into upwinding, stable but first order with an artificial diffusion that
   grows with Pe.  The solver then logs one WARNING per run naming the largest Pe on the
-  edges where the density is at least ``SUPPORT_SHARE`` of its peak (checked at the
-  start and after every step until it fires): refine the mesh.
+  edges where the density is at least ``SUPPORT_SHARE`` of its peak (checked on ρ^n
+  before every step until it fires): refine the mesh.
 
 The step is linear in ρ: SNES takes one Newton iteration with the step matrix as its
 Jacobian, and the LU factors are reused while τ does not change.
@@ -53,15 +53,15 @@ F_h(ρ^{n+1}) + τ Σ_K |K| mean(ρ) |∇μ|² ≤ F_h(ρ^n).  The unknowns are 
 the mobility are evaluated at max(ρ, 0), so Newton iterates that overshoot below zero
 near the free boundary stay well defined.  The centred mobility does not guarantee
 ρ ≥ 0 there; ``min_density`` records the undershoot, and a step whose negative part
-holds more than ``NEGATIVE_MASS_SHARE`` of the mass is refused with exit 3: near the
+holds more than ``NEGATIVE_MASS_SHARE`` of the mass is refused (retried with a smaller
+τ, then exit 3): near the
 steady state of a confining potential the drift points into the support and the cell
-average drains the vertices just outside it without bound, whatever τ (fem-jko keeps
-ρ ≥ 0).
+average drains the vertices just outside it (fem-jko keeps ρ ≥ 0).
 
 Failures say whether a smaller τ can cure them (:class:`~wgf.cases.errors.SolverError`
 ``tau_helps``): a Newton or linear solve that does not converge can; a residual that
 is not finite before the first iteration (τ only scales ρ - ρ^n, which is zero there)
-and the undershoot above cannot.
+cannot.
 
 Each step is one PETSc SNES solve (Newton, backtracking line search, MUMPS LU by
 default).  Every PETSc option can be changed on the command line under the prefix
@@ -188,7 +188,6 @@ class _FittedScheme:
         use_direct_lu(self.snes.getKSP())
         self.snes.setFromOptions()
         self.warned, self.steps = False, 0
-        self._warn_if_unresolved()
 
     def _set_tau(self, tau: float) -> None:
         """Assemble M/τ + L (a new τ only: the LU factors are kept otherwise)."""
@@ -202,6 +201,9 @@ class _FittedScheme:
     def solve(self, tau: float) -> int:
         """ρ^{n+1} from ρ^n = ``solver.rho_old``; returns the Newton iterations."""
         rho, own = self.solver.rho, slice(0, self.graph.n_owned)
+        # Checked on ρ^n, at the step rather than at construction: `wgf run` builds every
+        # solver before running any, and the warning belongs with this solver's run.
+        self._warn_if_unresolved()
         self._set_tau(tau)
         self.b.array[:] = self.masses / tau * self.solver.rho_old.x.array[own]
         self.x.array[:] = rho.x.array[own]
@@ -217,9 +219,8 @@ class _FittedScheme:
         """Nothing besides ρ to restore (ρ is the unknown)."""
 
     def accepted(self) -> None:
-        """After an accepted step: the Péclet check, until it has warned once."""
+        """Count the accepted steps (for the warning's text)."""
         self.steps += 1
-        self._warn_if_unresolved()
 
     def peclet(self) -> float:
         """The largest |δ_ij| = |V_j - V_i|/D on edges where ρ ≥ SUPPORT_SHARE × its peak."""
@@ -246,7 +247,7 @@ class _FittedScheme:
                 "≈ |∇V|h/2), and the error can be large: refine domain.cells",
                 pe,
                 PECLET_LIMIT,
-                f"after step {self.steps}" if self.steps else "initial density",
+                f"{self.steps} steps into the run" if self.steps else "at the start",
             )
 
     def undershoot(self, share: float, its: int) -> SolverError:
@@ -323,13 +324,16 @@ class _ChemicalPotentialScheme:
         """Nothing to do after an accepted step."""
 
     def undershoot(self, share: float, its: int) -> SolverError:
-        """The centred mobility drains the vertices outside the support: τ does not help."""
+        """The centred mobility drains the vertices outside the support.
+
+        A smaller τ lowers the share lost in one step (it did in porous_quartic_2d), so the
+        driver may retry; the drain itself is spatial and comes back near the steady state.
+        """
         return SolverError(
             f"the density went negative on {share:.2%} of the mass (the power law's "
             "cell-averaged mobility does not keep ρ ≥ 0 where the drift points into the "
-            "support, whatever τ; fem-jko does)",
+            "support; fem-jko does)",
             iterations=its,
-            tau_helps=False,
         )
 
 
