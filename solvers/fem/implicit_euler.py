@@ -54,9 +54,9 @@ the mobility are evaluated at max(ρ, 0), so Newton iterates that overshoot belo
 near the free boundary stay well defined.  The centred mobility does not guarantee
 ρ ≥ 0 there; ``min_density`` records the undershoot, and a step whose negative part
 holds more than ``NEGATIVE_MASS_SHARE`` of the mass is refused (retried with a smaller
-τ, then exit 3): near the
-steady state of a confining potential the drift points into the support and the cell
-average drains the vertices just outside it (fem-jko keeps ρ ≥ 0).
+τ, then exit 3): near the steady state of a confining potential the drift points into
+the support and the cell average drains the vertices just outside it (fem-jko keeps
+ρ ≥ 0).
 
 Failures say whether a smaller τ can cure them (:class:`~wgf.cases.errors.SolverError`
 ``tau_helps``): a Newton or linear solve that does not converge can; a residual that
