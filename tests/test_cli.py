@@ -253,3 +253,30 @@ def test_converge_of_a_transport_case_refines_space_and_time(tmp_path):
         assert config["domain"]["cells"] == [32 * 2**level]
         assert err == pytest.approx(abs(w2 - exact) / exact, rel=1e-9)
     assert errors[1] < 2e-5  # 64 cells × 16 time cells: 7.7e-6 measured
+
+
+def test_solver_all_goes_on_after_a_failing_solver(tmp_path):
+    # fem-implicit cannot do a porous-medium step in one Newton iteration (exit 3); the
+    # solvers after it must still run, and the table must show every one with its status.
+    proc = wgf(
+        "run",
+        "porous_medium_1d",
+        "--solver",
+        "all",
+        "--out",
+        str(tmp_path),
+        "--quiet",
+        "--set",
+        "time.t_end=0.02",
+        "--set",
+        "solver.fem-implicit.max_it=1",
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.count("wgf: error: fem-implicit: step 1") == 1
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines() if line}
+    assert rows["fem-implicit"][-2:] == ["exit", "3"]
+    assert rows["fem-implicit"][1:3] == ["0", "0"]  # no completed step, t = 0
+    for name in ("fem-jko", "blob", "quantile-1d"):
+        assert rows[name][-1] == "ok" and rows[name][1] == "4", rows[name]
+        assert (tmp_path / f"porous_medium_1d_{name}.h5").is_file()
+    assert "fem-implicit: exit 3: fem-implicit: step 1" in proc.stdout

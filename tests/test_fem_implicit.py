@@ -1,6 +1,9 @@
 """fem-implicit on every shipped case: errors against closed forms, conservation,
 energy decay, positivity, convergence in h."""
 
+import logging
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 
@@ -125,3 +128,103 @@ def test_case_tolerances_are_not_inherited_from_an_earlier_run(tmp_path):
     capped = run_case("porous_medium_2d", [*sets, "solver.fem-implicit.max_it=3"], tmp_path / "b")
     assert first.retries == 0 and max(first.iterations) > 3
     assert capped.retries == 1 and max(capped.iterations) <= 6  # two halves of ≤ 3
+
+
+@contextmanager
+def warnings_of_fem_implicit():
+    """The WARNING records that fem-implicit logs inside the block (messages)."""
+    messages: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = logging.getLogger("wgf.solvers.fem.implicit_euler")
+    logger.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_bernoulli_function_is_finite_and_exact_in_its_limits():
+    from wgf.solvers.fem.graph import bernoulli
+
+    x = np.array([-800.0, -30.0, -1e-9, 0.0, 1e-9, 0.7, 30.0, 800.0])
+    b = bernoulli(x)
+    assert np.all(np.isfinite(b)) and np.all(b >= 0.0)
+    assert b[3] == 1.0 and b[2] == pytest.approx(1.0, abs=1e-9)
+    assert b[0] == pytest.approx(800.0) and b[-1] == 0.0  # limits: -x and 0, no overflow
+    assert b[5] == pytest.approx(0.7 / np.expm1(0.7), rel=1e-14)
+    # B(-x) = e^x B(x): the identity that makes e^{-V/D} a discrete steady state.
+    y = np.linspace(-20, 20, 81)
+    np.testing.assert_allclose(bernoulli(-y), np.exp(y) * bernoulli(y), rtol=1e-12)
+
+
+#: fokker_planck_ou_1d at D = 0.02 on the shipped 200 cells: the fitted flux's L1 error
+#: at T (measured 0.033; the Slotboom form with cell-averaged weights gave 0.71).
+SMALL_D_L1_BOUND = 0.045
+
+
+def test_small_diffusion_1d_is_accurate_and_warns_once(tmp_path):
+    with warnings_of_fem_implicit() as warnings:
+        s = run_case("fokker_planck_ou_1d", ["energy.diffusivity=0.02"], tmp_path)
+    r = read(s.path)
+    l1 = r["diagnostics/l1_error"][-1]
+    assert 0.1 * SMALL_D_L1_BOUND < l1 < SMALL_D_L1_BOUND
+    mass, energy = r["diagnostics/mass"], r["diagnostics/energy"]
+    assert np.max(np.abs(mass - 1.0)) < 1e-12
+    assert np.all(np.diff(energy) <= 1e-12 * np.abs(energy[:-1]))
+    assert np.all(r["diagnostics/min_density"] > 0.0)
+    # |∇V| h/D on the initial support (x ≤ 1 + 3σ = 2.5, h = 0.05): about 6.
+    assert len(warnings) == 1 and "Péclet number |∇V|h/D = 6." in warnings[0]
+
+
+def test_small_diffusion_1d_converges_under_refinement(tmp_path):
+    """Twice the cells, about half the error (first order where Pe > 2), and no warning
+    once the mesh resolves the drift."""
+    errors = []
+    for n in (200, 400):
+        sets = ["energy.diffusivity=0.02", f"domain.cells=[{n}]", "output.snapshots=1"]
+        errors.append(run_case("fokker_planck_ou_1d", sets, tmp_path / str(n)).diagnostics)
+    ratio = errors[0]["l1_error"] / errors[1]["l1_error"]
+    assert 1.6 < ratio < 2.4, errors
+    with warnings_of_fem_implicit() as warnings:
+        sets = ["energy.diffusivity=0.02", "domain.cells=[1600]", "time.t_end=0.02"]
+        run_case("fokker_planck_ou_1d", sets, tmp_path / "fine")
+    assert warnings == []
+
+
+def test_shipped_diffusion_does_not_warn(tmp_path):
+    with warnings_of_fem_implicit() as warnings:
+        run_case("fokker_planck_ou_2d", ["time.t_end=0.05"], tmp_path)
+    assert warnings == []
+
+
+def test_small_diffusion_2d_runs_where_the_weight_underflowed(tmp_path):
+    """D = 0.02 on [-4, 4]²: e^{-(V - V_min)/D} < 1e-300 at the corners, which stopped
+    the Slotboom form at step 1; the fitted flux never forms it."""
+    with warnings_of_fem_implicit() as warnings:
+        s = run_case(
+            "fokker_planck_ou_2d", ["energy.diffusivity=0.02", "time.t_end=0.05"], tmp_path
+        )
+    r = read(s.path)
+    assert s.steps == 5 and r["time"][-1] == pytest.approx(0.05)
+    assert np.max(np.abs(r["diagnostics/mass"] - 1.0)) < 1e-12
+    assert np.all(r["diagnostics/min_density"] >= 0.0)
+    assert np.all(np.diff(r["diagnostics/energy"]) <= 0.0)
+    # h = 0.25, |∇V| ≈ 2.6 on the initial support: Pe ≈ 30, far from resolved.
+    assert len(warnings) == 1 and "Péclet" in warnings[0] and "refine domain.cells" in warnings[0]
+
+
+def test_small_diffusion_steady_state_is_kept_exactly(tmp_path):
+    """ρ ∝ e^{-V/D} at the vertices is a discrete steady state of the fitted flux (F_ij = 0
+    on every edge), however coarse the mesh: nothing drifts, even at D = 0.02 on h = 0.25."""
+    sets = [
+        "energy.diffusivity=0.02",
+        'initial.kind="expression"',
+        'initial.density="exp(-(x**2 + y**2)/0.04)"',  # e^{-V/D}, V = |x|²/2
+        'exact.kind="stationary"',
+        "time.t_end=0.05",
+    ]
+    r = read(run_case("fokker_planck_ou_2d", sets, tmp_path).path)
+    energy, l1 = r["diagnostics/energy"], r["diagnostics/l1_error"]
+    np.testing.assert_allclose(energy, energy[0], rtol=1e-11)
+    np.testing.assert_allclose(l1, l1[0], rtol=1e-9)

@@ -38,7 +38,8 @@ from wgf.cases.errors import SolverError, UserError  # noqa: E402 - after the th
 
 EPILOG = """\
 exit status: 0 success; 2 bad input (case file, option, mesh, --resume file);
-3 a solver did not converge (completed steps are kept; continue with --resume);
+3 a solver did not converge (completed steps are kept; continue with --resume;
+with several solvers the others still run, and the status is the worst one);
 4 `wgf converge --expect-order` was not met; 130 Ctrl-C (the run stopped after a
 completed step; continue with --resume).
 
@@ -389,10 +390,10 @@ def _run(args: argparse.Namespace) -> int:
 
     from wgf.cases import load_case
     from wgf.dispatch import check_resumable, check_runnable, run_built
-    from wgf.results import check_writable
+    from wgf.results import check_writable, results_path
     from wgf.run import build_solver
     from wgf.solvers import solver_tables
-    from wgf.summary import print_summary
+    from wgf.summary import FailedRun, print_summary
 
     comm = MPI.COMM_WORLD
     case = load_case(args.case, args.overrides, solver_tables())
@@ -404,14 +405,27 @@ def _run(args: argparse.Namespace) -> int:
     # Build every solver before running any: bad input fails before any file is written.
     solvers = [(info, build_solver(case, info.name, comm)) for info in infos]
     resume = _resumable(case.name, [info.name for info in infos], args, comm)
-    summaries = []
+    summaries: list = []
+    status = 0
     for info, solver in solvers:
-        summary = run_built(solver, case, args.out, resume=resume.get(solver.name, False))
+        try:
+            summary = run_built(solver, case, args.out, resume=resume.get(solver.name, False))
+        except SolverError as err:
+            # With several solvers, one that does not converge must not keep the others
+            # from running: say so now, give it a row, exit with the worst status.  Bad
+            # input (UserError) and Ctrl-C (Interrupted) still end everything.
+            if len(solvers) == 1:
+                raise
+            _report(err)
+            status, summary = max(status, err.status), None
+            if comm.rank == 0:
+                path = results_path(args.out, case.name, solver.name)
+                summary = FailedRun.from_file(solver.name, err.status, str(err), path)
         if info.kind == "flow":  # a transport run prints its own result
             summaries.append(summary)
     if comm.rank == 0 and summaries:
         print_summary(case, summaries)
-    return 0
+    return status
 
 
 def _compare(args: argparse.Namespace) -> int:

@@ -1,45 +1,81 @@
-"""``fem-implicit``: implicit Euler and Newton on the PDE itself — the baseline.
+"""``fem-implicit``: implicit Euler on the PDE itself — the baseline.
 
     ∂_t ρ = div( ρ ∇μ ),    μ = δF/δρ = D·U'(ρ) + V,    no-flux boundary.
 
-Discretisation: P1 in space, implicit Euler in time, in the chemical-potential form,
-with every term integrated by the vertex rule (mass lumping):
+P1 in space with the mass lumped (m_i = ∫φ_i), implicit Euler in time.  Mass is
+conserved exactly in both forms below (every flux term vanishes against v = 1), and the
+lumped energy F_h(ρ) = Σ_i m_i (D·U(ρ_i) + V_i ρ_i) is what the schemes dissipate.
+
+**Linear diffusion** (entropy, U = ρ log ρ, so ρ∇μ = D∇ρ + ρ∇V): an exponentially
+fitted (Scharfetter–Gummel) flux on the edges of the mesh graph,
+
+    m_i (ρ_i - ρ_i^n)/τ + Σ_j a_ij F_ij = 0,
+    F_ij = D [ B(δ_ij) ρ_i - B(-δ_ij) ρ_j ],    δ_ij = (V_j - V_i)/D,
+
+with a_ij = -K_ij the transmissibilities of the P1 stiffness matrix
+(:mod:`wgf.solvers.fem.graph`) and B(x) = x/(e^x - 1) the Bernoulli function.  In the
+Slotboom variable g = ρ e^{V/D}, F_ij = D w_ij (g_i - g_j) where w_ij = B(δ_ij) e^{-V_i/D}
+is the *harmonic* mean of e^{-V/D} along the edge (V linear on it): the edge-averaged
+finite elements of Xu and Zikatanov (Math. Comp. 68, 1999).  Why this form:
+
+* nothing underflows: the coefficients are D a_ij B(±δ_ij), never the weight e^{-V/D}
+  (which is below the smallest double once ΔV/D > 745); B(x) ∈ (0, 1 + |x|] is
+  evaluated without overflow or cancellation (:func:`~wgf.solvers.fem.graph.bernoulli`);
+* the profile e^{-V/D} is an exact discrete steady state (F_ij = 0 on it), so a
+  confining V does not leak mass uphill however small D is — the cell-wise *arithmetic*
+  mean of e^{-V/D} used before is dominated by the cell's largest weight, and at
+  |∇V| h/D of a few it moved the density against the drift (L1 errors of order one);
+* positivity: F_ij = -F_ji, so the matrix M/τ + L of the step has zero column sums
+  in L, a positive diagonal and off-diagonal entries -D a_ij B(-δ_ij) ≤ 0 where
+  a_ij ≥ 0 (non-obtuse meshes; the summed a_ij of 2-D Delaunay meshes): it is an
+  M-matrix, so ρ^{n+1} > 0 for every τ (discrete maximum principle);
+* energy: μ_i = D log g_i + const and (g_i - g_j)(log g_i - log g_j) ≥ 0 give
+  Σ_i m_i μ_i (ρ_i^{n+1} - ρ_i^n) ≤ 0, and convexity of F_h gives
+  F_h(ρ^{n+1}) ≤ F_h(ρ^n) at every step, for any τ (again where a_ij ≥ 0);
+* accuracy: for |δ| ≪ 1, B(±δ) = 1 ∓ δ/2 + O(δ²) and the scheme is the centred P1
+  one (second order in h); where the cell Péclet number Pe = |∇V| h/D ≈ |δ_ij| exceeds
+  2 it turns into upwinding, stable but first order with an artificial diffusion that
+  grows with Pe.  The solver then logs one WARNING per run naming the largest Pe on the
+  edges where the density is at least ``SUPPORT_SHARE`` of its peak (checked on ρ^n
+  before every step until it fires): refine the mesh.
+
+The step is linear in ρ: SNES takes one Newton iteration with the step matrix as its
+Jacobian, and the LU factors are reused while τ does not change.
+
+**Power law and no internal energy**: the chemical-potential form, every term
+integrated by the vertex rule,
 
     Σ_i m_i (ρ_i - ρ_i^n)/τ v_i + Σ_K |K| mean_{i∈K}(ρ_i) ∇μ·∇v = 0,
-    μ_i = D·U'(ρ_i) + V(x_i)  at every vertex.
+    μ_i = D·U'(ρ_i) + V(x_i)  at every vertex,
 
-Why this form: the lumped rule makes μ exactly the nodal derivative of the discrete
-energy F_h(ρ) = Σ_i m_i (D·U(ρ_i) + V_i ρ_i), so testing with v = μ and convexity give
+so μ is exactly the nodal derivative of F_h and testing with v = μ and convexity give
+F_h(ρ^{n+1}) + τ Σ_K |K| mean(ρ) |∇μ|² ≤ F_h(ρ^n).  The unknowns are (ρ, μ); U'(ρ) and
+the mobility are evaluated at max(ρ, 0), so Newton iterates that overshoot below zero
+near the free boundary stay well defined.  The centred mobility does not guarantee
+ρ ≥ 0 there; ``min_density`` records the undershoot, and a step whose negative part
+holds more than ``NEGATIVE_MASS_SHARE`` of the mass is refused (retried with a smaller
+τ, then exit 3): near the steady state of a confining potential the drift points into
+the support and the cell average drains the vertices just outside it (fem-jko keeps
+ρ ≥ 0).
 
-    F_h(ρ^{n+1}) + τ Σ_K |K| mean(ρ) |∇μ|² ≤ F_h(ρ^n):
+Failures say whether a smaller τ can cure them (:class:`~wgf.cases.errors.SolverError`
+``tau_helps``): a Newton or linear solve that does not converge can; a residual that
+is not finite before the first iteration (τ only scales ρ - ρ^n, which is zero there)
+cannot.
 
-the discrete energy decays at every step, for any τ.  Mass is conserved exactly
-(v = 1).  How ρ → 0 is handled:
-
-* entropy: ρ∇μ = D e^{-V/D} ∇g with the Slotboom variable g = ρ e^{V/D}, so the step
-  is *linear* in g: Σ m_i (ρ_i - ρ_i^n)/τ v_i + Σ_K |K| mean(D e^{-V/D}) ∇g·∇v = 0.
-  On a non-obtuse mesh the weighted stiffness matrix is an M-matrix, hence ρ > 0
-  (discrete maximum principle) and, testing with log g, the energy decays; one Newton
-  iteration solves the step;
-* power law (and no internal energy): the unknowns are (ρ, μ), the nodal relation is a
-  second lumped equation, U'(ρ) and the mobility are evaluated at max(ρ, 0), so Newton
-  iterates that overshoot below zero near the free boundary stay well defined.  The
-  centred mobility does not guarantee ρ ≥ 0 there; ``min_density`` records the undershoot,
-  and a step whose negative part holds more than ``NEGATIVE_MASS_SHARE`` of the mass is
-  rejected (retried with a smaller τ, then exit 3): near the steady state of a confining
-  potential the drift points into the support and the cell average drains the vertices
-  just outside it without bound.
-
-Each step is one ``dolfinx.fem.petsc.NonlinearProblem`` solve with PETSc SNES (Newton,
-backtracking line search, MUMPS LU by default).  Every PETSc option can be changed on
-the command line under the prefix ``fem_implicit_``, e.g. ``-fem_implicit_snes_monitor``
-or ``-fem_implicit_ksp_type gmres -fem_implicit_pc_type gamg``.
+Each step is one PETSc SNES solve (Newton, backtracking line search, MUMPS LU by
+default).  Every PETSc option can be changed on the command line under the prefix
+``fem_implicit_``, e.g. ``-fem_implicit_snes_monitor`` or ``-fem_implicit_ksp_type
+gmres -fem_implicit_pc_type gamg``.
 """
 
 from __future__ import annotations
 
 import dolfinx_solver  # noqa: F401 - must precede dolfinx
 
+import logging
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 import basix.ufl
@@ -53,11 +89,21 @@ from petsc4py import PETSc
 from wgf.cases import Case
 from wgf.cases.errors import SolverError
 from wgf.solvers.fem.base import FEFlowSolver
+from wgf.solvers.fem.graph import bernoulli, mesh_graph
 from wgf.solvers.fem.petsc_options import NEWTON, set_default_options, use_direct_lu
 
+log = logging.getLogger(__name__)
+
 PREFIX = "fem_implicit_"
-#: A step is rejected when the negative part of ρ holds more than this share of the mass.
+#: A step is refused when the negative part of ρ holds more than this share of the mass.
 NEGATIVE_MASS_SHARE = 0.05
+#: The cell Péclet number above which the fitted flux is upwinding rather than centred
+#: (B(-2)/B(2) = e², against 1 for a centred flux) and a warning is logged.
+PECLET_LIMIT = 2.0
+#: Where the Péclet number is looked at: edges whose two ends carry at least this share
+#: of the peak density (3σ of a Gaussian), since an unresolved drift where there is no
+#: mass does not spoil the answer.
+SUPPORT_SHARE = 1e-2
 
 
 class Solver(FEFlowSolver):
@@ -68,112 +114,260 @@ class Solver(FEFlowSolver):
 
     def __init__(self, case: Case, comm: MPI.Comm, params: dict[str, Any]) -> None:
         super().__init__(case, comm, params)
-        self.tau = dolfinx.fem.Constant(self.mesh, PETSc.ScalarType(case.section("time")["tau"]))
-        self.slotboom = self.energy.linear_diffusion
-        V = self.V_ufl
-        D, dxl = self.energy.diffusivity, self.dx_lumped
-        if self.slotboom:
-            # Shift V by its minimum so that the weight e^{-V/D} is at most 1.
-            self._weight = ufl.exp(-(V - self._potential_min()) / D)
-            self.W = self.V
-            self.w = dolfinx.fem.Function(self.W, name="slotboom")
-            g, v = self.w, ufl.TestFunction(self.W)
-            rho = g * self._weight
-            residual = (rho - self.rho_old) / self.tau * v * dxl + D * self._weight * ufl.dot(
-                ufl.grad(g), ufl.grad(v)
-            ) * dxl
-        else:
-            p1 = basix.ufl.element("Lagrange", self.mesh.basix_cell(), 1)
-            self.W = dolfinx.fem.functionspace(self.mesh, basix.ufl.mixed_element([p1, p1]))
-            self.w = dolfinx.fem.Function(self.W, name="density_potential")
-            rho, mu = ufl.split(self.w)
-            v, q = ufl.TestFunctions(self.W)
-            residual = (
-                (rho - self.rho_old) / self.tau * v * dxl
-                + self.xp.maximum(rho, 0.0) * ufl.dot(ufl.grad(mu), ufl.grad(v)) * dxl
-                + (mu - self.energy.first_variation(rho, V, self.xp)) * q * dxl
-            )
-        self._rho_expr = dolfinx.fem.Expression(rho, self.V.element.interpolation_points)
-        self._negative_mass = dolfinx.fem.form(self.xp.maximum(-self.rho, 0.0) * dxl)
         set_default_options(PREFIX, NEWTON)
-        self.problem = dolfinx.fem.petsc.NonlinearProblem(
-            residual, self.w, petsc_options_prefix=PREFIX
+        self._negative_mass = dolfinx.fem.form(self.xp.maximum(-self.rho, 0.0) * self.dx_lumped)
+        self._scheme: _FittedScheme | _ChemicalPotentialScheme = (
+            _FittedScheme(self) if self.energy.linear_diffusion else _ChemicalPotentialScheme(self)
         )
-        self.snes = self.problem.solver
-        # On the object, not in the options database: there they would outlive this solver
-        # and override the next one's case keys in the same process (sweeps, notebooks).
-        # The command line still wins through setFromOptions.
-        self.snes.setTolerances(rtol=params["rtol"], atol=params["atol"], max_it=params["max_it"])
-        use_direct_lu(self.snes.getKSP())
-        self.snes.setFromOptions()
-        self._set_unknowns_from_density()
-
-    def _potential_min(self) -> float:
-        """Min V over the vertices (0 for V = 0)."""
-        x = self.mesh.geometry.x[:, : self.case.dim]
-        return self.comm.allreduce(
-            float(self.energy.potential_value(x).min(initial=np.inf)), op=MPI.MIN
-        )
-
-    def _set_unknowns_from_density(self) -> None:
-        """Nodal g = ρ e^{V/D}, or (ρ, μ = D·U'(ρ) + V), from ``self.rho``."""
-        points = self.V.element.interpolation_points
-        if self.slotboom:
-            self.w.interpolate(dolfinx.fem.Expression(self.rho / self._weight, points))
-        else:
-            mu = self.energy.first_variation(self.rho, self.V_ufl, self.xp)
-            self.w.sub(0).interpolate(self.rho)
-            self.w.sub(1).interpolate(dolfinx.fem.Expression(mu, points))
-        self.w.x.scatter_forward()
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore the density and re-derive the Newton unknowns from it."""
         super().set_state(state)
-        self._set_unknowns_from_density()
+        self._scheme.reset()
+
+    def invariants(self) -> frozenset[str]:
+        """The discrete energy decays for any τ; ρ > 0 too with the fitted flux (M-matrix)."""
+        if isinstance(self._scheme, _FittedScheme):
+            return frozenset({"energy_decay", "positivity"})
+        return frozenset({"energy_decay"})
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Undo to :meth:`save`'s density; the Newton unknowns are re-derived from it."""
+        super().restore(saved)
+        self._scheme.reset()
 
     def step(self, tau: float) -> int:
         """One implicit Euler step of size τ; returns the Newton iterations."""
         self.rho_old.x.array[:] = self.rho.x.array
-        saved = self.w.x.array.copy()
-        self.tau.value = tau
-        self.problem.solve()
-        self.linear_iterations = self.snes.getLinearSolveIterations()
-        reason = self.snes.getConvergedReason()
-        if reason <= 0 or not np.all(np.isfinite(self.w.x.array)):
-            self.w.x.array[:] = saved
-            raise SolverError(
-                f"SNES did not converge (reason {_reason_name(reason)}, "
-                f"{self.snes.getIterationNumber()} iterations)",
-                iterations=self.snes.getIterationNumber(),
-            )
-        self.rho.interpolate(self._rho_expr)
-        self.rho.x.scatter_forward()
+        try:
+            its = self._scheme.solve(tau)
+        finally:
+            self.linear_iterations = self._scheme.snes.getLinearSolveIterations()
         negative = self.integrate(self._negative_mass) / self.integrate(self._forms["mass"])
         if negative > NEGATIVE_MASS_SHARE:
             self.rho.x.array[:] = self.rho_old.x.array
-            self.w.x.array[:] = saved
-            raise SolverError(
-                f"the density went negative on {negative:.2%} of the mass (the power law's "
-                "cell-averaged mobility does not keep ρ ≥ 0 where the drift points into the "
-                "support; fem-jko does)",
-                iterations=self.snes.getIterationNumber(),
+            self._scheme.reset()
+            raise self._scheme.undershoot(negative, its)
+        self._scheme.accepted()
+        return its
+
+    def peclet(self) -> float:
+        """The largest cell Péclet number |∇V| h/D where the density lives (0 if not linear)."""
+        return self._scheme.peclet() if isinstance(self._scheme, _FittedScheme) else 0.0
+
+
+class _FittedScheme:
+    """The exponentially fitted edge flux of linear diffusion (module docstring)."""
+
+    def __init__(self, solver: Solver) -> None:
+        self.solver = weakref.proxy(solver)  # no cycle: see _affine_residual's caller
+        comm, energy = solver.comm, solver.energy
+        self.graph = graph = mesh_graph(solver.V)
+        D = energy.diffusivity
+        nodes = solver.V.tabulate_dof_coordinates()[: graph.n_owned, : solver.case.dim]
+        potential = energy.potential_value(nodes)
+        delta = (graph.at_neighbours(potential) - potential[graph.row]) / D  # δ_ij, each edge
+        flux = D * graph.a
+        self.values = np.zeros(len(graph.columns))  # L in CSR order: (Lρ)_i = Σ_j a_ij F_ij
+        self.values[graph.edge] = -flux * bernoulli(-delta)
+        self.values[graph.diagonal] = np.bincount(
+            graph.row, weights=flux * bernoulli(delta), minlength=graph.n_owned
+        )
+        # Edges of zero transmissibility (the hypotenuses of right triangles) carry no flux.
+        resolved = graph.a > 1e-12 * comm.allreduce(float(graph.a.max(initial=0.0)), op=MPI.MAX)
+        self.edge_peclet = np.where(resolved, np.abs(delta), 0.0)
+        masses = dolfinx.fem.assemble_vector(
+            dolfinx.fem.form(ufl.TestFunction(solver.V) * solver.dx_lumped)
+        )
+        masses.scatter_reverse(dolfinx.la.InsertMode.add)
+        self.masses = masses.array[: graph.n_owned].copy()
+        self.tau = 0.0
+        self.A = graph.matrix(self.values)
+        self.x, self.b = self.A.createVecRight(), self.A.createVecLeft()
+        self.snes = PETSc.SNES().create(comm)
+        self.snes.setOptionsPrefix(PREFIX)
+        # The callbacks hold the matrix and right-hand side, not self (and self holds
+        # the solver weakly): a reference cycle would leave the collective destruction
+        # of the PETSc objects (MUMPS's) to the garbage collector, which runs at
+        # different moments on different ranks: a deadlock under MPI.
+        self.snes.setFunction(_affine_residual(self.A, self.b), self.A.createVecLeft())
+        self.snes.setJacobian(_constant_jacobian, self.A, self.A)
+        _configure(self.snes, solver.params)
+        self.warned, self.steps = False, 0
+
+    def _set_tau(self, tau: float) -> None:
+        """Assemble M/τ + L (a new τ only: the LU factors are kept otherwise)."""
+        if tau == self.tau:
+            return
+        values = self.values.copy()
+        values[self.graph.diagonal] += self.masses / tau
+        self.graph.set_values(self.A, values)
+        self.tau = tau
+
+    def solve(self, tau: float) -> int:
+        """ρ^{n+1} from ρ^n = ``solver.rho_old``; returns the Newton iterations."""
+        rho, own = self.solver.rho, slice(0, self.graph.n_owned)
+        # Checked on ρ^n, at the step rather than at construction: `wgf run` builds every
+        # solver before running any, and the warning belongs with this solver's run.
+        self._warn_if_unresolved()
+        self._set_tau(tau)
+        self.b.array[:] = self.masses / tau * self.solver.rho_old.x.array[own]
+        self.x.array[:] = rho.x.array[own]
+        self.snes.solve(None, self.x)
+        its, reason = self.snes.getIterationNumber(), self.snes.getConvergedReason()
+        if reason <= 0 or not np.all(np.isfinite(self.x.array)):
+            raise _newton_failure(reason, its, self.solver.comm)
+        rho.x.array[own] = self.x.array
+        rho.x.scatter_forward()
+        return its
+
+    def reset(self) -> None:
+        """Nothing besides ρ to restore (ρ is the unknown)."""
+
+    def accepted(self) -> None:
+        """Count the accepted steps (for the warning's text)."""
+        self.steps += 1
+
+    def peclet(self) -> float:
+        """The largest |δ_ij| = |V_j - V_i|/D on edges where ρ ≥ SUPPORT_SHARE × its peak."""
+        g, comm = self.graph, self.solver.comm
+        rho = self.solver.rho.x.array[: g.n_owned]
+        peak = comm.allreduce(float(rho.max(initial=0.0)), op=MPI.MAX)
+        floor = SUPPORT_SHARE * peak
+        on = (rho[g.row] >= floor) & (g.at_neighbours(rho) >= floor)
+        return comm.allreduce(float(self.edge_peclet[on].max(initial=0.0)), op=MPI.MAX)
+
+    def _warn_if_unresolved(self) -> None:
+        """Log the Péclet warning (rank 0) the first time Pe > PECLET_LIMIT."""
+        if self.warned:
+            return
+        pe = self.peclet()
+        if pe <= PECLET_LIMIT:
+            return
+        self.warned = True
+        if self.solver.comm.rank == 0:  # a global number: one line, not one per rank
+            log.warning(
+                "fem-implicit: the mesh does not resolve the drift: cell Péclet number "
+                "|∇V|h/D = %.3g > %g where the density lives (%s); there the fitted flux is "
+                "upwinding, positive and stable but first order (artificial diffusion "
+                "≈ |∇V|h/2), and the error can be large: refine domain.cells",
+                pe,
+                PECLET_LIMIT,
+                f"{self.steps} steps into the run" if self.steps else "at the start",
             )
-        return self.snes.getIterationNumber()
 
-    def invariants(self) -> frozenset[str]:
-        """The discrete energy decays for any τ; ρ > 0 too in the linear (Slotboom) case."""
-        if self.slotboom:
-            return frozenset({"energy_decay", "positivity"})
-        return frozenset({"energy_decay"})
+    def undershoot(self, share: float, its: int) -> SolverError:
+        """ρ < 0 needs negative transmissibilities (obtuse cells); a smaller τ helps."""
+        return SolverError(
+            f"the density went negative on {share:.2%} of the mass (obtuse cells: the "
+            "step matrix is not an M-matrix)",
+            iterations=its,
+        )
 
-    def save(self) -> dict[str, Any]:
-        """ρ, ρ_old and the Newton unknowns."""
-        return {**super().save(), "w": self.w.x.array.copy()}
 
-    def restore(self, saved: dict[str, Any]) -> None:
-        """Undo to :meth:`save`."""
-        super().restore(saved)
-        self.w.x.array[:] = saved["w"]
+def _affine_residual(A: PETSc.Mat, b: PETSc.Vec) -> Callable[..., None]:
+    """The SNES function F(x) = A x - b (with A = M/τ + L and b = M ρ^n/τ: the step)."""
+
+    def residual(snes: PETSc.SNES, x: PETSc.Vec, F: PETSc.Vec) -> None:
+        A.mult(x, F)
+        F.axpy(-1.0, b)
+
+    return residual
+
+
+def _constant_jacobian(snes: PETSc.SNES, x: PETSc.Vec, J: PETSc.Mat, P: PETSc.Mat) -> None:
+    """Nothing to do: the Jacobian is the step matrix, assembled once per τ."""
+
+
+class _ChemicalPotentialScheme:
+    """The (ρ, μ) form of the power law and of no internal energy (module docstring)."""
+
+    def __init__(self, solver: Solver) -> None:
+        self.solver = weakref.proxy(solver)  # no cycle: see _affine_residual's caller
+        mesh, dxl = solver.mesh, solver.dx_lumped
+        self.tau = dolfinx.fem.Constant(mesh, PETSc.ScalarType(1.0))
+        p1 = basix.ufl.element("Lagrange", mesh.basix_cell(), 1)
+        space = dolfinx.fem.functionspace(mesh, basix.ufl.mixed_element([p1, p1]))
+        self.w = dolfinx.fem.Function(space, name="density_potential")
+        rho, mu = ufl.split(self.w)
+        v, q = ufl.TestFunctions(space)
+        residual = (
+            (rho - solver.rho_old) / self.tau * v * dxl
+            + solver.xp.maximum(rho, 0.0) * ufl.dot(ufl.grad(mu), ufl.grad(v)) * dxl
+            + (mu - solver.energy.first_variation(rho, solver.V_ufl, solver.xp)) * q * dxl
+        )
+        self._rho_expr = dolfinx.fem.Expression(rho, solver.V.element.interpolation_points)
+        self.problem = dolfinx.fem.petsc.NonlinearProblem(
+            residual, self.w, petsc_options_prefix=PREFIX
+        )
+        self.snes = self.problem.solver
+        _configure(self.snes, solver.params)
+        self.reset()
+
+    def reset(self) -> None:
+        """(ρ, μ = D·U'(ρ) + V) from the solver's density."""
+        s = self.solver
+        mu = s.energy.first_variation(s.rho, s.V_ufl, s.xp)
+        self.w.sub(0).interpolate(s.rho)
+        self.w.sub(1).interpolate(dolfinx.fem.Expression(mu, s.V.element.interpolation_points))
+        self.w.x.scatter_forward()
+
+    def solve(self, tau: float) -> int:
+        """ρ^{n+1} from ρ^n = ``solver.rho_old``; returns the Newton iterations."""
+        saved = self.w.x.array.copy()
+        self.tau.value = tau
+        self.problem.solve()
+        its, reason = self.snes.getIterationNumber(), self.snes.getConvergedReason()
+        if reason <= 0 or not np.all(np.isfinite(self.w.x.array)):
+            self.w.x.array[:] = saved
+            raise _newton_failure(reason, its, self.solver.comm)
+        self.solver.rho.interpolate(self._rho_expr)
+        self.solver.rho.x.scatter_forward()
+        return its
+
+    def accepted(self) -> None:
+        """Nothing to do after an accepted step."""
+
+    def undershoot(self, share: float, its: int) -> SolverError:
+        """The centred mobility drains the vertices outside the support.
+
+        A smaller τ lowers the share lost in one step (it did in porous_quartic_2d), so the
+        driver may retry; the drain itself is spatial and comes back near the steady state.
+        """
+        return SolverError(
+            f"the density went negative on {share:.2%} of the mass (the power law's "
+            "cell-averaged mobility does not keep ρ ≥ 0 where the drift points into the "
+            "support; fem-jko does)",
+            iterations=its,
+        )
+
+
+def _configure(snes: PETSc.SNES, params: dict[str, Any]) -> None:
+    """The case's Newton tolerances and MUMPS LU, then the command line's options.
+
+    On the object, not in the options database: there they would outlive this solver and
+    override the next one's case keys in the same process (sweeps, notebooks).
+    """
+    snes.setTolerances(rtol=params["rtol"], atol=params["atol"], max_it=params["max_it"])
+    use_direct_lu(snes.getKSP())
+    snes.setFromOptions()
+
+
+def _newton_failure(reason: int, its: int, comm: MPI.Comm) -> SolverError:
+    """The error of a SNES solve that failed after ``its`` iterations.
+
+    A residual that is not finite at the start of the step cannot be cured by τ (at the
+    start ρ = ρ^n, and τ only divides ρ - ρ^n); any other failure may be.
+    """
+    name = _reason_name(reason)
+    if reason == PETSc.SNES.ConvergedReason.DIVERGED_FUNCTION_NANORINF and its == 0:
+        return SolverError(
+            f"the residual is not finite at the current density (SNES {name}); a smaller "
+            "τ cannot change that",
+            iterations=its,
+            tau_helps=False,
+        )
+    return SolverError(f"SNES did not converge (reason {name}, {its} iterations)", iterations=its)
 
 
 def _reason_name(reason: int) -> str:

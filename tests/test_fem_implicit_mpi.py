@@ -1,0 +1,16 @@
+"""fem-implicit's fitted flux under ``mpiexec -n 2``: the edge graph crosses the partition
+(an owned vertex's neighbours may live only on the other rank), so small D, where the
+Bernoulli weights vary most from edge to edge, must give the numbers of one rank."""
+
+import pytest
+
+from tests.conftest import assert_same_on_1_and_2_ranks
+from tests.test_mpi import COMPARED
+
+pytestmark = pytest.mark.mpi
+
+
+@pytest.mark.parametrize("case", ["fokker_planck_ou_1d", "fokker_planck_ou_2d"])
+def test_small_diffusion_on_one_and_two_ranks(case, shared_tmp):
+    sets = ["energy.diffusivity=0.02", "time.t_end=0.05"]
+    assert_same_on_1_and_2_ranks(case, "fem-implicit", sets, shared_tmp, COMPARED, atol=1e-9)
