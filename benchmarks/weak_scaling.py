@@ -11,6 +11,7 @@ scaling keeps the problem fixed: one rank against two on the doubled problem.  U
 ``mpiexec -n 2`` rank 0 first runs both sizes alone on COMM_SELF (rank 1 sleeps in
 ``idle_barrier``, so it does not take a core by busy-polling), then both ranks run the
 doubled problem on COMM_WORLD; started without mpiexec the script prints the 1-rank rows.
+Made for ``-n 2``: with more ranks the last row is still the doubled problem.
 
 Each measurement builds the solver, takes ``--warmup`` untimed steps (linear-solver set-up,
 and the first JKO step has no ϕ history to extrapolate from), then times ``--steps``
