@@ -1,6 +1,8 @@
 """fem-jko (LJKO on the P1 mesh graph): conservation, the energy-dissipation inequality,
 positivity and accuracy against the closed forms."""
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -243,3 +245,15 @@ def test_newton_failure_reports_the_iterations_it_spent():
     with pytest.raises(SolverError, match="did not converge in 3") as err:
         solver.step(case.section("time")["tau"])
     assert err.value.iterations == 3
+
+
+def test_unresolved_drift_is_warned_once(tmp_path, caplog):
+    """At D = 0.02 on 32² the cell Péclet number is ~30: one warning; none at D = 1."""
+    sets = ["energy.diffusivity=0.02", "time.t_end=0.05"]
+    with caplog.at_level(logging.WARNING, logger="wgf.solvers.fem.jko"):
+        run_case("fokker_planck_ou_2d", sets, tmp_path / "a", solver="fem-jko")
+        warned = [r.getMessage() for r in caplog.records if "Péclet" in r.getMessage()]
+        caplog.clear()
+        run_case("fokker_planck_ou_2d", ["time.t_end=0.05"], tmp_path / "b", solver="fem-jko")
+        quiet = [r for r in caplog.records if "Péclet" in r.getMessage()]
+    assert len(warned) == 1 and "refine" in warned[0] and not quiet

@@ -89,7 +89,7 @@ from petsc4py import PETSc
 from wgf.cases import Case
 from wgf.cases.errors import SolverError
 from wgf.solvers.fem.base import FEFlowSolver
-from wgf.solvers.fem.graph import bernoulli, mesh_graph
+from wgf.solvers.fem.graph import PECLET_LIMIT, SUPPORT_SHARE, bernoulli, mesh_graph
 from wgf.solvers.fem.petsc_options import NEWTON, set_default_options, use_direct_lu
 
 log = logging.getLogger(__name__)
@@ -97,13 +97,6 @@ log = logging.getLogger(__name__)
 PREFIX = "fem_implicit_"
 #: A step is refused when the negative part of ρ holds more than this share of the mass.
 NEGATIVE_MASS_SHARE = 0.05
-#: The cell Péclet number above which the fitted flux is upwinding rather than centred
-#: (B(-2)/B(2) = e², against 1 for a centred flux) and a warning is logged.
-PECLET_LIMIT = 2.0
-#: Where the Péclet number is looked at: edges whose two ends carry at least this share
-#: of the peak density (3σ of a Gaussian), since an unresolved drift where there is no
-#: mass does not spoil the answer.
-SUPPORT_SHARE = 1e-2
 
 
 class Solver(FEFlowSolver):
@@ -176,11 +169,7 @@ class _FittedScheme:
         # Edges of zero transmissibility (the hypotenuses of right triangles) carry no flux.
         resolved = graph.a > 1e-12 * comm.allreduce(float(graph.a.max(initial=0.0)), op=MPI.MAX)
         self.edge_peclet = np.where(resolved, np.abs(delta), 0.0)
-        masses = dolfinx.fem.assemble_vector(
-            dolfinx.fem.form(ufl.TestFunction(solver.V) * solver.dx_lumped)
-        )
-        masses.scatter_reverse(dolfinx.la.InsertMode.add)
-        self.masses = masses.array[: graph.n_owned].copy()
+        self.masses = solver.lumped_masses()[: graph.n_owned]
         self.tau = 0.0
         self.A = graph.matrix(self.values)
         self.x, self.b = self.A.createVecRight(), self.A.createVecLeft()

@@ -104,6 +104,7 @@ from petsc4py import PETSc
 from wgf.cases import Case
 from wgf.cases.errors import SolverError, UserError
 from wgf.solvers.fem.base import FEFlowSolver
+from wgf.solvers.fem.graph import PECLET_LIMIT, SUPPORT_SHARE
 from wgf.solvers.fem.petsc_options import use_direct_lu
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,7 @@ class Solver(FEFlowSolver):
         self.inner = params["inner"]
         self.adaptive_tau = self.inner == "newton"  # ALG2's counts are in the hundreds anyway
         self.transport_cost, self.energy_before, self._last_tau = 0.0, np.nan, 1.0
-        self.interaction_defect = 0.0
+        self.interaction_defect, self._peclet_warned = 0.0, False
         self.mass_target = case.section("initial")["mass"]
         if self.inner == "alg2":
             self._init_alg2(params)
@@ -241,7 +242,10 @@ class Solver(FEFlowSolver):
                 )
             self._lu = use_direct_lu(PETSc.KSP().create(self.comm))
         self._lu.setOperators(self.J)
-        self._lu.solve(self.r.petsc_vec, self.dphi.petsc_vec)
+        try:
+            self._lu.solve(self.r.petsc_vec, self.dphi.petsc_vec)
+        except PETSc.Error as err:  # MUMPS gives up on a numerically singular matrix
+            raise SolverError(f"linear solve failed (LU: {err})") from None
         self.linear_iterations += 1
         if (reason := self._lu.getConvergedReason()) < 0:
             raise SolverError(f"linear solve failed (LU, KSP reason {reason})")
@@ -262,6 +266,31 @@ class Solver(FEFlowSolver):
         """
         if self.convolution is not None:
             self.V_nodes = self.V_external + self.convolution(self.rho.x.array)
+
+    def _warn_if_unresolved(self) -> None:
+        """Log once (rank 0) when the cell Péclet number |ΔV|/D exceeds ``PECLET_LIMIT``.
+
+        Linear diffusion only, on edges whose ends carry ``SUPPORT_SHARE`` of the peak
+        density: there the mesh does not resolve the drift and the centred mobility's
+        error is large (the Newton step may also fail, and a smaller τ does not help).
+        """
+        if self._peclet_warned or not self.energy.linear_diffusion:
+            return
+        rho, i, j = self.rho.x.array, self.edge_i, self.edge_j
+        peak = self.comm.allreduce(float(rho.max(initial=0.0)), op=MPI.MAX)
+        on = (rho[i] >= SUPPORT_SHARE * peak) & (rho[j] >= SUPPORT_SHARE * peak)
+        drop = np.abs(self.V_external[i] - self.V_external[j])[on]
+        pe = self.comm.allreduce(float(drop.max(initial=0.0)), op=MPI.MAX)
+        pe /= self.energy.diffusivity
+        self._peclet_warned = pe > PECLET_LIMIT
+        if self._peclet_warned and self.comm.rank == 0:
+            log.warning(
+                "fem-jko: the mesh does not resolve the drift: cell Péclet number "
+                "|∇V|h/D = %.3g > %g where the density lives; expect a large error: refine "
+                "domain.cells",
+                pe,
+                PECLET_LIMIT,
+            )
 
     def _interaction_defect(self) -> float:
         """½⟨W∗δρ, δρ⟩ of the step just taken (0 without an interaction)."""
@@ -774,6 +803,7 @@ class Solver(FEFlowSolver):
         saved = self.phi.array.copy()
         self.energy_before = self.energy_value()
         self._freeze_interaction()
+        self._warn_if_unresolved()
         norm = None
         if self._phi_prev is not None and self._tau_prev == tau:
             # Linear extrapolation in time: saves about one Newton iteration per step.  Not
