@@ -327,3 +327,16 @@ def test_resume_continues_the_same_trajectories(solver, sets, tmp_path):
     # The clock after resuming may differ from the straight run's in the last bit.
     for key in ("time", "checkpoint/positions", "diagnostics/energy"):
         np.testing.assert_allclose(resumed[key], full[key], rtol=0, atol=1e-12, err_msg=key)
+
+
+def test_blob_warns_when_its_spacing_does_not_resolve_the_drift(tmp_path, caplog):
+    """At D = 0.02 the Péclet number |∇V|h/D is ~25 with the default particles; at D = 1, 0.5."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="wgf.solvers.particles.blob"):
+        for sets, out in ((["energy.diffusivity=0.02"], "a"), ([], "b")):
+            run_case(
+                "fokker_planck_ou_2d", [*sets, "time.t_end=0.02"], tmp_path / out, solver="blob"
+            )
+    warned = [r.getMessage() for r in caplog.records if "resolve the drift" in r.getMessage()]
+    assert len(warned) == 1 and "solver.blob.particles" in warned[0]

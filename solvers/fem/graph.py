@@ -27,10 +27,8 @@ import numpy as np
 import ufl
 from petsc4py import PETSc
 
-#: The cell Péclet number |∇V|h/D above which a drift counts as unresolved by the mesh
-#: (the fitted flux is then upwinding rather than centred: B(-2)/B(2) = e², against 1 for
-#: a centred flux), and the FE solvers log a warning.
-PECLET_LIMIT = 2.0
+from wgf.solvers.acceptance import PECLET_LIMIT  # noqa: F401 - re-exported for the FE solvers
+
 #: Where the Péclet number is looked at: edges whose two ends carry at least this share
 #: of the peak density (3σ of a Gaussian), since an unresolved drift where there is no
 #: mass does not spoil the answer.

@@ -46,6 +46,7 @@ Choices (all in the solver's ``[solver.blob]`` table):
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,7 @@ from mpi4py import MPI
 
 from wgf.cases import Case
 from wgf.cases.errors import SolverError, UserError
+from wgf.solvers.acceptance import PECLET_LIMIT
 from wgf.solvers.particles.base import ParticleSolver, positive_param
 from wgf.solvers.particles.initial import lattice
 from wgf.solvers.particles.kernels import (
@@ -66,6 +68,8 @@ from wgf.solvers.particles.kernels import (
     neighbour_list,
 )
 from wgf.solvers.particles.parallel import allgather_blocks
+
+log = logging.getLogger(__name__)
 
 #: ε = h^{2-δ} L^δ.
 DELTA = 0.1
@@ -104,6 +108,7 @@ class Solver(ParticleSolver):
             case.density("initial"), self.lower, self.upper, n, self.mass
         )
         self.set_initial_particles(x, w)
+        self._peclet_warned = False
         self.eps = eps if eps is not None else default_epsilon(self.h, length)
         neighbours = mean_neighbours(self.x, self.eps)
         if neighbours < 2.0:
@@ -180,8 +185,30 @@ class Solver(ParticleSolver):
         return 2.0 / lam if lam > 0 else np.inf
 
     # -- FlowSolver -----------------------------------------------------------------------
+    def _warn_if_unresolved(self) -> None:
+        """Log once (rank 0) when the particle spacing does not resolve the drift.
+
+        The blob Péclet number |∇V| h/D over the particles (h their initial spacing),
+        the particle analogue of the FE cell Péclet number and with its limit: above it the
+        mollified diffusion ε smooths a density narrower than the spacing resolves.
+        """
+        if self._peclet_warned or not self.energy.linear_diffusion:
+            return
+        self._peclet_warned = True
+        drift = np.linalg.norm(self.energy.potential_gradient(self.x), axis=1).max(initial=0.0)
+        pe = drift * self.h / self.energy.diffusivity
+        if pe > PECLET_LIMIT and self.comm.rank == 0:
+            log.warning(
+                "blob: the particles do not resolve the drift: |∇V|h/D = %.3g > %g (spacing "
+                "h = %.3g); expect a large error: raise solver.blob.particles",
+                pe,
+                PECLET_LIMIT,
+                self.h,
+            )
+
     def step(self, tau: float) -> int:
         """Advance by τ with Heun substeps; return their number."""
+        self._warn_if_unresolved()
         x, left, count, escaped = self.x, tau, 0, 0
         while left > 0.0:
             v1, rho = self.velocity(x)
