@@ -12,6 +12,11 @@ from wgf.cases.errors import UserError
 from wgf.solvers import solver_tables
 
 
+#: Shipped cases verified by an exact law other than a closed-form density: Keller–Segel's
+#: second-moment law (tests/test_fem_interaction.py).
+WITHOUT_CLOSED_FORM = {"keller_segel_2d"}
+
+
 @pytest.mark.parametrize("path", shipped_cases(), ids=lambda p: p.stem)
 def test_shipped_cases_load_and_match_their_exact_solution(path):
     case = load_case(path, (), solver_tables())
@@ -28,6 +33,9 @@ def test_shipped_cases_load_and_match_their_exact_solution(path):
             assert case.density(table)(x).sum() * cell == pytest.approx(1.0, abs=2e-3)
         return
     exact = case.exact_solution()
+    if case.name in WITHOUT_CLOSED_FORM:
+        assert exact is None
+        return
     assert exact is not None, "every shipped case has a closed form"
     x = case.sample_points(
         np.array(case.section("domain")["lower"]), np.array(case.section("domain")["upper"])

@@ -198,12 +198,13 @@ def _step_fem_jko(case_name: str, sets: dict) -> tuple[list[int], object]:
 
 
 def test_newton_counts_on_porous_medium_2d():
-    """Newton iterations per step, the first step included: measured mean 3.9, max 12
-    (5.35 and 20 before the barrier weight 1e-6 and the stop rule on ‖Mρⁿ‖/τ); L1 3.100e-2
-    (3.098e-2)."""
+    """Newton iterations per step, the first step included: measured mean 4.8, max 20
+    (5.35 and 20 before the stop rule on ‖Mρⁿ‖/τ and the Hamilton–Jacobi first guess).
+    The barrier weight 1e-6 gave 3.9/12 but broke the dissipation inequality by 1e-6 of F
+    near the steady state of porous_quartic_2d, so the weight stays 1e-8."""
     its, solver = _step_fem_jko("porous_medium_2d", {})
-    assert np.mean(its) < 4.5
-    assert max(its) <= 14
+    assert np.mean(its) < 5.1
+    assert max(its) <= 22
     assert solver.diagnostics(0.1)["l1_error"] < 0.0315
 
 
