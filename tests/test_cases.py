@@ -11,7 +11,6 @@ from wgf.cases.density import check_density
 from wgf.cases.errors import UserError
 from wgf.solvers import solver_tables
 
-
 #: Shipped cases verified by an exact law other than a closed-form density: Keller–Segel's
 #: second-moment law (tests/test_fem_interaction.py).
 WITHOUT_CLOSED_FORM = {"keller_segel_2d"}
