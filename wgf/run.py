@@ -42,7 +42,7 @@ from wgf.results import (
     read_checkpoint,
     results_path,
 )
-from wgf.solvers.acceptance import ALWAYS, check_step
+from wgf.solvers.acceptance import check_step
 from wgf.solvers.base import FlowSolver
 
 #: A rejected step of fixed τ is retried as 2 steps of τ/2, then 4 of τ/4, before the run stops.
@@ -72,7 +72,6 @@ class RunSummary:
     iterations: list[int] = field(default_factory=list)
     iterations_total: int = 0
     retries: int = 0
-    taus: list[float] = field(default_factory=list)
     wall_time: float = 0.0
 
 
@@ -181,11 +180,16 @@ class StepPolicy:
         """The policy of ``case`` for ``solver``; ``tau``: a resumed run's last τ."""
         time_ = case.section("time")
         if not (time_["adaptive"] and solver.adaptive_tau):
-            return cls(False, grid.tau, grid.tau / 2**HALVINGS, grid.tau)
+            return cls.fixed(grid)
         tau_min = time_["tau_min"] or TAU_MIN_FRACTION * time_["tau"]
         tau_max = time_["tau_max"] or time_["tau"]
         start = time_["tau"] if tau is None or not math.isfinite(tau) else tau
         return cls(True, min(max(start, tau_min), tau_max), tau_min, tau_max)
+
+    @classmethod
+    def fixed(cls, grid: TimeGrid) -> StepPolicy:
+        """The grid's τ, halved at most :data:`HALVINGS` times after rejections."""
+        return cls(False, grid.tau, grid.tau / 2**HALVINGS, grid.tau)
 
     def next_tau(self, tau: float, iterations: int) -> float:
         """The τ after an accepted step of nominal size τ that took ``iterations``."""
@@ -265,8 +269,7 @@ def attempt(
         solver.restore(saved)
         raise
     diag = solver.diagnostics(t_new)
-    invariants = ALWAYS | solver.invariants()
-    problem = check_step(before, diag, invariants, solver.density_scale)
+    problem = check_step(before, diag, solver.invariants(), solver.density_scale)
     if problem is not None:
         solver.restore(saved)
         raise SolverError(problem, iterations=its)
@@ -308,7 +311,7 @@ def advance(
         StepFailed: A step was rejected at the smallest τ, or for a reason a smaller τ
             cannot cure.
     """
-    policy = policy or StepPolicy(False, grid.tau, grid.tau / 2**HALVINGS, grid.tau)
+    policy = policy or StepPolicy.fixed(grid)
     step, t = grid.start_step, grid.start_time
     diag = before if before is not None else solver.diagnostics(t)
     tau = policy.tau
@@ -429,7 +432,6 @@ class Recorder:
             self.summary.iterations.append(rec.iterations)
             self.summary.iterations_total += rec.iterations_total
             self.summary.retries += rec.retries
-            self.summary.taus.append(rec.tau)
             if prev is not None and diag["energy"] > prev["energy"] + 1e-12 * abs(prev["energy"]):
                 self.summary.energy_increases += 1
             self.summary.steps, self.summary.t = rec.index, rec.t

@@ -146,11 +146,15 @@ class FEFlowSolver(FlowSolver):
         return vec.array.copy()
 
     # -- numbers ---------------------------------------------------------------------------
-    def energy_value(self) -> float:
-        """F_h(ρ_h): the vertex-rule integral of D·U(ρ) + Vρ, plus the pair energy."""
+    def energy_value(self, interaction: np.ndarray | None = None) -> float:
+        """F_h(ρ_h): the vertex-rule integral of D·U(ρ) + Vρ, plus the pair energy.
+
+        Args:
+            interaction: W∗ρ_h at the vertices, if already evaluated.
+        """
         value = self.integrate(self._forms["energy"])
         if self.convolution is not None:
-            value += self.convolution.energy_of(self.rho.x.array)
+            value += self.convolution.energy_of(self.rho.x.array, interaction)
         return value
 
     def integrate(self, integrand: ufl.Form | dolfinx.fem.Form) -> float:

@@ -256,7 +256,7 @@ class Solver(FEFlowSolver):
         coords = self.V.tabulate_dof_coordinates()[:, : self.case.dim]
         return self.energy.potential_value(coords)
 
-    def _freeze_interaction(self) -> None:
+    def _freeze_interaction(self) -> np.ndarray | None:
         """V ← V + W∗ρⁿ at the vertices: the interaction, explicit in the step.
 
         The step then minimises F₀(ρ) + ⟨W∗ρⁿ, ρ⟩ + W̃²/(2τ) (F₀ the internal and potential
@@ -264,9 +264,15 @@ class Solver(FEFlowSolver):
         F(ρⁿ⁺¹) + W̃²/(2τ) ≤ F(ρⁿ) + ½⟨W∗δρ, δρ⟩, δρ = ρⁿ⁺¹ − ρⁿ: the dissipation
         inequality up to ``interaction_defect``, which is ≤ 0 for a kernel that is negative
         semidefinite on mean-zero measures (attractive Newtonian, r²/2).
+
+        Returns:
+            W∗ρⁿ at the vertices (None without an interaction), for the energy of ρⁿ.
         """
-        if self.convolution is not None:
-            self.V_nodes = self.V_external + self.convolution(self.rho.x.array)
+        if self.convolution is None:
+            return None
+        potential = self.convolution(self.rho.x.array)
+        self.V_nodes = self.V_external + potential
+        return potential
 
     def _warn_if_unresolved(self) -> None:
         """Log once (rank 0) when the cell Péclet number |ΔV|/D exceeds ``PECLET_LIMIT``.
@@ -731,13 +737,11 @@ class Solver(FEFlowSolver):
 
         Stops at ‖R‖ ≤ max(atol, rtol·‖Mρⁿ‖/τ) (:meth:`_residual_scale`).  A failure
         raises :class:`SolverError` with the iterations spent, so that the driver can
-        count them.  Before the first iteration: ρⁿ is floored
-        (:meth:`_floor_previous_density`) and, without a previous step to extrapolate
-        from, ϕ gets the Hamilton–Jacobi first guess (:meth:`_hamilton_jacobi_guess`).
+        count them.  ρⁿ has been floored by :meth:`step` (:meth:`_floor_previous_density`);
+        without a previous step to extrapolate from, ϕ gets the Hamilton–Jacobi first guess
+        (:meth:`_hamilton_jacobi_guess`).
         """
         rtol, atol, max_it = self.params["rtol"], self.params["atol"], self.params["max_it"]
-        if self._floor_previous_density():
-            norm = None  # ρⁿ changed, and R with it
         norm = self._residual_norm(tau) if norm is None else norm
         if self._phi_prev is None:
             norm = self._hamilton_jacobi_guess(tau, norm, HJ_GUESS_ITERATES)
@@ -802,14 +806,16 @@ class Solver(FEFlowSolver):
         self.rho_old.x.array[:] = self.rho.x.array
         self.linear_iterations = 0
         saved = self.phi.array.copy()
-        # Floored first and put back to the stated mass, so that the step starts from, and
-        # is compared with, one state: the floor adds up to floor × |Ω| of mass (1e-6 of it
-        # with the power-law barrier), and a rescaling after the step would move F by as
-        # much, breaking the dissipation inequality by that (measured on porous_quartic_2d).
+        # ρⁿ floored and put back to the stated mass before anything is evaluated, so that
+        # the energy, W∗ρⁿ and Newton all see the state the step starts from (the floor adds
+        # up to floor × |Ω| of mass, which the rescaling after the step would remove).
         if self._floor_previous_density():
             self.rho_old.x.array[:] *= self.mass_target / self.integrate(self._mass_old)
-        self.energy_before = self.energy_value() + self._barrier_value(self.rho_old.x.array)
-        self._freeze_interaction()
+            self.rho.x.array[:] = self.rho_old.x.array
+        potential = self._freeze_interaction()
+        self.energy_before = self.energy_value(potential) + self._barrier_value(
+            self.rho_old.x.array
+        )
         self._warn_if_unresolved()
         norm = None
         if self._phi_prev is not None and self._tau_prev == tau:
