@@ -260,7 +260,7 @@ def test_a_solver_without_the_interaction_refuses_it_with_its_reason():
 
     case = load_case("aggregation_quadratic_2d", [], solver_tables())
     refusing = Capabilities(reasons={"interaction": "no W∗ρ yet"})
-    with pytest.raises(UserError, match="'energy.interaction': mine takes no interaction: no W"):
+    with pytest.raises(UserError, match=r"'energy\.interaction': mine takes no interaction: no W"):
         refusing.check(case, "mine")
     Capabilities(interaction=True).check(case, "mine")
 
