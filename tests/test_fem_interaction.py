@@ -173,3 +173,24 @@ def test_fem_implicit_keller_segel_second_moment_law(tmp_path):
     errors = np.abs(np.array(slopes) - 2.0) / 2.0
     assert errors[0] < 0.011 and errors[1] < 0.0047  # measured 0.72 %, then 0.31 %
     assert errors[1] < errors[0] / 2
+
+
+@pytest.mark.parametrize("internal", ["entropy", "power"])
+def test_fem_implicit_restore_rederives_the_frozen_interaction(internal):
+    # A rejected attempt (another τ, so another ρⁿ⁺¹) undone by restore() must leave no
+    # trace: the retried step equals the step taken directly.
+    sets = ["domain.cells=[12,12]", f"energy.internal={internal}", "exact.kind=none"]
+    case = load_case("aggregation_quadratic_2d", sets, solver_tables())
+    direct, retried = (build_solver(case, "fem-implicit", MPI.COMM_SELF) for _ in range(2))
+    for s in (direct, retried):
+        s.step(0.01)
+    saved = retried.save()
+    retried.step(0.05)
+    assert np.abs(retried.rho.x.array - direct.rho.x.array).max() > 1e-4
+    retried.restore(saved)
+    for s in (direct, retried):
+        s.step(0.01)
+    np.testing.assert_allclose(retried.rho.x.array, direct.rho.x.array, rtol=0, atol=1e-12)
+    assert retried.diagnostics(0.02)["interaction_defect"] == pytest.approx(
+        direct.diagnostics(0.02)["interaction_defect"], rel=1e-9, abs=1e-18
+    )
