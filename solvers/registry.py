@@ -201,11 +201,6 @@ class SolverInfo:
 #: Particle solvers move particles in a box whose faces are reflecting walls; they build
 #: no mesh, so the cell type does not matter to them.
 _PARTICLES_BOX = {"shapes": "the box faces are the particles' reflecting walls"}
-#: Why the FE solvers refuse ``[energy.interaction]`` for now.
-_FE_NO_INTERACTION = {
-    "interaction": "W∗ρ is not in its Newton system yet; run fem-jko, blob, langevin or quantile-1d"
-}
-
 SOLVERS: dict[str, SolverInfo] = {
     info.name: info
     for info in [
@@ -213,7 +208,7 @@ SOLVERS: dict[str, SolverInfo] = {
             "fem-implicit",
             "wgf.solvers.fem.implicit_euler",
             "implicit Euler + Newton (PETSc SNES) on the PDE, mass-lumped P1",
-            Capabilities(reasons=_FE_NO_INTERACTION),
+            Capabilities(interaction=True),
             FemImplicitParams,
         ),
         SolverInfo(

@@ -245,16 +245,24 @@ BAD = {
 }
 
 
-@pytest.mark.parametrize("name", [*BAD, "FE solver"])
+@pytest.mark.parametrize("name", BAD)
 def test_bad_interaction_input_exits_2(name, tmp_path):
     out = tmp_path / "out"
-    if name == "FE solver":
-        args = ["--solver", "fem-implicit"]
-        message = "fem-implicit takes no interaction: W∗ρ is not in its Newton system yet"
-    else:
-        args, message = ["--solver", "blob", *BAD[name][0]], BAD[name][1]
+    args, message = ["--solver", "blob", *BAD[name][0]], BAD[name][1]
     assert_user_error(wgf("run", "aggregation_quadratic_2d", *args, "--out", str(out)), message)
     assert not out.exists()
+
+
+def test_a_solver_without_the_interaction_refuses_it_with_its_reason():
+    # Every registered flow solver takes W now; the refusal stays for new ones.
+    from wgf.cases.errors import UserError
+    from wgf.solvers.protocols import Capabilities
+
+    case = load_case("aggregation_quadratic_2d", [], solver_tables())
+    refusing = Capabilities(reasons={"interaction": "no W∗ρ yet"})
+    with pytest.raises(UserError, match=r"'energy\.interaction': mine takes no interaction: no W"):
+        refusing.check(case, "mine")
+    Capabilities(interaction=True).check(case, "mine")
 
 
 def test_newtonian_in_3d_is_refused(tmp_path):

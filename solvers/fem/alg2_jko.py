@@ -48,6 +48,13 @@ The steps (ω the relaxation; ω = 1 is plain ALG2):
 
 3. σ ← σ + r(∇̂φ − q) and ρ1 ← ρ1 + r(ζ − φ̂(1)) = ρ̂: the multiplier step *is* the prox.
 
+Interaction (``[energy.interaction]``): explicit.  The prox is pointwise and W∗ρ is not,
+so each step takes G = τ(F₀ + ⟨W∗ρⁿ, ·⟩): V_i below is V + W∗ρⁿ, with W∗ρⁿ evaluated
+by fem-jko on its P1 mesh (:class:`~wgf.solvers.fem.interaction.MeshConvolution`) and
+interpolated (P1) to the P2 dofs of the t = 1 face (:meth:`JKOSpaceTime.set_interaction`).
+The step is then a JKO step of a convex energy, and F(ρ^{n+1}) + W2²/(2τ) ≤ F(ρ^n) holds
+up to ½⟨W∗δρ, δρ⟩, which fem-jko records as ``interaction_defect``.
+
 The prox is pointwise (face dof i, G = τ(D U + V_i ρ), the weight w_i cancels):
 ρ = argmin_{ρ ≥ 0} rτ(D U(ρ) + V_i ρ) + ½(ρ − y)², i.e. c U'(ρ) + ρ = z with c = rτD,
 z = y − rτV_i:
@@ -168,7 +175,9 @@ class JKOSpaceTime(SpaceTimeALG2):
             for dofs in (self.dofs0, self.dofs1)
         )
         self._carry: np.ndarray | None = None
-        self.V1 = self.energy.potential_value(x[self.dofs1, :d])
+        #: V at the t = 1 face dofs; the prox's potential V1 adds W∗ρⁿ to it (interaction).
+        self.V1_external = self.energy.potential_value(x[self.dofs1, :d])
+        self.V1 = self.V1_external
         self.rho0 = np.zeros(len(self.dofs0))
         self.rho1 = np.zeros(len(self.dofs1))
         self.zeta = np.zeros(len(self.dofs1))
@@ -187,6 +196,10 @@ class JKOSpaceTime(SpaceTimeALG2):
         self._p1.x.array[on] = rho_lattice[self._lat_p1[on]]
         self._p2.interpolate(self._p1)
         return self._p2.x.array[dofs].copy()
+
+    def set_interaction(self, potential_lattice: np.ndarray) -> None:
+        """V1 = V + W∗ρⁿ in the prox, W∗ρⁿ given at the lattice vertices (P1 on the face)."""
+        self.V1 = self.V1_external + self.face_values(potential_lattice, 1.0, self.dofs1)
 
     def _operator_diagonal(self) -> np.ndarray:
         diag = np.zeros(self.n_owned)

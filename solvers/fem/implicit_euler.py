@@ -1,6 +1,6 @@
 """``fem-implicit``: implicit Euler on the PDE itself — the baseline.
 
-    ∂_t ρ = div( ρ ∇μ ),    μ = δF/δρ = D·U'(ρ) + V,    no-flux boundary.
+    ∂_t ρ = div( ρ ∇μ ),    μ = δF/δρ = D·U'(ρ) + V + W∗ρ,    no-flux boundary.
 
 P1 in space with the mass lumped (m_i = ∫φ_i), implicit Euler in time.  Mass is
 conserved exactly in both forms below (every flux term vanishes against v = 1), and the
@@ -58,6 +58,26 @@ holds more than ``NEGATIVE_MASS_SHARE`` of the mass is refused (retried with a s
 the support and the cell average drains the vertices just outside it (fem-jko keeps
 ρ ≥ 0).
 
+**Interaction** (``[energy.interaction]``): semi-implicit, W∗ρ^n explicit.  At the start
+of each step W∗ρ^n is evaluated at the vertices
+(:class:`~wgf.solvers.fem.interaction.MeshConvolution`) and added to V: the fitted flux
+takes the effective potential V + W∗ρ^n in δ_ij (so the step matrix, and its LU
+factors, change every step), and the (ρ, μ) form takes μ_i = D·U'(ρ_i) + V_i +
+(W∗ρ^n)_i.  The step is then the scheme above for the convex energy
+F̃(ρ) = F_h,0(ρ) + ⟨W∗ρ^n, ρ⟩ (F_h,0 without the pair term), which it dissipates, and
+with δρ = ρ^{n+1} - ρ^n and the symmetric discrete pair form
+F_h(ρ) = F_h,0(ρ) + ½⟨W∗ρ, ρ⟩,
+
+    F_h(ρ^{n+1}) = F_h(ρ^n) + [F̃(ρ^{n+1}) - F̃(ρ^n)] + ½⟨W∗δρ, δρ⟩ ≤ F_h(ρ^n) + ½⟨W∗δρ, δρ⟩.
+
+So the energy decays up to the defect ½⟨W∗δρ, δρ⟩, recorded at every step as the
+diagnostic ``interaction_defect`` (as fem-jko records it) and added to the step
+acceptance's tolerance (:mod:`wgf.solvers.acceptance`).  It is ≤ 0 for kernels that are
+negative semidefinite on mean-zero measures (r²/2, the attractive Newtonian kernel) up
+to the positive self-pair averages on the diagonal, O(h^d) small: there the energy
+decays outright.  A linear problem stays linear: no Newton on the nonlocal system.
+Positivity of the fitted flux does not depend on the potential, so it holds too.
+
 Failures say whether a smaller τ can cure them (:class:`~wgf.cases.errors.SolverError`
 ``tau_helps``): a Newton or linear solve that does not converge can; a residual that
 is not finite before the first iteration (τ only scales ρ - ρ^n, which is zero there)
@@ -112,26 +132,59 @@ class Solver(FEFlowSolver):
         self._scheme: _FittedScheme | _ChemicalPotentialScheme = (
             _FittedScheme(self) if self.energy.linear_diffusion else _ChemicalPotentialScheme(self)
         )
+        #: ½⟨W∗δρ, δρ⟩ of the last step: what the energy may rise by (module docstring).
+        self.interaction_defect = 0.0
+        if self.convolution is not None:  # the first guess of μ includes W∗ρ⁰
+            self._freeze_interaction()
+            self._scheme.reset()
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
-        """Restore the density and re-derive the Newton unknowns from it."""
+        """Restore the density and re-derive W∗ρ and the Newton unknowns from it."""
         super().set_state(state)
+        self._freeze_interaction()
         self._scheme.reset()
 
     def invariants(self) -> frozenset[str]:
-        """The discrete energy decays for any τ; ρ > 0 too with the fitted flux (M-matrix)."""
+        """The discrete energy decays for any τ; ρ > 0 too with the fitted flux (M-matrix).
+
+        With an interaction the decay holds up to ``interaction_defect``, which the step
+        acceptance adds to its tolerance (module docstring); positivity is unchanged.
+        """
         if isinstance(self._scheme, _FittedScheme):
             return frozenset({"energy_decay", "positivity"})
         return frozenset({"energy_decay"})
 
+    def save(self) -> dict[str, Any]:
+        """ρ, ρ_old and the last step's interaction defect."""
+        saved = super().save()
+        saved["interaction_defect"] = self.interaction_defect
+        return saved
+
     def restore(self, saved: dict[str, Any]) -> None:
-        """Undo to :meth:`save`'s density; the Newton unknowns are re-derived from it."""
+        """Undo to :meth:`save`'s density; W∗ρ and the Newton unknowns are re-derived from it."""
         super().restore(saved)
+        self.interaction_defect = saved["interaction_defect"]
+        self._freeze_interaction()
         self._scheme.reset()
+
+    def diagnostics(self, t: float) -> dict[str, float]:
+        """FE diagnostics, plus ``interaction_defect`` with an interaction."""
+        out = super().diagnostics(t)
+        if self.convolution is not None:
+            out["interaction_defect"] = self.interaction_defect
+        return out
+
+    def _freeze_interaction(self) -> None:
+        """W∗ρ at the current density into the scheme's potential (nothing without W)."""
+        if self.convolution is not None:
+            self._scheme.set_interaction(self.convolution(self.rho.x.array))
 
     def step(self, tau: float) -> int:
         """One implicit Euler step of size τ; returns the Newton iterations."""
         self.rho_old.x.array[:] = self.rho.x.array
+        # W∗ρⁿ of the density the step starts from, whatever happened before (a retry, a
+        # resume): explicit in the step (module docstring).
+        self._freeze_interaction()
         try:
             its = self._scheme.solve(tau)
         finally:
@@ -142,6 +195,10 @@ class Solver(FEFlowSolver):
             self._scheme.reset()
             raise self._scheme.undershoot(negative, its)
         self._scheme.accepted()
+        if self.convolution is not None:
+            self.interaction_defect = self.convolution.energy_of(
+                self.rho.x.array - self.rho_old.x.array
+            )
         return its
 
     def peclet(self) -> float:
@@ -156,21 +213,16 @@ class _FittedScheme:
         self.solver = weakref.proxy(solver)  # no cycle: see _affine_residual's caller
         comm, energy = solver.comm, solver.energy
         self.graph = graph = mesh_graph(solver.V)
-        D = energy.diffusivity
         nodes = solver.V.tabulate_dof_coordinates()[: graph.n_owned, : solver.case.dim]
-        potential = energy.potential_value(nodes)
-        delta = (graph.at_neighbours(potential) - potential[graph.row]) / D  # δ_ij, each edge
-        flux = D * graph.a
-        self.values = np.zeros(len(graph.columns))  # L in CSR order: (Lρ)_i = Σ_j a_ij F_ij
-        self.values[graph.edge] = -flux * bernoulli(-delta)
-        self.values[graph.diagonal] = np.bincount(
-            graph.row, weights=flux * bernoulli(delta), minlength=graph.n_owned
-        )
+        #: V at the owned vertices; the step's potential adds W∗ρⁿ to it (interaction).
+        self.external = energy.potential_value(nodes)
         # Edges of zero transmissibility (the hypotenuses of right triangles) carry no flux.
-        resolved = graph.a > 1e-12 * comm.allreduce(float(graph.a.max(initial=0.0)), op=MPI.MAX)
-        self.edge_peclet = np.where(resolved, np.abs(delta), 0.0)
+        self.resolved = graph.a > 1e-12 * comm.allreduce(
+            float(graph.a.max(initial=0.0)), op=MPI.MAX
+        )
+        self.values = np.zeros(len(graph.columns))  # L in CSR order: (Lρ)_i = Σ_j a_ij F_ij
+        self._set_potential(self.external)
         self.masses = solver.lumped_masses()[: graph.n_owned]
-        self.tau = 0.0
         self.A = graph.matrix(self.values)
         self.x, self.b = self.A.createVecRight(), self.A.createVecLeft()
         self.snes = PETSc.SNES().create(comm)
@@ -184,8 +236,24 @@ class _FittedScheme:
         _configure(self.snes, solver.params)
         self.warned, self.steps = False, 0
 
+    def _set_potential(self, potential: np.ndarray) -> None:
+        """The flux matrix L and the edge Péclet numbers for a vertex potential (owned)."""
+        graph, D = self.graph, self.solver.energy.diffusivity
+        delta = (graph.at_neighbours(potential) - potential[graph.row]) / D  # δ_ij, each edge
+        flux = D * graph.a
+        self.values[graph.edge] = -flux * bernoulli(-delta)
+        self.values[graph.diagonal] = np.bincount(
+            graph.row, weights=flux * bernoulli(delta), minlength=graph.n_owned
+        )
+        self.edge_peclet = np.where(self.resolved, np.abs(delta), 0.0)
+        self.tau = 0.0  # M/τ + L must be assembled again
+
+    def set_interaction(self, potential: np.ndarray) -> None:
+        """Fit the flux to V + W∗ρⁿ (``potential``: W∗ρⁿ at the local dofs, owned first)."""
+        self._set_potential(self.external + potential[: self.graph.n_owned])
+
     def _set_tau(self, tau: float) -> None:
-        """Assemble M/τ + L (a new τ only: the LU factors are kept otherwise)."""
+        """Assemble M/τ + L (a new τ or L only: the LU factors are kept otherwise)."""
         if tau == self.tau:
             return
         values = self.values.copy()
@@ -211,7 +279,7 @@ class _FittedScheme:
         return its
 
     def reset(self) -> None:
-        """Nothing besides ρ to restore (ρ is the unknown)."""
+        """Nothing besides ρ to restore (ρ is the unknown; L follows W∗ρ, set before)."""
 
     def accepted(self) -> None:
         """Count the accepted steps (for the warning's text)."""
@@ -280,10 +348,15 @@ class _ChemicalPotentialScheme:
         self.w = dolfinx.fem.Function(space, name="density_potential")
         rho, mu = ufl.split(self.w)
         v, q = ufl.TestFunctions(space)
+        #: W∗ρⁿ at the vertices (P1: its vertex values are what the vertex rule sees).
+        self.interaction = dolfinx.fem.Function(solver.V, name="interaction_potential")
+        chemical = solver.energy.first_variation(rho, solver.V_ufl, solver.xp)
+        if solver.convolution is not None:  # no extra term in the forms of runs without W
+            chemical = chemical + self.interaction
         residual = (
             (rho - solver.rho_old) / self.tau * v * dxl
             + solver.xp.maximum(rho, 0.0) * ufl.dot(ufl.grad(mu), ufl.grad(v)) * dxl
-            + (mu - solver.energy.first_variation(rho, solver.V_ufl, solver.xp)) * q * dxl
+            + (mu - chemical) * q * dxl
         )
         self._rho_expr = dolfinx.fem.Expression(rho, solver.V.element.interpolation_points)
         self.problem = dolfinx.fem.petsc.NonlinearProblem(
@@ -293,10 +366,16 @@ class _ChemicalPotentialScheme:
         _configure(self.snes, solver.params)
         self.reset()
 
+    def set_interaction(self, potential: np.ndarray) -> None:
+        """μ = D·U'(ρ) + V + W∗ρⁿ from now on (``potential``: W∗ρⁿ at the local dofs)."""
+        self.interaction.x.array[:] = potential
+
     def reset(self) -> None:
-        """(ρ, μ = D·U'(ρ) + V) from the solver's density."""
+        """(ρ, μ = D·U'(ρ) + V + W∗ρⁿ) from the solver's density."""
         s = self.solver
         mu = s.energy.first_variation(s.rho, s.V_ufl, s.xp)
+        if s.convolution is not None:
+            mu = mu + self.interaction
         self.w.sub(0).interpolate(s.rho)
         self.w.sub(1).interpolate(dolfinx.fem.Expression(mu, s.V.element.interpolation_points))
         self.w.x.scatter_forward()
