@@ -168,3 +168,49 @@ def test_attention_needs_a_sphere(tmp_path):
     )
     proc = wgf("run", str(case), "--solver", "blob", "--out", str(tmp_path / "out"))
     assert_user_error(proc, '"attention" moves tokens on the unit sphere')
+
+
+# -- the circle's instability: growth rates of cos(kθ) against k² I_k(β)/β ----------------------
+@pytest.mark.parametrize("k", [1, 3])
+def test_uniform_tokens_on_the_circle_are_unstable_at_the_bessel_rate(k, tmp_path):
+    """blob, 500 equally spaced tokens displaced by 10⁻⁶: |ĉ_k(t)| grows like e^{λt}."""
+    beta, T = 5.0, 0.3
+    case = api.load(
+        {
+            "name": f"mode{k}",
+            "energy": {"internal": "none", "interaction": {"kind": "attention", "beta": beta}},
+            "domain": {"shape": "circle"},
+            "initial": {"kind": "perturbed_uniform", "mode": k, "amplitude": 1e-6},
+            "time": {"t_end": T, "tau": T / 3},
+            "output": {"snapshots": 2},
+            "solver": {"blob": {"dt": 0.003, "particles": 500}},
+        }
+    )
+    run = api.run(case, "blob", out=tmp_path)
+    theta = np.arctan2(run.positions[..., 1], run.positions[..., 0])
+    c = np.abs(np.exp(-1j * k * theta).mean(axis=1))
+    rate = np.log(c[-1] / c[0]) / T
+    assert rate == pytest.approx(mode_growth_rate(k, beta), rel=1e-3)
+
+
+# -- langevin on the sphere: projected Euler–Maruyama + retraction -------------------------------
+def test_langevin_on_the_sphere_is_brownian_motion(tmp_path):
+    """E⟨X_t, X_0⟩ = e^{-(d-1)Dt} for Brownian motion on S^{d-1} (the generator DΔ_S)."""
+    D, T, n = 0.5, 0.4, 4000
+    case = api.load(
+        {
+            "name": "bm",
+            "energy": {"internal": "entropy", "diffusivity": D},
+            "domain": {"shape": "sphere", "dimension": 3},
+            "initial": {"kind": "uniform", "seed": 2},
+            "time": {"t_end": T, "tau": 0.1},
+            "output": {"snapshots": 2},
+            "solver": {"langevin": {"particles": n, "dt": 0.005}},
+        }
+    )
+    run = api.run(case, "langevin", out=tmp_path)
+    x0, x1 = run.positions[0], run.positions[-1]
+    np.testing.assert_allclose(np.linalg.norm(x1, axis=1), 1.0, rtol=1e-14)
+    mean = np.einsum("nk,nk->n", x0, x1).mean()
+    # Monte-Carlo error ≈ 0.4/√n = 0.006; the scheme's bias is O(dt)
+    assert mean == pytest.approx(np.exp(-2 * D * T), abs=0.02)
