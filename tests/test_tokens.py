@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from tests.conftest import assert_user_error, wgf
+from tests.conftest import PVBATCH, assert_user_error, pvbatch_read, run_case, wgf
 from wgf import api
 from wgf.cases.sphere import equiangular_rate, mode_growth_rate, sample_grid, sphere_area
 from wgf.solvers.energy import FreeEnergy, Interaction
@@ -214,3 +214,37 @@ def test_langevin_on_the_sphere_is_brownian_motion(tmp_path):
     mean = np.einsum("nk,nk->n", x0, x1).mean()
     # Monte-Carlo error ≈ 0.4/√n = 0.006; the scheme's bias is O(dt)
     assert mean == pytest.approx(np.exp(-2 * D * T), abs=0.02)
+
+
+# -- ParaView ------------------------------------------------------------------------------------
+@pytest.mark.skipif(PVBATCH is None, reason="pvbatch not installed (Debian python3-paraview)")
+def test_tokens_on_the_sphere_open_in_paraview(tmp_path):
+    sets = ["solver.blob.particles=200", "time.t_end=1.0", "time.tau=0.5"]
+    run_case("tokens_sphere_sa", sets, tmp_path, solver="blob")
+    out = pvbatch_read(tmp_path / "tokens_sphere_sa_blob_fields.xdmf", tmp_path)
+    assert int(out["POINTS"]) == 200 and out["ARRAYS"] == "density,weight"
+    bounds = np.array(out["BOUNDS"].split(), dtype=float)
+    assert np.all(np.abs(bounds) <= 1.0 + 1e-12) and bounds[1] > 0.9  # on the unit sphere
+    low, high = map(float, out["RANGE_density"].split())
+    assert 0.0 < low <= high  # the von Mises–Fisher estimate at the tokens
+
+
+# -- the shipped cases, shortened --------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("case", "sets"),
+    [
+        ("tokens_circle_usa", ["solver.blob.particles=200", "time.t_end=1.0"]),
+        ("tokens_sphere_sa", ["solver.blob.particles=300", "time.t_end=4.0"]),
+        ("tokens_equiangular", []),
+    ],
+)
+def test_shipped_token_cases_cluster_and_never_raise_the_energy(case, sets, tmp_path):
+    """F = -½β⁻¹∬e^{β⟨x,y⟩} never increases (SA too: it is USA slowed by Z_i per token)."""
+    r = api.read(run_case(case, sets, tmp_path, solver="blob").path)
+    energy = r.diagnostics["energy"]
+    assert np.all(np.diff(energy) <= 1e-12 * np.abs(energy).max())
+    assert energy[-1] < energy[0]
+    np.testing.assert_allclose(np.linalg.norm(r.positions, axis=2), 1.0, rtol=1e-14)
+    # clustering: the mean pairwise inner product grows
+    gram = np.einsum("snk,smk->snm", r.positions, r.positions).mean(axis=(1, 2))
+    assert gram[-1] > gram[0] + 0.05
