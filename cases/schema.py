@@ -147,7 +147,8 @@ SCHEMA: dict[str, Key | Table] = {
                         help="attention: usa, Z_i = 1 (the W2 gradient flow of "
                         "-½β⁻¹∬e^{β⟨x,y⟩}, i.e. the radial W(r) = -β⁻¹e^{β(1-r²/2)}); sa, "
                         "Z_i = Σ_j w_j e^{β⟨x_i,x_j⟩} (softmax self-attention: not a W2 "
-                        "gradient flow, particle solvers only)",
+                        "gradient flow, particle solvers only; its `energy` diagnostic is the "
+                        "USA functional, which SA does not increase)",
                     ),
                     "strength": Key("float", 1.0, help="factor on W (χ for Keller–Segel)"),
                 },

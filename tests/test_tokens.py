@@ -63,6 +63,8 @@ def test_sa_velocity_is_the_softmax_average():
     a = np.exp(beta * x @ x.T)
     expected = (a @ x) / a.sum(axis=1, keepdims=True)
     np.testing.assert_allclose(term.velocity_at(x, x, w), expected, rtol=1e-12)
+    # a softmax average: the total mass does not enter
+    np.testing.assert_allclose(term.velocity_at(x, x, 3.0 * w), expected, rtol=1e-12)
     assert not term.gradient_flow
 
 

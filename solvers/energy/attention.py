@@ -13,16 +13,17 @@ Tokens x_i with weights w_i (Σ w_i = M) move by
   -∇_x W(|x - y|) = e^{β⟨x,y⟩}(y - x) differs from e^{β⟨x,y⟩}y by a multiple of x only:
   after the projection the radial term of :mod:`.interaction` gives the same velocity (a
   test checks it).  For M = 1 and w_i = 1/n this is Z_i = n in the survey's notation.
-* ``"sa"``, Z_i = Σ_j w_j e^{β⟨x_i,x_j⟩}/M: softmax attention (Z_i = Σ_j e^{β⟨x_i,x_j⟩}
-  with the survey's 1/n weights).  It is not a W2 gradient flow: its velocity is the USA
-  velocity divided by the positive per-token factor Z_i, i.e. the gradient flow of the same
-  F in the metric Σ_i w_i Z_i |ẋ_i|².  So F is still non-increasing along SA, and F is what
-  the ``energy`` diagnostic reports for both normalisations (for SA: a Lyapunov function,
-  not the energy of a W2 flow).  Only particle solvers take SA
-  (:attr:`Attention.gradient_flow` is False; the FE solvers refuse it).
+* ``"sa"``, Z_i = Σ_j w_j e^{β⟨x_i,x_j⟩}: softmax attention, the weighted average of the
+  tokens (with the survey's weights 1/n: Σ_j e^{β⟨x_i,x_j⟩}x_j / Σ_j e^{β⟨x_i,x_j⟩}).  It
+  is not a W2 gradient flow: its velocity is the USA velocity divided by the positive
+  per-token factor Z_i, i.e. the gradient flow of the same F in the metric
+  Σ_i w_i Z_i |ẋ_i|².  So F is still non-increasing along SA, and F is what the ``energy``
+  diagnostic reports for both normalisations (for SA: a Lyapunov function, not the energy
+  of a W2 flow).  Only particle solvers take SA (:attr:`Attention.gradient_flow` is False;
+  the FE solvers refuse it).
 
 The term answers in ambient coordinates; the particle solver projects the velocity on the
-tangent space and retracts the positions (:mod:`wgf.solvers.particles.sphere`).
+tangent space and retracts the positions (:mod:`wgf.solvers.particles.domains`).
 
 Sums are dense, O(n·N): the inner products of a chunk of targets with all sources are one
 matrix product (BLAS), the weights e^{β(⟨x,y⟩-1)} ≤ 1 are scaled by e^{-β} so that large β
@@ -115,7 +116,7 @@ class Attention:
         scalar, vector = self._sums(points, sources, weights)
         if self.normalization == "usa":
             return self.strength * math.exp(self.beta) * vector
-        return self.strength * float(np.sum(weights)) * vector / scalar[:, None]
+        return self.strength * vector / scalar[:, None]
 
     def gradient_at(
         self,
