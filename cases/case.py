@@ -20,6 +20,13 @@ import numpy as np
 from wgf.cases import closed_forms as cf
 from wgf.cases.errors import UserError
 from wgf.cases.schema import SCHEMA, Key, key_at, resolve
+from wgf.cases.sphere import (
+    DEFAULT_SAMPLE_CELLS,
+    MANIFOLD_SHAPES,
+    SPHERE_KINDS,
+    sample_grid,
+    sphere_area,
+)
 
 if TYPE_CHECKING:  # SymPy takes a second to import: only cases with formulas pay for it
     from wgf.cases.expressions import SymbolicFunction
@@ -173,7 +180,14 @@ class Case:
             return None
         if inter["kind"] == "newtonian":
             return _kernel(NEWTONIAN[self.dim], "energy.interaction.kind")
+        if inter["kind"] == "attention":
+            return _kernel(attention_kernel(inter["beta"]), "energy.interaction.beta")
         return _kernel(inter["kernel"], "energy.interaction.kernel")
+
+    @property
+    def on_sphere(self) -> bool:
+        """Whether the domain is the unit circle or sphere (a manifold without boundary)."""
+        return self.config["domain"]["shape"] in MANIFOLD_SHAPES
 
     def interaction_strength(self) -> float:
         """The factor on W (0 without an interaction)."""
@@ -188,6 +202,17 @@ class Case:
         """
         spec = self.config[table]
         kind, mass = spec["kind"], spec["mass"]
+        if kind == "uniform":
+            area = sphere_area(self.dim)
+            return lambda x: np.full(len(x), mass / area)
+        if kind == "perturbed_uniform":
+            k, a = spec["mode"], spec["amplitude"]
+            theta = lambda x: np.arctan2(x[:, 1], x[:, 0])  # noqa: E731
+            return lambda x: mass * (1.0 + a * np.cos(k * theta(x))) / (2 * np.pi)
+        if kind == "equiangular":
+            raise UserError(
+                f"case key '{table}.kind': \"equiangular\" tokens are atoms, not a density"
+            )
         if kind == "gaussian":
             mean, cov = np.array(spec["mean"]), _matrix(spec["cov"], self.dim)
             return lambda x: cf.gaussian_density(x, mean, cov, mass)
@@ -320,14 +345,21 @@ class Case:
     def sample_cells(self) -> list[int]:
         """Cells per direction of the sample grid (the case's or the default)."""
         cells = self.config["output"]["sample_cells"]
-        return cells if cells is not None else [{1: 200, 2: 100, 3: 30}[self.dim]] * self.dim
+        if cells is not None:
+            return cells
+        if self.on_sphere:
+            return DEFAULT_SAMPLE_CELLS.get(self.dim, [])
+        return [{1: 200, 2: 100, 3: 30}[self.dim]] * self.dim
 
     def sample_points(self, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
         """Midpoints of the uniform sample grid on the box [lower, upper], shape (n, dim).
 
         Midpoints keep samples off the domain boundary, and the midpoint rule then makes
-        ``sum(|f|) · cell volume`` an O(h²) approximation of ∫|f|.
+        ``sum(|f|) · cell volume`` an O(h²) approximation of ∫|f|.  On a circle or sphere
+        the grid lies on the sphere instead (:func:`wgf.cases.sphere.sample_grid`).
         """
+        if self.on_sphere:
+            return sample_grid(self.dim, self.sample_cells())[0]
         axes = [
             lo + (np.arange(n) + 0.5) * (hi - lo) / n
             for lo, hi, n in zip(lower, upper, self.sample_cells(), strict=True)
@@ -358,6 +390,16 @@ def _kernel(text: str, key: str) -> SymbolicFunction:
             f"but it uses {', '.join(used)}"
         )
     return SymbolicFunction(parsed.text, ("r",), parsed.expr)
+
+
+def attention_kernel(beta: float) -> str:
+    """USA attention as a radial kernel in the chord r = |x - y| on the unit sphere.
+
+    On the sphere ⟨x, y⟩ = 1 - r²/2, so -½β⁻¹∬e^{β⟨x,y⟩} = ½∬W with
+    W(r) = -β⁻¹e^{β(1 - r²/2)}, and ∇_x W(|x - y|) = W'(r)(x - y)/r = e^{β⟨x,y⟩}(x - y):
+    the velocity -P_x Σ_j w_j ∇W = P_x Σ_j w_j e^{β⟨x,x_j⟩} x_j is USA (P_x x = 0).
+    """
+    return f"-exp({beta!r}*(1 - r**2/2))/{beta!r}"
 
 
 def quadratic_coefficient(kernel: SymbolicFunction) -> float | None:
@@ -453,6 +495,8 @@ def _dimension(cfg: dict) -> int:
     """The dimension, from the first key that carries one; every other must agree."""
     dom, ini = cfg["domain"], cfg["initial"]
     pot = cfg["energy"]["potential"]
+    if dom["shape"] in MANIFOLD_SHAPES:
+        return _sphere_dimension(cfg)
     carriers: list[tuple[str, Any]] = [
         ("domain.lower", dom["lower"]),
         ("domain.upper", dom["upper"]),
@@ -483,6 +527,78 @@ def _dimension(cfg: dict) -> int:
     if dim not in (1, 2, 3):
         raise UserError(f"case: dimension {dim} from '{first_key}' is not 1, 2 or 3")
     return dim
+
+
+def _sphere_dimension(cfg: dict) -> int:
+    """The ambient d of a circle (2) or sphere (``domain.dimension``, default 3, any d ≥ 2)."""
+    dom = cfg["domain"]
+    if dom["shape"] == "circle":
+        if dom["dimension"] not in (None, 2):
+            raise UserError(
+                f"case key 'domain.dimension': the circle lies in ℝ², got {dom['dimension']}"
+            )
+        dim = 2
+    else:
+        dim = 3 if dom["dimension"] is None else dom["dimension"]
+        if dim < 2:
+            raise UserError(f"case key 'domain.dimension' must be >= 2, got {dim}")
+    pot = cfg["energy"]["potential"]
+    if pot is not None and pot["center"] is not None and len(pot["center"]) != dim:
+        raise UserError(
+            f"case: dimension mismatch: 'energy.potential.center' has length "
+            f"{len(pot['center'])} but the {dom['shape']} lies in ℝ^{dim}"
+        )
+    if pot is not None and pot["expression"] is not None and dim > len(COORDINATES):
+        raise UserError(
+            f"case key 'energy.potential.expression': formulas use x, y, z; the sphere lies "
+            f"in ℝ^{dim} (give the quadratic A instead)"
+        )
+    return dim
+
+
+def _validate_sphere(cfg: dict, dim: int) -> None:
+    """The rules of a circle or sphere domain: its initial data, interaction and exact kind."""
+    dom, ini, energy = cfg["domain"], cfg["initial"], cfg["energy"]
+    shape = dom["shape"]
+    for key in ("lower", "upper", "cells", "center", "radius", "h", "path"):
+        if dom[key] is not None:
+            raise UserError(
+                f"case key 'domain.{key}' is not used by shape = \"{shape}\" (the unit "
+                f"{shape} about 0)"
+            )
+    if ini["kind"] not in SPHERE_KINDS:
+        raise UserError(
+            f"case key 'initial.kind': on a {shape} give {', '.join(SPHERE_KINDS)}, "
+            f'not "{ini["kind"]}"'
+        )
+    if ini["kind"] == "perturbed_uniform":
+        if shape != "circle":
+            raise UserError(
+                "case key 'initial.kind': \"perturbed_uniform\" is the circle's (cos kθ)"
+            )
+        if ini["mode"] < 1 or not abs(ini["amplitude"]) < 1.0:
+            raise UserError(
+                f"case keys 'initial.mode'/'initial.amplitude': need mode >= 1 and "
+                f"|amplitude| < 1, got {ini['mode']} and {ini['amplitude']}"
+            )
+    if ini["kind"] == "equiangular":
+        if ini["rho0"] is None:
+            raise UserError("case key 'initial.rho0' is required for kind = \"equiangular\"")
+        if not -1.0 < ini["rho0"] < 1.0:
+            raise UserError(f"case key 'initial.rho0' must be in (-1, 1), got {ini['rho0']}")
+    if ini["seed"] < 0:
+        raise UserError(f"case key 'initial.seed' must be >= 0, got {ini['seed']}")
+    if cfg["exact"]["kind"] != "none":
+        raise UserError(
+            f"case key 'exact.kind': no closed form is known on the {shape}; use \"none\""
+        )
+    if cfg["target"] is not None:
+        raise UserError(f"case key 'target': transport on the {shape} is not built")
+    if energy["internal"] == "power":
+        raise UserError(
+            f"case key 'energy.internal': \"power\" is not built on the {shape} "
+            '(use "entropy" for noise or "none")'
+        )
 
 
 def _check_matrix(key: str, value: float | list, dim: int, definite: bool) -> np.ndarray:
@@ -591,10 +707,23 @@ def validate(cfg: dict) -> int:
     if energy["interaction"] is not None:
         _validate_interaction(energy["interaction"], dim)
     shape = dom["shape"]
+    if energy["interaction"] is not None:
+        _validate_attention(energy["interaction"], shape)
+    if shape in MANIFOLD_SHAPES:
+        _validate_sphere(cfg, dim)
+    elif cfg["initial"]["kind"] in SPHERE_KINDS:
+        raise UserError(
+            f"case key 'initial.kind': \"{cfg['initial']['kind']}\" needs domain.shape = "
+            '"circle" or "sphere"'
+        )
+    if dom["dimension"] is not None and shape != "sphere":
+        raise UserError("case key 'domain.dimension' is for shape = \"sphere\" only")
     needed = {
         "box": ("lower", "upper", "cells"),
         "disk": ("center", "radius", "h"),
         "file": ("path",),
+        "circle": (),
+        "sphere": (),
     }[shape]
     for key in needed:
         if dom[key] is None:
@@ -612,7 +741,8 @@ def validate(cfg: dict) -> int:
         for key in ("radius", "h"):
             if not dom[key] > 0.0:
                 raise UserError(f"case key 'domain.{key}' must be > 0, got {dom[key]}")
-    _validate_density(cfg, "initial", dim)
+    if shape not in MANIFOLD_SHAPES:
+        _validate_density(cfg, "initial", dim)
     if cfg["target"] is not None:
         _validate_density(cfg, "target", dim)
         tgt, ini = cfg["target"], cfg["initial"]
@@ -716,6 +846,8 @@ def _validate_interaction(inter: dict, dim: int) -> None:
             "case key 'energy.interaction.kernel' is required (or give "
             'energy.interaction.kind = "newtonian")'
         )
+    if inter["kind"] == "attention":
+        return  # validated with the domain (_validate_attention)
     if inter["kind"] == "newtonian" and dim not in NEWTONIAN:
         raise UserError(
             f"case key 'energy.interaction.kind': \"newtonian\" is supported in 1-D and 2-D "
@@ -723,6 +855,23 @@ def _validate_interaction(inter: dict, dim: int) -> None:
         )
     if inter["kernel"] is not None:
         _kernel(inter["kernel"], "energy.interaction.kernel")
+
+
+def _validate_attention(inter: dict, shape: str) -> None:
+    """``kind = "attention"``: β > 0, on a circle or sphere; its keys only with it."""
+    if inter["kind"] != "attention":
+        if inter["beta"] is not None:
+            raise UserError("case key 'energy.interaction.beta' is for kind = \"attention\" only")
+        return
+    if inter["beta"] is None:
+        raise UserError("case key 'energy.interaction.beta' is required for kind = \"attention\"")
+    if not inter["beta"] > 0.0:
+        raise UserError(f"case key 'energy.interaction.beta' must be > 0, got {inter['beta']}")
+    if shape not in MANIFOLD_SHAPES:
+        raise UserError(
+            "case key 'energy.interaction.kind': \"attention\" moves tokens on the unit "
+            f'sphere: it needs domain.shape = "circle" or "sphere", got "{shape}"'
+        )
 
 
 def _validate_aggregation(cfg: dict) -> None:

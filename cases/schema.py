@@ -53,9 +53,21 @@ DENSITY = {
     "kind": Key(
         "str",
         "gaussian",
-        choices=("gaussian", "barenblatt", "exact", "expression", "gaussian_mixture"),
+        choices=(
+            "gaussian",
+            "barenblatt",
+            "exact",
+            "expression",
+            "gaussian_mixture",
+            "uniform",
+            "equiangular",
+            "perturbed_uniform",
+        ),
         help="Gaussian, Barenblatt profile, the exact solution at 0, a formula (`density`), "
-        "or a mixture of Gaussians (`weights`, `means`, `covs`)",
+        "or a mixture of Gaussians (`weights`, `means`, `covs`); on a circle or sphere: "
+        "uniform (random tokens, `seed`), equiangular (n tokens with all pairwise inner "
+        "products `rho0`, n ≤ d), perturbed_uniform (circle: equally spaced tokens displaced "
+        "so that the density is (1 + `amplitude`·cos(`mode`·θ))/2π to first order)",
     ),
     "density": Key(
         "str",
@@ -74,6 +86,14 @@ DENSITY = {
     "t0": Key("float", 0.01, help="barenblatt: Barenblatt time (the profile is B(t0))"),
     "center": Key("vector", help="barenblatt: centre (default: the potential centre or 0)"),
     "mass": Key("float", 1.0, help="total mass the density is normalised to"),
+    "seed": Key("int", 1, help="uniform (sphere): seed of the random tokens"),
+    "rho0": Key(
+        "float", help="equiangular: the inner product ⟨x_i, x_j⟩ of every pair at t = 0, in (-1, 1)"
+    ),
+    "mode": Key("int", 1, help="perturbed_uniform: the wave number k ≥ 1 of the perturbation"),
+    "amplitude": Key(
+        "float", 1e-6, help="perturbed_uniform: the relative amplitude a of cos(kθ) (|a| < 1)"
+    ),
 }
 
 SCHEMA: dict[str, Key | Table] = {
@@ -113,10 +133,22 @@ SCHEMA: dict[str, Key | Table] = {
                     ),
                     "kind": Key(
                         "str",
-                        choices=("newtonian",),
+                        choices=("newtonian", "attention"),
                         help='instead of kernel: "newtonian", W = -N_d with -ΔN_d = δ in free '
                         "space: |x|/2 in 1-D, log(r)/(2π) in 2-D (attractive; Keller–Segel "
-                        "with chemotactic sensitivity `strength`)",
+                        'with chemotactic sensitivity `strength`); "attention" (circle or '
+                        "sphere): tokens move by ẋ_i = P_{x_i}(Σ_j w_j e^{β⟨x_i,x_j⟩} x_j / Z_i)",
+                    ),
+                    "beta": Key("float", help="attention: the inverse temperature β > 0"),
+                    "normalization": Key(
+                        "str",
+                        "usa",
+                        choices=("usa", "sa"),
+                        help="attention: usa, Z_i = 1 (the W2 gradient flow of "
+                        "-½β⁻¹∬e^{β⟨x,y⟩}, i.e. the radial W(r) = -β⁻¹e^{β(1-r²/2)}); sa, "
+                        "Z_i = Σ_j w_j e^{β⟨x_i,x_j⟩} (softmax self-attention: not a W2 "
+                        "gradient flow, particle solvers only; its `energy` diagnostic is the "
+                        "USA functional, which SA does not increase)",
                     ),
                     "strength": Key("float", 1.0, help="factor on W (χ for Keller–Segel)"),
                 },
@@ -127,7 +159,17 @@ SCHEMA: dict[str, Key | Table] = {
     ),
     "domain": Table(
         {
-            "shape": Key("str", "box", choices=("box", "disk", "file")),
+            "shape": Key(
+                "str",
+                "box",
+                choices=("box", "disk", "file", "circle", "sphere"),
+                help="circle: the unit circle S¹ ⊂ ℝ²; sphere: the unit sphere S^{d-1} ⊂ ℝ^d "
+                "(particle solvers: velocities projected on the tangent space, positions "
+                "retracted x/|x|)",
+            ),
+            "dimension": Key(
+                "int", help="sphere: the ambient dimension d ≥ 2 of S^{d-1} ⊂ ℝ^d (default 3)"
+            ),
             "lower": Key("vector", help="box: lower corner"),
             "upper": Key("vector", help="box: upper corner"),
             "cells": Key("ivector", help="box: cells per direction"),
@@ -212,7 +254,9 @@ SCHEMA: dict[str, Key | Table] = {
             "sample_cells": Key(
                 "ivector",
                 help="sample grid (cell midpoints) on the bounding box; "
-                "default 200 in 1-D, 100² in 2-D, 30³ in 3-D",
+                "default 200 in 1-D, 100² in 2-D, 30³ in 3-D; circle: [n] angles (default "
+                "[200]); sphere in ℝ³: [n_polar, n_azimuth] cells in (θ, φ) (default [40, 80]); "
+                "sphere in ℝ^d, d ≠ 3: the 2d points ±e_k",
             ),
         }
     ),

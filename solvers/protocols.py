@@ -37,6 +37,8 @@ Kind = Literal["flow", "transport"]
 #: The internal energies U of a case (``energy.internal``), as registered by the energy.
 INTERNAL_ENERGIES = tuple(REGISTERED_INTERNAL_ENERGIES)
 DOMAIN_SHAPES = ("box", "disk", "file")
+#: The unit circle and sphere (manifolds without boundary): only solvers that name them run them.
+MANIFOLD_SHAPES = ("circle", "sphere")
 CELL_TYPES = ("simplex", "hypercube")
 
 
@@ -159,7 +161,11 @@ class Capabilities:
             transport solvers, whose cases use ``[energy]`` only for a Barenblatt's m.
         potential: Whether it takes a potential V (``[energy.potential]``).
         interaction: Whether it takes an interaction W (``[energy.interaction]``).
-        dims: The space dimensions it runs.
+        non_gradient: Whether it takes velocity fields that are not W2 gradients (SA
+            attention): particle solvers integrate any velocity, the FE and JKO solvers
+            need the energy.
+        dims: The (flat) space dimensions it runs; a solver that runs ``"sphere"`` runs
+            S^{d-1} ⊂ ℝ^d for every d.
         shapes: The domain shapes it runs (``domain.shape``).
         cell_types: The mesh cells it runs (``domain.cell_type``).
         reasons: Why a capability is missing, by field name (``"internal"``, ``"dims"``,
@@ -170,6 +176,7 @@ class Capabilities:
     internal: tuple[str, ...] = INTERNAL_ENERGIES
     potential: bool = True
     interaction: bool = False
+    non_gradient: bool = False
     dims: tuple[int, ...] = (1, 2, 3)
     shapes: tuple[str, ...] = DOMAIN_SHAPES
     cell_types: tuple[str, ...] = CELL_TYPES
@@ -208,7 +215,23 @@ class Capabilities:
         """
         self.check_kind(case, solver)
         dom = case.section("domain")
-        if case.dim not in self.dims:
+        inter = case.section("energy").get("interaction")
+        if (
+            self.kind == "flow"
+            and not self.non_gradient
+            and inter is not None
+            and inter.get("normalization") == "sa"
+            and inter.get("kind") == "attention"
+        ):
+            self._refuse(
+                "energy.interaction.normalization",
+                f"{solver} solves W2 gradient flows only, and SA attention is not one (its "
+                "velocity is normalised token by token); run blob or langevin, or use "
+                'normalization = "usa"',
+                "non_gradient",
+            )
+        any_sphere = dom["shape"] == "sphere" and "sphere" in self.shapes
+        if case.dim not in self.dims and not any_sphere:
             self._refuse(
                 "domain",
                 f"{solver} supports {_dims(self.dims)} only (the case is {case.dim}-D)",
@@ -253,8 +276,10 @@ class Capabilities:
             energy = "U: " + ", ".join(self.internal)
             energy += "; V: " + ("yes" if self.potential else "no")
             energy += "; W: " + ("yes" if self.interaction else "no")
+            if self.non_gradient:
+                energy += " (SA attention too)"
             parts.append(f"gradient flow; {energy}")
-        parts.append(_dims(self.dims))
+        parts.append(_dims(self.dims) + (" (sphere: any d)" if "sphere" in self.shapes else ""))
         parts.append("domain " + "/".join(self.shapes))
         parts.append("cells " + "/".join(self.cell_types))
         return "; ".join(parts)

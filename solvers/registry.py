@@ -158,8 +158,11 @@ class SolverInfo:
     costly_dims: Mapping[int, str] = dataclasses.field(default_factory=dict)
 
     def costly_for(self, case: Any) -> str | None:
-        """Why ``--solver all`` should leave the solver out of ``case``, or None."""
-        return self.costly_dims.get(case.dim)
+        """Why ``--solver all`` should leave the solver out of ``case``, or None.
+
+        (The costs are those of flat domains: on a circle or sphere there is no box lattice.)
+        """
+        return None if case.on_sphere else self.costly_dims.get(case.dim)
 
     @property
     def kind(self) -> Kind:
@@ -201,6 +204,13 @@ class SolverInfo:
 #: Particle solvers move particles in a box whose faces are reflecting walls; they build
 #: no mesh, so the cell type does not matter to them.
 _PARTICLES_BOX = {"shapes": "the box faces are the particles' reflecting walls"}
+#: blob and langevin also run on the unit circle and sphere (projection and retraction).
+_PARTICLE_SHAPES = ("box", "circle", "sphere")
+#: Why the FE solvers refuse the circle and the sphere for now.
+_FE_NO_SPHERE = {
+    "shapes": "FE on the circle/sphere mesh is not built yet; run blob or langevin",
+}
+
 SOLVERS: dict[str, SolverInfo] = {
     info.name: info
     for info in [
@@ -208,7 +218,7 @@ SOLVERS: dict[str, SolverInfo] = {
             "fem-implicit",
             "wgf.solvers.fem.implicit_euler",
             "implicit Euler + Newton (PETSc SNES) on the PDE, mass-lumped P1",
-            Capabilities(interaction=True),
+            Capabilities(interaction=True, reasons=_FE_NO_SPHERE),
             FemImplicitParams,
         ),
         SolverInfo(
@@ -223,6 +233,7 @@ SOLVERS: dict[str, SolverInfo] = {
                 reasons={
                     "internal": "ρ is recovered from its first variation U'(ρ)",
                     "cell_types": "its transmissibilities are those of P1 on simplices",
+                    **_FE_NO_SPHERE,
                 },
             ),
             FemJKOParams,
@@ -231,7 +242,9 @@ SOLVERS: dict[str, SolverInfo] = {
             "blob",
             "wgf.solvers.particles.blob",
             "deterministic blob method (mollified energy, neighbour lists, Heun substeps)",
-            Capabilities(shapes=("box",), interaction=True, reasons=_PARTICLES_BOX),
+            Capabilities(
+                shapes=_PARTICLE_SHAPES, interaction=True, non_gradient=True, reasons=_PARTICLES_BOX
+            ),
             BlobParams,
             # Its cost is N × (neighbours within 5√ε ≈ 9 lattice spacings) per substep:
             # ~3000 neighbours per particle in 3-D, against ~18 in 1-D.
@@ -254,8 +267,9 @@ SOLVERS: dict[str, SolverInfo] = {
             "stochastic particles, Euler–Maruyama (the sampling baseline)",
             Capabilities(
                 internal=("entropy", "none"),
-                shapes=("box",),
+                shapes=_PARTICLE_SHAPES,
                 interaction=True,
+                non_gradient=True,
                 reasons={
                     **_PARTICLES_BOX,
                     "internal": "Langevin noise is linear diffusion only; for the power law "

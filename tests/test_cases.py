@@ -12,8 +12,14 @@ from wgf.cases.errors import UserError
 from wgf.solvers import solver_tables
 
 #: Shipped cases verified by an exact law other than a closed-form density: Keller–Segel's
-#: second-moment law (tests/test_fem_interaction.py).
-WITHOUT_CLOSED_FORM = {"keller_segel_2d"}
+#: second-moment law (tests/test_fem_interaction.py); the token cases on the sphere, by the
+#: equiangular ODE and the circle's growth rates (tests/test_tokens.py).
+WITHOUT_CLOSED_FORM = {
+    "keller_segel_2d",
+    "tokens_circle_usa",
+    "tokens_sphere_sa",
+    "tokens_equiangular",
+}
 
 
 @pytest.mark.parametrize("path", shipped_cases(), ids=lambda p: p.stem)

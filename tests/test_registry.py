@@ -52,7 +52,7 @@ def test_parameter_keys_come_from_the_dataclasses():
             "blob",
             "heat_2d",
             ["domain.shape=disk", "domain.center=[0.0, 0.0]", "domain.radius=2.0", "domain.h=0.5"],
-            'needs "box" (got "disk")',
+            'needs "box", "circle" or "sphere" (got "disk")',
         ),
         ("fem-jko", "heat_1d", ["domain.cell_type=hypercube"], "'domain.cell_type'"),
         ("fem-implicit", "ot_shapes_1d", [], "fem-implicit is a gradient-flow solver"),

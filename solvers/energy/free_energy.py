@@ -16,10 +16,14 @@ from typing import Any
 import numpy as np
 
 from wgf.cases import Case
+from wgf.solvers.energy.attention import Attention
 from wgf.solvers.energy.backend import NUMPY, ArrayNamespace
 from wgf.solvers.energy.interaction import Interaction, Method
 from wgf.solvers.energy.internal import INTERNAL_ENERGIES, InternalEnergy, PowerLaw
 from wgf.solvers.energy.potential import POTENTIALS, Potential
+
+#: The interaction terms, each built by its ``from_case`` (None when the case is not its).
+INTERACTIONS: tuple[type[Interaction] | type[Attention], ...] = (Interaction, Attention)
 
 
 @dataclass(frozen=True)
@@ -30,13 +34,14 @@ class FreeEnergy:
         internal: The internal energy U.
         diffusivity: D.
         potential: The potential V, or None for V = 0.
-        interaction: The pair kernel W, or None for W = 0.
+        interaction: The pair term: a radial kernel W or attention (:mod:`.attention`),
+            or None for none.
     """
 
     internal: InternalEnergy
     diffusivity: float
     potential: Potential | None = None
-    interaction: Interaction | None = None
+    interaction: Interaction | Attention | None = None
 
     @classmethod
     def from_case(cls, case: Case) -> FreeEnergy:
@@ -46,7 +51,9 @@ class FreeEnergy:
         internal = kind(e["m"]) if kind is PowerLaw else kind()
         selected = (kind.from_case(case) for kind in POTENTIALS)
         potential = next((p for p in selected if p is not None), None)
-        return cls(internal, e["diffusivity"], potential, Interaction.from_case(case))
+        terms = (kind.from_case(case) for kind in INTERACTIONS)
+        interaction = next((t for t in terms if t is not None), None)
+        return cls(internal, e["diffusivity"], potential, interaction)
 
     # -- local quantities, on NumPy arrays or UFL expressions -----------------------------
     def density(self, rho: Any, V: Any, xp: ArrayNamespace = NUMPY) -> Any:
@@ -69,6 +76,16 @@ class FreeEnergy:
     def linear_diffusion(self) -> bool:
         """Whether the internal term is D·ρ log ρ (P(ρ) = ρ: Brownian noise, Slotboom)."""
         return self.internal.linear_pressure
+
+    @property
+    def has_internal(self) -> bool:
+        """Whether F has an internal term (False for ``internal = "none"``)."""
+        return not self.internal.vanishes
+
+    @property
+    def gradient_flow(self) -> bool:
+        """Whether every term's velocity is a W2 gradient (False for SA attention)."""
+        return self.interaction is None or self.interaction.gradient_flow
 
     @property
     def needs_barrier(self) -> bool:
@@ -131,6 +148,27 @@ class FreeEnergy:
         if self.interaction is None:
             return 0.0
         return self.interaction.stiffness(mass, radius, delta)
+
+    def interaction_uses_local_stiffness(self, delta: float = 0.0) -> bool:
+        """Whether the integrators should compute the local stiffness bound at each step."""
+        return self.interaction is not None and self.interaction.uses_local_stiffness(delta)
+
+    def interaction_velocity(
+        self,
+        points: np.ndarray,
+        sources: np.ndarray,
+        weights: np.ndarray,
+        delta: float = 0.0,
+        method: Method = "auto",
+    ) -> np.ndarray:
+        """The interaction's velocity at ``points`` for μ = Σ_j w_j δ_{y_j} (zeros without one).
+
+        -∇(W_δ∗μ) for a gradient term; attention's (ambient) velocity field for attention,
+        which for SA is not a gradient.
+        """
+        if self.interaction is None:
+            return np.zeros_like(points, dtype=float)
+        return self.interaction.velocity_at(points, sources, weights, delta, method)
 
     def interaction_local_stiffness(
         self,

@@ -75,7 +75,10 @@ class Interaction:
 
     @classmethod
     def from_case(cls, case: Case) -> Interaction | None:
-        """``[energy.interaction]`` of a validated case, or None without one."""
+        """``[energy.interaction]`` of a validated case, or None without one (or attention)."""
+        inter = case.section("energy")["interaction"]
+        if inter is not None and inter["kind"] == "attention":
+            return None  # its own term (.attention), though USA has a radial kernel too
         kernel = case.interaction_kernel()
         return None if kernel is None else cls(kernel, case.interaction_strength(), case.dim)
 
@@ -148,6 +151,17 @@ class Interaction:
             return None
         coeffs = poly.all_coeffs()
         return self.strength * float(coeffs[0]) if poly.degree() == 1 else 0.0
+
+    #: A radial W always gives a W2 gradient flow.
+    gradient_flow = True
+
+    def uses_local_stiffness(self, delta: float) -> bool:
+        """Whether the particle integrators should pay for :meth:`local_stiffness`.
+
+        Only for a mollified kernel (δ > 0), whose global bound ~ 1/δ² is far above the
+        truth; otherwise :meth:`stiffness` is close enough and costs nothing per step.
+        """
+        return delta > 0.0
 
     def mollifier(self, length: float) -> float:
         """δ for a solver whose resolution length is ``length``: length if singular, else 0."""
@@ -248,6 +262,17 @@ class Interaction:
             return [f * z[:, k] for k in range(z.shape[1])]
 
         return np.stack(mesh_sum(points, sources, weights, sample, self.singular), axis=1)
+
+    def velocity_at(
+        self,
+        points: np.ndarray,
+        sources: np.ndarray,
+        weights: np.ndarray,
+        delta: float = 0.0,
+        method: Method = "auto",
+    ) -> np.ndarray:
+        """The velocity -∇(W_δ∗μ) at ``points`` that the term gives a particle there."""
+        return -self.gradient_at(points, sources, weights, delta, method)
 
     def energy(
         self, x: np.ndarray, w: np.ndarray, delta: float = 0.0, method: Method = "auto"

@@ -36,6 +36,8 @@ class InternalEnergy(Protocol):
     name: ClassVar[str]
     linear_pressure: ClassVar[bool]
     compact_support: ClassVar[bool]
+    #: True only for U = 0 (solvers then skip the density estimate their velocity needs).
+    vanishes: ClassVar[bool]
 
     def U(self, rho: Any, xp: ArrayNamespace = NUMPY) -> Any: ...  # noqa: D102
     def dU(self, rho: Any, xp: ArrayNamespace = NUMPY) -> Any: ...  # noqa: D102
@@ -89,6 +91,7 @@ class Entropy:
     name: ClassVar[str] = "entropy"
     linear_pressure: ClassVar[bool] = True
     compact_support: ClassVar[bool] = False
+    vanishes: ClassVar[bool] = False
 
     def U(self, rho: Any, xp: ArrayNamespace = NUMPY) -> Any:
         """Return the internal energy density ρ log ρ (0 at ρ = 0)."""
@@ -137,6 +140,7 @@ class PowerLaw(_LogNewtonInversion):
     name: ClassVar[str] = "power"
     linear_pressure: ClassVar[bool] = False
     compact_support: ClassVar[bool] = True
+    vanishes: ClassVar[bool] = False
 
     def U(self, rho: Any, xp: ArrayNamespace = NUMPY) -> Any:
         """Return ρ^m/(m-1), with ρ clipped at 0 (a vanishing density has no energy)."""
@@ -191,6 +195,7 @@ class NoInternal(_LogNewtonInversion):
     name: ClassVar[str] = "none"
     linear_pressure: ClassVar[bool] = False
     compact_support: ClassVar[bool] = True
+    vanishes: ClassVar[bool] = True
 
     def U(self, rho: Any, xp: ArrayNamespace = NUMPY) -> Any:
         """Energy density 0."""

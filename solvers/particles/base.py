@@ -19,6 +19,10 @@ Walls: the case box is a no-flux boundary.  A particle that ends a step outside 
 mirrored back across the face it crossed (x → 2·upper - x), which is the particle
 version of no flux; each such event is counted in ``escaped``.  The shipped cases make
 the box large enough that this never happens; a non-zero count says the box is too small.
+
+Spheres (``domain.shape = "circle" | "sphere"``): velocities and noise are projected on the
+tangent space and positions retracted x/|x| (:mod:`wgf.solvers.particles.domains`); the
+solvers ask their :attr:`ParticleSolver.domain` and never which one it is.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from wgf.cases import Case
 from wgf.cases.errors import UserError
 from wgf.solvers.base import FlowSolver
 from wgf.solvers.energy import FreeEnergy
+from wgf.solvers.particles.domains import particle_domain
 from wgf.solvers.particles.parallel import allgather_blocks, block
 from wgf.solvers.particles.xdmf import PolyvertexSeries
 
@@ -66,8 +71,9 @@ class ParticleSolver(FlowSolver):
     def __init__(self, case: Case, comm: MPI.Comm, params: dict[str, Any]) -> None:
         super().__init__(case, comm, params)
         self.energy = FreeEnergy.from_case(case)
-        dom = case.section("domain")
-        self.lower, self.upper = np.array(dom["lower"]), np.array(dom["upper"])
+        #: The box (reflecting walls) or the sphere (projection and retraction).
+        self.domain = particle_domain(case)
+        self.lower, self.upper = self.domain.lower, self.domain.upper
         self.mass = float(case.section("initial")["mass"])
         self.dt_forced: float | None = None  # a [solver.<name>] dt, for even_substep
         self._clamp_said = False
@@ -88,6 +94,7 @@ class ParticleSolver(FlowSolver):
 
     def set_initial_particles(self, x: np.ndarray, w: np.ndarray) -> None:
         """Start from positions x (N, d) with weights w, where V must be finite."""
+        x = self.domain.checked(x, "initial particles")
         self.case.check_potential(x, "at the initial particles")
         self.x, self.w = x, w
 
@@ -126,12 +133,13 @@ class ParticleSolver(FlowSolver):
 
     # -- the interaction ---------------------------------------------------------------
     def interaction_velocity(self, x: np.ndarray, lo: int, hi: int) -> np.ndarray:
-        """-∇(W_δ∗μ) at the particles ``[lo, hi)`` of positions x, μ = Σ_j w_j δ_{x_j}.
+        """The interaction's velocity at the particles ``[lo, hi)`` of positions x.
 
-        Zeros without an interaction.  Each rank passes its own block of targets; every
+        -∇(W_δ∗μ), μ = Σ_j w_j δ_{x_j}, for a pair kernel (attention: its velocity field);
+        zeros without an interaction.  Each rank passes its own block of targets; every
         source enters every sum, so the result does not depend on the blocks.
         """
-        return -self.energy.interaction_gradient(
+        return self.energy.interaction_velocity(
             x[lo:hi], x, self.w, self.interaction_delta, self.pair_sum
         )
 
@@ -148,8 +156,8 @@ class ParticleSolver(FlowSolver):
             return 0.0
         radius = float(np.linalg.norm(self.upper - self.lower))
         bound = self.energy.interaction_stiffness(self.mass, radius, self.interaction_delta)
-        if x is None or self.interaction_delta == 0.0:
-            return bound  # a kernel without a singularity: the global bound is not far off
+        if x is None or not self.energy.interaction_uses_local_stiffness(self.interaction_delta):
+            return bound  # e.g. a kernel without a singularity: the global bound is not far off
         lo, hi = self.my_block()
         rows = self.energy.interaction_local_stiffness(
             x[lo:hi], x, self.w, self.interaction_delta, self.pair_sum
@@ -186,15 +194,8 @@ class ParticleSolver(FlowSolver):
         self._version += 1
 
     def reflect(self, x: np.ndarray) -> tuple[np.ndarray, int]:
-        """Mirror positions outside the box back inside; return them and the count."""
-        below, above = x < self.lower, x > self.upper
-        count = int(np.count_nonzero(below.any(axis=1) | above.any(axis=1)))
-        if count:
-            x = np.where(below, 2.0 * self.lower - x, x)
-            x = np.where(above, 2.0 * self.upper - x, x)
-            # A particle more than a box width outside is a blow-up, not a wall hit.
-            x = np.clip(x, self.lower, self.upper)
-        return x, count
+        """The end of a step: back into the box (count the escapes), or onto the sphere."""
+        return self.domain.constrain(x)
 
     def _sampled(self) -> np.ndarray:
         """The density on the sample grid, every rank (computed once per state)."""
@@ -258,6 +259,7 @@ class ParticleSolver(FlowSolver):
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore positions written by :meth:`state`."""
         x = np.asarray(state["positions"], dtype=float).reshape(-1, self.case.dim)
+        x = self.domain.checked(x, "--resume: the checkpoint")
         if x.shape != self.x.shape:
             raise UserError(
                 f"--resume: the checkpoint holds {len(x)} particles, this run has {self.n} "

@@ -42,6 +42,13 @@ Choices (all in the solver's ``[solver.blob]`` table):
 * The discrete energy F_ε is what ``energy`` reports; the test suite checks it never
   increases.  The density on the sample grid is ρ_ε itself (a Gaussian kernel density
   estimate of bandwidth √ε).
+* On a circle or sphere (``domain.shape``): tokens from ``[initial]``
+  (:func:`~wgf.solvers.particles.domains.tokens`, equal weights), velocities projected on
+  the tangent space, the Heun stage and the end of each substep retracted x/|x|
+  (:mod:`~wgf.solvers.particles.domains`: second order).  Only ``internal = "none"`` (the
+  mollified internal energy is not built on the sphere: for noise use ``langevin``);
+  ε follows the rule above with h the mean token spacing and L = π, and serves the
+  density estimate only (the von Mises–Fisher kernel of concentration 1/ε).
 """
 
 from __future__ import annotations
@@ -56,12 +63,12 @@ from wgf.cases import Case
 from wgf.cases.errors import SolverError, UserError
 from wgf.solvers.acceptance import PECLET_LIMIT
 from wgf.solvers.particles.base import ParticleSolver, positive_param
+from wgf.solvers.particles.domains import tokens
 from wgf.solvers.particles.initial import lattice
 from wgf.solvers.particles.kernels import (
     CUTOFF,
     KernelSums,
     NeighbourList,
-    density_at,
     kernel_sums,
     mean_neighbours,
     mollified_density,
@@ -81,6 +88,8 @@ STIFFNESS = 1.5
 MAX_SUBSTEPS = 10**6
 #: Default particle numbers (lattice cells) by dimension: runs of a few seconds.
 DEFAULT_PARTICLES = {1: 200, 2: 1600, 3: 4096}
+#: Default number of tokens on a circle or sphere.
+DEFAULT_TOKENS = 1000
 
 
 def default_epsilon(h: float, length: float) -> float:
@@ -95,7 +104,6 @@ class Solver(ParticleSolver):
 
     def __init__(self, case: Case, comm: MPI.Comm, params: dict[str, Any]) -> None:
         super().__init__(case, comm, params)
-        n = self.n_requested or DEFAULT_PARTICLES[case.dim]
         eps = positive_param(self.name, params, "epsilon")
         self.cfl = positive_param(self.name, params, "cfl")
         if self.cfl > 1.0:
@@ -104,13 +112,18 @@ class Solver(ParticleSolver):
                 f"bound a substep uses), got {self.cfl}"
             )
         self.dt_forced = positive_param(self.name, params, "dt")
-        x, w, self.h, length = lattice(
-            case.density("initial"), self.lower, self.upper, n, self.mass
-        )
+        if case.on_sphere:
+            x, w = tokens(case, self.n_requested, DEFAULT_TOKENS)
+            self.h, length = self.domain.spacing(len(w)), np.pi
+        else:
+            n = self.n_requested or DEFAULT_PARTICLES[case.dim]
+            x, w, self.h, length = lattice(
+                case.density("initial"), self.lower, self.upper, n, self.mass
+            )
         self.set_initial_particles(x, w)
         self._peclet_warned = False
         self.eps = eps if eps is not None else default_epsilon(self.h, length)
-        neighbours = mean_neighbours(self.x, self.eps)
+        neighbours = mean_neighbours(self.x, self.eps) if self.energy.has_internal else np.inf
         if neighbours < 2.0:
             raise UserError(
                 f"case key 'solver.blob.epsilon' = {self.eps:.3g} is too small for "
@@ -158,9 +171,27 @@ class Solver(ParticleSolver):
         self.list_builds += 1
         return self._list
 
+    @classmethod
+    def check_case(cls, case: Case) -> None:
+        """The capabilities, and no internal energy on a sphere."""
+        super().check_case(case)
+        if case.on_sphere and case.section("energy")["internal"] != "none":
+            raise UserError(
+                "case key 'energy.internal': blob runs the sphere with internal = \"none\" "
+                "only (its mollified internal energy is not built there); for noise run "
+                "langevin"
+            )
+
     def velocity(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Velocities of all particles and ρ_ε at them (global arrays, every rank)."""
+        """Velocities of all particles and ρ_ε at them (global arrays, every rank).
+
+        Without an internal energy ρ_ε plays no part: it is not computed (zeros).
+        """
         lo, hi = self.my_block()
+        if not self.energy.has_internal:
+            v = self.interaction_velocity(x, lo, hi) - self.energy.potential_gradient(x[lo:hi])
+            v = self.domain.tangent(x[lo:hi], v)
+            return allgather_blocks(self.comm, v), np.zeros(len(x))
         sums = self.kernels(x)
         rho = allgather_blocks(self.comm, mollified_density(sums, self.w))
         # D·G'(ρ) = D·P(ρ)/ρ²: the derivative of the particle's energy density per mass.
@@ -176,7 +207,7 @@ class Solver(ParticleSolver):
         v /= self.eps
         v -= self.energy.potential_gradient(x[lo:hi])
         v += self.interaction_velocity(x, lo, hi)
-        return allgather_blocks(self.comm, v), rho
+        return allgather_blocks(self.comm, self.domain.tangent(x[lo:hi], v)), rho
 
     def stability_bound(self, x: np.ndarray, rho: np.ndarray) -> float:
         """Heun's stability bound 2/λ for the current positions and densities at them."""
@@ -214,7 +245,7 @@ class Solver(ParticleSolver):
             v1, rho = self.velocity(x)
             bound = self.stability_bound(x, rho)
             dt = self.even_substep(left, self.cfl * bound, bound, "stability bound")
-            v2, _ = self.velocity(x + dt * v1)
+            v2, _ = self.velocity(self.domain.stage(x + dt * v1))
             x, hits = self.reflect(x + 0.5 * dt * (v1 + v2))
             escaped += hits
             count += 1
@@ -234,18 +265,25 @@ class Solver(ParticleSolver):
         self.neighbour_list = None
 
     def energy_value(self) -> float:
-        """F_ε(x) = Σ w_i (D·G(ρ_ε(x_i)) + V(x_i)) + ½ Σ_{i≠j} w_i w_j W_δ(x_i - x_j)."""
-        sums = self.kernels(self.x, moments=False)
-        rho = allgather_blocks(self.comm, mollified_density(sums, self.w))
-        internal = self.energy.density(rho, 0.0) / rho  # D·U(ρ)/ρ = D·G(ρ)
+        """F_ε(x) = Σ w_i (D·G(ρ_ε(x_i)) + V(x_i)) + ½ Σ_{i≠j} w_i w_j W_δ(x_i - x_j).
+
+        (Attention: its F, :mod:`wgf.solvers.energy.attention`.)
+        """
+        internal = 0.0
+        if self.energy.has_internal:
+            sums = self.kernels(self.x, moments=False)
+            rho = allgather_blocks(self.comm, mollified_density(sums, self.w))
+            internal = self.energy.density(rho, 0.0) / rho  # D·U(ρ)/ρ = D·G(ρ)
         local = float(np.sum(self.w * (internal + self.energy.potential_value(self.x))))
         return local + self.interaction_energy_value()
 
     def density_at_particles(self) -> np.ndarray:
         """ρ_ε(x_i) at every particle, from the neighbour list the velocity uses."""
+        if self.case.on_sphere:  # no neighbour list on the sphere: the dense estimate
+            return super().density_at_particles()
         sums = self.kernels(self.x, moments=False)
         return allgather_blocks(self.comm, mollified_density(sums, self.w))
 
     def density_at(self, points: np.ndarray) -> np.ndarray:
-        """ρ_ε at points: the Gaussian KDE of bandwidth √ε."""
-        return density_at(points, self.x, self.w, self.eps)
+        """ρ_ε at points: the Gaussian KDE of bandwidth √ε (von Mises–Fisher on a sphere)."""
+        return self.domain.density(points, self.x, self.w, self.eps)

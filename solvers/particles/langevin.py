@@ -31,6 +31,13 @@ compared with: its errors are Monte-Carlo errors, O(N^{-1/2}).
 * Energy: D ∫U(ρ_b) over the sample grid (midpoint rule) + Σ w_i V(x_i) — an estimate
   of F (a kernel estimate's entropy at the particles would need ~N neighbours per
   particle at Silverman's bandwidth); it fluctuates and need not decrease.
+* On a circle or sphere (``domain.shape``): tokens from ``[initial]``
+  (:func:`~wgf.solvers.particles.domains.tokens`), and the projected Euler–Maruyama scheme
+  X ← R(X + dt P_X v(X) + √(2D dt) P_X ξ), R(y) = y/|y| the retraction: weak order 1 for
+  the Brownian motion with drift on S^{d-1} (:mod:`~wgf.solvers.particles.domains`).  The
+  density is the von Mises–Fisher estimate with concentration 1/b², b Silverman's
+  bandwidth of the ambient coordinates, and ∫U(ρ_b) uses the cell areas of the sample
+  grid on the sphere.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from mpi4py import MPI
 from wgf.cases import Case
 from wgf.cases.errors import SolverError, UserError
 from wgf.solvers.particles.base import ParticleSolver, positive_param
+from wgf.solvers.particles.domains import tokens
 from wgf.solvers.particles.initial import random_sample
 from wgf.solvers.particles.kde import Method, kde_at, kde_on_grid
 from wgf.solvers.particles.kernels import tensor_grid_axes
@@ -76,10 +84,13 @@ class Solver(ParticleSolver):
         if self.seed < 0:
             raise UserError(f"case key 'solver.langevin.seed' must be >= 0, got {self.seed}")
         self.dt_forced = positive_param(self.name, params, "dt")
-        rng = np.random.Generator(np.random.Philox(np.random.SeedSequence(self.seed)))
-        self.set_initial_particles(
-            *random_sample(case.density("initial"), self.lower, self.upper, n, self.mass, rng)
-        )
+        if case.on_sphere:
+            self.set_initial_particles(*tokens(case, self.n_requested, DEFAULT_PARTICLES))
+        else:
+            rng = np.random.Generator(np.random.Philox(np.random.SeedSequence(self.seed)))
+            self.set_initial_particles(
+                *random_sample(case.density("initial"), self.lower, self.upper, n, self.mass, rng)
+            )
         self.noise = np.sqrt(2.0 * self.energy.diffusivity) if self.energy.linear_diffusion else 0.0
         self.interaction_delta = self.energy.interaction_mollifier(self.bandwidth())
         self.counter = 0
@@ -100,11 +111,13 @@ class Solver(ParticleSolver):
         lo, hi = self.my_block()
         x, counter, escaped = self.x, self.counter, 0
         for _ in range(n_sub):
-            xi = x[lo:hi].copy()
-            xi -= dt * self.energy.potential_gradient(xi)
-            xi += dt * self.interaction_velocity(x, lo, hi)
+            here, tangent = x[lo:hi], self.domain.tangent
+            xi = here.copy()
+            xi -= dt * tangent(here, self.energy.potential_gradient(here))
+            xi += dt * tangent(here, self.interaction_velocity(x, lo, hi))
             if self.noise:
-                xi += self.noise * np.sqrt(dt) * self.noise_for(counter)[lo:hi]
+                kick = self.noise * np.sqrt(dt) * self.noise_for(counter)[lo:hi]
+                xi += self.domain.tangent(here, kick)
             counter += 1
             x, hits = self.reflect(allgather_blocks(self.comm, xi))
             escaped += hits
@@ -128,7 +141,9 @@ class Solver(ParticleSolver):
         return silverman_bandwidth(self.x, self.w)
 
     def density_at(self, points: np.ndarray) -> np.ndarray:
-        """Gaussian KDE with Silverman's bandwidth."""
+        """Gaussian KDE with Silverman's bandwidth (von Mises–Fisher on a sphere)."""
+        if self.case.on_sphere:
+            return self.domain.density(points, self.x, self.w, self.bandwidth() ** 2)
         return kde_at(points, self.x, self.w, self.bandwidth() ** 2, self.kde_method)
 
     def prepare_sampling(self, points: np.ndarray) -> None:
@@ -141,7 +156,7 @@ class Solver(ParticleSolver):
 
         Computed whole on every rank (it is cheap), so it does not depend on the ranks.
         """
-        if self._axes is None:
+        if self._axes is None or self.case.on_sphere:
             return super().sample_grid_density()
         return kde_on_grid(self._axes, self.x, self.w, self.bandwidth() ** 2, self.kde_method)
 
@@ -151,10 +166,12 @@ class Solver(ParticleSolver):
         potential += self.interaction_energy_value()
         if len(self._points) == 0:
             return potential
-        lower, upper = self.bounding_box()
-        cell = float(np.prod((upper - lower) / np.array(self.case.sample_cells())))
+        cells = self.domain.cell_volumes(self.case.sample_cells())
         rho = np.maximum(self._sampled(), 1e-300)  # 0 log 0 = 0
-        return float(np.sum(self.energy.density(rho, 0.0))) * cell + potential
+        density = self.energy.density(rho, 0.0)
+        if len(cells) == 1:  # equal cells (the box): the sum times the cell, as always
+            return float(np.sum(density)) * float(cells[0]) + potential
+        return float(np.sum(density * cells)) + potential
 
     def state(self) -> dict[str, np.ndarray]:
         """Positions, escape count and the noise-stream counter."""

@@ -2,7 +2,8 @@
 
 Written by rank 0 with h5py.  ``<stem>.h5`` holds ``/weights`` (N,) and
 ``/connectivity`` (N, 1) (one vertex cell per particle) once, and per snapshot
-``/positions/<k>`` (N, 3) (padded with zeros below 3-D, as XDMF's ``XYZ`` geometry wants)
+``/positions/<k>`` (N, 3) (padded with zeros below 3-D, as XDMF's ``XYZ`` geometry wants;
+above 3-D — tokens on S^{d-1}, d > 3 — the first three coordinates, a projection)
 and ``/density/<k>`` (N,), the solver's density estimate at each particle;
 ``<stem>.xdmf`` is a temporal collection of Polyvertex grids, one per snapshot, with
 ``density`` and ``weight`` as point attributes.  ``density`` comes first, so ParaView
@@ -70,7 +71,8 @@ class PolyvertexSeries:
         grid whose arrays are missing.
         """
         xyz = np.zeros((self.n, 3))
-        xyz[:, : positions.shape[1]] = positions
+        shown = min(3, positions.shape[1])
+        xyz[:, :shown] = positions[:, :shown]
         k = str(len(self.times))
         self.h5["positions"].create_dataset(k, data=xyz)
         self.h5["density"].create_dataset(k, data=np.asarray(density, dtype=float))

@@ -1,0 +1,151 @@
+"""Transformer tokens on the sphere (issue 14): the acceptance figures, measured in one run.
+
+    .venv/bin/python benchmarks/tokens.py equiangular     # ρ(t) against its ODE: error, order
+    .venv/bin/python benchmarks/tokens.py instability     # growth rates of cos(kθ), k = 1..5
+    .venv/bin/mpiexec -n 2 .venv/bin/python -m mpi4py benchmarks/tokens.py perf
+
+* ``equiangular``: n = 8 equiangular tokens on S⁷ ⊂ ℝ⁸ (β = 1, ρ₀ = 0; the
+  shipped case tokens_equiangular at T = 1), blob with forced Heun substeps dt; the mean pairwise
+  inner product at T against SciPy's ``solve_ivp`` (DOP853, rtol 1e-10) of
+  ρ' = 2e^{βρ}(1-ρ)(1+(n-1)ρ)/n (USA) and ρ' = 2(1-ρ)(1+(n-1)ρ)/(e^{β(1-ρ)}+n-1) (SA);
+  the spread of the inner products (0 by symmetry) and the observed order in dt.
+* ``instability``: N = 512 equally spaced tokens on the circle displaced so that the density
+  is (1 + 10⁻⁶cos kθ)/2π, USA at β = 5; the growth rate log(|ĉ_k(T)|/|ĉ_k(0)|)/T of the
+  k-th Fourier coefficient of the tokens against k²I_k(β)/β, for two substeps dt.
+* ``perf``: n = 10⁴ uniform tokens on S², one Heun substep of blob (two attention
+  velocities, dense sums; USA also its local stiffness bound), on COMM_WORLD and, in the
+  same run, on COMM_SELF of rank 0; wall and CPU time (busiest rank).  BLAS runs one
+  thread per rank (set below, before NumPy loads), so that the split over ranks is what
+  is measured.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import sys
+import tempfile
+import time
+
+import numpy as np
+from mpi4py import MPI
+from scipy.integrate import solve_ivp
+
+from wgf import api
+from wgf.cases.sphere import equiangular_rate, mode_growth_rate
+from wgf.solvers.particles.blob import Solver
+
+
+def equiangular() -> None:
+    """Error at T and order in dt of the equiangular inner product, USA and SA."""
+    n, beta, rho0, T = 8, 1.0, 0.0, 1.0
+    dts = (0.04, 0.02, 0.01, 0.005)
+    for norm in ("usa", "sa"):
+        ode = solve_ivp(
+            lambda t, r, norm=norm: [equiangular_rate(r[0], beta, n, norm)],
+            (0.0, T),
+            [rho0],
+            method="DOP853",
+            rtol=1e-10,
+            atol=1e-14,
+        )
+        exact = float(ode.y[0, -1])
+        errors = []
+        for dt in dts:
+            sets = {
+                "energy.interaction.normalization": norm,
+                "solver.blob.dt": dt,
+                "time.tau": 0.2,
+                "time.t_end": T,
+                "output.snapshots": 2,
+            }
+            case = api.load("tokens_equiangular", sets)
+            with tempfile.TemporaryDirectory() as out:
+                run = api.run(case, "blob", comm=MPI.COMM_SELF, out=out)
+            gram = run.positions[-1] @ run.positions[-1].T
+            off = gram[~np.eye(n, dtype=bool)]
+            errors.append(abs(off.mean() - exact))
+            print(
+                f"{norm}: dt = {dt:<6g} ρ(T) = {off.mean():.12f}  ODE {exact:.12f}  "
+                f"error {errors[-1]:.3e}  spread {off.std():.1e}",
+                flush=True,
+            )
+        slopes = np.diff(np.log(errors)) / np.diff(np.log(dts))
+        print(f"{norm}: observed orders {np.array2string(slopes, precision=3)}", flush=True)
+
+
+def instability() -> None:
+    """Growth rates of the modes k = 1..5 on the circle (blob, USA, β = 5) against k²I_k/β."""
+    beta, N, T = 5.0, 512, 0.5
+    for dt in (0.002, 0.001):
+        for k in range(1, 6):
+            case = {
+                "name": f"mode{k}",
+                "energy": {"internal": "none", "interaction": {"kind": "attention", "beta": beta}},
+                "domain": {"shape": "circle"},
+                "initial": {"kind": "perturbed_uniform", "mode": k, "amplitude": 1e-6},
+                "time": {"t_end": T, "tau": T / 5},
+                "output": {"snapshots": 2},
+                "solver": {"blob": {"dt": dt, "particles": N}},
+            }
+            with tempfile.TemporaryDirectory() as out:
+                run = api.run(api.load(case), "blob", comm=MPI.COMM_SELF, out=out)
+            theta = np.arctan2(run.positions[..., 1], run.positions[..., 0])
+            c = np.abs(np.exp(-1j * k * theta).mean(axis=1))
+            rate, exact = np.log(c[-1] / c[0]) / T, mode_growth_rate(k, beta)
+            print(
+                f"dt = {dt}: k = {k}: rate {rate:.6f}  k²I_k(β)/β = {exact:.6f}  "
+                f"relative error {abs(rate / exact - 1):.2e}  |ĉ_k(T)| = {c[-1]:.1e}",
+                flush=True,
+            )
+
+
+def seconds_per_substep(comm: MPI.Comm, norm: str, n: int, repeat: int) -> tuple[float, float]:
+    """Mean wall and CPU (busiest rank) seconds of one Heun substep of n tokens on S²."""
+    sets = {
+        "energy.interaction.normalization": norm,
+        "solver.blob.particles": n,
+        "solver.blob.dt": 1e-3,
+    }
+    case = api.load("tokens_sphere_sa", sets)
+    solver = Solver(case, comm, case.solver_params("blob"))
+    solver.step(1e-3)  # warm-up
+    comm.Barrier()
+    t0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(repeat):
+        solver.step(1e-3)
+    cpu = comm.allreduce(time.process_time() - c0, op=MPI.MAX)
+    comm.Barrier()
+    return (time.perf_counter() - t0) / repeat, cpu / repeat
+
+
+def idle_barrier(comm: MPI.Comm) -> None:
+    """A barrier that sleeps while it waits (a spinning rank would steal rank 0's core)."""
+    request = comm.Ibarrier()
+    while not request.Test():
+        time.sleep(0.01)
+
+
+def perf(n: int = 10_000, repeat: int = 3) -> None:
+    """One substep at n tokens on 1 and on all ranks (run under mpiexec -n 2)."""
+    world = MPI.COMM_WORLD
+    for norm in ("sa", "usa"):
+        parallel, parallel_cpu = seconds_per_substep(world, norm, n, repeat)
+        if world.rank == 0:
+            serial, serial_cpu = seconds_per_substep(MPI.COMM_SELF, norm, n, repeat)
+            print(f"{norm}: {n} tokens on S², one Heun substep")
+            print(f"1 rank:  {serial:.3f} s (CPU {serial_cpu:.3f} s)")
+            print(f"{world.size} ranks: {parallel:.3f} s (CPU {parallel_cpu:.3f} s, busiest rank)")
+            print(
+                f"speed-up: {serial / parallel:.2f} (wall), "
+                f"{serial_cpu / parallel_cpu:.2f} (CPU time, insensitive to other load)",
+                flush=True,
+            )
+        idle_barrier(world)
+
+
+if __name__ == "__main__":
+    {"equiangular": equiangular, "instability": instability, "perf": perf}[sys.argv[1]]()
