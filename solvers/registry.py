@@ -236,7 +236,7 @@ SOLVERS: dict[str, SolverInfo] = {
             "blob",
             "wgf.solvers.particles.blob",
             "deterministic blob method (mollified energy, neighbour lists, Heun substeps)",
-            Capabilities(shapes=("box",), interaction=True, reasons=_PARTICLES_BOX),
+            Capabilities(shapes=("box",), interaction=True, models=True, reasons=_PARTICLES_BOX),
             BlobParams,
             # Its cost is N × (neighbours within 5√ε ≈ 9 lattice spacings) per substep:
             # ~3000 neighbours per particle in 3-D, against ~18 in 1-D.
@@ -261,6 +261,7 @@ SOLVERS: dict[str, SolverInfo] = {
                 internal=("entropy", "none"),
                 shapes=("box",),
                 interaction=True,
+                models=True,
                 reasons={
                     **_PARTICLES_BOX,
                     "internal": "Langevin noise is linear diffusion only; for the power law "

@@ -67,6 +67,7 @@ from wgf.solvers.particles.kernels import (
     mollified_density,
     neighbour_list,
 )
+from wgf.solvers.particles.langevin import silverman_bandwidth
 from wgf.solvers.particles.parallel import allgather_blocks
 
 log = logging.getLogger(__name__)
@@ -104,13 +105,22 @@ class Solver(ParticleSolver):
                 f"bound a substep uses), got {self.cfl}"
             )
         self.dt_forced = positive_param(self.name, params, "dt")
-        x, w, self.h, length = lattice(
-            case.density("initial"), self.lower, self.upper, n, self.mass
-        )
+        start = self.model_particles(n)
+        if start is None:
+            x, w, self.h, length = lattice(
+                case.density("initial"), self.lower, self.upper, n, self.mass
+            )
+            default_eps = default_epsilon(self.h, length)
+        else:  # a model's i.i.d. neurons: no lattice, the KDE length is Silverman's
+            x, w = start
+            self.h = silverman_bandwidth(x, w)
+            default_eps = self.h**2
         self.set_initial_particles(x, w)
         self._peclet_warned = False
-        self.eps = eps if eps is not None else default_epsilon(self.h, length)
-        neighbours = mean_neighbours(self.x, self.eps)
+        self.eps = eps if eps is not None else default_eps
+        # Without an internal energy the velocity needs no kernel sums (only the density
+        # estimate does), so too few neighbours is no error then.
+        neighbours = mean_neighbours(self.x, self.eps) if self.energy.has_internal else np.inf
         if neighbours < 2.0:
             raise UserError(
                 f"case key 'solver.blob.epsilon' = {self.eps:.3g} is too small for "
@@ -158,9 +168,30 @@ class Solver(ParticleSolver):
         self.list_builds += 1
         return self._list
 
+    @classmethod
+    def check_case(cls, case: Case) -> None:
+        """The capabilities, and a model without noise (temperature = 0) only.
+
+        The blob's mollified entropy needs a lattice of the parameter space ℝ^{1+d}.
+        """
+        super().check_case(case)
+        model = case.section("model")
+        if model is not None and model["temperature"] > 0.0:
+            raise UserError(
+                f"case key 'model.temperature': blob runs the noiseless gradient flow of the "
+                f"neurons (temperature 0), got {model['temperature']:g}: run langevin"
+            )
+
     def velocity(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Velocities of all particles and ρ_ε at them (global arrays, every rank)."""
+        """Velocities of all particles and ρ_ε at them (global arrays, every rank).
+
+        Without an internal energy (U = 0) the velocity is -∇V - ∇W∗μ alone: no kernel
+        sums, and ρ_ε is not computed (zeros are returned; D·P' = 0 needs no ρ).
+        """
         lo, hi = self.my_block()
+        if not self.energy.has_internal:
+            v = -self.energy.potential_gradient(x[lo:hi]) + self.interaction_velocity(x, lo, hi)
+            return allgather_blocks(self.comm, v), np.zeros(len(x))
         sums = self.kernels(x)
         rho = allgather_blocks(self.comm, mollified_density(sums, self.w))
         # D·G'(ρ) = D·P(ρ)/ρ²: the derivative of the particle's energy density per mass.
@@ -235,11 +266,13 @@ class Solver(ParticleSolver):
 
     def energy_value(self) -> float:
         """F_ε(x) = Σ w_i (D·G(ρ_ε(x_i)) + V(x_i)) + ½ Σ_{i≠j} w_i w_j W_δ(x_i - x_j)."""
+        potential = float(np.sum(self.w * self.energy.potential_value(self.x)))
+        if not self.energy.has_internal:  # U = 0: no ρ_ε needed
+            return potential + self.interaction_energy_value()
         sums = self.kernels(self.x, moments=False)
         rho = allgather_blocks(self.comm, mollified_density(sums, self.w))
         internal = self.energy.density(rho, 0.0) / rho  # D·U(ρ)/ρ = D·G(ρ)
-        local = float(np.sum(self.w * (internal + self.energy.potential_value(self.x))))
-        return local + self.interaction_energy_value()
+        return float(np.sum(self.w * internal)) + potential + self.interaction_energy_value()
 
     def density_at_particles(self) -> np.ndarray:
         """ρ_ε(x_i) at every particle, from the neighbour list the velocity uses."""

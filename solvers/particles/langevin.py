@@ -77,9 +77,12 @@ class Solver(ParticleSolver):
             raise UserError(f"case key 'solver.langevin.seed' must be >= 0, got {self.seed}")
         self.dt_forced = positive_param(self.name, params, "dt")
         rng = np.random.Generator(np.random.Philox(np.random.SeedSequence(self.seed)))
-        self.set_initial_particles(
-            *random_sample(case.density("initial"), self.lower, self.upper, n, self.mass, rng)
-        )
+        start = self.model_particles(n)
+        if start is None:
+            start = random_sample(
+                case.density("initial"), self.lower, self.upper, n, self.mass, rng
+            )
+        self.set_initial_particles(*start)
         self.noise = np.sqrt(2.0 * self.energy.diffusivity) if self.energy.linear_diffusion else 0.0
         self.interaction_delta = self.energy.interaction_mollifier(self.bandwidth())
         self.counter = 0
