@@ -58,7 +58,9 @@ def test_kernel_sums_match_monte_carlo_and_their_gradient(activation):
     exact = kernel.sum(u, v, c)
     tol = 1e-12 if activation == "tanh" else 5.0 * se + 1e-12
     assert np.all(np.abs(exact - mc) <= tol), (exact, mc, se)
-    h, grad = 1e-6, kernel.grad_sum(u, v, c)
+    value, grad = kernel.sum_and_grad(u, v, c)
+    np.testing.assert_allclose(value, exact, rtol=1e-13, atol=1e-14)
+    h = 1e-6
     for k in range(d):
         e = np.zeros(d)
         e[k] = h
@@ -104,7 +106,7 @@ def test_relu_teacher_energy_decays_every_step(tmp_path):
 
 BAD = {
     "teacher of the wrong dimension": (
-        ["--set", "model.teacher_w=[[1.0, 0.0], [0.0, 1.0]]"],
+        ["--set", "model.teacher_w=[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]"],
         "model.teacher_w': rows of length 2, but the input dimension model.d is 4",
     ),
     "unknown activation": (

@@ -60,8 +60,10 @@ class GaussianKernel(Protocol):
         """Σ_j c_j K(u_i, v_j) for rows u (n, d), v (m, d); shape (n,)."""
         ...
 
-    def grad_sum(self, u: np.ndarray, v: np.ndarray, c: np.ndarray) -> np.ndarray:
-        """Σ_j c_j ∇_u K(u_i, v_j); shape (n, d)."""
+    def sum_and_grad(
+        self, u: np.ndarray, v: np.ndarray, c: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Σ_j c_j K(u_i, v_j) (n,) and Σ_j c_j ∇_u K(u_i, v_j) (n, d), in one pass."""
         ...
 
 
@@ -79,9 +81,12 @@ class LinearKernel:
         """Σ_j c_j ⟨u_i, v_j⟩ = ⟨u_i, Σ_j c_j v_j⟩."""
         return u @ (c @ v)
 
-    def grad_sum(self, u: np.ndarray, v: np.ndarray, c: np.ndarray) -> np.ndarray:
-        """Σ_j c_j v_j at every row."""
-        return np.broadcast_to(c @ v, u.shape).copy()
+    def sum_and_grad(
+        self, u: np.ndarray, v: np.ndarray, c: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The sum and Σ_j c_j v_j at every row."""
+        cv = c @ v
+        return u @ cv, np.broadcast_to(cv, u.shape).copy()
 
 
 def _norms(u: np.ndarray) -> np.ndarray:
@@ -111,15 +116,21 @@ class ReluKernel:
             out[rows] = nu[rows] * ((sin + rest * cos) @ (c * nv))
         return out / (2.0 * np.pi)
 
-    def grad_sum(self, u: np.ndarray, v: np.ndarray, c: np.ndarray) -> np.ndarray:
-        """Σ_j c_j ((π - φ) v_j + |v_j| sin φ · u_i/|u_i|)/(2π)."""
+    def sum_and_grad(
+        self, u: np.ndarray, v: np.ndarray, c: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The sum and Σ_j c_j ((π - φ) v_j + |v_j| sin φ · u_i/|u_i|)/(2π)."""
         nu, nv = _norms(u), _norms(v)
-        out = np.empty_like(u, dtype=float)
+        value, grad = np.empty(len(u)), np.empty_like(u, dtype=float)
+        cnv = c * nv
         for rows in _chunks(len(u), len(v)):
-            _, sin, rest = self._angles(u[rows], v, nu[rows], nv)
+            cos, sin, rest = self._angles(u[rows], v, nu[rows], nv)
+            sin_sum = sin @ cnv
+            rest *= c  # c_j (π - φ_ij)
+            value[rows] = nu[rows] * (sin_sum + (rest * cos) @ nv)
             unit = u[rows] / np.where(nu[rows] > 0.0, nu[rows], 1.0)[:, None]
-            out[rows] = (rest * c) @ v + (sin @ (c * nv))[:, None] * unit
-        return out / (2.0 * np.pi)
+            grad[rows] = rest @ v + sin_sum[:, None] * unit
+        return value / (2.0 * np.pi), grad / (2.0 * np.pi)
 
 
 @dataclass(frozen=True)
@@ -140,17 +151,22 @@ class ErfKernel:
             out[rows] = np.arcsin(z) @ c
         return out * (2.0 / np.pi)
 
-    def grad_sum(self, u: np.ndarray, v: np.ndarray, c: np.ndarray) -> np.ndarray:
-        """Σ_j c_j (2/π)(1 - z²)^{-½} ∇_u z, ∇_u z = 2(v - 2⟨u, v⟩ u/(1 + 2|u|²))/(s_u s_v)."""
-        out = np.empty_like(u, dtype=float)
+    def sum_and_grad(
+        self, u: np.ndarray, v: np.ndarray, c: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The sum and Σ_j c_j (2/π)(1 - z²)^{-½} ∇_u z_ij.
+
+        ∇_u z = 2(v - 2⟨u, v⟩ u/(1 + 2|u|²))/(s_u s_v).
+        """
+        value, grad = np.empty(len(u)), np.empty_like(u, dtype=float)
         for rows in _chunks(len(u), len(v)):
             ur = u[rows]
             z, su, sv = self._z(ur, v)
-            with np.errstate(divide="ignore"):
-                g = c / np.sqrt(np.maximum(1.0 - z * z, 1e-300)) * (2.0 / np.outer(su, sv))
+            value[rows] = np.arcsin(z) @ c
+            g = c / np.sqrt(np.maximum(1.0 - z * z, 1e-300)) * (2.0 / np.outer(su, sv))
             rho = ur @ v.T
-            out[rows] = g @ v - ((g * rho).sum(axis=1) * 2.0 / su**2)[:, None] * ur
-        return out * (2.0 / np.pi)
+            grad[rows] = g @ v - ((g * rho).sum(axis=1) * 2.0 / su**2)[:, None] * ur
+        return value * (2.0 / np.pi), grad * (2.0 / np.pi)
 
 
 @dataclass(frozen=True)
@@ -178,10 +194,13 @@ class SampledKernel:
         """(1/M) Σ_s σ(⟨u_i, x_s⟩) g(x_s)."""
         return self.sigma(self.samples @ u.T).T @ self._output(v, c) / len(self.samples)
 
-    def grad_sum(self, u: np.ndarray, v: np.ndarray, c: np.ndarray) -> np.ndarray:
-        """(1/M) Σ_s σ'(⟨u_i, x_s⟩) g(x_s) x_s."""
-        g = self._output(v, c)
-        return (self.dsigma(self.samples @ u.T) * g[:, None]).T @ self.samples / len(self.samples)
+    def sum_and_grad(
+        self, u: np.ndarray, v: np.ndarray, c: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The sum and (1/M) Σ_s σ'(⟨u_i, x_s⟩) g(x_s) x_s."""
+        g, pre = self._output(v, c), self.samples @ u.T
+        m = len(self.samples)
+        return self.sigma(pre).T @ g / m, (self.dsigma(pre) * g[:, None]).T @ self.samples / m
 
 
 def make_kernel(activation: str, d: int, samples: int, seed: int) -> GaussianKernel:
@@ -311,9 +330,9 @@ class NetworkPotential:
         """∇V = (-E[yσ], -a E[y σ'(⟨w, x⟩) x]) + 2λθ."""
         x = np.atleast_2d(x)
         net = self.network
+        value, grad_w = net.kernel.sum_and_grad(x[:, 1:], net.teacher_w, net.teacher_a)
         grad = np.empty_like(x, dtype=float)
-        grad[:, 0] = -net.correlation(x)
-        grad[:, 1:] = -x[:, :1] * net.kernel.grad_sum(x[:, 1:], net.teacher_w, net.teacher_a)
+        grad[:, 0], grad[:, 1:] = -value, -x[:, :1] * grad_w
         return grad + 2.0 * net.lam * x
 
     def hessian(self, x: np.ndarray) -> np.ndarray:
@@ -376,11 +395,10 @@ class NetworkInteraction:
         self, points: np.ndarray, sources: np.ndarray, weights: np.ndarray, *_: Any
     ) -> np.ndarray:
         """Σ_j w_j ∇₁W(θ_i, θ_j) = (Σ_j w_j a_j K, a_i Σ_j w_j a_j ∇_u K) at ``points``."""
-        kernel = self.network.kernel
         c = weights * sources[:, 0]
+        value, grad_w = self.network.kernel.sum_and_grad(points[:, 1:], sources[:, 1:], c)
         grad = np.empty_like(points, dtype=float)
-        grad[:, 0] = kernel.sum(points[:, 1:], sources[:, 1:], c)
-        grad[:, 1:] = points[:, :1] * kernel.grad_sum(points[:, 1:], sources[:, 1:], c)
+        grad[:, 0], grad[:, 1:] = value, points[:, :1] * grad_w
         return grad
 
     def energy(self, x: np.ndarray, w: np.ndarray, *_: Any) -> float:
