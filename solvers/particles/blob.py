@@ -39,6 +39,11 @@ Choices (all in the solver's ``[solver.blob]`` table):
   κ M sup‖∇²W_δ‖ and the Gershgorin bound max_i 2Σ_j w_j‖∇²W_δ(x_i - x_j)‖ at the substep's
   positions (the latter sees the mass actually near, so a mollified singular kernel does
   not force substeps ~δ²; figures in benchmarks/README.md).
+* Without an internal energy (``internal = "none"``, and every ``[model]``, which runs at
+  temperature 0 here) the velocity is -∇V - Σ_j w_j ∇W_δ(x_k - x_j) alone: no kernel sums
+  and no neighbour lists (ρ_ε then serves only the density estimate).  A model's neurons
+  start i.i.d. from ``[initial]`` (``model.seed``), not on a lattice (ℝ^{1+d} has no box),
+  and ε defaults to Silverman's bandwidth² of that sample.
 * The discrete energy F_ε is what ``energy`` reports; the test suite checks it never
   increases.  The density on the sample grid is ρ_ε itself (a Gaussian kernel density
   estimate of bandwidth √ε).
