@@ -127,3 +127,13 @@ def test_bad_model_input(tmp_path, name):
     proc = wgf("run", "two_layer_relu_teacher", "--out", str(tmp_path), *args)
     assert_user_error(proc, message)
     assert not any(tmp_path.iterdir())
+
+
+def test_too_long_steps_of_a_model_are_retried(tmp_path):
+    """No stability bound covers the pair term, so blob declares energy decay for a model:
+    a step that raises the risk (wide neurons, τ = 0.5) is retried with τ/2, and every
+    recorded level has a lower energy than the one before."""
+    sets = {"time.tau": 0.5, "time.t_end": 2.0, "initial.cov": 4.0, "solver.blob.particles": 200}
+    res = api.run(api.load("two_layer_linear", sets), "blob", out=tmp_path)
+    assert res.diagnostics["retries"].sum() >= 2
+    assert np.all(np.diff(res.diagnostics["energy"]) < 0.0)

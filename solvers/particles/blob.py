@@ -264,6 +264,18 @@ class Solver(ParticleSolver):
         self.escaped += escaped
         return count
 
+    def invariants(self) -> frozenset[str]:
+        """A model's flow declares energy decay; other cases nothing beyond the defaults.
+
+        A network's pair term has no Lipschitz bound (:mod:`wgf.solvers.energy.network`), so
+        no stability bound chooses the substep: the risk must fall at every step of its
+        gradient flow, and a step where it rises was too long.  Declaring it lets the
+        driver's acceptance rule retry such a step with τ/2 instead of recording it.
+        """
+        return (
+            frozenset({"energy_decay"}) if self.case.section("model") is not None else frozenset()
+        )
+
     def restore(self, saved: dict[str, Any]) -> None:
         """Undo to :meth:`save`; the neighbour list is rebuilt at the restored positions."""
         super().restore(saved)
