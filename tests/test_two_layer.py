@@ -68,10 +68,12 @@ def test_kernel_sums_match_monte_carlo_and_their_gradient(activation):
         np.testing.assert_allclose(grad[:, k], fd, rtol=1e-6, atol=1e-8)
 
 
-def test_network_energy_gradient_is_the_particle_velocity():
+@pytest.mark.parametrize("activation", ["relu", "erf", "tanh"])
+def test_network_energy_gradient_is_the_particle_velocity(activation):
     """-(1/w_k) ∂F/∂θ_k = -∇V(θ_k) - Σ_j w_j ∇₁W(θ_k, θ_j): central differences of the
     particle energy F = Σ w V + ½ΣΣ w w W (self pairs included) against the two terms."""
-    case = api.load("two_layer_relu_teacher")
+    sets = {"model.activation": activation, "model.samples": 2000}
+    case = api.load("two_layer_relu_teacher", sets)
     energy = FreeEnergy.from_case(case)
     rng = np.random.default_rng(0)
     x, w = rng.normal(size=(6, case.dim)), np.full(6, 1 / 6)

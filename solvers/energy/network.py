@@ -174,7 +174,6 @@ class SampledKernel:
     """K(u, v) = (1/M) Σ_s σ(⟨u, x_s⟩)σ(⟨v, x_s⟩) on a fixed sample (tanh)."""
 
     samples: np.ndarray
-    name: ClassVar[str] = "tanh"
 
     @staticmethod
     def sigma(s: np.ndarray) -> np.ndarray:
