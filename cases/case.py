@@ -342,8 +342,26 @@ class Case:
         return 0.0 if a is None else a
 
     # -- sampling --------------------------------------------------------------------------
+    @property
+    def model(self) -> dict | None:
+        """The ``[model]`` table (a two-layer network), or None for a density flow."""
+        return self.config.get("model")
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """The corners of the box the particles live in: ±∞ for a model (ℝ^{1+d})."""
+        if self.model is not None:
+            return np.full(self.dim, -np.inf), np.full(self.dim, np.inf)
+        dom = self.config["domain"]
+        return np.array(dom["lower"], dtype=float), np.array(dom["upper"], dtype=float)
+
     def sample_cells(self) -> list[int]:
-        """Cells per direction of the sample grid (the case's or the default)."""
+        """Cells per direction of the sample grid (the case's or the default).
+
+        A model has none: a grid on parameter space ℝ^{1+d} is not affordable for d > 2,
+        and its state is the particles themselves.
+        """
+        if self.model is not None:
+            return [0] * self.dim
         cells = self.config["output"]["sample_cells"]
         if cells is not None:
             return cells
@@ -492,12 +510,17 @@ def load_case(
 
 
 def _dimension(cfg: dict) -> int:
-    """The dimension, from the first key that carries one; every other must agree."""
+    """The dimension, from the first key that carries one; every other must agree.
+
+    A ``[model]`` carries it first: its particles live in ℝ^{1+d} (any d ≥ 1).
+    """
     dom, ini = cfg["domain"], cfg["initial"]
     pot = cfg["energy"]["potential"]
     if dom["shape"] in MANIFOLD_SHAPES:
         return _sphere_dimension(cfg)
+    model = cfg.get("model")
     carriers: list[tuple[str, Any]] = [
+        ("model.d", None if model is None else [0] * (1 + model["d"])),
         ("domain.lower", dom["lower"]),
         ("domain.upper", dom["upper"]),
         ("domain.cells", dom["cells"]),
@@ -524,7 +547,7 @@ def _dimension(cfg: dict) -> int:
                 f"case: dimension mismatch: '{key}' has length {n} but "
                 f"'{first_key}' has length {dim}"
             )
-    if dim not in (1, 2, 3):
+    if model is None and dim not in (1, 2, 3):
         raise UserError(f"case: dimension {dim} from '{first_key}' is not 1, 2 or 3")
     return dim
 
@@ -681,6 +704,8 @@ def _validate_mixture(spec: dict, table: str, dim: int) -> None:
 
 def validate(cfg: dict) -> int:
     """Check the cross-key rules of a resolved case; return its dimension."""
+    if cfg.get("model") is not None and cfg["model"]["d"] < 1:
+        raise UserError(f"case key 'model.d' must be >= 1, got {cfg['model']['d']}")
     dim = _dimension(cfg)
     energy, dom, time = cfg["energy"], cfg["domain"], cfg["time"]
     for key in ("t_end", "tau"):
@@ -706,6 +731,10 @@ def validate(cfg: dict) -> int:
         _validate_potential(energy["potential"], dim)
     if energy["interaction"] is not None:
         _validate_interaction(energy["interaction"], dim)
+    if cfg.get("model") is not None:
+        _validate_model(cfg, dim)
+        _validate_time_output(cfg)
+        return dim
     shape = dom["shape"]
     if energy["interaction"] is not None:
         _validate_attention(energy["interaction"], shape)
@@ -751,13 +780,105 @@ def validate(cfg: dict) -> int:
                 f"case key 'target.mass': {tgt['mass']} differs from initial.mass = "
                 f"{ini['mass']} (set target.normalize = true to rescale the target)"
             )
+    _validate_time_output(cfg)
+    _validate_exact(cfg, dim)
+    return dim
+
+
+def _validate_time_output(cfg: dict) -> None:
     out = cfg["output"]
     if out["snapshots"] < 1:
         raise UserError(f"case key 'output.snapshots' must be >= 1, got {out['snapshots']}")
     if out["sample_cells"] is not None and any(n < 1 for n in out["sample_cells"]):
         raise UserError("case key 'output.sample_cells' must be positive")
-    _validate_exact(cfg, dim)
-    return dim
+
+
+def _validate_model(cfg: dict, dim: int) -> None:
+    """A ``[model]`` case: a well-formed teacher, and [energy] derived from the model.
+
+    The network's risk is the potential and the interaction (:mod:`wgf.solvers.energy.network`),
+    so ``[energy.potential]``/``[energy.interaction]`` are refused; ``energy.internal`` and
+    ``energy.diffusivity`` are set here from ``model.temperature`` T (``"entropy"`` with
+    D = T for T > 0, else ``"none"``), so that every solver reads one energy.  The initial
+    neurons are i.i.d. samples of a Gaussian ``[initial]`` of mass 1 (a probability measure).
+    """
+    model, energy, ini = cfg["model"], cfg["energy"], cfg["initial"]
+    d = model["d"]
+    for key in ("potential", "interaction"):
+        if energy[key] is not None:
+            raise UserError(
+                f"case key 'energy.{key}': a [model] case takes its energy from [model] "
+                "(the network's risk); leave [energy] out"
+            )
+    for key in ("lambda", "temperature"):
+        if not model[key] >= 0.0:
+            raise UserError(f"case key 'model.{key}' must be >= 0, got {model[key]}")
+    if model["samples"] < 1:
+        raise UserError(f"case key 'model.samples' must be >= 1, got {model['samples']}")
+    if model["seed"] < 0:
+        raise UserError(f"case key 'model.seed' must be >= 0, got {model['seed']}")
+    _validate_teacher(model, d)
+    temperature = model["temperature"]
+    derived = ("entropy", temperature) if temperature > 0.0 else ("none", 1.0)
+    given = (energy["internal"], energy["diffusivity"])
+    if given not in (derived, ("entropy", 1.0)):  # ("entropy", 1.0): the schema defaults
+        raise UserError(
+            f"case key 'energy.internal': a [model] case takes its noise from "
+            f"model.temperature (= {temperature:g}); leave [energy] out"
+        )
+    energy["internal"], energy["diffusivity"] = derived
+    if ini["kind"] != "gaussian" or ini["mean"] is None or ini["cov"] is None:
+        raise UserError(
+            "case key 'initial.kind': a [model] case draws its neurons from a Gaussian: "
+            'kind = "gaussian" with mean (length 1+d) and cov'
+        )
+    _check_matrix("initial.cov", ini["cov"], dim, definite=True)
+    if ini["mass"] != 1.0:
+        raise UserError(
+            f"case key 'initial.mass': the neurons of a [model] are a probability measure "
+            f"(mass 1), got {ini['mass']}"
+        )
+    if cfg["exact"]["kind"] != "none" or cfg["target"] is not None:
+        raise UserError(
+            "case key 'exact.kind': a [model] case has no closed-form density "
+            '(exact.kind = "none", no [target])'
+        )
+
+
+def _validate_teacher(model: dict, d: int) -> None:
+    """Either ``beta`` (linear) or ``teacher_a`` and ``teacher_w`` with rows of length d."""
+    beta, a, w = model["beta"], model["teacher_a"], model["teacher_w"]
+    if beta is not None:
+        if a is not None or w is not None:
+            raise UserError(
+                "case key 'model.beta': give the teacher either as beta or as "
+                "teacher_a/teacher_w, not both"
+            )
+        if model["activation"] != "linear":
+            raise UserError(
+                f"case key 'model.beta': y = ⟨β*, x⟩ is a linear teacher, but "
+                f'model.activation = "{model["activation"]}" (give teacher_a/teacher_w)'
+            )
+        if len(beta) != d:
+            raise UserError(
+                f"case key 'model.beta': length {len(beta)}, but the input dimension model.d is {d}"
+            )
+        return
+    if a is None or w is None:
+        raise UserError(
+            "case key 'model.teacher_w': the teacher is required: teacher_a and teacher_w "
+            "(or beta for a linear model)"
+        )
+    rows = [[w]] if isinstance(w, float) else w
+    if len(rows) != len(a):
+        raise UserError(
+            f"case key 'model.teacher_w': {len(rows)} neurons, but teacher_a has {len(a)}"
+        )
+    if len(rows[0]) != d:
+        raise UserError(
+            f"case key 'model.teacher_w': rows of length {len(rows[0])}, but the input "
+            f"dimension model.d is {d}"
+        )
 
 
 def _validate_exact(cfg: dict, dim: int) -> None:

@@ -344,3 +344,40 @@ def mixture_quantile_1d(
         below = mixture_cdf_1d(mid, weights, means, covs) < u
         lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
     return 0.5 * (lo + hi)
+
+
+def linear_network_moments(theta: Array, weights: Array) -> tuple[Array, Array, float]:
+    """M = E[a w], C = E[w wᵀ], s = E[a²] of neurons θ = (a, w) (N, 1+d) with weights."""
+    a, w = theta[:, 0], theta[:, 1:]
+    p = weights / weights.sum()
+    return (p * a) @ w, (w * p[:, None]).T @ w, float(p @ (a * a))
+
+
+def linear_network_flow(
+    t: float, m0: Array, C0: Array, s0: float, beta: Array, lam: float = 0.0, rtol: float = 1e-10
+) -> tuple[Array, Array, float]:
+    """The moments at t of the gradient flow of a linear two-layer network (docs/two_layer.md).
+
+    With r = β* - m (risk ½|r|² + λE|θ|², time of the flow θ̇ = -∇(δF/δμ)):
+
+        m' = (C + sI) r - 4λm,   C' = r mᵀ + m rᵀ - 4λC,   s' = 2⟨r, m⟩ - 4λs,
+
+    closed for any number of neurons; solved by ``solve_ivp`` (DOP853, ``rtol``, atol
+    ``rtol``·1e-2).
+    """
+    from scipy.integrate import solve_ivp
+
+    d = len(m0)
+
+    def rhs(_: float, y: Array) -> Array:
+        m, C, s = y[:d], y[d : d + d * d].reshape(d, d), y[-1]
+        r = beta - m
+        dm = C @ r + s * r - 4.0 * lam * m
+        dC = np.outer(r, m) + np.outer(m, r) - 4.0 * lam * C
+        ds = 2.0 * r @ m - 4.0 * lam * s
+        return np.concatenate([dm, dC.ravel(), [ds]])
+
+    y0 = np.concatenate([m0, np.asarray(C0).ravel(), [s0]])
+    sol = solve_ivp(rhs, (0.0, t), y0, method="DOP853", rtol=rtol, atol=rtol * 1e-2)
+    y = sol.y[:, -1]
+    return y[:d], y[d : d + d * d].reshape(d, d), float(y[-1])

@@ -260,6 +260,43 @@ SCHEMA: dict[str, Key | Table] = {
             ),
         }
     ),
+    "model": Table(
+        {
+            "kind": Key(
+                "str",
+                "two_layer",
+                choices=("two_layer",),
+                help="two_layer: neurons θ = (a, w) ∈ ℝ^{1+d} of f(x) = ∫ a σ(⟨w, x⟩) dμ, "
+                "trained on the population risk ½E[(f(x) - y(x))²], x ~ N(0, I_d)",
+            ),
+            "activation": Key(
+                "str",
+                "relu",
+                choices=("linear", "relu", "tanh", "erf"),
+                help="σ; linear, relu and erf use closed-form Gaussian expectations, tanh a "
+                "fixed sample of `samples` inputs",
+            ),
+            "d": Key("int", required=True, help="input dimension d (particles live in ℝ^{1+d})"),
+            "teacher_a": Key("vector", help="teacher y(x) = Σ_k a*_k σ(⟨w*_k, x⟩): the a*_k"),
+            "teacher_w": Key("matrix", help="the teacher's neurons w*_k, one row of length d each"),
+            "beta": Key("vector", help="linear only, instead of teacher_a/teacher_w: y = ⟨β*, x⟩"),
+            "lambda": Key("float", 0.0, help="regulariser λ|θ|² added to the risk (≥ 0)"),
+            "temperature": Key(
+                "float",
+                0.0,
+                help="> 0: mean-field Langevin, F + T∫μ log μ (noisy SGD; run with langevin)",
+            ),
+            "samples": Key("int", 10000, help="tanh: size of the fixed input sample"),
+            "seed": Key(
+                "int",
+                1,
+                help="seed of the initial neurons (i.i.d. from [initial]) and of the tanh sample",
+            ),
+        },
+        optional=True,
+        help="a case model: mean-field training of a two-layer network (particles only; "
+        "[energy] follows from it, [domain] is ℝ^{1+d}, [initial] is a Gaussian on neurons)",
+    ),
     "solver": Table({}, open_keys=True, help="one table per solver for its own parameters"),
 }
 

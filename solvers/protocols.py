@@ -168,6 +168,8 @@ class Capabilities:
             S^{d-1} ⊂ ℝ^d for every d.
         shapes: The domain shapes it runs (``domain.shape``).
         cell_types: The mesh cells it runs (``domain.cell_type``).
+        models: Whether it runs a case model (``[model]``, particles in parameter space
+            ℝ^{1+d} of any dimension; ``dims`` and ``shapes`` then do not apply).
         reasons: Why a capability is missing, by field name (``"internal"``, ``"dims"``,
             …): appended to the refusal so that the user learns what to do instead.
     """
@@ -180,6 +182,7 @@ class Capabilities:
     dims: tuple[int, ...] = (1, 2, 3)
     shapes: tuple[str, ...] = DOMAIN_SHAPES
     cell_types: tuple[str, ...] = CELL_TYPES
+    models: bool = False
     reasons: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -214,6 +217,15 @@ class Capabilities:
         has.  Kind first (the most basic mismatch), then the geometry, then the energy.
         """
         self.check_kind(case, solver)
+        if case.section("model") is not None:
+            if not self.models:
+                self._refuse(
+                    "model",
+                    f"{solver} solves densities on a mesh or a box; a [model] lives in "
+                    f"parameter space ℝ^{case.dim} (run blob or langevin)",
+                    "models",
+                )
+            return  # the model defines the energy and the space (validated)
         dom = case.section("domain")
         inter = case.section("energy").get("interaction")
         if (
@@ -281,5 +293,7 @@ class Capabilities:
             parts.append(f"gradient flow; {energy}")
         parts.append(_dims(self.dims) + (" (sphere: any d)" if "sphere" in self.shapes else ""))
         parts.append("domain " + "/".join(self.shapes))
+        if self.models:
+            parts.append("[model] two_layer")
         parts.append("cells " + "/".join(self.cell_types))
         return "; ".join(parts)

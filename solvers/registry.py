@@ -243,7 +243,11 @@ SOLVERS: dict[str, SolverInfo] = {
             "wgf.solvers.particles.blob",
             "deterministic blob method (mollified energy, neighbour lists, Heun substeps)",
             Capabilities(
-                shapes=_PARTICLE_SHAPES, interaction=True, non_gradient=True, reasons=_PARTICLES_BOX
+                shapes=_PARTICLE_SHAPES,
+                interaction=True,
+                non_gradient=True,
+                models=True,
+                reasons=_PARTICLES_BOX,
             ),
             BlobParams,
             # Its cost is N × (neighbours within 5√ε ≈ 9 lattice spacings) per substep:
@@ -270,6 +274,7 @@ SOLVERS: dict[str, SolverInfo] = {
                 shapes=_PARTICLE_SHAPES,
                 interaction=True,
                 non_gradient=True,
+                models=True,
                 reasons={
                     **_PARTICLES_BOX,
                     "internal": "Langevin noise is linear diffusion only; for the power law "

@@ -29,12 +29,14 @@ L1_BOUND = {
 
 # Transport cases (a [target], no clock) are fem-bb's, tested in test_fem_bb.py.
 # porous_quartic_2d: see test_power_law_in_a_confining_well_stops_instead_of_going_negative.
-# Interaction cases are the particle solvers' for now (test_interaction.py).
+# Interaction cases are the particle solvers' for now (test_interaction.py), and so are
+# the [model] cases (test_two_layer.py).
 FLOW_CASES = [
     p
     for p in shipped_cases()
     if "[target]" not in p.read_text()
     and "[energy.interaction]" not in p.read_text()
+    and "[model]" not in p.read_text()
     and p.stem != "porous_quartic_2d"
 ]
 

@@ -54,15 +54,22 @@ def _grow(ds: h5py.Dataset, row: np.ndarray | float) -> None:
 def _series(
     group: h5py.Group, name: str, index: str, row_shape: tuple[int, ...] = ()
 ) -> h5py.Dataset:
-    """The series ``name`` under ``group``, created empty and tagged with its index."""
+    """The series ``name`` under ``group``, created empty and tagged with its index.
+
+    A row may be empty (a model has no sample grid): HDF5 chunks must be positive, and a
+    chunk may exceed a fixed maximum extent, so such an axis gets chunk 1 and no maximum.
+    """
     if name in group:
         return group[name]
     ds = group.create_dataset(
         name,
         shape=(0, *row_shape),
-        maxshape=(None, *row_shape),
+        maxshape=(None, *(n if n > 0 else None for n in row_shape)),
         dtype="f8",
-        chunks=(max(1, 4096 // max(1, int(np.prod(row_shape or (1,))))), *row_shape),
+        chunks=(
+            max(1, 4096 // max(1, int(np.prod(row_shape or (1,))))),
+            *(max(n, 1) for n in row_shape),
+        ),
     )
     ds.attrs[SERIES] = index
     return ds

@@ -6,6 +6,8 @@
 * :mod:`.potential`: potentials V (quadratic, any SymPy expression);
 * :mod:`.interaction`: the radial pair kernel W (any formula in r, the Newtonian kernel),
   with :mod:`.pair_sums` for W∗μ (direct, or particle-mesh FFT);
+* :mod:`.network`: the risk of a two-layer network (``[model]``) as a potential and a
+  non-radial pair term on neurons θ = (a, w);
 * :mod:`.free_energy`: :class:`FreeEnergy`, the sum that the solvers ask;
 * :mod:`.backend`: the array namespaces (NumPy, UFL) the formulas are written against.
 """

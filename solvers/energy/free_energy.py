@@ -6,6 +6,10 @@ value, gradient, Hessian and UFL face, the pointwise inversion and prox, and the
 interaction's nonlocal first variation W∗μ, its gradient and energy for weighted points μ.
 Solvers never look at which terms it holds: without a potential or an interaction the
 answers are zeros.
+
+A case with ``[model]`` (a two-layer network, :mod:`.network`) fills the potential and the
+interaction slots with the network's terms, and its :meth:`FreeEnergy.model_diagnostics`
+report the risk and the teacher alignment.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from wgf.solvers.energy.attention import Attention
 from wgf.solvers.energy.backend import NUMPY, ArrayNamespace
 from wgf.solvers.energy.interaction import Interaction, Method
 from wgf.solvers.energy.internal import INTERNAL_ENERGIES, InternalEnergy, PowerLaw
+from wgf.solvers.energy.network import NetworkInteraction, TwoLayerNetwork
 from wgf.solvers.energy.potential import POTENTIALS, Potential
 
 #: The interaction terms, each built by its ``from_case`` (None when the case is not its).
@@ -34,14 +39,16 @@ class FreeEnergy:
         internal: The internal energy U.
         diffusivity: D.
         potential: The potential V, or None for V = 0.
-        interaction: The pair term: a radial kernel W or attention (:mod:`.attention`),
-            or None for none.
+        interaction: The pair term: a radial kernel W, attention (:mod:`.attention`) or a
+            network's W (:mod:`.network`), or None for none.
+        model: The two-layer network whose risk V and W are, or None.
     """
 
     internal: InternalEnergy
     diffusivity: float
     potential: Potential | None = None
-    interaction: Interaction | Attention | None = None
+    interaction: Interaction | Attention | NetworkInteraction | None = None
+    model: TwoLayerNetwork | None = None
 
     @classmethod
     def from_case(cls, case: Case) -> FreeEnergy:
@@ -49,6 +56,9 @@ class FreeEnergy:
         e = case.section("energy")
         kind = INTERNAL_ENERGIES[e["internal"]]
         internal = kind(e["m"]) if kind is PowerLaw else kind()
+        model = TwoLayerNetwork.from_case(case)
+        if model is not None:  # the network's risk is its V and W (validated: no others)
+            return cls(internal, e["diffusivity"], model.potential, model.interaction, model)
         selected = (kind.from_case(case) for kind in POTENTIALS)
         potential = next((p for p in selected if p is not None), None)
         terms = (kind.from_case(case) for kind in INTERACTIONS)
@@ -216,3 +226,17 @@ class FreeEnergy:
         if self.interaction is None:
             return 0.0
         return self.interaction.energy(x, w, delta, method)
+
+    # -- a model's own diagnostics ----------------------------------------------------------
+    def model_diagnostics(
+        self, x: np.ndarray, w: np.ndarray, pair_energy: float | None = None
+    ) -> dict[str, float]:
+        """The model's diagnostics at particles x, weights w ({} without ``[model]``).
+
+        For a two-layer network: ``risk`` and ``alignment``; ``pair_energy`` (½E[f²], the
+        interaction energy the solver already summed) saves the O(N²) sum.
+        """
+        if self.model is None:
+            return {}
+        norm2 = None if pair_energy is None else 2.0 * pair_energy
+        return self.model.diagnostics(x, w, norm2)

@@ -39,6 +39,7 @@ from wgf.cases.errors import UserError
 from wgf.solvers.base import FlowSolver
 from wgf.solvers.energy import FreeEnergy
 from wgf.solvers.particles.domains import particle_domain
+from wgf.solvers.particles.initial import gaussian_sample
 from wgf.solvers.particles.parallel import allgather_blocks, block
 from wgf.solvers.particles.xdmf import PolyvertexSeries
 
@@ -71,7 +72,7 @@ class ParticleSolver(FlowSolver):
     def __init__(self, case: Case, comm: MPI.Comm, params: dict[str, Any]) -> None:
         super().__init__(case, comm, params)
         self.energy = FreeEnergy.from_case(case)
-        #: The box (reflecting walls) or the sphere (projection and retraction).
+        #: The box (reflecting walls; unbounded for a model) or the sphere.
         self.domain = particle_domain(case)
         self.lower, self.upper = self.domain.lower, self.domain.upper
         self.mass = float(case.section("initial")["mass"])
@@ -91,6 +92,19 @@ class ParticleSolver(FlowSolver):
         self._pair_energy: tuple[int, float] | None = None
         #: How the pair sums are computed (``[solver.<name>] pair_sum``).
         self.pair_sum = params.get("pair_sum", "auto")
+
+    def model_particles(self, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """A model's initial neurons: n i.i.d. samples of ``[initial]``, weights 1/n.
+
+        Drawn from ``model.seed`` (not the solver's seed), so that every solver of a model
+        starts from the same neurons.  None for a density case (each solver then places its
+        particles by its own rule).
+        """
+        model = self.case.section("model")
+        if model is None:
+            return None
+        ini = self.case.section("initial")
+        return gaussian_sample(ini["mean"], ini["cov"], n, model["seed"])
 
     def set_initial_particles(self, x: np.ndarray, w: np.ndarray) -> None:
         """Start from positions x (N, d) with weights w, where V must be finite."""
@@ -233,6 +247,7 @@ class ParticleSolver(FlowSolver):
         }
         if self.energy.has_interaction:
             out["interaction_energy"] = self.interaction_energy_value()
+            out.update(self.energy.model_diagnostics(self.x, self.w, out["interaction_energy"]))
         out.update(self.errors(t))
         return out
 
@@ -296,8 +311,14 @@ class ParticleSolver(FlowSolver):
         lo, hi = self.my_block()
         return allgather_blocks(self.comm, self.density_at(self.x[lo:hi]))
 
-    def open_fields(self, path: Path) -> str:
-        """Start the Polyvertex XDMF series (rank 0 writes)."""
+    def open_fields(self, path: Path) -> str | None:
+        """Start the Polyvertex XDMF series (rank 0 writes); none above 3-D (a model).
+
+        XDMF geometry has at most three coordinates; a model's neurons are in the results
+        file (``particles/positions``).
+        """
+        if self.case.dim > 3:
+            return None
         if self.comm.rank == 0:
             self._series = PolyvertexSeries(path, self.w)
         return path.name
@@ -307,6 +328,8 @@ class ParticleSolver(FlowSolver):
 
         Collective: every rank takes part in :meth:`density_at_particles`, rank 0 writes.
         """
+        if self.case.dim > 3:  # no series (see open_fields)
+            return
         density = self.density_at_particles()
         if self._series is not None:
             self._series.append(t, self.x, density)

@@ -39,6 +39,11 @@ Choices (all in the solver's ``[solver.blob]`` table):
   κ M sup‖∇²W_δ‖ and the Gershgorin bound max_i 2Σ_j w_j‖∇²W_δ(x_i - x_j)‖ at the substep's
   positions (the latter sees the mass actually near, so a mollified singular kernel does
   not force substeps ~δ²; figures in benchmarks/README.md).
+* Without an internal energy (``internal = "none"``, and every ``[model]``, which runs at
+  temperature 0 here) the velocity is -∇V - Σ_j w_j ∇W_δ(x_k - x_j) alone: no kernel sums
+  and no neighbour lists (ρ_ε then serves only the density estimate).  A model's neurons
+  start i.i.d. from ``[initial]`` (``model.seed``), not on a lattice (ℝ^{1+d} has no box),
+  and ε defaults to Silverman's bandwidth² of that sample.
 * The discrete energy F_ε is what ``energy`` reports; the test suite checks it never
   increases.  The density on the sample grid is ρ_ε itself (a Gaussian kernel density
   estimate of bandwidth √ε).
@@ -74,6 +79,7 @@ from wgf.solvers.particles.kernels import (
     mollified_density,
     neighbour_list,
 )
+from wgf.solvers.particles.langevin import silverman_bandwidth
 from wgf.solvers.particles.parallel import allgather_blocks
 
 log = logging.getLogger(__name__)
@@ -90,6 +96,8 @@ MAX_SUBSTEPS = 10**6
 DEFAULT_PARTICLES = {1: 200, 2: 1600, 3: 4096}
 #: Default number of tokens on a circle or sphere.
 DEFAULT_TOKENS = 1000
+#: Default number of neurons of a ``[model]``.
+DEFAULT_NEURONS = 1000
 
 
 def default_epsilon(h: float, length: float) -> float:
@@ -114,15 +122,23 @@ class Solver(ParticleSolver):
         self.dt_forced = positive_param(self.name, params, "dt")
         if case.on_sphere:
             x, w = tokens(case, self.n_requested, DEFAULT_TOKENS)
-            self.h, length = self.domain.spacing(len(w)), np.pi
+            self.h = self.domain.spacing(len(w))
+            default_eps = default_epsilon(self.h, np.pi)
+        elif (start := self.model_particles(self.n_requested or DEFAULT_NEURONS)) is not None:
+            x, w = start  # a model's i.i.d. neurons: no lattice, the KDE length is Silverman's
+            self.h = silverman_bandwidth(x, w)
+            default_eps = self.h**2
         else:
             n = self.n_requested or DEFAULT_PARTICLES[case.dim]
             x, w, self.h, length = lattice(
                 case.density("initial"), self.lower, self.upper, n, self.mass
             )
+            default_eps = default_epsilon(self.h, length)
         self.set_initial_particles(x, w)
         self._peclet_warned = False
-        self.eps = eps if eps is not None else default_epsilon(self.h, length)
+        self.eps = eps if eps is not None else default_eps
+        # Without an internal energy the velocity needs no kernel sums (only the density
+        # estimate does), so too few neighbours is no error then.
         neighbours = mean_neighbours(self.x, self.eps) if self.energy.has_internal else np.inf
         if neighbours < 2.0:
             raise UserError(
@@ -173,7 +189,11 @@ class Solver(ParticleSolver):
 
     @classmethod
     def check_case(cls, case: Case) -> None:
-        """The capabilities, and no internal energy on a sphere."""
+        """The capabilities; no internal energy on a sphere, no noise in a model.
+
+        The blob's mollified entropy needs a lattice of the initial support: it is not
+        built on the sphere, nor in a model's parameter space ℝ^{1+d}.
+        """
         super().check_case(case)
         if case.on_sphere and case.section("energy")["internal"] != "none":
             raise UserError(
@@ -181,11 +201,18 @@ class Solver(ParticleSolver):
                 "only (its mollified internal energy is not built there); for noise run "
                 "langevin"
             )
+        model = case.section("model")
+        if model is not None and model["temperature"] > 0.0:
+            raise UserError(
+                f"case key 'model.temperature': blob runs the noiseless gradient flow of the "
+                f"neurons (temperature 0), got {model['temperature']:g}: run langevin"
+            )
 
     def velocity(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Velocities of all particles and ρ_ε at them (global arrays, every rank).
 
-        Without an internal energy ρ_ε plays no part: it is not computed (zeros).
+        Without an internal energy (U = 0) the velocity is -∇V - ∇W∗μ alone (projected on
+        the sphere): no kernel sums, and ρ_ε is not computed (zeros are returned).
         """
         lo, hi = self.my_block()
         if not self.energy.has_internal:
@@ -259,6 +286,18 @@ class Solver(ParticleSolver):
         self.escaped += escaped
         return count
 
+    def invariants(self) -> frozenset[str]:
+        """A model's flow declares energy decay; other cases nothing beyond the defaults.
+
+        A network's pair term has no Lipschitz bound (:mod:`wgf.solvers.energy.network`), so
+        no stability bound chooses the substep: the risk must fall at every step of its
+        gradient flow, and a step where it rises was too long.  Declaring it lets the
+        driver's acceptance rule retry such a step with τ/2 instead of recording it.
+        """
+        return (
+            frozenset({"energy_decay"}) if self.case.section("model") is not None else frozenset()
+        )
+
     def restore(self, saved: dict[str, Any]) -> None:
         """Undo to :meth:`save`; the neighbour list is rebuilt at the restored positions."""
         super().restore(saved)
@@ -269,13 +308,13 @@ class Solver(ParticleSolver):
 
         (Attention: its F, :mod:`wgf.solvers.energy.attention`.)
         """
-        internal = 0.0
-        if self.energy.has_internal:
-            sums = self.kernels(self.x, moments=False)
-            rho = allgather_blocks(self.comm, mollified_density(sums, self.w))
-            internal = self.energy.density(rho, 0.0) / rho  # D·U(ρ)/ρ = D·G(ρ)
-        local = float(np.sum(self.w * (internal + self.energy.potential_value(self.x))))
-        return local + self.interaction_energy_value()
+        potential = float(np.sum(self.w * self.energy.potential_value(self.x)))
+        if not self.energy.has_internal:  # U = 0: no ρ_ε needed
+            return potential + self.interaction_energy_value()
+        sums = self.kernels(self.x, moments=False)
+        rho = allgather_blocks(self.comm, mollified_density(sums, self.w))
+        internal = self.energy.density(rho, 0.0) / rho  # D·U(ρ)/ρ = D·G(ρ)
+        return float(np.sum(self.w * internal)) + potential + self.interaction_energy_value()
 
     def density_at_particles(self) -> np.ndarray:
         """ρ_ε(x_i) at every particle, from the neighbour list the velocity uses."""

@@ -141,8 +141,7 @@ def particle_domain(case: Case) -> Box | Sphere:
     """The domain of a case's particles."""
     if case.on_sphere:
         return Sphere(case.dim)
-    dom = case.section("domain")
-    return Box(np.array(dom["lower"]), np.array(dom["upper"]))
+    return Box(*case.bounds())
 
 
 def tokens(case: Case, n: int | None, default: int) -> tuple[np.ndarray, np.ndarray]:

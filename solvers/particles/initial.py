@@ -14,6 +14,8 @@ the FE solvers do.
 * :func:`random_sample` (langevin): N independent samples with equal weights, drawn from
   the piecewise-constant density of a fine probe lattice (cell by weight, then a uniform
   point in the cell).
+* :func:`gaussian_sample` (a ``[model]``'s neurons, any dimension): N i.i.d. samples of
+  N(mean, cov) with equal weights 1/N, no probe grid (parameter space ℝ^{1+d} has no box).
 * :func:`quantiles_1d` (quantile-1d): N points at the mass levels q_i = i/(N-1) of the
   cumulative distribution (trapezoid rule on the fine probe grid, inverted by linear
   interpolation), so that consecutive particles enclose equal masses M/(N-1).
@@ -121,3 +123,18 @@ def quantiles_1d(
     ends = np.concatenate([up, [False]]) | np.concatenate([[False], up])
     x = np.interp(levels, cdf[ends], grid[ends])
     return x, mass / (n - 1)
+
+
+def gaussian_sample(
+    mean: list[float], cov: float | list[list[float]], n: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """N i.i.d. samples of N(mean, cov) (cov a number s: s·I) from ``seed``; weights 1/N.
+
+    The stream is ``Philox(SeedSequence([seed, 0]))``; the first N rows do not depend on
+    anything else, so runs of the same seed and N start from the same particles.
+    """
+    mu = np.asarray(mean, dtype=float)
+    sigma = cov * np.eye(len(mu)) if isinstance(cov, float) else np.asarray(cov, dtype=float)
+    rng = np.random.Generator(np.random.Philox(np.random.SeedSequence([seed, 0])))
+    z = rng.standard_normal((n, len(mu)))
+    return mu + z @ np.linalg.cholesky(sigma).T, np.full(n, 1.0 / n)

@@ -28,6 +28,10 @@ compared with: its errors are Monte-Carlo errors, O(N^{-1/2}).
   stability bound of the drift adds the interaction's stiffness (the smaller of κ M
   sup‖∇²W_δ‖ and the Gershgorin bound at the step's positions, as for blob).  The energy
   gains ½ Σ_{i≠j} w_i w_j W_δ(X_i - X_j).
+* A ``[model]`` (two-layer network, :mod:`wgf.solvers.energy.network`): the neurons start
+  i.i.d. from ``[initial]`` with ``model.seed`` (the same neurons as blob's), the noise is
+  √(2T) for ``model.temperature`` T (mean-field Langevin, noisy SGD), and with no sample
+  grid the energy is the risk + regulariser of the particles (no entropy estimate).
 * Energy: D ∫U(ρ_b) over the sample grid (midpoint rule) + Σ w_i V(x_i) — an estimate
   of F (a kernel estimate's entropy at the particles would need ~N neighbours per
   particle at Silverman's bandwidth); it fluctuates and need not decrease.
@@ -86,6 +90,8 @@ class Solver(ParticleSolver):
         self.dt_forced = positive_param(self.name, params, "dt")
         if case.on_sphere:
             self.set_initial_particles(*tokens(case, self.n_requested, DEFAULT_PARTICLES))
+        elif (start := self.model_particles(n)) is not None:
+            self.set_initial_particles(*start)
         else:
             rng = np.random.Generator(np.random.Philox(np.random.SeedSequence(self.seed)))
             self.set_initial_particles(

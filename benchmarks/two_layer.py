@@ -1,0 +1,116 @@
+"""Acceptance figures of the two-layer network model (``[model]``, docs/two_layer.md).
+
+Prints, from one run (no asserts; the test suite asserts the first item):
+
+1. ``two_layer_linear``: the particle moments m = E[a w], C = E[w wᵀ], s = E[a²] at T = 2
+   against ``solve_ivp`` (DOP853, rtol 1e-10) of the closed moment ODE, started from the
+   particles' own initial moments (the ODE is exact for any N), for τ = 0.04, 0.02, 0.01:
+   the max error and the EOC in dt, for blob (Heun) and langevin at temperature 0 (Euler).
+2. ``two_layer_relu_teacher`` with blob (the deterministic gradient flow of the neurons):
+   the risk curve for N = 100, 300, 1000 and its max-in-time distance to the curve of the
+   largest N (``REF`` below; N = 10⁵ is out of reach of O(N²) closed-form pair sums on a
+   shared 2-core machine), with the fitted rate in N; and the largest energy change
+   over a step of every run (negative: the energy decays at every step).
+3. The same case with langevin (mean-field Langevin, N = ``LANGEVIN_N``): the risk plateau
+   (mean risk over the last quarter of [0, T], T = 20) against ``model.temperature``.
+
+Run:  OPENBLAS_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/two_layer.py [1] [2] [3]
+(the items to run, default all; ``TWO_LAYER_REF=3000`` etc. change the sizes).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from wgf import api
+from wgf.cases import closed_forms as cf
+
+BETA = np.array([1.0, 0.5, -0.5, 0.25])
+SIZES = [100, 300, 1000]
+REF = int(os.environ.get("TWO_LAYER_REF", "3000"))
+T_RELU = float(os.environ.get("TWO_LAYER_T", "3.0"))
+LANGEVIN_N = int(os.environ.get("TWO_LAYER_LANGEVIN_N", "300"))
+TEMPERATURES = [0.0, 0.01, 0.03, 0.1, 0.3]
+T_LANGEVIN = 20.0
+
+
+def linear_moments(out: Path) -> None:
+    """Item 1."""
+    print("1. linear network, moments at T = 2 against solve_ivp (N = 200)")
+    for solver in ("blob", "langevin"):
+        taus, errors = [0.04, 0.02, 0.01], []
+        for tau in taus:
+            sets = {"time.tau": tau, "time.t_end": 2.0, f"solver.{solver}.particles": 200}
+            case = api.load("two_layer_linear", {**sets, "output.snapshots": 2})
+            res = api.run(case, solver, out=out / f"{solver}{tau}")
+            m0, C0, s0 = cf.linear_network_moments(res.positions[0], res.weights)
+            m, C, s = cf.linear_network_flow(2.0, m0, C0, s0, BETA)
+            mh, Ch, sh = cf.linear_network_moments(res.positions[-1], res.weights)
+            errors.append(max(np.abs(mh - m).max(), np.abs(Ch - C).max(), abs(sh - s)))
+        eoc = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
+        fit = np.polyfit(np.log(taus), np.log(errors), 1)[0]
+        row = "  ".join(f"τ={t:g}: {e:.3e}" for t, e in zip(taus, errors, strict=True))
+        print(f"   {solver:9s} {row}  EOC {', '.join(f'{v:.2f}' for v in eoc)}  fit {fit:.2f}")
+
+
+def relu_in_n(out: Path) -> None:
+    """Item 2."""
+    print(f"2. ReLU teacher, blob, T = {T_RELU:g}, τ = 0.05: risk against N (reference N = {REF})")
+    curves = {}
+    for n in [*SIZES, REF]:
+        sets = {"solver.blob.particles": n, "time.t_end": T_RELU, "output.snapshots": 2}
+        res = api.run(api.load("two_layer_relu_teacher", sets), "blob", out=out / f"relu{n}")
+        curves[n] = res
+        energy = res.diagnostics["energy"]
+        risk = res.diagnostics["risk"]
+        print(
+            f"   N = {n:6d}: risk(0) = {risk[0]:.4f}, risk(T/2) = {risk[len(risk) // 2]:.4f}, "
+            f"risk(T) = {risk[-1]:.5f}, alignment(T) = {res.diagnostics['alignment'][-1]:.4f}, "
+            f"max step change of the energy {np.diff(energy).max():.3e}, "
+            f"wall {res.diagnostics['wall_time'][-1]:.1f} s"
+        )
+    ref = curves[REF].diagnostics["risk"]
+    dist = [float(np.abs(curves[n].diagnostics["risk"] - ref).max()) for n in SIZES]
+    rate = np.polyfit(np.log(SIZES), np.log(dist), 1)[0]
+    row = ", ".join(f"N={n}: {d:.3e}" for n, d in zip(SIZES, dist, strict=True))
+    print(f"   max_t |risk_N - risk_{REF}|: {row}; fitted rate N^{rate:.2f}")
+
+
+def langevin_plateau(out: Path) -> None:
+    """Item 3."""
+    print(f"3. ReLU teacher, langevin (N = {LANGEVIN_N}, T = {T_LANGEVIN:g}, τ = 0.05): plateau")
+    for temp in TEMPERATURES:
+        sets = {
+            "solver.langevin.particles": LANGEVIN_N,
+            "time.t_end": T_LANGEVIN,
+            "model.temperature": temp,
+            "output.snapshots": 2,
+        }
+        case = api.load("two_layer_relu_teacher", sets)
+        res = api.run(case, "langevin", out=out / f"lang{temp}")
+        risk = res.diagnostics["risk"]
+        tail = risk[3 * len(risk) // 4 :]
+        print(
+            f"   temperature {temp:g}: plateau risk {tail.mean():.4e} (± {tail.std():.1e} over "
+            f"the last quarter), alignment {res.diagnostics['alignment'][-1]:.4f}"
+        )
+
+
+def main() -> None:
+    """The items named on the command line (default all), in a temporary directory."""
+    logging.getLogger("wgf").setLevel(logging.WARNING)
+    items = {"1": linear_moments, "2": relu_in_n, "3": langevin_plateau}
+    chosen = sys.argv[1:] or list(items)
+    with tempfile.TemporaryDirectory() as tmp:
+        for item in chosen:
+            items[item](Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
