@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,8 @@ import numpy as np
 from wgf import api
 from wgf.cases import closed_forms as cf
 from wgf.postprocess import sampling as diag
-from wgf.sample import diagnostics, sample
+from wgf.postprocess.results import read_results
+from wgf.sample import Sampled, diagnostics, sample
 from wgf.solvers.particles import probability_flow as pf
 
 HERE = Path(__file__).resolve().parent
@@ -75,33 +77,57 @@ def forward_run(solver: str, overrides: dict, tag: str) -> Path:
     return path
 
 
+def forward_summary(path: Path) -> str:
+    """The forward run's wall time and relative L1 error at T, as recorded in its file."""
+    found = read_results(path).diagnostics
+    return f"forward {found['wall_time'][-1]:.0f} s, L1 at T {found['l1_error'][-1]:.1e}"
+
+
+def report(label: str, case: api.Case, result: Sampled, note: str = "") -> None:
+    """One row: W2 and energy distance (with floors), mode masses, cost, wall time."""
+    found = diagnostics(case, result.trajectories.samples)
+    masses = " ".join(f"{found[f'mode_mass_{k}']:.3f}" for k in range(5))
+    print(
+        f"{label:>26}: W2 {found['w2']:.4f} (floor {found['w2_floor']:.4f})  energy "
+        f"{found['energy_distance']:.2e} (floor {found['energy_distance_floor']:.2e})  "
+        f"modes {masses}  {result.trajectories.evaluations} evals  "
+        f"{result.wall_time:.1f} s{note}",
+        flush=True,
+    )
+
+
 def score_study(quick: bool, samples: int = 4000) -> None:
-    """W2, energy distance and mode masses of each score in 2-D."""
+    """W2, energy distance and mode masses of each score in 2-D, and SDE against ODE."""
     case = api.load(CASE_2D)
-    runs: list[tuple[str, str, Path | None, bool]] = [("exact", "exact", None, False)]
-    runs.append(("exact", "exact, SDE 800 steps", None, True))
-    fem_levels = (64,) if quick else (64, 128)
-    for n in fem_levels:
-        cells = {"domain.cells": [n, n], "time.tau": 0.02 * 64 / n}
-        runs.append(("fem", f"fem {n}²", forward_run("fem-implicit", cells, f"fem{n}"), False))
-    if not quick:
-        for n in (2500, 10_000):
-            params = {"solver.blob.particles": n}
-            runs.append(("blob", f"blob N={n}", forward_run("blob", params, f"blob{n}"), False))
-    for score, label, source, sde in runs:
-        result = sample(
-            case, score, samples=samples, source=source, sde=sde, steps=800, out=OUT, snapshots=2
-        )
-        found = diagnostics(case, result.trajectories.samples)
-        masses = " ".join(f"{found[f'mode_mass_{k}']:.3f}" for k in range(5))
-        print(
-            f"{label:>22}: W2 {found['w2']:.4f} (floor {found['w2_floor']:.4f})  energy "
-            f"{found['energy_distance']:.2e} (floor {found['energy_distance_floor']:.2e})  "
-            f"modes {masses}  {result.trajectories.evaluations} evals  "
-            f"{result.wall_time:.1f} s"
-        )
     weights = " ".join(f"{w:.3f}" for w in case.config["initial"]["weights"])
-    print(f"{'':>22}  (mode weights {weights})")
+    print(f"{samples} samples against {samples} data samples; mode weights {weights}")
+    draw = partial(sample, case, samples=samples, out=OUT, snapshots=2)
+    runs: list[tuple[str, str, Path | None]] = [("exact", "exact", None)]
+    for n in (64,) if quick else (64, 128):
+        cells = {"domain.cells": [n, n], "time.tau": 0.02 * 64 / n}
+        runs.append(("fem", f"fem {n}²", forward_run("fem-implicit", cells, f"fem{n}")))
+    for n in () if quick else (2500, 10_000):
+        params = {"solver.blob.particles": n}
+        runs.append(("blob", f"blob N={n}", forward_run("blob", params, f"blob{n}")))
+    odes = {}
+    for score, label, source in runs:
+        odes[label] = draw(score, source=source)
+        report(label, case, odes[label], f"  ({forward_summary(source)})" if source else "")
+    # Equal cost: the SDE gets as many score evaluations (steps) as the adaptive ODE used.
+    print("reverse SDE (Euler–Maruyama) against the ODE (RK45) at equal score evaluations:")
+    for score, label, source in runs[:2]:
+        ode = odes[label]
+        steps = ode.trajectories.evaluations
+        report(f"{label}, ODE RK45 1e-6", case, ode)
+        report(
+            f"{label}, SDE {steps} steps", case, draw(score, source=source, sde=True, steps=steps)
+        )
+        if not quick:
+            report(
+                f"{label}, SDE {4 * steps} steps",
+                case,
+                draw(score, source=source, sde=True, steps=4 * steps),
+            )
 
 
 def main() -> None:
