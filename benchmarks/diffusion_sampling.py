@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/diffusion_sampling.py map      # 1-D: exact map error, RK4 order
     .venv/bin/python benchmarks/diffusion_sampling.py scores   # 2-D: W2, energy distance, modes
     .venv/bin/python benchmarks/diffusion_sampling.py scores --quick   # exact + fem 64² only
+    .venv/bin/python benchmarks/diffusion_sampling.py floor    # the floor's sample-to-sample spread
 
 ``map``: the 1-D mixture ½N(-2, 0.25²) + ½N(2, 0.5²) under the OU flow to T = 5; 10⁴
 points x_T (the quantiles (i + ½)/10⁴ of ρ_T) are carried back by the probability-flow ODE
@@ -10,10 +11,14 @@ with the exact score and compared with the exact map F₀⁻¹(F_T(x_T)): SciPy'
 methods at several tolerances, then our fixed-step RK4 at halving steps (the order).
 
 ``scores``: the 2-D five-mode mixture; 4000 samples of N(0, I) at T = 5 carried back with
-each score, against 4000 data samples: W2 (exact EMD), the energy distance, both with the
-floor of two independent data samples, the mode masses and the wall time.  The forward
-runs (fem-implicit at 64² and 128², blob at N = 2500 and 10⁴) are made first, in
-``out/bench-sampling`` (kept: a second call reuses them).
+each score (ODE, RK45 at rtol = atol = 1e-6), against 4000 data samples: W2 (exact EMD),
+the energy distance, both with the floor of two independent data samples, the mode
+masses, the score evaluations and the sampling wall time (the forward run's wall time and
+L1 error at T in brackets).  The forward runs (fem-implicit at 64² and 128², blob at
+N = 2500 and 10⁴) are made first, in ``out/bench-sampling`` (kept: a second call reuses
+them).  Then the reverse SDE against the ODE at equal cost: as many Euler–Maruyama steps
+(one score evaluation each) as the ODE spent evaluations, for the exact and the 64² FE
+score, and 4× as many.  ``--quick``: exact and fem 64² only, no 4× SDE rows.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import numpy as np
 
 from wgf import api
 from wgf.cases import closed_forms as cf
+from wgf.cases.case import mixture_parameters
 from wgf.postprocess import sampling as diag
 from wgf.postprocess.results import read_results
 from wgf.sample import Sampled, diagnostics, sample
@@ -130,13 +136,37 @@ def score_study(quick: bool, samples: int = 4000) -> None:
             )
 
 
+def floor_study(samples: int = 4000, pairs: int = 8) -> None:
+    """The spread of the floor: W2 and mode masses of independent pairs of data samples.
+
+    A sampler is judged by W2 against one data sample; that W2 moves with the data
+    sample's own mode counts, so differences between rows below this spread are noise.
+    """
+    case = api.load(CASE_2D)
+    weights, means, covs = mixture_parameters(case.config["initial"], case.dim)
+    values, masses = [], []
+    for k in range(pairs):
+        x, _ = pf.mixture_samples(weights, means, covs, samples, 1000 + 2 * k)
+        y, _ = pf.mixture_samples(weights, means, covs, samples, 1001 + 2 * k)
+        values.append(diag.w2_samples(x, y))
+        masses.append(diag.mode_masses(x, weights, means, covs))
+    spread = np.std(masses, axis=0)
+    print(
+        f"W2 of {pairs} pairs of {samples} data samples: mean {np.mean(values):.4f}, "
+        f"std {np.std(values):.4f}, min {np.min(values):.4f}, max {np.max(values):.4f}; "
+        f"mode-mass std {' '.join(f'{s:.3f}' for s in spread)}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("study", choices=("map", "scores"))
+    parser.add_argument("study", choices=("map", "scores", "floor"))
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     if args.study == "map":
         map_study()
+    elif args.study == "floor":
+        floor_study()
     else:
         score_study(args.quick)
 
