@@ -7,7 +7,7 @@ import pytest
 from mpi4py import MPI
 from scipy.special import ndtri
 
-from tests.conftest import ROOT, read, run_case, wgf
+from tests.conftest import ROOT, assert_user_error, read, run_case, wgf
 from wgf.cases import closed_forms as cf
 from wgf.cases import load_case
 from wgf.cases.errors import UserError
@@ -170,6 +170,44 @@ def test_kernel_score_of_a_gaussian_cloud():
     assert far[0, 0] == pytest.approx((x.max() - 40.0) / eps)
 
 
+def test_tabulated_kernel_score_matches_the_direct_sum():
+    """The grid table of ∇log ρ_ε agrees with the direct sum, on and off its grid.
+
+    The particles are a weighted lattice of spacing h (the blob method's start) with
+    ε = 2h², the rule of :class:`KernelScore`.
+    """
+    rng = np.random.default_rng(3)
+    for dim, cells in ((1, 200), (2, 40)):
+        axis = -4.0 + (np.arange(cells) + 0.5) * 8.0 / cells
+        x = np.stack([g.ravel() for g in np.meshgrid(*[axis] * dim, indexing="ij")], axis=1)
+        w = np.exp(-0.5 * np.sum((x - 1.0) ** 2, 1) / 0.3) + np.exp(-0.5 * np.sum(x**2, 1))
+        w /= w.sum()
+        eps = 2.0 * (8.0 / cells) ** 2
+        table = pf.TabulatedKernelScore(x, w, eps)
+        points = np.concatenate([rng.normal(0.5, 1.0, (500, dim)), np.full((2, dim), 9.0)])
+        direct = pf.kernel_score(points, x, w, eps)
+        scale = np.abs(direct[:500]).max()
+        np.testing.assert_allclose(table(points)[:500], direct[:500], rtol=0, atol=2e-3 * scale)
+        np.testing.assert_array_equal(table(points)[500:], direct[500:])  # off the grid
+
+
+def test_mass_spacing_measures_the_particles_that_carry_the_mass():
+    """Heavy particles 0.5 apart, more light ones 0.01 apart: the plain median is 0.01."""
+    heavy = np.stack(np.meshgrid(np.arange(10) * 0.5, np.arange(10) * 0.5), -1).reshape(-1, 2)
+    light = np.stack([10.0 + np.arange(150) * 0.01, np.zeros(150)], axis=1)
+    x = np.concatenate([heavy, light])
+    w = np.concatenate([np.full(100, 1e-2), np.full(150, 1e-8)])
+    assert np.median(pf_nearest(x)) == pytest.approx(0.01)
+    assert pf.mass_spacing(x, w) == pytest.approx(0.5)
+
+
+def pf_nearest(x):
+    """Nearest-neighbour distances (the unweighted measure the old rule used)."""
+    from scipy.spatial import cKDTree
+
+    return cKDTree(x).query(x, k=2)[0][:, 1]
+
+
 def test_reverse_sde_recovers_the_mode_masses_and_is_seeded():
     case = mixture_case()
     flow = pf.OrnsteinUhlenbeck.of(case)
@@ -223,3 +261,87 @@ def test_samples_do_not_depend_on_the_communicator():
     whole = sample(case, "exact", samples=200, comm=MPI.COMM_SELF, snapshots=2)
     again = sample(case, "exact", samples=200, comm=MPI.COMM_WORLD, snapshots=2)
     np.testing.assert_array_equal(whole.trajectories.samples, again.trajectories.samples)
+
+
+#: The issue's bad input for ``wgf sample``: (arguments, message).  ``{missing}`` is a path
+#: that does not exist.
+SINGULAR_COVS = (
+    "initial.covs=[[[1.0,1.0],[1.0,1.0]],[[0.1,-0.05],[-0.05,0.25]],[[0.4,0.0],[0.0,0.06]],"
+    "[[0.08,0.0],[0.0,0.08]],[[0.15,0.08],[0.08,0.12]]]"
+)
+SAMPLE_BAD_INPUT = {
+    "weights not summing to 1": (
+        [str(CASE_2D), "--set", "initial.weights=[0.3,0.3,0.2,0.15,0.1]"],
+        "weights must sum to 1",
+    ),
+    "negative weight": ([str(CASE_1D), "--set", "initial.weights=[1.2,-0.2]"], "must be >= 0"),
+    "singular covariance": ([str(CASE_2D), "--set", SINGULAR_COVS], "positive definite"),
+    "exact score without a closed form": (["fokker_planck_ou_1d"], "no closed-form score"),
+    "fem score from a missing run": (
+        [str(CASE_2D), "--score", "fem", "--from", "{missing}"],
+        "does not exist",
+    ),
+}
+
+
+def _sample_bad_input(name: str, tmp_path, ranks: int) -> None:
+    args, message = SAMPLE_BAD_INPUT[name]
+    args = [a.format(missing=tmp_path / "none.h5") for a in args]
+    score = [] if "--score" in args else ["--score", "exact"]
+    out = tmp_path / "out"
+    assert_user_error(wgf("sample", *args, *score, "--out", str(out), ranks=ranks), message)
+    assert not out.exists(), "bad input must not leave output behind"
+
+
+@pytest.mark.parametrize("name", list(SAMPLE_BAD_INPUT))
+def test_sample_refuses_bad_input(name, tmp_path):
+    _sample_bad_input(name, tmp_path, ranks=0)
+
+
+@pytest.mark.parametrize("name", ["weights not summing to 1", "exact score without a closed form"])
+def test_sample_refuses_bad_input_on_two_ranks(name, tmp_path):
+    _sample_bad_input(name, tmp_path, ranks=2)
+
+
+def test_sample_refuses_a_forward_run_of_another_case(tmp_path):
+    summary = run_case(
+        str(CASE_1D),
+        ["domain.cells=[50]", "time.tau=0.05", "time.t_end=0.1", "output.snapshots=2"],
+        tmp_path / "run",
+    )
+    out = tmp_path / "out"
+    proc = wgf(
+        "sample", str(CASE_2D), "--score", "fem", "--from", str(summary.path), "--out", str(out)
+    )
+    assert_user_error(proc, "is a run of case 'gaussian_mixture_1d', not 'gaussian_mixture_2d'")
+    assert not out.exists()
+
+
+def test_a_short_forward_flow_is_warned_about_with_the_kl_bound(tmp_path):
+    """T = 1: the bound Σ_k w_k KL(N_k(T)‖N(0, 1)) in the warning is the 1-D formula's."""
+    short = wgf(
+        "sample",
+        str(CASE_1D),
+        "--score",
+        "exact",
+        "--samples",
+        "50",
+        "--set",
+        "time.t_end=1.0",
+        "--out",
+        str(tmp_path / "short"),
+    )
+    assert short.returncode == 0, short.stderr
+    decay = np.exp(-1.0)
+    bound = 0.0
+    for mean, var in ((-2.0, 0.0625), (2.0, 0.25)):
+        m, s2 = mean * decay, var * decay**2 + 1.0 - decay**2  # the component at T = 1
+        bound += 0.5 * 0.5 * (s2 + m * m - 1.0 - np.log(s2))  # ½ KL(N(m, s2)‖N(0, 1))
+    (line,) = [line for line in short.stdout.splitlines() if "KL(ρ_T‖noise)" in line]
+    assert "T = 1 is short" in line and f"≤ {bound:.3g} " in line
+    assert bound > 0.1  # the case is far from the noise at T = 1 (the test would pass vacuously)
+    # At the case's T = 5 the bound is below the threshold: no warning.
+    long = wgf(
+        "sample", str(CASE_1D), "--score", "exact", "--samples", "50", "--out", str(tmp_path)
+    )
+    assert long.returncode == 0 and "KL(ρ_T‖noise)" not in long.stdout
