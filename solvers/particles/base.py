@@ -13,7 +13,21 @@ identical on every rank:
 * ``escaped``: how many times a particle left the box so far (see :meth:`reflect`);
 * ``interaction_energy`` (cases with ``[energy.interaction]``): ½ Σ_{i≠j} w_i w_j W_δ(x_i - x_j),
   W_δ the kernel mollified at the solver's :attr:`ParticleSolver.interaction_delta`; it is
-  part of ``energy`` too.
+  part of ``energy`` too;
+* ``peak_density`` and ``resolved_density`` (cases with an interaction, the only term that
+  can concentrate the density in finite time, and solvers with a resolution length ℓ,
+  :meth:`ParticleSolver.resolution_length`, the width at which their pair force is
+  mollified): the peak max_i ρ_ℓ(x_i) of the Gaussian estimate ρ_ℓ = Σ_j w_j φ_{ℓ²}(· − x_j)
+  of variance ℓ², and M/(2π(K² + 1)ℓ²)^{d/2}, K = :data:`RESOLVED_WIDTH`, the peak of ρ_ℓ
+  for a Gaussian cloud of mass M and standard deviation Kℓ.  A higher peak is a cloud
+  narrower than Kℓ, which the particles do not resolve: the driver then stops the run
+  (:func:`~wgf.solvers.acceptance.check_resolved`).  Why K = 2: for a Gaussian cloud of
+  standard deviation s the Newtonian attraction mollified at ℓ keeps the fraction
+  E[r²/(r² + ℓ²)] of its virial (r the distance of two particles): 0.67 at s = ℓ, where the
+  mollified Keller–Segel system has its (spurious) steady state and a peak near the limit
+  of K = 1, which it then never crosses, and 0.85 at s = 2ℓ.  ρ_ℓ saturates at
+  M/(2πℓ²)^{d/2} (every particle in one point), (K² + 1)^{d/2} times the limit, so a
+  collapsing cloud does reach it.
 
 Walls: the case box is a no-flux boundary.  A particle that ends a step outside it is
 mirrored back across the face it crossed (x → 2·upper - x), which is the particle
@@ -34,10 +48,14 @@ from wgf.cases import Case
 from wgf.cases.errors import UserError
 from wgf.solvers.base import FlowSolver
 from wgf.solvers.energy import FreeEnergy
+from wgf.solvers.particles.kde import kde_at
 from wgf.solvers.particles.parallel import allgather_blocks, block
 from wgf.solvers.particles.xdmf import PolyvertexSeries
 
 log = logging.getLogger(__name__)
+
+#: K: a cloud is resolved while it is at least K resolution lengths wide (module docstring).
+RESOLVED_WIDTH = 2.0
 
 
 def positive_param(solver: str, params: dict[str, Any], key: str) -> Any:
@@ -170,6 +188,39 @@ class ParticleSolver(FlowSolver):
             self._pair_energy = (self._version, value)
         return self._pair_energy[1]
 
+    # -- resolution (blow-up) -------------------------------------------------------------
+    def resolution_length(self) -> float | None:
+        """ℓ: the smallest width of a cloud the solver resolves (None: no blow-up check)."""
+        return None
+
+    @property
+    def resolves(self) -> str:  # type: ignore[override]
+        """The blow-up line's rule (see :func:`~wgf.solvers.acceptance.check_resolved`)."""
+        length = self.resolution_length() or float("nan")
+        return (
+            f"the particles resolve ({{limit}} = M/(2π(K² + 1)ℓ²)^{{{{d/2}}}}, K = "
+            f"{RESOLVED_WIDTH:g}: the peak of their Gaussian estimate at the resolution length "
+            f"ℓ = {length:.4g} for a Gaussian cloud of the same mass and width Kℓ)"
+        )
+
+    def peak_density(self, length: float) -> float:
+        """max_i ρ_ℓ(x_i), ρ_ℓ the Gaussian estimate of variance ℓ² (binned, O(N)).
+
+        Each rank evaluates its block of particles; the maximum is taken over ranks.
+        """
+        lo, hi = self.my_block()
+        local = kde_at(self.x[lo:hi], self.x, self.w, length**2)
+        return self.comm.allreduce(float(np.max(local, initial=-np.inf)), op=MPI.MAX)
+
+    def resolution(self) -> dict[str, float]:
+        """``peak_density`` and ``resolved_density`` (empty without a resolution length)."""
+        length = self.resolution_length()
+        if length is None or not self.energy.has_interaction:
+            return {}
+        variance = (RESOLVED_WIDTH**2 + 1.0) * length**2
+        limit = self.mass / (2.0 * np.pi * variance) ** (self.case.dim / 2)
+        return {"peak_density": self.peak_density(length), "resolved_density": limit}
+
     # -- helpers -------------------------------------------------------------------------
     @property
     def n(self) -> int:
@@ -232,6 +283,7 @@ class ParticleSolver(FlowSolver):
         }
         if self.energy.has_interaction:
             out["interaction_energy"] = self.interaction_energy_value()
+        out.update(self.resolution())
         out.update(self.errors(t))
         return out
 

@@ -246,6 +246,14 @@ class Solver(ParticleSolver):
         sums = self.kernels(self.x, moments=False)
         return allgather_blocks(self.comm, mollified_density(sums, self.w))
 
+    def resolution_length(self) -> float:
+        """ℓ = √ε: the blob's width, at which the interaction is mollified too."""
+        return float(np.sqrt(self.eps))
+
+    def peak_density(self, length: float) -> float:
+        """max_i ρ_ε(x_i) (ℓ² = ε), from the neighbour list the velocity uses."""
+        return float(np.max(self.density_at_particles(), initial=-np.inf))
+
     def density_at(self, points: np.ndarray) -> np.ndarray:
         """ρ_ε at points: the Gaussian KDE of bandwidth √ε."""
         return density_at(points, self.x, self.w, self.eps)
