@@ -12,8 +12,9 @@ from wgf.cases.errors import UserError
 from wgf.solvers import solver_tables
 
 #: Shipped cases verified by an exact law other than a closed-form density: Keller–Segel's
-#: second-moment law (tests/test_fem_interaction.py).
-WITHOUT_CLOSED_FORM = {"keller_segel_2d"}
+#: second-moment law (tests/test_fem_interaction.py), and its supercritical variant, which
+#: blows up (tests/test_blowup.py).
+WITHOUT_CLOSED_FORM = {"keller_segel_2d", "keller_segel_2d_supercritical"}
 
 
 @pytest.mark.parametrize("path", shipped_cases(), ids=lambda p: p.stem)
