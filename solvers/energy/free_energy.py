@@ -11,7 +11,7 @@ answers are zeros.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from wgf.solvers.energy.backend import NUMPY, ArrayNamespace
 from wgf.solvers.energy.interaction import Interaction, Method
 from wgf.solvers.energy.internal import INTERNAL_ENERGIES, InternalEnergy, PowerLaw
 from wgf.solvers.energy.potential import POTENTIALS, Potential
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
 
 @dataclass(frozen=True)
@@ -139,11 +142,12 @@ class FreeEnergy:
         weights: np.ndarray,
         delta: float = 0.0,
         method: Method = "auto",
+        comm: MPI.Comm | None = None,
     ) -> np.ndarray:
         """Gershgorin row bounds 2Σ_j w_j‖∇²W_δ(x - y_j)‖ at ``points`` (zeros without W)."""
         if self.interaction is None:
             return np.zeros(len(points))
-        return self.interaction.local_stiffness(points, sources, weights, delta, method)
+        return self.interaction.local_stiffness(points, sources, weights, delta, method, comm)
 
     def interaction_potential(
         self,
@@ -152,11 +156,12 @@ class FreeEnergy:
         weights: np.ndarray,
         delta: float = 0.0,
         method: Method = "auto",
+        comm: MPI.Comm | None = None,
     ) -> np.ndarray:
         """W_δ∗μ at ``points`` for μ = Σ_j w_j δ_{y_j} (zeros without an interaction)."""
         if self.interaction is None:
             return np.zeros(len(points))
-        return self.interaction.potential_at(points, sources, weights, delta, method)
+        return self.interaction.potential_at(points, sources, weights, delta, method, comm)
 
     def interaction_gradient(
         self,
@@ -165,11 +170,12 @@ class FreeEnergy:
         weights: np.ndarray,
         delta: float = 0.0,
         method: Method = "auto",
+        comm: MPI.Comm | None = None,
     ) -> np.ndarray:
         """∇(W_δ∗μ) at ``points``, shape (n, d) (zeros without an interaction)."""
         if self.interaction is None:
             return np.zeros_like(points, dtype=float)
-        return self.interaction.gradient_at(points, sources, weights, delta, method)
+        return self.interaction.gradient_at(points, sources, weights, delta, method, comm)
 
     def interaction_energy(
         self, x: np.ndarray, w: np.ndarray, delta: float = 0.0, method: Method = "auto"

@@ -250,8 +250,10 @@ class Solver(ParticleSolver):
         """ℓ = √ε: the blob's width, at which the interaction is mollified too."""
         return float(np.sqrt(self.eps))
 
-    def peak_density(self, length: float) -> float:
-        """max_i ρ_ε(x_i) (ℓ² = ε), from the neighbour list the velocity uses."""
+    def peak_density(self, length: float, x: np.ndarray | None = None) -> float:
+        """max_i ρ_ε(x_i) (ℓ² = ε): at the current positions from the velocity's lists."""
+        if x is not None:
+            return super().peak_density(length, x)
         return float(np.max(self.density_at_particles(), initial=-np.inf))
 
     def density_at(self, points: np.ndarray) -> np.ndarray:
