@@ -22,7 +22,7 @@ import sys
 
 import numpy as np
 
-from wgf.postprocess.results import Results, read_results
+from wgf.postprocess.results import Results, is_results_file, read_results
 
 
 def keller_segel(run: Results) -> str:
@@ -73,7 +73,7 @@ def main(paths: list[str]) -> None:
         "keller_segel_2d_supercritical": supercritical,
         "swarm_2d": swarm,
     }
-    for path in paths:
+    for path in filter(is_results_file, paths):  # a glob also matches the *_fields.h5
         run = read_results(path)
         figure = figures.get(run.case_name)
         text = figure(run) if figure else "no figure for this case"
