@@ -278,6 +278,41 @@ class Case:
             return lambda t, x: cf.uniform_disk(x, center, 1.0, mass)
         return None
 
+    def second_moment_law(self) -> Callable[[float], float] | None:
+        """The exact second moment M₂(t) = ∫|x|²ρ(t, x) dx (about the origin), or None.
+
+        * A closed-form solution (``[exact]``): M₂ by the Gauss rule of
+          :func:`~wgf.cases.closed_forms.box_quadrature` on the box.
+        * Otherwise Keller–Segel (``kind = "newtonian"`` in 2-D, no potential): the virial
+          law M₂(t) = M₂(0) + (2dDM − χM²/(2π)) t (2dD M only with the entropy), exact
+          while the density is negligible at the wall and smooth (supercritical χM > 8π:
+          until the blow-up, no later than when it reaches 0); M₂(0) of the initial
+          density, by the same rule.  The origin does not matter: the pair terms depend
+          on x − y only.
+        * None for every other case.
+        """
+        lower = np.array(self.config["domain"]["lower"], dtype=float)
+        upper = np.array(self.config["domain"]["upper"], dtype=float)
+        if self.config["domain"]["shape"] != "box":
+            return None
+        points, weights = cf.box_quadrature(lower, upper)
+        moment = weights * np.einsum("nk,nk->n", points, points)
+        exact = self.exact_solution()
+        if exact is not None:
+            return lambda t: float(moment @ exact(t, points))
+        e, inter = self.config["energy"], self.config["energy"]["interaction"]
+        newtonian = inter is not None and inter["kind"] == "newtonian"
+        if not newtonian or self.dim != 2 or self.potential_function() is not None:
+            return None
+        if e["internal"] == "power":
+            return None  # d/dt M₂ would involve ∫ρ^m, which has no closed law
+        mass = self.config["initial"]["mass"]
+        rho0 = self.density("initial")(points)
+        m2_0 = float(moment @ rho0) * mass / float(weights @ rho0)  # normalised on the box
+        diffusion = 2 * self.dim * e["diffusivity"] * mass if e["internal"] == "entropy" else 0.0
+        slope = diffusion - float(inter["strength"]) * mass**2 / (2 * np.pi)
+        return lambda t: m2_0 + slope * t
+
     def mixture(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Weights (K,), means (K, d) and covariances (K, d, d) of the exact mixture at t.
 

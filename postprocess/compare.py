@@ -3,8 +3,10 @@
 At every snapshot time common to all runs it reports the error of each run against the
 closed form (relative L1/L2 on the sample grid, W2 to the exact density), and between
 every pair of runs the L1/L2 distance of the sampled densities and W2 (see
-:mod:`wgf.postprocess.w2`).  It writes ``compare.csv`` (every row), ``compare.h5`` and three
-figures: energy against time (log scale), error against time, and density slices.
+:mod:`wgf.postprocess.w2`).  It writes ``compare.csv`` (every row), ``compare.h5``, four
+figures: energy against time (log scale), error against time, density slices and the
+second moments of all runs with the case's exact law (``moments.png``), and the moment
+curves as one ParaView-readable ``moments_<run>.csv`` per run.
 
 Every L1/L2 here is on the sample grid (midpoint rule), for FE and particle runs alike;
 the table of ``wgf run`` shows the FE solvers' own errors, by Gauss quadrature on the
@@ -20,6 +22,7 @@ import csv
 import itertools
 import math
 import os
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -224,4 +227,38 @@ def write_outputs(result: Comparison, out_dir: Path) -> list[Path]:
         f["time"] = np.array([row["time"] for row in result.rows])
     from wgf.postprocess.plots import plot_comparison
 
-    return [csv_path, h5_path, *plot_comparison(result, out_dir)]
+    moments = write_moment_tables(result.runs, out_dir)
+    return [csv_path, h5_path, *moments, *plot_comparison(result, out_dir)]
+
+
+#: The per-step series of a moment table, beside the exact second moment.
+MOMENT_SERIES = ("second_moment", "interaction_energy", "energy")
+
+
+def write_moment_tables(runs: list[Results], out_dir: Path) -> list[Path]:
+    """One ``moments_<run>.csv`` per run: time, the moment series and the exact M₂.
+
+    Every time level of the run, numbers only, so that ParaView's CSV reader opens each
+    as a table and "Line Chart View" draws the curves (the PNG is ``moments.png``).
+    Columns: ``time``, those of :data:`MOMENT_SERIES` the run records, and
+    ``second_moment_exact`` where the case has a law (blank where it is negative).
+    """
+    from wgf.postprocess.plots import second_moment_curve
+
+    paths = []
+    for run, label in zip(runs, run_labels(runs), strict=True):
+        columns = {"time": run.time}
+        columns.update({k: run.diagnostics[k] for k in MOMENT_SERIES if k in run.diagnostics})
+        if "second_moment" not in columns:
+            continue
+        exact = second_moment_curve(run, run.time)
+        if exact is not None:
+            columns["second_moment_exact"] = exact
+        path = out_dir / f"moments_{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)}.csv"
+        with path.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(columns)
+            for row in zip(*columns.values(), strict=True):
+                writer.writerow(["" if math.isnan(v) else repr(float(v)) for v in row])
+        paths.append(path)
+    return paths

@@ -15,6 +15,10 @@ matplotlib figure (so tests can read its axes) or None when it would be empty:
   run's own Gauss quadrature, ``/diagnostics/l1_error``) and W2 to the exact density at the
   common snapshot times; a panel without data is left out, and without a closed form
   there is no figure.
+* :func:`moments_figure` — the second moment ∫|x|²ρ (about the origin, the diagnostic
+  ``second_moment``) of every run against t, with the case's exact law dashed where it
+  has one (:meth:`~wgf.cases.Case.second_moment_law`: a closed form, or Keller–Segel's
+  virial law, drawn while it is positive — a supercritical run blows up before).
 * :func:`slices_figure` — the density along x₁ through the centre of the sample grid at
   three times, with the closed form dotted when there is one.
 
@@ -47,7 +51,7 @@ DPI = 100
 
 
 def plot_comparison(result: Comparison, out_dir: Path) -> list[Path]:
-    """Write energy.png, errors.png and slices.png into ``out_dir``; return the paths.
+    """Write energy.png, errors.png, slices.png and moments.png; return the paths.
 
     A figure that would have no data (no energy series, no closed form) is not written;
     a one-line note on the ``wgf`` logger says so.
@@ -60,6 +64,7 @@ def plot_comparison(result: Comparison, out_dir: Path) -> list[Path]:
             f"case '{result.runs[0].case_name}' has no closed-form solution",
         ),
         "slices.png": (slices_figure(result, labels), "no snapshot"),
+        "moments.png": (moments_figure(result.runs, labels), "no run records second_moment"),
     }
     paths = []
     for name, (fig, why) in figures.items():
@@ -145,6 +150,35 @@ def error_figure(result: Comparison, labels: list[str]) -> plt.Figure | None:
         ax.set(xlabel="t", ylabel=ylabel, title=title)
         ax.legend()
     fig.suptitle(f"{result.runs[0].case_name}: errors against the exact solution")
+    return fig
+
+
+def second_moment_curve(run: Results, times: np.ndarray) -> np.ndarray | None:
+    """The exact M₂ of the run's case at ``times`` (NaN where the law is negative), or None."""
+    law = run.case().second_moment_law()
+    if law is None:
+        return None
+    values = np.array([law(float(t)) for t in times])
+    return np.where(values >= 0.0, values, np.nan)
+
+
+def moments_figure(runs: list[Results], labels: list[str]) -> plt.Figure | None:
+    """∫|x|²ρ against t for every run that records it, and the exact law (dashed)."""
+    with_m2 = [(r, lab) for r, lab in zip(runs, labels, strict=True) if _has(r, "second_moment")]
+    if not with_m2:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for run, label in with_m2:
+        t = run.time
+        ax.plot(t, run.diagnostics["second_moment"], "o-" if len(t) < 30 else "-", label=label)
+    t_end = max(float(run.time[-1]) for run, _ in with_m2)
+    t_law = np.linspace(0.0, t_end, 201)
+    exact = second_moment_curve(with_m2[0][0], t_law)
+    if exact is not None:
+        ax.plot(t_law, exact, "k--", label="exact law")
+    ax.set(xlabel="t", ylabel="∫|x|²ρ dx", title="second moment (about the origin)")
+    ax.legend()
+    fig.suptitle(f"{runs[0].case_name}: second moment")
     return fig
 
 

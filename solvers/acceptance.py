@@ -13,6 +13,14 @@ guarantees through :meth:`~wgf.solvers.base.FlowSolver.invariants`; the checks a
 * ``dissipation``: the JKO energy–dissipation inequality F(ρⁿ⁺¹) + W̃²/(2τ) ≤ F(ρⁿ) + tol,
   i.e. ``dissipation_gap`` ≥ −tol.
 
+A solver that can only represent densities up to some peak (a mesh: a bump narrower than a
+cell; particles: a cloud narrower than the blob or the mollifier) reports that limit as
+the diagnostic ``resolved_density`` next to its ``peak_density``; :func:`check_resolved`
+stops the run when the peak exceeds it.  This is how a concentrating (blowing-up) flow,
+supercritical Keller–Segel, ends: with the completed steps kept and one line naming the
+time and the peak, not with ever smaller steps on a density the discretisation no longer
+represents (a smaller τ cannot help, so the driver does not retry).
+
 A step that treats an interaction explicitly (W∗ρⁿ) proves these bounds only up to its
 ``interaction_defect`` ½⟨W∗δρ, δρ⟩, δρ = ρⁿ⁺¹ − ρⁿ, which is then added to the tolerance.
 
@@ -79,3 +87,21 @@ def check_step(
             f"(the JKO step's energy–dissipation inequality; F = {f1:.10g})"
         )
     return None
+
+
+def check_resolved(after: Mapping[str, float], t: float, resolves: str) -> str | None:
+    """The blow-up line if the peak density exceeds the solver's resolution limit, else None.
+
+    Args:
+        after: The diagnostics of the new level; checked only if they hold both
+            ``peak_density`` and ``resolved_density``.
+        t: The time of the new level.
+        resolves: What resolves the density and how the limit is defined, e.g.
+            ``"the mesh resolves (…)"``; ``{limit}`` in it is replaced by the limit.
+    """
+    peak, limit = after.get("peak_density"), after.get("resolved_density")
+    if peak is None or limit is None or not peak > limit:
+        return None
+    return f"blow-up: peak density {peak:.4g} at t = {t:.6g} exceeds what " + resolves.format(
+        limit=f"{limit:.4g}"
+    )

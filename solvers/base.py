@@ -41,6 +41,10 @@ class FlowSolver:
     adaptive_tau = False
     #: The size of the density (mass/|Ω|), the scale of the positivity check.
     density_scale = 1.0
+    #: What resolves the density and the rule of its limit, for the blow-up line of
+    #: :func:`~wgf.solvers.acceptance.check_resolved` (``{limit}``: the limit's value).
+    #: Used when :meth:`diagnostics` reports ``peak_density`` and ``resolved_density``.
+    resolves = "the solver resolves ({limit})"
 
     def __init__(self, case: Case, comm: MPI.Comm, params: dict[str, Any]) -> None:
         self.check_case(case)

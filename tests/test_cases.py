@@ -12,10 +12,12 @@ from wgf.cases.errors import UserError
 from wgf.solvers import solver_tables
 
 #: Shipped cases verified by an exact law other than a closed-form density: Keller–Segel's
-#: second-moment law (tests/test_fem_interaction.py); the token cases on the sphere, by the
-#: equiangular ODE and the circle's growth rates (tests/test_tokens.py).
+#: second-moment law (tests/test_fem_interaction.py), and its supercritical variant, which
+#: blows up (tests/test_blowup.py); the token cases on the sphere, by the equiangular ODE
+#: and the circle's growth rates (tests/test_tokens.py).
 WITHOUT_CLOSED_FORM = {
     "keller_segel_2d",
+    "keller_segel_2d_supercritical",
     "tokens_circle_usa",
     "tokens_sphere_sa",
     "tokens_equiangular",

@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 
 from wgf.cases import load_case
-from wgf.postprocess.compare import compare
+from wgf.postprocess.compare import compare, write_outputs
 from wgf.postprocess.labels import run_labels
 from wgf.postprocess.plots import (
     dissipation_rate,
     energy_figure,
     error_figure,
+    moments_figure,
     plot_comparison,
     slices_figure,
 )
@@ -178,3 +179,30 @@ def test_dissipation_rate_is_minus_the_forward_difference(values):
     t_mid, rate = dissipation_rate(np.array([0.0, 0.1, 0.3]), np.array(values))
     np.testing.assert_allclose(t_mid, [0.05, 0.2])
     np.testing.assert_allclose(rate, -np.diff(values) / [0.1, 0.2])
+
+
+def test_moments_figure_draws_every_run_and_the_exact_law(tmp_path):
+    # heat_1d: M₂(t) = σ₀² + 2Dt = 0.05 + 2t (the box [-3, 3] cuts 2e-8 off at T); one run
+    # on the law, one 0.01 above.
+    runs = [synthetic("a/heat_1d_blob.h5", "blob"), synthetic("b/heat_1d_fem.h5", "fem-jko")]
+    for run, off in zip(runs, (0.0, 0.01), strict=True):
+        run.diagnostics["second_moment"] = 0.05 + 2.0 * TIME + off
+    labels = run_labels(runs)
+    fig = moments_figure(runs, labels)
+    (ax,) = _axes(fig)
+    assert _legend_texts(ax) == [*labels, "exact law"]
+    lines = ax.get_lines()
+    np.testing.assert_allclose(lines[1].get_ydata(), 0.06 + 2.0 * TIME)
+    np.testing.assert_allclose(lines[2].get_ydata(), 0.05 + 2.0 * lines[2].get_xdata(), rtol=1e-6)
+    assert ax.get_xlabel() == "t" and "|x|²" in ax.get_ylabel()
+    # compare writes it, and one ParaView-readable table per run with the same numbers.
+    paths = write_outputs(compare(runs), tmp_path)
+    assert (tmp_path / "moments.png") in paths
+    table = np.genfromtxt(tmp_path / "moments_fem-jko.csv", delimiter=",", names=True)
+    assert table.dtype.names == ("time", "second_moment", "energy", "second_moment_exact")
+    gap = table["second_moment"] - table["second_moment_exact"]
+    np.testing.assert_allclose(gap, 0.01, atol=1e-7)
+    # Without the series there is nothing to draw.
+    for run in runs:
+        del run.diagnostics["second_moment"]
+    assert moments_figure(runs, labels) is None

@@ -72,3 +72,24 @@ def test_fem_implicit_with_interaction_agrees_on_one_and_two_ranks(case, sets, s
     keys = FE_COMPARED + (["diagnostics/l1_error"] if case == "aggregation_quadratic_2d" else [])
     keys = [k for k in keys if k != "diagnostics/l1_error" or "exact.kind=none" not in sets]
     assert_same_on_1_and_2_ranks(case, "fem-implicit", sets, shared_tmp, keys, atol=1e-11)
+
+
+def test_particle_mesh_shared_over_ranks_matches_one_rank():
+    # Each rank passes its block of targets; sampling rows and the two gradient components'
+    # transforms are split over the ranks, and the sums equal those of one rank.
+    import numpy as np
+    from mpi4py import MPI
+
+    from wgf.cases.case import _kernel
+    from wgf.solvers.energy.interaction import Interaction
+    from wgf.solvers.particles.parallel import allgather_blocks, block
+
+    comm = MPI.COMM_WORLD
+    term = Interaction(_kernel("r**2/2 - log(r)", "k"), 1.0, 2)
+    x = np.random.default_rng(3).normal(size=(5000, 2))
+    w = np.full(len(x), 1.0 / len(x))
+    lo, hi = block(len(x), comm)
+    for method in ("gradient_at", "potential_at", "local_stiffness"):
+        split = getattr(term, method)(x[lo:hi], x, w, 0.05, "mesh", comm)
+        alone = getattr(term, method)(x, x, w, 0.05, "mesh")
+        np.testing.assert_allclose(allgather_blocks(comm, split), alone, rtol=0, atol=1e-14)

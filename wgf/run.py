@@ -42,7 +42,7 @@ from wgf.results import (
     read_checkpoint,
     results_path,
 )
-from wgf.solvers.acceptance import check_step
+from wgf.solvers.acceptance import check_resolved, check_step
 from wgf.solvers.base import FlowSolver
 
 #: A rejected step of fixed τ is retried as 2 steps of τ/2, then 4 of τ/4, before the run stops.
@@ -254,7 +254,8 @@ def attempt(
 
     The solver's own failures (an inner solve that did not reach its tolerance) and the
     checks of :func:`~wgf.solvers.acceptance.check_step` against ``before`` both undo the
-    step and raise.
+    step and raise; so does a peak density beyond the solver's resolution
+    (:func:`~wgf.solvers.acceptance.check_resolved`), with ``tau_helps=False``.
 
     Returns:
         The inner iterations and the diagnostics at ``t_new``.
@@ -269,10 +270,12 @@ def attempt(
         solver.restore(saved)
         raise
     diag = solver.diagnostics(t_new)
-    problem = check_step(before, diag, solver.invariants(), solver.density_scale)
+    # A density the solver no longer resolves (blow-up) ends the run: no τ cures it.
+    blowup = check_resolved(diag, t_new, solver.resolves)
+    problem = blowup or check_step(before, diag, solver.invariants(), solver.density_scale)
     if problem is not None:
         solver.restore(saved)
-        raise SolverError(problem, iterations=its)
+        raise SolverError(problem, iterations=its, tau_helps=blowup is None)
     return its, diag
 
 

@@ -107,11 +107,12 @@ class Attention:
         weights: np.ndarray,
         delta: float = 0.0,
         method: str = "auto",
+        comm: object = None,
     ) -> np.ndarray:
         """κ Σ_j w_j e^{β⟨x,y_j⟩} y_j / Z at ``points`` (ambient; the solver projects it).
 
-        ``delta`` and ``method`` are those of the radial term's sums (unused: attention is
-        smooth and its sums are dense).
+        ``delta``, ``method`` and ``comm`` are those of the radial term's sums (unused:
+        attention is smooth and its dense sums need no split grid).
         """
         scalar, vector = self._sums(points, sources, weights)
         if self.normalization == "usa":

@@ -15,7 +15,7 @@ report the risk and the teacher alignment.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from wgf.solvers.energy.interaction import Interaction, Method
 from wgf.solvers.energy.internal import INTERNAL_ENERGIES, InternalEnergy, PowerLaw
 from wgf.solvers.energy.network import NetworkInteraction, TwoLayerNetwork
 from wgf.solvers.energy.potential import POTENTIALS, Potential
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
 #: The interaction terms, each built by its ``from_case`` (None when the case is not its).
 INTERACTIONS: tuple[type[Interaction] | type[Attention], ...] = (Interaction, Attention)
@@ -149,6 +152,18 @@ class FreeEnergy:
         """Whether F has a pair term (its diagnostics report ``interaction_energy``)."""
         return self.interaction is not None
 
+    @property
+    def may_blow_up(self) -> bool:
+        """Whether the flow may concentrate beyond any resolution in finite time.
+
+        Only a singular pair kernel (log r, r^{-a}: Keller–Segel) can focus mass into a
+        point in finite time; smooth kernels (r²/2, attention, a network's) contract at
+        most exponentially, and a token cluster or a concentrated neuron cloud is the
+        answer there, not a failure.  Solvers check that they resolve the density only
+        when this holds (:func:`~wgf.solvers.acceptance.check_resolved`).
+        """
+        return self.interaction is not None and self.interaction.singular
+
     def interaction_mollifier(self, length: float) -> float:
         """δ of the mollified kernel for a solver resolving ``length`` (0: not mollified)."""
         return 0.0 if self.interaction is None else self.interaction.mollifier(length)
@@ -170,6 +185,7 @@ class FreeEnergy:
         weights: np.ndarray,
         delta: float = 0.0,
         method: Method = "auto",
+        comm: MPI.Comm | None = None,
     ) -> np.ndarray:
         """The interaction's velocity at ``points`` for μ = Σ_j w_j δ_{y_j} (zeros without one).
 
@@ -178,7 +194,7 @@ class FreeEnergy:
         """
         if self.interaction is None:
             return np.zeros_like(points, dtype=float)
-        return self.interaction.velocity_at(points, sources, weights, delta, method)
+        return self.interaction.velocity_at(points, sources, weights, delta, method, comm)
 
     def interaction_local_stiffness(
         self,
@@ -187,11 +203,12 @@ class FreeEnergy:
         weights: np.ndarray,
         delta: float = 0.0,
         method: Method = "auto",
+        comm: MPI.Comm | None = None,
     ) -> np.ndarray:
         """Gershgorin row bounds 2Σ_j w_j‖∇²W_δ(x - y_j)‖ at ``points`` (zeros without W)."""
         if self.interaction is None:
             return np.zeros(len(points))
-        return self.interaction.local_stiffness(points, sources, weights, delta, method)
+        return self.interaction.local_stiffness(points, sources, weights, delta, method, comm)
 
     def interaction_potential(
         self,
@@ -200,11 +217,12 @@ class FreeEnergy:
         weights: np.ndarray,
         delta: float = 0.0,
         method: Method = "auto",
+        comm: MPI.Comm | None = None,
     ) -> np.ndarray:
         """W_δ∗μ at ``points`` for μ = Σ_j w_j δ_{y_j} (zeros without an interaction)."""
         if self.interaction is None:
             return np.zeros(len(points))
-        return self.interaction.potential_at(points, sources, weights, delta, method)
+        return self.interaction.potential_at(points, sources, weights, delta, method, comm)
 
     def interaction_gradient(
         self,
@@ -213,11 +231,12 @@ class FreeEnergy:
         weights: np.ndarray,
         delta: float = 0.0,
         method: Method = "auto",
+        comm: MPI.Comm | None = None,
     ) -> np.ndarray:
         """∇(W_δ∗μ) at ``points``, shape (n, d) (zeros without an interaction)."""
         if self.interaction is None:
             return np.zeros_like(points, dtype=float)
-        return self.interaction.gradient_at(points, sources, weights, delta, method)
+        return self.interaction.gradient_at(points, sources, weights, delta, method, comm)
 
     def interaction_energy(
         self, x: np.ndarray, w: np.ndarray, delta: float = 0.0, method: Method = "auto"

@@ -36,6 +36,8 @@ import numpy as np
 from wgf.solvers.energy.pair_sums import direct_sum, mesh_sum
 
 if TYPE_CHECKING:
+    from mpi4py import MPI
+
     from wgf.cases import Case
     from wgf.cases.expressions import SymbolicFunction
 
@@ -183,6 +185,7 @@ class Interaction:
         weights: np.ndarray,
         delta: float = 0.0,
         method: Method = "auto",
+        comm: MPI.Comm | None = None,
     ) -> np.ndarray:
         """2 Σ_j w_j ‖∇²W_δ(x_i - y_j)‖ at each point (pairs at distance 0 skipped).
 
@@ -205,6 +208,8 @@ class Interaction:
             weights,
             lambda z: [self.hessian_norm(np.sqrt(np.einsum("nk,nk->n", z, z)), delta)],
             self.singular,
+            parity=[(1,) * points.shape[1]],
+            comm=comm,
         )
         return 2.0 * value
 
@@ -221,8 +226,13 @@ class Interaction:
         weights: np.ndarray,
         delta: float = 0.0,
         method: Method = "auto",
+        comm: MPI.Comm | None = None,
     ) -> np.ndarray:
-        """(W_δ∗μ)(x) = Σ_j w_j W_δ(|x - y_j|) at ``points`` (pairs at distance 0 skipped)."""
+        """(W_δ∗μ)(x) = Σ_j w_j W_δ(|x - y_j|) at ``points`` (pairs at distance 0 skipped).
+
+        ``comm``: the particle mesh shares its work over the ranks (collective; each rank
+        passes its own points), see :func:`~wgf.solvers.energy.pair_sums.mesh_sum`.
+        """
         if self._method(method, len(sources)) == "direct":
             value, _ = direct_sum(points, sources, weights, value=lambda r: self.W(r, delta))
             assert value is not None
@@ -233,6 +243,8 @@ class Interaction:
             weights,
             lambda z: [self.W(np.sqrt(np.einsum("nk,nk->n", z, z)), delta)],
             self.singular,
+            parity=[(1,) * points.shape[1]],
+            comm=comm,
         )
         return value
 
@@ -243,10 +255,12 @@ class Interaction:
         weights: np.ndarray,
         delta: float = 0.0,
         method: Method = "auto",
+        comm: MPI.Comm | None = None,
     ) -> np.ndarray:
         """∇(W_δ∗μ)(x) = Σ_j w_j ∇W_δ(x - y_j) at ``points``, shape (n, d).
 
-        The velocity of a particle at x is minus this.
+        The velocity of a particle at x is minus this.  ``comm`` as for
+        :meth:`potential_at`; component k is odd in z_k and even in the other coordinates.
         """
         if self._method(method, len(sources)) == "direct":
             _, grad = direct_sum(
@@ -261,7 +275,10 @@ class Interaction:
             f[r == 0.0] = 0.0  # the odd kernel's value at the origin
             return [f * z[:, k] for k in range(z.shape[1])]
 
-        return np.stack(mesh_sum(points, sources, weights, sample, self.singular), axis=1)
+        d = points.shape[1]
+        parity = [tuple(-1 if j == k else 1 for j in range(d)) for k in range(d)]
+        sums = mesh_sum(points, sources, weights, sample, self.singular, parity=parity, comm=comm)
+        return np.stack(sums, axis=1)
 
     def velocity_at(
         self,
@@ -270,9 +287,10 @@ class Interaction:
         weights: np.ndarray,
         delta: float = 0.0,
         method: Method = "auto",
+        comm: MPI.Comm | None = None,
     ) -> np.ndarray:
         """The velocity -∇(W_δ∗μ) at ``points`` that the term gives a particle there."""
-        return -self.gradient_at(points, sources, weights, delta, method)
+        return -self.gradient_at(points, sources, weights, delta, method, comm)
 
     def energy(
         self, x: np.ndarray, w: np.ndarray, delta: float = 0.0, method: Method = "auto"

@@ -20,17 +20,33 @@ the particles (blob, langevin) or at mesh vertices (the FE solvers, next).  Two 
   Newton's third law: the total force, and the self force of a particle, vanish to round-off.
 
 The PM grid spacing is isotropic: ``cells`` cells along the longest side of the bounding box.
-Every rank deposits all sources and transforms the whole grid (so the result does not depend
-on the number of ranks); only the interpolation is split, by the caller's choice of targets.
+
+Symmetry.  A radial kernel's value is even in every coordinate of the offset, and the k-th
+component of its gradient is odd in z_k and even in the others.  Given these parities the
+kernels are sampled on the non-negative offsets only (about 2^{-d} of the padded grid,
+near-origin averages included) and reflected: sampling, which evaluates the kernel formula,
+was the largest part of a sum.
+
+Over ranks (``comm``): every rank deposits all sources and transforms the mass (cheap,
+and so the masses are bitwise the same everywhere); the sampling is split by rows of the
+non-negative offsets (then all-gathered), and the kernels are dealt out, kernel k to rank
+k mod p, which transforms it, convolves and broadcasts the field on the grid; each rank
+then interpolates every field at its own targets (the caller's block).  Every value is
+computed by the same operations on any number of ranks, so the sums do not depend on it.
+A gradient in d dimensions has d kernels, so at most d ranks share the transforms.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from itertools import product
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import fft
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
 
 #: Pair entries per chunk of the direct sum (each float temporary 512 kB: cache-sized).
 CHUNK_PAIRS = 1 << 16
@@ -104,11 +120,14 @@ def _wrapped(p: int) -> np.ndarray:
 
 
 class _Grid:
-    """The PM grid over the bounding box of some points, and CIC weights on it."""
+    """The PM grid over a box (by default the bounding box of the points), and CIC on it."""
 
-    def __init__(self, points: np.ndarray, cells: int) -> None:
-        self.lower = points.min(axis=0)
-        extent = points.max(axis=0) - self.lower
+    def __init__(
+        self, points: np.ndarray, cells: int, box: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> None:
+        lower, upper = box if box is not None else (points.min(axis=0), points.max(axis=0))
+        self.lower = lower
+        extent = upper - self.lower
         longest = float(extent.max())
         self.h = longest / cells if longest > 0.0 else 1.0
         self.shape = tuple(int(np.floor(e / self.h)) + 2 for e in extent)
@@ -151,6 +170,70 @@ class _Grid:
 Sampler = Callable[[np.ndarray], list[np.ndarray]]
 
 
+#: Per kernel, its parity in each coordinate of the offset: +1 even, -1 odd.
+Parities = Sequence[Sequence[int]]
+
+
+def _share(n: int, size: int, rank: int) -> tuple[int, int]:
+    """Rank ``rank``'s contiguous share [lo, hi) of n rows among ``size`` ranks."""
+    return n * rank // size, n * (rank + 1) // size
+
+
+def _sampled_half(
+    grid: _Grid, sample: Sampler, singular: bool, comm: MPI.Comm | None
+) -> list[np.ndarray]:
+    """The kernels on the non-negative offsets 0..max|o| per axis, near-origin averaged.
+
+    Each rank samples its share of the rows (first axis) and the shares are all-gathered.
+    """
+    half = tuple(int(np.abs(_wrapped(p)).max()) + 1 for p in grid.padded)
+    size, rank = (1, 0) if comm is None else (comm.size, comm.rank)
+    lo, hi = _share(half[0], size, rank)
+    axes = [np.arange(lo, hi), *(np.arange(n) for n in half[1:])]
+    mesh = np.meshgrid(*axes, indexing="ij")
+    z = np.stack([m.ravel() for m in mesh], axis=1) * grid.h
+    with np.errstate(all="ignore"):
+        local = [np.ascontiguousarray(v.reshape(hi - lo, *half[1:])) for v in sample(z)]
+    if comm is not None and size > 1:
+        row = int(np.prod(half[1:]))
+        counts = [row * (b - a) for a, b in (_share(half[0], size, r) for r in range(size))]
+        values = []
+        for part in local:
+            full = np.empty(half)
+            comm.Allgatherv(part, [full, counts])
+            values.append(full)
+    else:
+        values = local
+    if singular:  # every rank averages the few near cells itself
+        near_axes = [np.arange(NEAR + 1)] * len(half)
+        near = tuple(m.ravel() for m in np.meshgrid(*near_axes, indexing="ij"))
+        z_near = np.stack(near, axis=1) * grid.h
+        nodes, gw = np.polynomial.legendre.leggauss(GAUSS)
+        averages = [np.zeros(len(z_near)) for _ in values]
+        for point in product(range(GAUSS), repeat=len(half)):
+            weight = float(np.prod(0.5 * gw[list(point)]))
+            with np.errstate(all="ignore"):
+                shifted = sample(z_near + 0.5 * grid.h * nodes[list(point)])
+            for average, value in zip(averages, shifted, strict=True):
+                average += weight * value
+        for value, average in zip(values, averages, strict=True):
+            value[near] = average
+    return values
+
+
+def _reflected(half: np.ndarray, padded: tuple[int, ...], parity: Sequence[int]) -> np.ndarray:
+    """The kernel on the whole padded grid from its non-negative offsets and parity."""
+    full = half
+    for axis, (p, sign) in enumerate(zip(padded, parity, strict=True)):
+        signed = _wrapped(p)
+        full = np.take(full, np.abs(signed), axis=axis)
+        if sign < 0:
+            shape = [1] * full.ndim
+            shape[axis] = p
+            full = full * np.sign(signed).reshape(shape)
+    return full
+
+
 def _sampled(grid: _Grid, sample: Sampler, singular: bool) -> list[np.ndarray]:
     """The kernels on the padded grid's offsets; the near-origin cells averaged if singular."""
     z = grid.offsets()
@@ -182,28 +265,55 @@ def mesh_sum(
     sample: Sampler,
     singular: bool,
     cells: int | None = None,
+    parity: Parities | None = None,
+    comm: MPI.Comm | None = None,
 ) -> list[np.ndarray]:
     """PM sums Σ_j w_j K(x_i - y_j) of several kernels K (see the module docstring).
 
     Args:
-        targets: Points x_i, shape (n, d).
-        sources: Points y_j, shape (N, d).
+        targets: Points x_i, shape (n, d) (with ``comm``: this rank's).
+        sources: Points y_j, shape (N, d) (with ``comm``: all of them, on every rank).
         weights: w_j, shape (N,).
         sample: The kernels at offset vectors z (m, d), e.g. [W(|z|)] or [∂_k W(z)]_k,
             sampled together so that they can share |z| and W'(|z|).
         singular: Whether to cell-average the near-origin offsets.
         cells: Cells along the longest side (default :func:`default_cells` of N).
+        parity: Each kernel's parity per coordinate (+1 even, -1 odd): then only the
+            non-negative offsets are sampled.  None: the whole grid.
+        comm: Share the sampling and the transforms over its ranks (collective: every
+            rank calls with its own targets and the same sources).
 
     Returns:
         One array (n,) per kernel.
     """
     dim = sources.shape[1]
-    grid = _Grid(np.concatenate([targets, sources]), cells or default_cells(len(sources), dim))
+    parallel = comm is not None and comm.size > 1
+    lower = np.minimum(sources.min(axis=0), targets.min(axis=0, initial=np.inf))
+    upper = np.maximum(sources.max(axis=0), targets.max(axis=0, initial=-np.inf))
+    if parallel:  # the grid must be the same on every rank whatever its targets
+        from mpi4py import MPI
+
+        comm.Allreduce(MPI.IN_PLACE, lower, op=MPI.MIN)
+        comm.Allreduce(MPI.IN_PLACE, upper, op=MPI.MAX)
+    grid = _Grid(sources, cells or default_cells(len(sources), dim), (lower, upper))
     axes = tuple(range(dim))
-    mass_hat = fft.rfftn(grid.deposit(sources, weights), s=grid.padded, axes=axes)
+    if parity is not None:
+        kernels = _sampled_half(grid, sample, singular, comm)
+    else:
+        kernels = _sampled(grid, sample, singular)
+    size, rank = (comm.size, comm.rank) if parallel else (1, 0)
+    mine = [k for k in range(len(kernels)) if k % size == rank]
     inside = tuple(slice(0, g) for g in grid.shape)
-    out = []
-    for kernel in _sampled(grid, sample, singular):
-        field = fft.irfftn(mass_hat * fft.rfftn(kernel, axes=axes), s=grid.padded, axes=axes)
-        out.append(grid.interpolate(np.ascontiguousarray(field[inside]), targets))
-    return out
+    fields = [np.empty(grid.shape) for _ in kernels]
+    if mine:
+        mass_hat = fft.rfftn(grid.deposit(sources, weights), s=grid.padded, axes=axes)
+        for k in mine:
+            kernel = kernels[k]
+            if parity is not None:
+                kernel = _reflected(kernel, grid.padded, parity[k])
+            field = fft.irfftn(mass_hat * fft.rfftn(kernel, axes=axes), s=grid.padded, axes=axes)
+            fields[k] = np.ascontiguousarray(field[inside])
+    if parallel:
+        for k, field in enumerate(fields):
+            comm.Bcast(field, root=k % size)
+    return [grid.interpolate(field, targets) for field in fields]

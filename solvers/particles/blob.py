@@ -323,6 +323,16 @@ class Solver(ParticleSolver):
         sums = self.kernels(self.x, moments=False)
         return allgather_blocks(self.comm, mollified_density(sums, self.w))
 
+    def resolution_length(self) -> float:
+        """ℓ = √ε: the blob's width, at which the interaction is mollified too."""
+        return float(np.sqrt(self.eps))
+
+    def peak_density(self, length: float, x: np.ndarray | None = None) -> float:
+        """max_i ρ_ε(x_i) (ℓ² = ε): at the current positions from the velocity's lists."""
+        if x is not None:
+            return super().peak_density(length, x)
+        return float(np.max(self.density_at_particles(), initial=-np.inf))
+
     def density_at(self, points: np.ndarray) -> np.ndarray:
         """ρ_ε at points: the Gaussian KDE of bandwidth √ε (von Mises–Fisher on a sphere)."""
         return self.domain.density(points, self.x, self.w, self.eps)

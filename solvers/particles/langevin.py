@@ -24,7 +24,8 @@ compared with: its errors are Monte-Carlo errors, O(N^{-1/2}).
 * Interaction (``[energy.interaction]``): the particles are the McKean–Vlasov system
   dX_i = -∇V(X_i) dt - Σ_j w_j ∇W_δ(X_i - X_j) dt + √(2D) dW_i, W_δ the kernel mollified at
   δ = Silverman's bandwidth of the initial sample when it is singular (the length at which
-  the solver resolves a density; fixed for the run, so the system is one fixed SDE); the
+  the solver resolves a density; fixed for the run, so the system is one fixed SDE, and the
+  resolution length of the blow-up check of :mod:`~wgf.solvers.particles.base`); the
   stability bound of the drift adds the interaction's stiffness (the smaller of κ M
   sup‖∇²W_δ‖ and the Gershgorin bound at the step's positions, as for blob).  The energy
   gains ½ Σ_{i≠j} w_i w_j W_δ(X_i - X_j).
@@ -98,7 +99,8 @@ class Solver(ParticleSolver):
                 *random_sample(case.density("initial"), self.lower, self.upper, n, self.mass, rng)
             )
         self.noise = np.sqrt(2.0 * self.energy.diffusivity) if self.energy.linear_diffusion else 0.0
-        self.interaction_delta = self.energy.interaction_mollifier(self.bandwidth())
+        self._length = self.bandwidth()
+        self.interaction_delta = self.energy.interaction_mollifier(self._length)
         self.counter = 0
 
     def noise_for(self, counter: int) -> np.ndarray:
@@ -145,6 +147,10 @@ class Solver(ParticleSolver):
     def bandwidth(self) -> float:
         """Silverman's bandwidth of the current particles."""
         return silverman_bandwidth(self.x, self.w)
+
+    def resolution_length(self) -> float:
+        """ℓ: Silverman's bandwidth of the initial sample (δ of a mollified kernel)."""
+        return self._length
 
     def density_at(self, points: np.ndarray) -> np.ndarray:
         """Gaussian KDE with Silverman's bandwidth (von Mises–Fisher on a sphere)."""

@@ -1,0 +1,84 @@
+"""The phases of one particle-mesh gradient sum at N = 10⁵, timed between barriers.
+
+The same steps as :func:`wgf.solvers.energy.pair_sums.mesh_sum` (grid, sampling on the
+non-negative offsets, deposit, mass transform, per kernel: reflection, transform,
+convolution, then the field broadcast and the interpolation at this rank's block), each
+between two barriers, so that a 1-rank and a 2-rank run show which phases the ranks
+share and how long each takes when both ranks are busy.  Prints the mean of 3 per rank.
+
+Run:  OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/mpiexec -n 2 .venv/bin/python -m mpi4py \\
+      benchmarks/interaction_phases.py   (and -n 1)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+from interaction_sums import DELTA, cloud, kernel
+from mpi4py import MPI
+from scipy import fft
+
+from wgf.solvers.energy import pair_sums as ps
+from wgf.solvers.particles.parallel import block
+
+REPEAT = 3
+
+
+def main() -> None:
+    """Print this rank's mean time per phase."""
+    comm = MPI.COMM_WORLD
+    term = kernel()
+    x, w = cloud(100_000)
+    lo, hi = block(len(x), comm)
+
+    def sample(z: np.ndarray) -> list[np.ndarray]:
+        r = np.sqrt(np.einsum("nk,nk->n", z, z))
+        f = term.force_factor(np.where(r > 0.0, r, 1.0), DELTA)
+        f[r == 0.0] = 0.0
+        return [f * z[:, k] for k in range(z.shape[1])]
+
+    term.gradient_at(x[:10], x, w, DELTA, "mesh")  # warm: the kernel's derivatives
+    parity = [(-1, 1), (1, -1)]
+    spent: dict[str, float] = {}
+
+    def tick(name: str, fn: Callable[[], object]) -> object:
+        comm.Barrier()
+        start = time.perf_counter()
+        out = fn()
+        comm.Barrier()
+        spent[name] = spent.get(name, 0.0) + time.perf_counter() - start
+        return out
+
+    def one_sum() -> None:
+        grid = tick("grid", lambda: ps._Grid(x, ps.default_cells(len(x), 2)))
+        kernels = tick("sampling", lambda: ps._sampled_half(grid, sample, True, comm))
+        masses = tick("deposit", lambda: grid.deposit(x, w))
+        mass_hat = tick("mass FFT", lambda: fft.rfftn(masses, s=grid.padded, axes=(0, 1)))
+        inside = tuple(slice(0, g) for g in grid.shape)
+        fields = [np.empty(grid.shape) for _ in kernels]
+        for k in range(comm.rank, len(kernels), comm.size):
+            full = tick("reflection", lambda k=k: ps._reflected(kernels[k], grid.padded, parity[k]))
+            hat = tick("kernel FFT", lambda full=full: fft.rfftn(full, axes=(0, 1)))
+            field = tick(
+                "convolution",
+                lambda hat=hat: fft.irfftn(mass_hat * hat, s=grid.padded, axes=(0, 1)),
+            )
+            fields[k] = np.ascontiguousarray(field[inside])
+
+        def broadcast() -> None:
+            for k, field in enumerate(fields):
+                comm.Bcast(field, root=k % comm.size)
+
+        tick("broadcast", broadcast)
+        tick("interpolation", lambda: [grid.interpolate(f, x[lo:hi]) for f in fields])
+
+    for _ in range(REPEAT):
+        one_sum()
+    mean = {name: round(value / REPEAT, 4) for name, value in spent.items()}
+    print(f"rank {comm.rank}/{comm.size}: {mean}, total {sum(mean.values()):.3f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
