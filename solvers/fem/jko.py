@@ -243,6 +243,7 @@ class Solver(FEFlowSolver):
                 )
             self._lu = use_direct_lu(PETSc.KSP().create(self.comm))
         self._lu.setOperators(self.J)
+        self.lu_fallbacks += 1
         try:
             self._lu.solve(self.r.petsc_vec, self.dphi.petsc_vec)
         except PETSc.Error as err:  # MUMPS gives up on a numerically singular matrix
