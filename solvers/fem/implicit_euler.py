@@ -63,10 +63,14 @@ Failures say whether a smaller τ can cure them (:class:`~wgf.cases.errors.Solve
 is not finite before the first iteration (τ only scales ρ - ρ^n, which is zero there)
 cannot.
 
-Each step is one PETSc SNES solve (Newton, backtracking line search, MUMPS LU by
-default).  Every PETSc option can be changed on the command line under the prefix
-``fem_implicit_``, e.g. ``-fem_implicit_snes_monitor`` or ``-fem_implicit_ksp_type
-gmres -fem_implicit_pc_type gamg``.
+Each step is one PETSc SNES solve (Newton, backtracking line search).  Its linear
+solves: MUMPS LU for the fitted flux (the matrix is constant while τ is, so one
+factorisation serves every step and each step costs two triangular solves); for the
+(ρ, μ) form, GMRES with the exact elimination of μ and GAMG on the Schur complement in ρ
+(:func:`_schur_on_density`), and when a Krylov solve fails the step is redone with MUMPS
+LU and counted (diagnostic ``lu_fallbacks``).  Every PETSc option can be changed on the
+command line under the prefix ``fem_implicit_``, e.g. ``-fem_implicit_snes_monitor`` or
+``-fem_implicit_ksp_type preonly -fem_implicit_pc_type lu`` (LU for the (ρ, μ) form).
 """
 
 from __future__ import annotations

@@ -60,7 +60,10 @@ M^n/M (a relative change at the level of the tolerance) so that mass is conserve
 round-off.
 
 Linear solver: GMRES + GAMG for the entropy with the centred mobility (it scales over
-ranks), MUMPS LU otherwise (see :meth:`Solver._linear_solver`).
+ranks); for the power law with the centred mobility, GMRES with a Schur factorisation onto
+the support and its near field, MUMPS LU on that block only (:meth:`Solver._reduced_solver`);
+MUMPS LU for the upwind mobility (see :meth:`Solver._linear_solver`).  A failed Krylov solve
+is redone by LU and counted (diagnostic ``lu_fallbacks``).
 
 Dilute vertices (power law).  Vertices just outside the support sit on the barrier
 branch, ρ ≈ ε/(c - ψ).  Early Newton iterates overfill some of them, and Newton on that
