@@ -1,8 +1,9 @@
 """The Krylov solvers of the FE Newton systems against MUMPS LU: the same steps.
 
-fem-jko's power law (Schur factorisation onto the support) and fem-implicit's (ρ, μ) form
-(exact elimination of μ, GAMG on the Schur complement) are compared with the LU that the
-command line can still select (``-<prefix>ksp_type preonly -<prefix>pc_type lu``).
+fem-jko's power law (Schur factorisation onto the support, the default) and fem-implicit's
+(ρ, μ) form (exact elimination of μ, GAMG on the Schur complement, with
+``-fem_implicit_pc_type fieldsplit``) are compared with the LU that the command line
+selects (``-<prefix>ksp_type preonly -<prefix>pc_type lu``).
 """
 
 import dolfinx_solver  # noqa: F401 - must precede dolfinx
@@ -22,6 +23,8 @@ STEPS = 3
 def _run(solver: str, prefix: str, lu: bool) -> tuple[np.ndarray, list[int], int, int]:
     """ρ after ``STEPS`` steps of porous_medium_2d (24², m = 2), Newton its, Krylov its."""
     opts = PETSc.Options()
+    if solver == "fem-implicit" and not lu:  # its block preconditioner is opt-in
+        opts[f"{prefix}pc_type"] = "fieldsplit"
     if lu:
         opts[f"{prefix}ksp_type"] = "preonly"
         opts[f"{prefix}pc_type"] = "lu"

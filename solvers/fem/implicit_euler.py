@@ -66,11 +66,12 @@ cannot.
 Each step is one PETSc SNES solve (Newton, backtracking line search).  Its linear
 solves: MUMPS LU for the fitted flux (the matrix is constant while τ is, so one
 factorisation serves every step and each step costs two triangular solves); for the
-(ρ, μ) form, GMRES with the exact elimination of μ and GAMG on the Schur complement in ρ
-(:func:`_schur_on_density`), and when a Krylov solve fails the step is redone with MUMPS
-LU and counted (diagnostic ``lu_fallbacks``).  Every PETSc option can be changed on the
+(ρ, μ) form MUMPS LU too, or, with ``-fem_implicit_pc_type fieldsplit``, GMRES with the
+exact elimination of μ and GAMG on the Schur complement in ρ (:func:`_schur_on_density`);
+when one of its Krylov solves fails the step is redone with MUMPS LU and counted
+(diagnostic ``lu_fallbacks``).  Every PETSc option can be changed on the
 command line under the prefix ``fem_implicit_``, e.g. ``-fem_implicit_snes_monitor`` or
-``-fem_implicit_ksp_type preonly -fem_implicit_pc_type lu`` (LU for the (ρ, μ) form).
+``-fem_implicit_pc_type fieldsplit`` (the block preconditioner for the (ρ, μ) form).
 """
 
 from __future__ import annotations
@@ -382,17 +383,23 @@ def _configure(
 ) -> None:
     """The case's Newton tolerances and the linear solver, then the command line's options.
 
-    ``splits`` (the μ and ρ dofs of the mixed form): GMRES with the Schur-complement
-    block preconditioner of :func:`_schur_on_density`; without them MUMPS LU.
+    MUMPS LU by default.  With ``-fem_implicit_pc_type fieldsplit`` on the command line
+    and ``splits`` (the μ and ρ dofs of the mixed form): GMRES with the Schur-complement
+    block preconditioner of :func:`_schur_on_density`.  Not the default: its inexact
+    solves changed the Newton counts on 1 against 2 ranks (nonlinear_fokker_planck_1d:
+    35 against 38 at the first step; the MPI test compares them), and at 256² it saved
+    only a quarter of LU's cost (benchmarks/README.md).
 
     On the object, not in the options database: there they would outlive this solver and
     override the next one's case keys in the same process (sweeps, notebooks).
     """
     snes.setTolerances(rtol=params["rtol"], atol=params["atol"], max_it=params["max_it"])
-    if splits is None:
-        use_direct_lu(snes.getKSP())
+    ksp = snes.getKSP()
+    chosen = PETSc.Options().getString(f"{ksp.getOptionsPrefix() or ''}pc_type", "")
+    if splits is not None and chosen == PETSc.PC.Type.FIELDSPLIT:
+        _schur_on_density(ksp, splits)
     else:
-        _schur_on_density(snes.getKSP(), splits)
+        use_direct_lu(ksp)
     snes.setFromOptions()
 
 
@@ -430,8 +437,6 @@ def _schur_on_density(ksp: PETSc.KSP, splits: tuple[PETSc.IS, PETSc.IS]) -> None
     # The sub-solvers exist only after set-up; their defaults go in the options
     # database under the KSP's prefix, so the command line still overrides them.
     prefix = ksp.getOptionsPrefix() or ""
-    if PETSc.Options().hasName(f"{prefix}pc_type"):
-        return  # another preconditioner from the command line: no sub-solvers to set
     set_default_options(
         prefix,
         {
