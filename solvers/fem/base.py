@@ -100,6 +100,8 @@ class FEFlowSolver(FlowSolver):
         self.density_scale = case.section("initial")["mass"] / self.integrate(1.0 * self.dx)
         #: Krylov iterations of the last step's linear solves (a direct solve counts one).
         self.linear_iterations = 0
+        #: Linear solves that a Krylov solver failed and LU redid, since the start (cumulative).
+        self.lu_fallbacks = 0
         self.convolution: MeshConvolution | None = None
         if self.energy.has_interaction:
             coords = self.V.tabulate_dof_coordinates()[:, : case.dim]
@@ -209,6 +211,8 @@ class FEFlowSolver(FlowSolver):
         if self.energy.may_blow_up:
             out.update(self.resolution())
         out.update(self.errors(t))
+        out["linear_iterations"] = float(self.linear_iterations)
+        out["lu_fallbacks"] = float(self.lu_fallbacks)
         return out
 
     def resolution(self) -> dict[str, float]:

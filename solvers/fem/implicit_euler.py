@@ -83,10 +83,15 @@ Failures say whether a smaller τ can cure them (:class:`~wgf.cases.errors.Solve
 is not finite before the first iteration (τ only scales ρ - ρ^n, which is zero there)
 cannot.
 
-Each step is one PETSc SNES solve (Newton, backtracking line search, MUMPS LU by
-default).  Every PETSc option can be changed on the command line under the prefix
-``fem_implicit_``, e.g. ``-fem_implicit_snes_monitor`` or ``-fem_implicit_ksp_type
-gmres -fem_implicit_pc_type gamg``.
+Each step is one PETSc SNES solve (Newton, backtracking line search).  Its linear
+solves: MUMPS LU for the fitted flux (the matrix is constant while τ is, so one
+factorisation serves every step and each step costs two triangular solves); for the
+(ρ, μ) form MUMPS LU too, or, with ``-fem_implicit_pc_type fieldsplit``, GMRES with the
+exact elimination of μ and GAMG on the Schur complement in ρ (:func:`_schur_on_density`);
+when one of its Krylov solves fails the step is redone with MUMPS LU and counted
+(diagnostic ``lu_fallbacks``).  Every PETSc option can be changed on the
+command line under the prefix ``fem_implicit_``, e.g. ``-fem_implicit_snes_monitor`` or
+``-fem_implicit_pc_type fieldsplit`` (the block preconditioner for the (ρ, μ) form).
 """
 
 from __future__ import annotations
@@ -117,6 +122,10 @@ log = logging.getLogger(__name__)
 PREFIX = "fem_implicit_"
 #: A step is refused when the negative part of ρ holds more than this share of the mass.
 NEGATIVE_MASS_SHARE = 0.05
+#: Relative tolerance and iteration cap of the Krylov solve of the mixed form's Newton
+#: systems (block preconditioner): tight enough that Newton converges as with LU.
+SCHUR_RTOL = 1e-9
+SCHUR_MAX_IT = 100
 
 
 class Solver(FEFlowSolver):
@@ -188,7 +197,7 @@ class Solver(FEFlowSolver):
         try:
             its = self._scheme.solve(tau)
         finally:
-            self.linear_iterations = self._scheme.snes.getLinearSolveIterations()
+            self.linear_iterations = self._scheme.linear_iterations()
         negative = self.integrate(self._negative_mass) / self.integrate(self._forms["mass"])
         if negative > NEGATIVE_MASS_SHARE:
             self.rho.x.array[:] = self.rho_old.x.array
@@ -281,6 +290,10 @@ class _FittedScheme:
     def reset(self) -> None:
         """Nothing besides ρ to restore (ρ is the unknown; L follows W∗ρ, set before)."""
 
+    def linear_iterations(self) -> int:
+        """Krylov iterations of the last step (an LU solve counts one)."""
+        return self.snes.getLinearSolveIterations()
+
     def accepted(self) -> None:
         """Count the accepted steps (for the warning's text)."""
         self.steps += 1
@@ -363,7 +376,9 @@ class _ChemicalPotentialScheme:
             residual, self.w, petsc_options_prefix=PREFIX
         )
         self.snes = self.problem.solver
-        _configure(self.snes, solver.params)
+        _configure(self.snes, solver.params, _potential_density_splits(space))
+        self._lu: PETSc.KSP | None = None
+        self._linear = 0
         self.reset()
 
     def set_interaction(self, potential: np.ndarray) -> None:
@@ -381,17 +396,49 @@ class _ChemicalPotentialScheme:
         self.w.x.scatter_forward()
 
     def solve(self, tau: float) -> int:
-        """ρ^{n+1} from ρ^n = ``solver.rho_old``; returns the Newton iterations."""
+        """ρ^{n+1} from ρ^n = ``solver.rho_old``; returns the Newton iterations.
+
+        If a Krylov solve of the block preconditioner fails, the step is redone once with
+        MUMPS LU (counted in ``lu_fallbacks``; the iterations of both attempts count).
+        """
         saved = self.w.x.array.copy()
         self.tau.value = tau
         self.problem.solve()
         its, reason = self.snes.getIterationNumber(), self.snes.getConvergedReason()
+        self._linear = self.snes.getLinearSolveIterations()
+        if reason == PETSc.SNES.ConvergedReason.DIVERGED_LINEAR_SOLVE and self._can_fall_back():
+            self.w.x.array[:] = saved
+            its += self._solve_by_lu()
+            reason = self.snes.getConvergedReason()
         if reason <= 0 or not np.all(np.isfinite(self.w.x.array)):
             self.w.x.array[:] = saved
             raise _newton_failure(reason, its, self.solver.comm)
         self.solver.rho.interpolate(self._rho_expr)
         self.solver.rho.x.scatter_forward()
         return its
+
+    def linear_iterations(self) -> int:
+        """Krylov iterations of the last step, failed attempt included (LU counts one)."""
+        return self._linear
+
+    def _can_fall_back(self) -> bool:
+        return self.snes.getKSP().getPC().getType() != PETSc.PC.Type.LU
+
+    def _solve_by_lu(self) -> int:
+        """The step again with MUMPS LU in place of the Krylov solver; Newton iterations."""
+        self.solver.lu_fallbacks += 1
+        if self.solver.comm.rank == 0:
+            log.info("  fem-implicit: a Krylov solve failed; this step again with MUMPS LU")
+        ksp = self.snes.getKSP()
+        if self._lu is None:
+            self._lu = use_direct_lu(PETSc.KSP().create(self.solver.comm))
+        self.snes.setKSP(self._lu)
+        try:
+            self.problem.solve()
+        finally:
+            self.snes.setKSP(ksp)
+        self._linear += self.snes.getIterationNumber()
+        return self.snes.getIterationNumber()
 
     def accepted(self) -> None:
         """Nothing to do after an accepted step."""
@@ -410,15 +457,79 @@ class _ChemicalPotentialScheme:
         )
 
 
-def _configure(snes: PETSc.SNES, params: dict[str, Any]) -> None:
-    """The case's Newton tolerances and MUMPS LU, then the command line's options.
+def _configure(
+    snes: PETSc.SNES, params: dict[str, Any], splits: tuple[PETSc.IS, PETSc.IS] | None = None
+) -> None:
+    """The case's Newton tolerances and the linear solver, then the command line's options.
+
+    MUMPS LU by default.  With ``-fem_implicit_pc_type fieldsplit`` on the command line
+    and ``splits`` (the μ and ρ dofs of the mixed form): GMRES with the Schur-complement
+    block preconditioner of :func:`_schur_on_density`.  Not the default: its inexact
+    solves changed the Newton counts on 1 against 2 ranks (nonlinear_fokker_planck_1d:
+    35 against 38 at the first step; the MPI test compares them), and at 256² it saved
+    only a quarter of LU's cost (benchmarks/README.md).
 
     On the object, not in the options database: there they would outlive this solver and
     override the next one's case keys in the same process (sweeps, notebooks).
     """
     snes.setTolerances(rtol=params["rtol"], atol=params["atol"], max_it=params["max_it"])
-    use_direct_lu(snes.getKSP())
+    ksp = snes.getKSP()
+    chosen = PETSc.Options().getString(f"{ksp.getOptionsPrefix() or ''}pc_type", "")
+    if splits is not None and chosen == PETSc.PC.Type.FIELDSPLIT:
+        _schur_on_density(ksp, splits)
+    else:
+        use_direct_lu(ksp)
     snes.setFromOptions()
+
+
+def _potential_density_splits(space: dolfinx.fem.FunctionSpace) -> tuple[PETSc.IS, PETSc.IS]:
+    """The owned dofs of μ and of ρ in the mixed space, as global index sets (μ first)."""
+    imap, bs = space.dofmap.index_map, space.dofmap.index_map_bs
+    owned = imap.size_local * bs
+    sets = []
+    for sub in (1, 0):  # μ, then ρ: the Schur complement is taken onto the second split
+        dofs = np.asarray(space.sub(sub).collapse()[1], dtype=np.int32)
+        dofs = dofs[dofs < owned]
+        glob = imap.local_to_global((dofs // bs).astype(np.int32)) * bs + dofs % bs
+        sets.append(PETSc.IS().createGeneral(glob.astype(PETSc.IntType), comm=space.mesh.comm))
+    return sets[0], sets[1]
+
+
+def _schur_on_density(ksp: PETSc.KSP, splits: tuple[PETSc.IS, PETSc.IS]) -> None:
+    """GMRES with the exact block factorisation onto ρ, GAMG on the Schur complement.
+
+    The μ row of the mixed form is lumped, M μ = M (D·U'(ρ) + V), so the μμ block is the
+    diagonal M and eliminating μ is exact and local: the Schur complement
+    S = J_ρρ + K_ρ diag(D·U''(ρ)) (K_ρ the ρ-weighted stiffness matrix) is an assembled
+    sparse matrix (``selfp``: A₁₁ - A₁₀ diag(A₀₀)⁻¹ A₀₁, exact here) and elliptic, which
+    is what algebraic multigrid is for.  The factorisation is ``full`` and the μμ solve
+    exact (Jacobi on a diagonal), so GMRES converges at GAMG's rate on S.
+    """
+    ksp.setType(PETSc.KSP.Type.GMRES)
+    ksp.setTolerances(rtol=SCHUR_RTOL, max_it=SCHUR_MAX_IT)
+    pc = ksp.getPC()
+    pc.setType(PETSc.PC.Type.FIELDSPLIT)
+    pc.setFieldSplitIS(("mu", splits[0]), ("rho", splits[1]))
+    pc.setFieldSplitType(PETSc.PC.CompositeType.SCHUR)
+    pc.setFieldSplitSchurFactType(PETSc.PC.FieldSplitSchurFactType.FULL)
+    pc.setFieldSplitSchurPreType(PETSc.PC.FieldSplitSchurPreType.SELFP)
+    # The sub-solvers exist only after set-up; their defaults go in the options
+    # database under the KSP's prefix, so the command line still overrides them.
+    prefix = ksp.getOptionsPrefix() or ""
+    set_default_options(
+        prefix,
+        {
+            "fieldsplit_mu_ksp_type": "preonly",
+            "fieldsplit_mu_pc_type": "jacobi",
+            "fieldsplit_rho_ksp_type": "preonly",
+            "fieldsplit_rho_pc_type": "gamg",
+            # S has the two-ring stencil of K_ρ·diag·M⁻¹·(μρ block): squaring its graph
+            # for aggressive coarsening costs more than the coarser hierarchy saves.
+            "fieldsplit_rho_pc_gamg_aggressive_coarsening": 0,
+            # The prolongators of the previous Newton iteration (the pattern is fixed).
+            "fieldsplit_rho_pc_gamg_reuse_interpolation": "true",
+        },
+    )
 
 
 def _newton_failure(reason: int, its: int, comm: MPI.Comm) -> SolverError:

@@ -60,7 +60,10 @@ M^n/M (a relative change at the level of the tolerance) so that mass is conserve
 round-off.
 
 Linear solver: GMRES + GAMG for the entropy with the centred mobility (it scales over
-ranks), MUMPS LU otherwise (see :meth:`Solver._linear_solver`).
+ranks); for the power law with the centred mobility, GMRES with a Schur factorisation onto
+the support and its near field, MUMPS LU on that block only (:meth:`Solver._reduced_solver`);
+MUMPS LU for the upwind mobility (see :meth:`Solver._linear_solver`).  A failed Krylov solve
+is redone by LU and counted (diagnostic ``lu_fallbacks``).
 
 Dilute vertices (power law).  Vertices just outside the support sit on the barrier
 branch, ρ ≈ ε/(c - ψ).  Early Newton iterates overfill some of them, and Newton on that
@@ -107,7 +110,7 @@ from wgf.cases import Case
 from wgf.cases.errors import SolverError, UserError
 from wgf.solvers.fem.base import FEFlowSolver
 from wgf.solvers.fem.graph import PECLET_LIMIT, SUPPORT_SHARE
-from wgf.solvers.fem.petsc_options import use_direct_lu
+from wgf.solvers.fem.petsc_options import set_default_options, use_direct_lu
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +120,12 @@ ARMIJO = 1e-4
 LINEAR_RTOL = 1e-6
 #: Krylov iterations before a solve counts as failed (10–30 are typical with GAMG).
 LINEAR_MAX_IT = 200
+#: Power law: the support block of the reduced solver is ρ ≥ this × the peak density...
+REDUCED_SUPPORT_BELOW = 1e-6
+#: ...grown by this many rings of neighbours (the free boundary's near field).
+REDUCED_HOPS = 2
+#: GMRES iterations of the reduced solver before its solve counts as failed (~8 typical).
+REDUCED_MAX_IT = 50
 #: Power law: vertices below this fraction of the peak density get relaxed (Jacobi)...
 RELAX_BELOW = 1e-2
 #: ...in this many sweeps after each Newton step.
@@ -195,9 +204,12 @@ class Solver(FEFlowSolver):
         self.Psi, self.Rrho, self.Rphi = (self._edge_matrix(imap, n_local) for _ in range(3))
         self.J: PETSc.Mat | None = None
         self._lu: PETSc.KSP | None = None
-        self.ksp = self._linear_solver(
-            multigrid=params["mobility"] == "centred" and not self.energy.needs_barrier
-        )
+        centred = params["mobility"] == "centred"
+        self.ksp = self._linear_solver(multigrid=centred and not self.energy.needs_barrier)
+        #: Power law, centred: the support/exterior splitting of :meth:`_reduced_solver`.
+        self._reduced = centred and self.energy.needs_barrier
+        self._support: np.ndarray | None = None
+        self._support_grows = False  # False at the first Newton solve of a step
 
     def _linear_solver(self, multigrid: bool) -> PETSc.KSP:
         """GMRES + GAMG, or MUMPS LU; set on the object, so ``-fem_jko_*`` options win.
@@ -219,12 +231,100 @@ class Solver(FEFlowSolver):
         ksp.setFromOptions()
         return ksp
 
+    def _support_vertices(self) -> np.ndarray:
+        """Owned vertices with ρ ≥ ``REDUCED_SUPPORT_BELOW`` × peak, grown by ``REDUCED_HOPS``."""
+        rho = self.rho_v
+        peak = self.comm.allreduce(float(rho[: self.n_owned].max(initial=0.0)), op=MPI.MAX)
+        inside = (rho >= REDUCED_SUPPORT_BELOW * peak).astype(float)
+        i, j = self.edge_i, self.edge_j
+        for _ in range(REDUCED_HOPS):  # one ring of neighbours per pass, across ranks
+            inside = inside + self._accumulate([i, j], [inside[j], inside[i]])
+        support = np.flatnonzero(inside[: self.n_owned] > 0.0)
+        if self._support is not None and self._support_grows:
+            # Within a step the support only grows: vertices that just left it sit on the
+            # kink of ρ(ψ), where the near-null modes are (measured: a shrinking support
+            # cost a failed solve in 1 of 4 steps on porous_medium_2d, none growing).
+            support = np.union1d(support, self._support)
+        return support
+
+    def _reduced_solver(self) -> None:
+        """GMRES on -J with the Schur factorisation onto the support (power law, centred).
+
+        The Newton matrix of the power law has near-null modes at the free boundary:
+        vertices at 10⁻⁵-10⁻⁹ of the peak, on and off the kink of ρ(ψ) between the
+        ρ ∝ ψ branch and the barrier branch, whose rows nearly cancel.  The smallest
+        eigenvalue of the Jacobi-scaled matrix falls to ~5·10⁻⁵, held by a handful of
+        vertices, and GAMG, ICC and GAMG on the Jacobi-scaled matrix all stall in the
+        middle of Newton (measured: benchmarks/README.md).  Those vertices are few and
+        next to the support, so the split is: the support and its near field (ρ above
+        ``REDUCED_SUPPORT_BELOW`` × peak, plus ``REDUCED_HOPS`` rings of neighbours),
+        eliminated by MUMPS LU on its Schur complement (``selfp``: with the exterior
+        block's diagonal, which dominates there), and the exterior, far on the barrier
+        branch, by incomplete Cholesky.  GMRES then converges in ~8 iterations, and the
+        LU is of the support block only.  A new KSP is built only when the support
+        changes, so MUMPS keeps its symbolic analysis while it does not.
+        """
+        support = self._support_vertices()
+        n_support = self.comm.allreduce(len(support), op=MPI.SUM)
+        n_total = self.V.dofmap.index_map.size_global
+        same = self._support is not None and self.comm.allreduce(
+            len(support) == len(self._support) and bool(np.all(support == self._support)),
+            op=MPI.LAND,
+        )
+        if same:
+            return
+        self._support = support
+        self.ksp.destroy()
+        ksp = PETSc.KSP().create(self.comm)
+        ksp.setOptionsPrefix(PREFIX)
+        ksp.setOperators(self.J)
+        if n_support == n_total:  # no exterior left: the whole matrix is the support block
+            use_direct_lu(ksp)
+            ksp.setFromOptions()
+            self.ksp = ksp
+            return
+        exterior = np.setdiff1d(np.arange(self.n_owned), support)
+        imap = self.V.dofmap.index_map
+        sets = [
+            PETSc.IS().createGeneral(
+                imap.local_to_global(idx.astype(np.int32)).astype(PETSc.IntType), comm=self.comm
+            )
+            for idx in (exterior, support)
+        ]
+        ksp.setType(PETSc.KSP.Type.GMRES)
+        ksp.setTolerances(rtol=LINEAR_RTOL, max_it=REDUCED_MAX_IT)
+        pc = ksp.getPC()
+        pc.setType(PETSc.PC.Type.FIELDSPLIT)
+        pc.setFieldSplitIS(("exterior", sets[0]), ("support", sets[1]))
+        pc.setFieldSplitType(PETSc.PC.CompositeType.SCHUR)
+        pc.setFieldSplitSchurFactType(PETSc.PC.FieldSplitSchurFactType.FULL)
+        pc.setFieldSplitSchurPreType(PETSc.PC.FieldSplitSchurPreType.SELFP)
+        if not PETSc.Options().hasName(f"{PREFIX}pc_type"):
+            # Defaults of the sub-solvers (they exist only after set-up); the command
+            # line's -fem_jko_fieldsplit_* options win.
+            set_default_options(
+                PREFIX,
+                {
+                    "fieldsplit_exterior_ksp_type": "preonly",
+                    "fieldsplit_exterior_pc_type": "bjacobi",
+                    "fieldsplit_exterior_sub_pc_type": "icc",
+                    "fieldsplit_support_ksp_type": "preonly",
+                    "fieldsplit_support_pc_type": "lu",
+                    "fieldsplit_support_pc_factor_mat_solver_type": "mumps",
+                },
+            )
+        ksp.setFromOptions()
+        self.ksp = ksp
+
     def _solve_linear(self) -> None:
-        """(-J) dϕ = R; if the Krylov solve fails, once more by MUMPS LU.
+        """(-J) dϕ = R; if the Krylov solve fails, once more by MUMPS LU (counted).
 
         GAMG can stall where the Newton matrix is badly scaled (densities at the 1e-10
         floor in the corners of fokker_planck_ou_2d on 512², power-law exteriors).
         """
+        if self._reduced:
+            self._reduced_solver()
+            self._support_grows = True
         self.ksp.solve(self.r.petsc_vec, self.dphi.petsc_vec)
         self.linear_iterations += self.ksp.getIterationNumber()
         if (reason := self.ksp.getConvergedReason()) >= 0:
@@ -240,6 +340,7 @@ class Solver(FEFlowSolver):
                 )
             self._lu = use_direct_lu(PETSc.KSP().create(self.comm))
         self._lu.setOperators(self.J)
+        self.lu_fallbacks += 1
         try:
             self._lu.solve(self.r.petsc_vec, self.dphi.petsc_vec)
         except PETSc.Error as err:  # MUMPS gives up on a numerically singular matrix
@@ -821,6 +922,7 @@ class Solver(FEFlowSolver):
             return self._alg2_step(tau)
         self.rho_old.x.array[:] = self.rho.x.array
         self.linear_iterations = 0
+        self._support_grows = False
         saved = self.phi.array.copy()
         # ρⁿ floored and put back to the stated mass before anything is evaluated, so that
         # the energy, W∗ρⁿ and Newton all see the state the step starts from (the floor adds
