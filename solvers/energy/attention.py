@@ -65,7 +65,8 @@ class Attention:
     strength: float
     dim: int
 
-    #: Attention is smooth: particles use it as it is.
+    #: Attention is smooth: particles use it as it is.  Every sum method takes the radial
+    #: term's ``delta``, ``method`` and ``comm`` and ignores them (dense sums, no grid).
     singular = False
 
     @classmethod
@@ -126,6 +127,7 @@ class Attention:
         weights: np.ndarray,
         delta: float = 0.0,
         method: str = "auto",
+        comm: object = None,
     ) -> np.ndarray:
         """∇(δF/δμ) = -κ Σ_j w_j e^{β⟨x,y_j⟩} y_j (USA only: SA is not a gradient)."""
         if not self.gradient_flow:
@@ -139,6 +141,7 @@ class Attention:
         weights: np.ndarray,
         delta: float = 0.0,
         method: str = "auto",
+        comm: object = None,
     ) -> np.ndarray:
         """δF/δμ(x) = -κβ⁻¹ Σ_j w_j e^{β⟨x,y_j⟩} (every source, self pair included)."""
         scalar, _ = self._sums(points, sources, weights)
@@ -176,6 +179,7 @@ class Attention:
         weights: np.ndarray,
         delta: float = 0.0,
         method: str = "auto",
+        comm: object = None,
     ) -> np.ndarray:
         """The bound of :meth:`stiffness` with U replaced by κΣ_j w_j e^{β⟨x_i,x_j⟩} per token."""
         if self.normalization == "sa":
