@@ -115,7 +115,12 @@ from wgf.cases import Case
 from wgf.cases.errors import SolverError
 from wgf.solvers.fem.base import FEFlowSolver
 from wgf.solvers.fem.graph import PECLET_LIMIT, SUPPORT_SHARE, bernoulli, mesh_graph
-from wgf.solvers.fem.petsc_options import NEWTON, set_default_options, use_direct_lu
+from wgf.solvers.fem.petsc_options import (
+    NEWTON,
+    set_default_options,
+    use_direct_lu,
+    use_schur_split,
+)
 
 log = logging.getLogger(__name__)
 
@@ -505,14 +510,7 @@ def _schur_on_density(ksp: PETSc.KSP, splits: tuple[PETSc.IS, PETSc.IS]) -> None
     is what algebraic multigrid is for.  The factorisation is ``full`` and the μμ solve
     exact (Jacobi on a diagonal), so GMRES converges at GAMG's rate on S.
     """
-    ksp.setType(PETSc.KSP.Type.GMRES)
-    ksp.setTolerances(rtol=SCHUR_RTOL, max_it=SCHUR_MAX_IT)
-    pc = ksp.getPC()
-    pc.setType(PETSc.PC.Type.FIELDSPLIT)
-    pc.setFieldSplitIS(("mu", splits[0]), ("rho", splits[1]))
-    pc.setFieldSplitType(PETSc.PC.CompositeType.SCHUR)
-    pc.setFieldSplitSchurFactType(PETSc.PC.FieldSplitSchurFactType.FULL)
-    pc.setFieldSplitSchurPreType(PETSc.PC.FieldSplitSchurPreType.SELFP)
+    use_schur_split(ksp, ("mu", splits[0]), ("rho", splits[1]), SCHUR_RTOL, SCHUR_MAX_IT)
     # The sub-solvers exist only after set-up; their defaults go in the options
     # database under the KSP's prefix, so the command line still overrides them.
     prefix = ksp.getOptionsPrefix() or ""

@@ -110,7 +110,7 @@ from wgf.cases import Case
 from wgf.cases.errors import SolverError, UserError
 from wgf.solvers.fem.base import FEFlowSolver
 from wgf.solvers.fem.graph import PECLET_LIMIT, SUPPORT_SHARE
-from wgf.solvers.fem.petsc_options import set_default_options, use_direct_lu
+from wgf.solvers.fem.petsc_options import set_default_options, use_direct_lu, use_schur_split
 
 log = logging.getLogger(__name__)
 
@@ -291,14 +291,9 @@ class Solver(FEFlowSolver):
             )
             for idx in (exterior, support)
         ]
-        ksp.setType(PETSc.KSP.Type.GMRES)
-        ksp.setTolerances(rtol=LINEAR_RTOL, max_it=REDUCED_MAX_IT)
-        pc = ksp.getPC()
-        pc.setType(PETSc.PC.Type.FIELDSPLIT)
-        pc.setFieldSplitIS(("exterior", sets[0]), ("support", sets[1]))
-        pc.setFieldSplitType(PETSc.PC.CompositeType.SCHUR)
-        pc.setFieldSplitSchurFactType(PETSc.PC.FieldSplitSchurFactType.FULL)
-        pc.setFieldSplitSchurPreType(PETSc.PC.FieldSplitSchurPreType.SELFP)
+        use_schur_split(
+            ksp, ("exterior", sets[0]), ("support", sets[1]), LINEAR_RTOL, REDUCED_MAX_IT
+        )
         if not PETSc.Options().hasName(f"{PREFIX}pc_type"):
             # Defaults of the sub-solvers (they exist only after set-up); the command
             # line's -fem_jko_fieldsplit_* options win.

@@ -37,6 +37,35 @@ def use_direct_lu(ksp: PETSc.KSP) -> PETSc.KSP:
     return ksp
 
 
+def use_schur_split(
+    ksp: PETSc.KSP,
+    first: tuple[str, PETSc.IS],
+    second: tuple[str, PETSc.IS],
+    rtol: float,
+    max_it: int,
+) -> PETSc.KSP:
+    """GMRES on a 2 × 2 block system, preconditioned by its full Schur factorisation.
+
+    The split eliminates the ``first`` block (which the caller makes cheap to solve) and
+    preconditions the Schur complement on the ``second`` with ``selfp``, the assembled
+    A₁₁ - A₁₀ diag(A₀₀)⁻¹ A₀₁.  The sub-solvers are set up by PETSc only later, so their
+    defaults go in the options database (:func:`set_default_options`) under
+    ``<prefix>fieldsplit_<name>_``.
+
+    Returns:
+        ``ksp``, for chaining.
+    """
+    ksp.setType(PETSc.KSP.Type.GMRES)
+    ksp.setTolerances(rtol=rtol, max_it=max_it)
+    pc = ksp.getPC()
+    pc.setType(PETSc.PC.Type.FIELDSPLIT)
+    pc.setFieldSplitIS(first, second)
+    pc.setFieldSplitType(PETSc.PC.CompositeType.SCHUR)
+    pc.setFieldSplitSchurFactType(PETSc.PC.FieldSplitSchurFactType.FULL)
+    pc.setFieldSplitSchurPreType(PETSc.PC.FieldSplitSchurPreType.SELFP)
+    return ksp
+
+
 #: Newton with backtracking: robust for the small and medium problems the suite runs by
 #: default.  Its linear solves are direct (:func:`use_direct_lu` on the SNES's KSP).
 NEWTON = {
