@@ -124,6 +124,7 @@ def test_a_failure_a_smaller_tau_cannot_cure_is_not_retried(tmp_path):
     with pytest.raises(SolverError, match="cannot help") as err:
         run_flow(Hopeless(case, MPI.COMM_SELF), case, tmp_path)
     assert err.value.iterations == 1 and "smaller τ>" not in str(err.value)
+    assert "--resume" not in str(err.value)  # resuming would meet the same failure
 
 
 def test_adaptive_tau_grows_after_easy_steps_and_lands_on_snapshots(tmp_path):

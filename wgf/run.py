@@ -559,9 +559,11 @@ def _run_locked(
         try:
             recorder.consume(advance(solver, grid, policy, before))
         except StepFailed as err:
-            advice = "continue with --resume"
+            # A failure that τ cannot cure (a blow-up, an underflow) would recur on resuming
+            # with the same case, so no --resume is advised for it.
+            advice = "change the case to go on"
             if err.tau_helps:
-                advice += " --set time.tau=<smaller τ>" + (
+                advice = "continue with --resume --set time.tau=<smaller τ>" + (
                     " (or a smaller time.tau_min)" if policy.adaptive else ""
                 )
             raise SolverError(
