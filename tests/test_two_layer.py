@@ -79,9 +79,9 @@ def test_network_energy_gradient_is_the_particle_velocity(activation):
     x, w = rng.normal(size=(6, case.dim)), np.full(6, 1 / 6)
 
     def total(y):
-        return float(w @ energy.potential_value(y)) + energy.interaction_energy(y, w)
+        return float(w @ energy.potential_value(y)) + energy.interaction.energy(y, w)
 
-    grad = energy.potential_gradient(x) + energy.interaction_gradient(x, x, w)
+    grad = energy.potential_gradient(x) + energy.interaction.gradient_at(x, x, w)
     h = 1e-6
     for k in (0, 3):
         for i in range(case.dim):

@@ -147,6 +147,9 @@ class FreeEnergy:
         return 0.0 if self.potential is None else self.potential.ufl_value(x)
 
     # -- the interaction -------------------------------------------------------------------
+    # What every solver asks, with or without a pair term, is answered here; the sums
+    # themselves (potential_at, gradient_at, local_stiffness, energy) are asked of
+    # ``self.interaction``, by callers that have checked :attr:`has_interaction`.
     @property
     def has_interaction(self) -> bool:
         """Whether F has a pair term (its diagnostics report ``interaction_energy``)."""
@@ -195,56 +198,6 @@ class FreeEnergy:
         if self.interaction is None:
             return np.zeros_like(points, dtype=float)
         return self.interaction.velocity_at(points, sources, weights, delta, method, comm)
-
-    def interaction_local_stiffness(
-        self,
-        points: np.ndarray,
-        sources: np.ndarray,
-        weights: np.ndarray,
-        delta: float = 0.0,
-        method: Method = "auto",
-        comm: MPI.Comm | None = None,
-    ) -> np.ndarray:
-        """Gershgorin row bounds 2Σ_j w_j‖∇²W_δ(x - y_j)‖ at ``points`` (zeros without W)."""
-        if self.interaction is None:
-            return np.zeros(len(points))
-        return self.interaction.local_stiffness(points, sources, weights, delta, method, comm)
-
-    def interaction_potential(
-        self,
-        points: np.ndarray,
-        sources: np.ndarray,
-        weights: np.ndarray,
-        delta: float = 0.0,
-        method: Method = "auto",
-        comm: MPI.Comm | None = None,
-    ) -> np.ndarray:
-        """W_δ∗μ at ``points`` for μ = Σ_j w_j δ_{y_j} (zeros without an interaction)."""
-        if self.interaction is None:
-            return np.zeros(len(points))
-        return self.interaction.potential_at(points, sources, weights, delta, method, comm)
-
-    def interaction_gradient(
-        self,
-        points: np.ndarray,
-        sources: np.ndarray,
-        weights: np.ndarray,
-        delta: float = 0.0,
-        method: Method = "auto",
-        comm: MPI.Comm | None = None,
-    ) -> np.ndarray:
-        """∇(W_δ∗μ) at ``points``, shape (n, d) (zeros without an interaction)."""
-        if self.interaction is None:
-            return np.zeros_like(points, dtype=float)
-        return self.interaction.gradient_at(points, sources, weights, delta, method, comm)
-
-    def interaction_energy(
-        self, x: np.ndarray, w: np.ndarray, delta: float = 0.0, method: Method = "auto"
-    ) -> float:
-        """½ Σ_{i≠j} w_i w_j W_δ(|x_i - x_j|) (0 without an interaction)."""
-        if self.interaction is None:
-            return 0.0
-        return self.interaction.energy(x, w, delta, method)
 
     # -- a model's own diagnostics ----------------------------------------------------------
     def model_diagnostics(

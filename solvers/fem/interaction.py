@@ -15,7 +15,7 @@ the interaction of the lumped measure, whose first variation it is.  Three ways 
   round-off at O(N log N).  The kernel's transform is computed once (:meth:`prepare`);
   each evaluation is one scatter, one forward and one inverse real FFT.
 * ``"direct"``: other meshes up to :data:`DIRECT_PAIRS` target–source pairs on a rank,
-  :meth:`wgf.solvers.energy.FreeEnergy.interaction_potential`'s direct sum.
+  :meth:`wgf.solvers.energy.interaction.Interaction.potential_at`'s direct sum.
 * ``"mesh"``: other meshes above that, its particle-mesh FFT (O(N log N), its near-origin
   cells averaged, the self pair included by the grid rather than by the term below).
 
@@ -178,7 +178,7 @@ class MeshConvolution:
         if self.lattice is not None:
             pairs = self._lattice_sum(self.source_masses * values)
         else:
-            pairs = self.energy.interaction_potential(
+            pairs = self.energy.interaction.potential_at(
                 self.targets, self.sources, self.source_masses * values, 0.0, self.method
             )
         return pairs + self.self_term * rho

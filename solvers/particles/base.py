@@ -195,7 +195,7 @@ class ParticleSolver(FlowSolver):
         if x is None or not self.energy.interaction_uses_local_stiffness(self.interaction_delta):
             return bound  # e.g. a kernel without a singularity: the global bound is not far off
         lo, hi = self.my_block()
-        rows = self.energy.interaction_local_stiffness(
+        rows = self.energy.interaction.local_stiffness(
             x[lo:hi], x, self.w, self.interaction_delta, self.pair_sum, self.comm
         )
         local = self.comm.allreduce(float(np.max(rows, initial=0.0)), op=MPI.MAX)
@@ -207,7 +207,7 @@ class ParticleSolver(FlowSolver):
             return 0.0
         if self._pair_energy is None or self._pair_energy[0] != self._version:
             lo, hi = self.my_block()
-            phi = self.energy.interaction_potential(
+            phi = self.energy.interaction.potential_at(
                 self.x[lo:hi], self.x, self.w, self.interaction_delta, self.pair_sum, self.comm
             )
             value = 0.5 * float(self.w @ allgather_blocks(self.comm, phi))
