@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/tokens.py equiangular     # ρ(t) against its ODE: error, order
     .venv/bin/python benchmarks/tokens.py instability     # growth rates of cos(kθ), k = 1..5
+    .venv/bin/python benchmarks/tokens.py fe-instability  # the same rates by fem-implicit
     .venv/bin/mpiexec -n 2 .venv/bin/python -m mpi4py benchmarks/tokens.py perf
 
 * ``equiangular``: n = 8 equiangular tokens on S⁷ ⊂ ℝ⁸ (β = 1, ρ₀ = 0; the
@@ -12,6 +13,14 @@
 * ``instability``: N = 512 equally spaced tokens on the circle displaced so that the density
   is (1 + 10⁻⁶cos kθ)/2π, USA at β = 5; the growth rate log(|ĉ_k(T)|/|ĉ_k(0)|)/T of the
   k-th Fourier coefficient of the tokens against k²I_k(β)/β, for two substeps dt.
+* ``fe-instability``: the same modes and β by fem-implicit on the circle mesh of n arcs,
+  n = 64, 128, 256, from (1 + 10⁻⁶cos kθ)/2π.  Linearised about the uniform state (where
+  W∗ρ₀ is constant at the vertices, so its gradient vanishes), the semi-implicit step is
+  δρ^{n+1} = (I + τA_h)δρⁿ with A_h = -ρ₀M⁻¹K·W_h the space-discrete operator, and on the
+  uniform circle mesh cos kθ_i is its eigenvector (circulant matrices): the amplitude
+  ratio g of one step gives the space-discrete rate λ_h = (g - 1)/τ exactly, free of the
+  time error.  Reported: λ_h against k²I_k(β)/β, its relative error and the order in h
+  (log₂ of the ratio of successive errors).
 * ``perf``: n = 10⁴ uniform tokens on S², one Heun substep of blob (two attention
   velocities, dense sums; USA also its local stiffness bound), on COMM_WORLD and, in the
   same run, on COMM_SELF of rank 0; wall and CPU time (busiest rank).  BLAS runs one
@@ -36,6 +45,7 @@ from scipy.integrate import solve_ivp
 
 from wgf import api
 from wgf.cases.sphere import equiangular_rate, mode_growth_rate
+from wgf.solvers.fem.implicit_euler import Solver as FEImplicit
 from wgf.solvers.particles.blob import Solver
 
 
@@ -103,6 +113,50 @@ def instability() -> None:
             )
 
 
+def fe_mode_rate(k: int, beta: float, n: int, tau: float = 0.01, steps: int = 4) -> float:
+    """λ_h of the mode cos kθ by fem-implicit on n arcs (see the module docstring)."""
+    case = api.load(
+        {
+            "name": f"fe_mode{k}",
+            "energy": {"internal": "none", "interaction": {"kind": "attention", "beta": beta}},
+            "domain": {"shape": "circle", "cells": [n]},
+            "initial": {"kind": "perturbed_uniform", "mode": k, "amplitude": 1e-6},
+            "time": {"t_end": steps * tau, "tau": tau},
+        }
+    )
+    solver = FEImplicit(case, MPI.COMM_WORLD, case.solver_params("fem-implicit"))
+    own = solver.V.dofmap.index_map.size_local
+    x = solver.V.tabulate_dof_coordinates()[:own]
+    weights = solver.lumped_masses()[:own] * np.cos(k * np.arctan2(x[:, 1], x[:, 0]))
+
+    def amplitude() -> float:
+        return MPI.COMM_WORLD.allreduce(float(weights @ solver.rho.x.array[:own]))
+
+    amplitudes = [amplitude()]
+    for _ in range(steps):
+        solver.step(tau)
+        amplitudes.append(amplitude())
+    g = (amplitudes[-1] / amplitudes[0]) ** (1.0 / steps)
+    return (g - 1.0) / tau
+
+
+def fe_instability() -> None:
+    """fem-implicit's rates of the modes k = 1..5 on circles of 64, 128, 256 arcs (β = 5)."""
+    beta, sizes = 5.0, (64, 128, 256)
+    print("| k | k²I_k(β)/β | " + " | ".join(f"n = {n}" for n in sizes) + " | order |")
+    print("|---|---|" + "---|" * len(sizes) + "---|")
+    for k in range(1, 6):
+        exact = mode_growth_rate(k, beta)
+        errors = [abs(fe_mode_rate(k, beta, n) / exact - 1.0) for n in sizes]
+        orders = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
+        print(
+            f"| {k} | {exact:.6f} | "
+            + " | ".join(f"{e:.2e}" for e in errors)
+            + f" | {', '.join(f'{p:.2f}' for p in orders)} |",
+            flush=True,
+        )
+
+
 def seconds_per_substep(comm: MPI.Comm, norm: str, n: int, repeat: int) -> tuple[float, float]:
     """Mean wall and CPU (busiest rank) seconds of one Heun substep of n tokens on S²."""
     sets = {
@@ -148,4 +202,10 @@ def perf(n: int = 10_000, repeat: int = 3) -> None:
 
 
 if __name__ == "__main__":
-    {"equiangular": equiangular, "instability": instability, "perf": perf}[sys.argv[1]]()
+    commands = {
+        "equiangular": equiangular,
+        "instability": instability,
+        "fe-instability": fe_instability,
+        "perf": perf,
+    }
+    commands[sys.argv[1]]()

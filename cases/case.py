@@ -618,12 +618,22 @@ def _validate_sphere(cfg: dict, dim: int) -> None:
     """The rules of a circle or sphere domain: its initial data, interaction and exact kind."""
     dom, ini, energy = cfg["domain"], cfg["initial"], cfg["energy"]
     shape = dom["shape"]
-    for key in ("lower", "upper", "cells", "center", "radius", "h", "path"):
+    for key in ("lower", "upper", "center", "radius", "h", "path"):
         if dom[key] is not None:
             raise UserError(
                 f"case key 'domain.{key}' is not used by shape = \"{shape}\" (the unit "
                 f"{shape} about 0)"
             )
+    if dom["cells"] is not None and (len(dom["cells"]) != 1 or dom["cells"][0] < 1):
+        raise UserError(
+            f"case key 'domain.cells': the {shape} mesh takes one positive n "
+            f"({'n arcs' if shape == 'circle' else 'n subdivisions of each icosahedron edge'}), "
+            f"got {dom['cells']}"
+        )
+    if shape == "sphere" and dim != 3 and dom["cells"] is not None:
+        raise UserError(
+            f"case key 'domain.cells': the sphere mesh is built in ℝ³ only (dimension {dim})"
+        )
     if ini["kind"] not in SPHERE_KINDS:
         raise UserError(
             f"case key 'initial.kind': on a {shape} give {', '.join(SPHERE_KINDS)}, "

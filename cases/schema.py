@@ -172,7 +172,12 @@ SCHEMA: dict[str, Key | Table] = {
             ),
             "lower": Key("vector", help="box: lower corner"),
             "upper": Key("vector", help="box: upper corner"),
-            "cells": Key("ivector", help="box: cells per direction"),
+            "cells": Key(
+                "ivector",
+                help="box: cells per direction; circle: [n] arcs (FE mesh, default 256); "
+                "sphere in ℝ³: [n] subdivisions of each icosahedron edge (FE mesh, 20 n² "
+                "triangles, default 16)",
+            ),
             "cell_type": Key(
                 "str",
                 "simplex",

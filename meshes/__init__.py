@@ -1,4 +1,6 @@
-"""Mesh builders: boxes, a disk (gmsh) and meshio-readable files, distributed over MPI.
+"""Mesh builders: boxes, disks, mesh files, the unit circle and sphere; distributed over MPI.
+
+The circle and the sphere are manifold meshes (cells of a lower dimension than the space).
 
 :func:`build_mesh` is the one entry point; it reads the ``[domain]`` table of a case.
 Errors (a missing or unreadable file) are detected on rank 0 and raised as the same
@@ -19,6 +21,7 @@ import dolfinx.mesh
 import numpy as np
 import ufl
 from mpi4py import MPI
+from scipy.spatial import cKDTree
 
 from wgf.cases.errors import UserError
 
@@ -48,9 +51,24 @@ def build_mesh(domain: dict, comm: MPI.Comm) -> dolfinx.mesh.Mesh:
         )
     elif shape == "disk":
         mesh = disk_mesh(comm, domain["center"], domain["radius"], domain["h"])
+    elif shape in MANIFOLD_CELLS:
+        # Refined here, not by dolfinx.mesh.refine: new vertices must lie on the sphere.
+        cells = manifold_cells(domain) * 2 ** (domain.get("refinements") or 0)
+        return circle_mesh(comm, cells) if shape == "circle" else sphere_mesh(comm, cells)
     else:
         mesh = read_mesh(comm, Path(domain["path"]))
     return refine_uniformly(mesh, domain.get("refinements") or 0)
+
+
+#: Default resolution of the manifold meshes (``domain.cells = [n]``): circle, n arcs;
+#: sphere, n subdivisions of each icosahedron edge (20 n² triangles, 10 n² + 2 vertices).
+MANIFOLD_CELLS = {"circle": 256, "sphere": 16}
+
+
+def manifold_cells(domain: dict) -> int:
+    """The n of a circle or sphere ``[domain]`` (``cells = [n]``, else the default)."""
+    cells = domain.get("cells")
+    return int(cells[0]) if cells else MANIFOLD_CELLS[domain["shape"]]
 
 
 def refine_uniformly(mesh: dolfinx.mesh.Mesh, times: int) -> dolfinx.mesh.Mesh:
@@ -133,6 +151,77 @@ def disk_mesh(
     finally:
         gmsh.finalize()
     return data.mesh
+
+
+def circle_mesh(comm: MPI.Comm, n: int) -> dolfinx.mesh.Mesh:
+    """The unit circle S¹ ⊂ ℝ² as n equal chords (interval cells, gdim 2, tdim 1).
+
+    Vertices x_k = (cos θ_k, sin θ_k), θ_k = 2πk/n, lie on the circle; cell k joins
+    x_k and x_{k+1 mod n}.  UFL's ``grad`` on this mesh is the tangential derivative
+    along the chords.  Built on rank 0 and distributed.
+    """
+    x, cells = np.empty((0, 2)), np.empty((0, 2), dtype=np.int64)
+    if comm.rank == 0:
+        theta = 2.0 * np.pi * np.arange(n) / n
+        x = np.stack([np.cos(theta), np.sin(theta)], axis=1)
+        k = np.arange(n, dtype=np.int64)
+        cells = np.stack([k, (k + 1) % n], axis=1)
+    element = basix.ufl.element("Lagrange", "interval", 1, shape=(2,))
+    return dolfinx.mesh.create_mesh(comm, cells, ufl.Mesh(element), x)
+
+
+def icosphere(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices (N, 3) and triangles (20 n², 3) of the frequency-n geodesic icosphere.
+
+    Each face of the icosahedron is split into n² triangles by the lattice of points
+    (i a + j b + (n - i - j) c)/n, and every point is projected radially onto S² (its
+    neighbours' shared edge points coincide, and are merged).  Every angle lies between
+    54° and 72° for every n (so the cells are acute: the P1 transmissibilities are
+    positive, as the fitted flux and the LJKO graph need), the edges differ by less than
+    a factor 1.5, and h ≈ 1.32/n.
+    """
+    g = (1.0 + np.sqrt(5.0)) / 2.0
+    corners = np.array(
+        [[-1, g, 0], [1, g, 0], [-1, -g, 0], [1, -g, 0], [0, -1, g], [0, 1, g],
+         [0, -1, -g], [0, 1, -g], [g, 0, -1], [g, 0, 1], [-g, 0, -1], [-g, 0, 1]],
+        dtype=float,
+    )  # fmt: skip
+    faces = np.array(
+        [[0, 11, 5], [0, 5, 1], [0, 1, 7], [0, 7, 10], [0, 10, 11], [1, 5, 9], [5, 11, 4],
+         [11, 10, 2], [10, 7, 6], [7, 1, 8], [3, 9, 4], [3, 4, 2], [3, 2, 6], [3, 6, 8],
+         [3, 8, 9], [4, 9, 5], [2, 4, 11], [6, 2, 10], [8, 6, 7], [9, 8, 1]],
+    )  # fmt: skip
+    # Lattice (i, j) of one face, i + j ≤ n; its local triangles, up and down.
+    ij = [(i, j) for i in range(n + 1) for j in range(n + 1 - i)]
+    local = {p: k for k, p in enumerate(ij)}
+    tris = [(local[i, j], local[i + 1, j], local[i, j + 1]) for i, j in ij if i + j < n]
+    tris += [
+        (local[i + 1, j], local[i + 1, j + 1], local[i, j + 1]) for i, j in ij if i + j < n - 1
+    ]
+    weights = np.array([[i, j, n - i - j] for i, j in ij], dtype=float) / n
+    tris = np.array(tris, dtype=np.int64)
+    points = np.concatenate([weights @ corners[f[[1, 2, 0]]] for f in faces])
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    cells = np.concatenate([tris + k * len(ij) for k in range(len(faces))])
+    # Merge the copies of the points on shared edges: they agree to round-off, and
+    # distinct points are ≥ 0.8/n apart.  Each copy maps to the lowest index of its group.
+    groups = cKDTree(points).query_ball_point(points, r=0.1 / n)
+    representative = np.array([min(g) for g in groups])
+    kept, renumber = np.unique(representative, return_inverse=True)
+    return points[kept], renumber.ravel()[cells]
+
+
+def sphere_mesh(comm: MPI.Comm, n: int) -> dolfinx.mesh.Mesh:
+    """The unit sphere S² ⊂ ℝ³ as the frequency-n icosphere (:func:`icosphere`).
+
+    Flat triangles (tdim 2) in ℝ³ (gdim 3): a manifold mesh, on which UFL's ``grad`` is
+    the tangential gradient.  Built on rank 0 and distributed.
+    """
+    x, cells = np.empty((0, 3)), np.empty((0, 3), dtype=np.int64)
+    if comm.rank == 0:
+        x, cells = icosphere(n)
+    element = basix.ufl.element("Lagrange", "triangle", 1, shape=(3,))
+    return dolfinx.mesh.create_mesh(comm, cells, ufl.Mesh(element), x)
 
 
 #: Topological dimension of meshio's cell families (the name without its node count).

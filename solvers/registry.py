@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from wgf.cases.errors import UserError
 from wgf.cases.schema import Key
-from wgf.solvers.protocols import Capabilities, Kind
+from wgf.solvers.protocols import DOMAIN_SHAPES, MANIFOLD_SHAPES, Capabilities, Kind
 
 
 def param(default: Any, help: str) -> Any:
@@ -206,10 +206,8 @@ class SolverInfo:
 _PARTICLES_BOX = {"shapes": "the box faces are the particles' reflecting walls"}
 #: blob and langevin also run on the unit circle and sphere (projection and retraction).
 _PARTICLE_SHAPES = ("box", "circle", "sphere")
-#: Why the FE solvers refuse the circle and the sphere for now.
-_FE_NO_SPHERE = {
-    "shapes": "FE on the circle/sphere mesh is not built yet; run blob or langevin",
-}
+#: fem-implicit and fem-jko (LJKO) also run on the circle and sphere meshes (S¹ ⊂ ℝ², S² ⊂ ℝ³).
+_FE_SHAPES = (*DOMAIN_SHAPES, *MANIFOLD_SHAPES)
 
 SOLVERS: dict[str, SolverInfo] = {
     info.name: info
@@ -218,7 +216,7 @@ SOLVERS: dict[str, SolverInfo] = {
             "fem-implicit",
             "wgf.solvers.fem.implicit_euler",
             "implicit Euler + Newton (PETSc SNES) on the PDE, mass-lumped P1",
-            Capabilities(interaction=True, reasons=_FE_NO_SPHERE),
+            Capabilities(interaction=True, shapes=_FE_SHAPES),
             FemImplicitParams,
         ),
         SolverInfo(
@@ -233,8 +231,8 @@ SOLVERS: dict[str, SolverInfo] = {
                 reasons={
                     "internal": "ρ is recovered from its first variation U'(ρ)",
                     "cell_types": "its transmissibilities are those of P1 on simplices",
-                    **_FE_NO_SPHERE,
                 },
+                shapes=_FE_SHAPES,
             ),
             FemJKOParams,
         ),

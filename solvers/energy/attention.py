@@ -68,6 +68,9 @@ class Attention:
     #: Attention is smooth: particles use it as it is.  Every sum method takes the radial
     #: term's ``delta``, ``method`` and ``comm`` and ignores them (dense sums, no grid).
     singular = False
+    #: Its sums take every source, the token itself included (a smooth kernel's self pair
+    #: is the value e^β at 0); a mesh's convolution adds no self-pair average to them.
+    includes_self_pair = True
 
     @classmethod
     def from_case(cls, case: Case) -> Attention | None:

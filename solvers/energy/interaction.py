@@ -133,6 +133,10 @@ class Interaction:
                 norm = np.maximum(norm, np.abs(self.force_factor(r, delta)))
         return np.where(np.isfinite(norm), norm, np.inf)
 
+    #: Its direct sums skip pairs at distance 0 (W may be infinite there): a mesh's
+    #: convolution adds the self pair's average over the vertex's own cell.
+    includes_self_pair = False
+
     @functools.cached_property
     def singular(self) -> bool:
         """Whether ∇²W is unbounded as r → 0 (then particles mollify it)."""

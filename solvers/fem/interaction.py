@@ -24,6 +24,11 @@ kernel (log r, r^{-a} with a < d) needs no mollifier there; the self pair j = i,
 is infinite, is replaced by the kernel's average over the ball of the vertex's own mass,
 m_i ρ_i · W̄(a_i) with |B(a_i)| = m_i (a cell average as Carrillo–Chertock–Huang use).
 Both the pair sum and the self term then converge with h (O(h² log h) for log r).
+A term whose sums already take the self pair (attention: smooth, its value at 0 is finite
+and part of the model, :attr:`includes_self_pair`) gets no such average.  On a manifold
+mesh (the circle, the sphere) the distances are chords in the ambient space, which is
+what attention's ⟨x, y⟩ = 1 - r²/2 asks for, and the balls of the self average have the
+cells' dimension.
 Every rank evaluates its own vertices (owned and ghost) against all vertices, gathered
 once per evaluation: the result does not depend on the number of ranks.
 """
@@ -118,6 +123,8 @@ class MeshConvolution:
         comm: The mesh's communicator.
         method: ``"auto"`` (``"lattice"`` if the vertices are one, else ``"direct"`` up to
             :data:`DIRECT_PAIRS` pairs, else ``"mesh"``), or one of those to force it.
+        cell_dim: The dimension of the cells (of the balls of the self-pair average): that
+            of ``coords`` by default, less on a manifold mesh (the circle's 1, the sphere's 2).
     """
 
     def __init__(
@@ -129,6 +136,7 @@ class MeshConvolution:
         global_index: np.ndarray,
         comm: MPI.Comm,
         method: str = "auto",
+        cell_dim: int | None = None,
     ) -> None:
         self.energy, self.comm, self.n_owned = energy, comm, n_owned
         self.masses = masses
@@ -148,14 +156,15 @@ class MeshConvolution:
             self.method = "direct" if pairs <= DIRECT_PAIRS else "mesh"
         else:
             self.method = method
+        self.cell_dim = coords.shape[1] if cell_dim is None else cell_dim
         self.self_term = np.zeros(len(coords))
-        if self.method != "mesh":
+        if self.method != "mesh" and not energy.interaction.includes_self_pair:
             self.self_term = self.self_coefficients()
         self._kernel_hat: np.ndarray | None = None
 
     def self_coefficients(self) -> np.ndarray:
         """m_i W̄(a_i), |B(a_i)| = m_i: the self pair's share of (W∗ρ_h)(x_i) per unit ρ_i."""
-        dim = self.sources.shape[1]
+        dim = self.cell_dim
         unit_ball = {1: 2.0, 2: np.pi, 3: 4.0 * np.pi / 3.0}[dim]
         radius = (self.masses / unit_ball) ** (1.0 / dim)
         return self.masses * ball_average(self.energy.interaction.W, radius, dim)
