@@ -98,6 +98,7 @@ from __future__ import annotations
 import dolfinx_solver  # noqa: F401 - must precede dolfinx
 
 import logging
+import math
 from typing import Any
 
 import dolfinx.fem
@@ -412,10 +413,9 @@ class Solver(FEFlowSolver):
         n_cells = self.mesh.topology.index_map(tdim).size_local
         dofs = self.V.dofmap.list[:n_cells]
         x = self.V.tabulate_dof_coordinates()[:, : self.case.dim][dofs]  # (cells, d+1, d)
-        edges = x[:, 1:] - x[:, :1]  # (cells, d, d): rows are edge vectors
-        grads = np.linalg.inv(edges).transpose(0, 2, 1)  # ∇λ_1..λ_d as rows
+        edges = x[:, 1:] - x[:, :1]  # (cells, tdim, d): rows are edge vectors
+        grads, volume = _simplex_gradients(edges)
         grads = np.concatenate([-grads.sum(axis=1, keepdims=True), grads], axis=1)
-        volume = np.abs(np.linalg.det(edges)) / np.prod(np.arange(1, tdim + 1))
         stiffness = volume[:, None, None] * np.einsum("cak,cbk->cab", grads, grads)
         pairs = [(p, q) for p in range(tdim + 1) for q in range(p + 1, tdim + 1)]
         i = np.concatenate([dofs[:, p] for p, _ in pairs]).astype(np.int64)
@@ -989,3 +989,23 @@ class Solver(FEFlowSolver):
         if self.inner == "alg2":
             out["mass_rescale"] = self.mass_rescale
         return out
+
+
+def _simplex_gradients(edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gradients of the barycentric coordinates λ_1..λ_k and the volumes of simplices.
+
+    ``edges`` (cells, k, d) holds the edge vectors E = [x_1 - x_0, …, x_k - x_0] as rows.
+    The gradients G (rows, in the cell's tangent space) satisfy E Gᵀ = I: G = E^{-T} for a
+    full-dimensional cell (k = d), and G = (E⁺)ᵀ, E⁺ = Eᵀ(E Eᵀ)⁻¹ the pseudo-inverse, for a
+    cell of a manifold mesh (k < d).  The volume is √det(E Eᵀ)/k! (|det E|/k! for k = d).
+
+    Returns:
+        The gradients (cells, k, d) and the volumes (cells,).
+    """
+    k, d = edges.shape[1:]
+    if k == d:
+        grads = np.linalg.inv(edges).transpose(0, 2, 1)
+        return grads, np.abs(np.linalg.det(edges)) / math.factorial(k)
+    gram = np.einsum("cak,cbk->cab", edges, edges)
+    grads = np.linalg.solve(gram, edges)  # (E Eᵀ)⁻¹E = (E⁺)ᵀ
+    return grads, np.sqrt(np.linalg.det(gram)) / math.factorial(k)
