@@ -192,10 +192,17 @@ def slices_figure(result: Comparison, labels: list[str]) -> plt.Figure | None:
     runs = result.runs
     fig, axes = plt.subplots(1, len(times), figsize=(4 * len(times), 3.6), squeeze=False)
     exact = runs[0].exact()
-    xlabel = "x" if runs[0].dim == 1 else "x₁ (" + _slice_position(runs[0].sample_points) + ")"
+    on_sphere = runs[0].case().on_sphere
+    cut = _ring if on_sphere else _slice
+    if on_sphere:
+        xlabel = "angle θ" if runs[0].dim == 2 else "azimuth φ on the ring next to the equator"
+    elif runs[0].dim == 1:
+        xlabel = "x"
+    else:
+        xlabel = "x₁ (" + _slice_position(runs[0].sample_points) + ")"
     for ax, t in zip(axes[0], times, strict=True):
         curves = [
-            (label, *_slice(run.sample_points, run.snapshot_density[run.snapshot_index(t)]))
+            (label, *cut(run.sample_points, run.snapshot_density[run.snapshot_index(t)]))
             for run, label in zip(runs, labels, strict=True)
         ]
         for label, x, dens in curves:
@@ -204,7 +211,8 @@ def slices_figure(result: Comparison, labels: list[str]) -> plt.Figure | None:
             x, dens = _slice(runs[0].sample_points, exact(t, runs[0].sample_points))
             ax.plot(x, dens, "k:", label="exact")
             curves.append(("exact", x, dens))
-        ax.set_xlim(*_support([(x, dens) for _, x, dens in curves]))
+        if not on_sphere:  # a circle is seen whole
+            ax.set_xlim(*_support([(x, dens) for _, x, dens in curves]))
         ax.set(title=f"t = {t:.3g}", xlabel=xlabel, ylabel="density ρ")
     axes[0][0].legend()
     fig.suptitle(f"{runs[0].case_name}: density slices")
@@ -247,6 +255,22 @@ def _slice_position(points: np.ndarray) -> str:
         levels = np.unique(points[:, k])
         where.append(f"x{subscripts[k]} = {levels[len(levels) // 2]:.3g}")
     return ", ".join(where)
+
+
+def _ring(points: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Values against the angle on a circle, or on a sphere's ring next to the equator.
+
+    The ring is the upper (z > 0) row of the sphere's sample grid nearest the equator,
+    the latitude that sees the most area.
+    """
+    mask = np.ones(len(points), dtype=bool)
+    if points.shape[1] > 2:
+        z = points[:, 2]
+        upper = z[z > 0.0]
+        mask = np.isclose(z, upper.min()) if len(upper) else mask
+    angle = np.arctan2(points[mask, 1], points[mask, 0])
+    order = np.argsort(angle)
+    return angle[order], values[mask][order]
 
 
 def _slice(points: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
