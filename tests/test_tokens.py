@@ -131,9 +131,8 @@ def test_equiangular_tokens_follow_the_ode_to_second_order(normalization, bound,
             "'energy.interaction.normalization': fem-jko solves W2 gradient flows only",
         ),
         (
-            ["tokens_circle_usa", "--solver", "fem-implicit"],
-            '\'domain.shape\': fem-implicit needs "box", "disk" or "file" (got "circle"): '
-            "FE on the circle/sphere mesh is not built yet",
+            ["tokens_sphere_sa", "--solver", "fem-implicit"],
+            "'energy.interaction.normalization': fem-implicit solves W2 gradient flows only",
         ),
         (["tokens_circle_usa", "--solver", "quantile-1d"], "quantile-1d supports 1-D only"),
         (

@@ -12,12 +12,15 @@ that lies outside every cell but inside some cell's bounding box (near the polyg
 boundary of a disk mesh) to its nearest cell; such points are recognised by their distance
 to that cell and kept at 0, as the density is zero outside the domain.
 
-On a manifold mesh (the circle's chords, the sphere's flat triangles: cells of a lower
-dimension than the space) the sample points lie on the smooth circle or sphere, off the
-cells by up to the sagitta h²/8.  There every point is taken to its nearest cell within
-the largest cell diameter (``determine_point_ownership``'s padding), and evaluated at
-its projection onto the cell's plane (DOLFINx pulls back by the pseudo-inverse of the
-Jacobian): an O(h²) difference, the order of P1 itself.
+On a manifold mesh (the unit circle's chords, the unit sphere's flat triangles: cells of
+a lower dimension than the space, about the origin) the sample points lie on the smooth
+circle or sphere, off the cells by up to the sagitta h²/8.  There every point is taken
+to its nearest cell within the largest cell diameter (``determine_point_ownership``'s
+padding), and evaluated where the ray from the origin through it meets that cell's
+plane (:func:`central_projection`): an O(h²) move, the order of P1 itself.  The central
+projection, unlike the orthogonal one, is continuous across cells (a point equidistant
+from two cells lies on the ray through their common edge, where the P1 function is one
+value), so the sample does not depend on which of them a rank picks.
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ class PointSampler:
         self._owner = np.asarray(own.src_owner)
         cells = np.asarray(own.dest_cells, dtype=np.int32)
         pts = np.asarray(own.dest_points).reshape(-1, 3)
+        if self.manifold and len(cells):
+            pts = central_projection(mesh, cells, pts)
         inside = self._inside(cells, pts)
         self._cells, self._points, self._inside_mask = cells, pts, inside
 
@@ -101,3 +106,31 @@ def cell_diameter(mesh: dolfinx.mesh.Mesh) -> float:
     cells = np.arange(mesh.topology.index_map(tdim).size_local, dtype=np.int32)
     local = float(mesh.h(tdim, cells).max(initial=0.0))
     return mesh.comm.allreduce(local, op=MPI.MAX)
+
+
+def central_projection(
+    mesh: dolfinx.mesh.Mesh, cells: np.ndarray, points: np.ndarray
+) -> np.ndarray:
+    """Where the ray from the origin through each point meets the plane of its cell.
+
+    With the cell's first node x₀ and edge vectors E (rows), y = s x = x₀ + Eᵀc is a
+    square system in (s, c) for a cell of dimension gdim - 1 (the circle's chords, the
+    sphere's triangles).
+
+    Args:
+        mesh: A manifold mesh about the origin.
+        cells: Local cell of each point, (n,).
+        points: The points, (n, 3).
+
+    Returns:
+        The projected points, (n, 3).
+    """
+    gdim = mesh.geometry.dim
+    nodes = mesh.geometry.x[mesh.geometry.dofmaps[0][cells]][:, :, :gdim]  # (n, gdim, gdim)
+    x0, edges = nodes[:, 0], nodes[:, 1:] - nodes[:, :1]
+    x = points[:, :gdim]
+    system = np.concatenate([x[:, :, None], -edges.transpose(0, 2, 1)], axis=2)
+    s = np.linalg.solve(system, x0[:, :, None])[:, 0, 0]
+    out = np.zeros_like(points)
+    out[:, :gdim] = s[:, None] * x
+    return out
