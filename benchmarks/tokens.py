@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/tokens.py equiangular     # ρ(t) against its ODE: error, order
     .venv/bin/python benchmarks/tokens.py instability     # growth rates of cos(kθ), k = 1..5
     .venv/bin/python benchmarks/tokens.py fe-instability  # the same rates by fem-implicit
+    .venv/bin/python benchmarks/tokens.py fe-sphere-instability   # harmonics on S², FE
     .venv/bin/mpiexec -n 2 .venv/bin/python -m mpi4py benchmarks/tokens.py perf
 
 * ``equiangular``: n = 8 equiangular tokens on S⁷ ⊂ ℝ⁸ (β = 1, ρ₀ = 0; the
@@ -21,6 +22,12 @@
   ratio g of one step gives the space-discrete rate λ_h = (g - 1)/τ exactly, free of the
   time error.  Reported: λ_h against k²I_k(β)/β, its relative error and the order in h
   (log₂ of the ratio of successive errors).
+* ``fe-sphere-instability``: the same on S² for the spherical harmonics Re((x + iy)^k),
+  on icospheres of frequency 8, 16, 32 (10n² + 2 vertices), against
+  κM k(k+1) i_k(β)/β (Funk–Hecke, :func:`wgf.cases.sphere.harmonic_growth_rate`).  The
+  mesh is not rotation invariant: the uniform state drifts by O(h²), so the rate is taken
+  from the difference of a perturbed and an unperturbed run, and Y is an eigenvector of
+  A_h only up to O(h²).
 * ``perf``: n = 10⁴ uniform tokens on S², one Heun substep of blob (two attention
   velocities, dense sums; USA also its local stiffness bound), on COMM_WORLD and, in the
   same run, on COMM_SELF of rank 0; wall and CPU time (busiest rank).  BLAS runs one
@@ -44,7 +51,7 @@ from mpi4py import MPI
 from scipy.integrate import solve_ivp
 
 from wgf import api
-from wgf.cases.sphere import equiangular_rate, mode_growth_rate
+from wgf.cases.sphere import equiangular_rate, harmonic, harmonic_growth_rate, mode_growth_rate
 from wgf.solvers.fem.implicit_euler import Solver as FEImplicit
 from wgf.solvers.particles.blob import Solver
 
@@ -113,41 +120,54 @@ def instability() -> None:
             )
 
 
-def fe_mode_rate(k: int, beta: float, n: int, tau: float = 0.01, steps: int = 4) -> float:
-    """λ_h of the mode cos kθ by fem-implicit on n arcs (see the module docstring)."""
-    case = api.load(
-        {
-            "name": f"fe_mode{k}",
-            "energy": {"internal": "none", "interaction": {"kind": "attention", "beta": beta}},
-            "domain": {"shape": "circle", "cells": [n]},
-            "initial": {"kind": "perturbed_uniform", "mode": k, "amplitude": 1e-6},
-            "time": {"t_end": steps * tau, "tau": tau},
-        }
-    )
-    solver = FEImplicit(case, MPI.COMM_WORLD, case.solver_params("fem-implicit"))
-    own = solver.V.dofmap.index_map.size_local
-    x = solver.V.tabulate_dof_coordinates()[:own]
-    weights = solver.lumped_masses()[:own] * np.cos(k * np.arctan2(x[:, 1], x[:, 0]))
+def fe_mode_rate(
+    k: int, beta: float, n: int, shape: str = "circle", tau: float = 0.01, steps: int = 4
+) -> float:
+    """λ_h of the harmonic Y = Re((x₁ + i x₂)^k) by fem-implicit (see the module docstring).
 
-    def amplitude() -> float:
-        return MPI.COMM_WORLD.allreduce(float(weights @ solver.rho.x.array[:own]))
-
-    amplitudes = [amplitude()]
-    for _ in range(steps):
-        solver.step(tau)
-        amplitudes.append(amplitude())
+    Two runs, from ρ₀(1 + aY) and from ρ₀: the uniform state is steady on the circle mesh
+    but drifts by O(h²) on the sphere's, and the difference of the runs is what the
+    linearised step moves.  The amplitude is the lumped projection Σ m_i δρ_i Y_i.
+    """
+    comm = MPI.COMM_WORLD
+    runs = []
+    for amplitude in (1e-6, 0.0):
+        case = api.load(
+            {
+                "name": f"fe_mode{k}",
+                "energy": {"internal": "none", "interaction": {"kind": "attention", "beta": beta}},
+                "domain": {"shape": shape, "cells": [n]},
+                "initial": {"kind": "perturbed_uniform", "mode": k, "amplitude": amplitude},
+                "time": {"t_end": steps * tau, "tau": tau},
+            }
+        )
+        solver = FEImplicit(case, comm, case.solver_params("fem-implicit"))
+        own = solver.V.dofmap.index_map.size_local
+        x = solver.V.tabulate_dof_coordinates()[:own, : case.dim]
+        weights = solver.lumped_masses()[:own] * harmonic(x, k)
+        history = [solver.rho.x.array[:own].copy()]
+        for _ in range(steps):
+            solver.step(tau)
+            history.append(solver.rho.x.array[:own].copy())
+        runs.append(np.array(history))
+    difference = runs[0] - runs[1]
+    amplitudes = [comm.allreduce(float(weights @ d)) for d in difference]
     g = (amplitudes[-1] / amplitudes[0]) ** (1.0 / steps)
     return (g - 1.0) / tau
 
 
-def fe_instability() -> None:
-    """fem-implicit's rates of the modes k = 1..5 on circles of 64, 128, 256 arcs (β = 5)."""
-    beta, sizes = 5.0, (64, 128, 256)
-    print("| k | k²I_k(β)/β | " + " | ".join(f"n = {n}" for n in sizes) + " | order |")
+def fe_instability(shape: str = "circle") -> None:
+    """fem-implicit's rates of the harmonics k = 1..5 at β = 5, three mesh sizes.
+
+    Circle: 64, 128, 256 arcs; sphere: icospheres of frequency 8, 16, 32.
+    """
+    beta = 5.0
+    sizes, dim = ((64, 128, 256), 2) if shape == "circle" else ((8, 16, 32), 3)
+    print("| k | rate | " + " | ".join(f"n = {n}" for n in sizes) + " | order |")
     print("|---|---|" + "---|" * len(sizes) + "---|")
     for k in range(1, 6):
-        exact = mode_growth_rate(k, beta)
-        errors = [abs(fe_mode_rate(k, beta, n) / exact - 1.0) for n in sizes]
+        exact = harmonic_growth_rate(k, beta, dim)
+        errors = [abs(fe_mode_rate(k, beta, n, shape) / exact - 1.0) for n in sizes]
         orders = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
         print(
             f"| {k} | {exact:.6f} | "
@@ -206,6 +226,7 @@ if __name__ == "__main__":
         "equiangular": equiangular,
         "instability": instability,
         "fe-instability": fe_instability,
+        "fe-sphere-instability": lambda: fe_instability("sphere"),
         "perf": perf,
     }
     commands[sys.argv[1]]()

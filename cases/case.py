@@ -24,6 +24,7 @@ from wgf.cases.sphere import (
     DEFAULT_SAMPLE_CELLS,
     MANIFOLD_SHAPES,
     SPHERE_KINDS,
+    harmonic,
     sample_grid,
     sphere_area,
 )
@@ -206,9 +207,8 @@ class Case:
             area = sphere_area(self.dim)
             return lambda x: np.full(len(x), mass / area)
         if kind == "perturbed_uniform":
-            k, a = spec["mode"], spec["amplitude"]
-            theta = lambda x: np.arctan2(x[:, 1], x[:, 0])  # noqa: E731
-            return lambda x: mass * (1.0 + a * np.cos(k * theta(x))) / (2 * np.pi)
+            k, a, area = spec["mode"], spec["amplitude"], sphere_area(self.dim)
+            return lambda x: mass * (1.0 + a * harmonic(x, k)) / area
         if kind == "equiangular":
             raise UserError(
                 f"case key '{table}.kind': \"equiangular\" tokens are atoms, not a density"
@@ -640,10 +640,6 @@ def _validate_sphere(cfg: dict, dim: int) -> None:
             f'not "{ini["kind"]}"'
         )
     if ini["kind"] == "perturbed_uniform":
-        if shape != "circle":
-            raise UserError(
-                "case key 'initial.kind': \"perturbed_uniform\" is the circle's (cos kθ)"
-            )
         if ini["mode"] < 1 or not abs(ini["amplitude"]) < 1.0:
             raise UserError(
                 f"case keys 'initial.mode'/'initial.amplitude': need mode >= 1 and "

@@ -66,8 +66,10 @@ DENSITY = {
         help="Gaussian, Barenblatt profile, the exact solution at 0, a formula (`density`), "
         "or a mixture of Gaussians (`weights`, `means`, `covs`); on a circle or sphere: "
         "uniform (random tokens, `seed`), equiangular (n tokens with all pairwise inner "
-        "products `rho0`, n ≤ d), perturbed_uniform (circle: equally spaced tokens displaced "
-        "so that the density is (1 + `amplitude`·cos(`mode`·θ))/2π to first order)",
+        "products `rho0`, n ≤ d), perturbed_uniform (the density (1 + `amplitude`·Y)/|S^{d-1}|, "
+        "Y = Re((x₁ + i x₂)^`mode`) a spherical harmonic, cos(`mode`·θ) on the circle; "
+        "circle tokens: equally spaced, displaced to first order; sphere tokens: uniform "
+        "random, weighted by the density)",
     ),
     "density": Key(
         "str",
@@ -90,9 +92,13 @@ DENSITY = {
     "rho0": Key(
         "float", help="equiangular: the inner product ⟨x_i, x_j⟩ of every pair at t = 0, in (-1, 1)"
     ),
-    "mode": Key("int", 1, help="perturbed_uniform: the wave number k ≥ 1 of the perturbation"),
+    "mode": Key(
+        "int",
+        1,
+        help="perturbed_uniform: the wave number (harmonic degree) k ≥ 1 of the perturbation",
+    ),
     "amplitude": Key(
-        "float", 1e-6, help="perturbed_uniform: the relative amplitude a of cos(kθ) (|a| < 1)"
+        "float", 1e-6, help="perturbed_uniform: the relative amplitude a of the harmonic (|a| < 1)"
     ),
 }
 

@@ -87,3 +87,28 @@ def mode_growth_rate(k: int, beta: float, strength: float = 1.0, mass: float = 1
     sin(kθ)/β and η' = κ M k² I_k(β) η/β.
     """
     return strength * mass * k * k * float(special.iv(k, beta)) / beta
+
+
+def harmonic(x: np.ndarray, k: int) -> np.ndarray:
+    """Re((x₁ + i x₂)^k) at points x (n, d): cos kθ on the circle, a spherical harmonic.
+
+    The polynomial is homogeneous of degree k and harmonic in ℝ^d, so on S^{d-1} it is an
+    eigenfunction of the Laplace–Beltrami operator, -Δ_S Y = k(k + d - 2)Y, with |Y| ≤ 1.
+    """
+    return np.real((x[:, 0] + 1j * x[:, 1]) ** k)
+
+
+def harmonic_growth_rate(
+    k: int, beta: float, dim: int, strength: float = 1.0, mass: float = 1.0
+) -> float:
+    """Growth rate of the degree-k harmonic about the uniform density on S^{d-1} (USA).
+
+    By Funk–Hecke, ∫ e^{β⟨x,y⟩} Y(y) dy = |S^{d-1}| c_k(β) Y(x) for a degree-k spherical
+    harmonic Y, c_k(β) = Γ(d/2)(2/β)^{d/2-1} I_{k+d/2-1}(β) (I_k(β) on the circle,
+    i_k(β) = √(π/2β) I_{k+1/2}(β) on S²).  Linearising ∂_t ρ = div(ρ∇μ),
+    μ = -(κ/β)∫e^{β⟨x,y⟩}ρ(y)dy, about ρ₀ = M/|S^{d-1}| with ρ = ρ₀ + η(t)Y:
+    η' = κ M k(k + d - 2) c_k(β) η/β.  For d = 2 this is :func:`mode_growth_rate`.
+    """
+    order = k + dim / 2 - 1
+    c = math.gamma(dim / 2) * (2.0 / beta) ** (dim / 2 - 1) * float(special.iv(order, beta))
+    return strength * mass * k * (k + dim - 2) * c / beta

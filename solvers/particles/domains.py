@@ -32,7 +32,7 @@ from scipy import special
 
 from wgf.cases import Case
 from wgf.cases.errors import UserError
-from wgf.cases.sphere import sample_grid, sphere_area
+from wgf.cases.sphere import harmonic, sample_grid, sphere_area
 from wgf.solvers.particles.kernels import density_at
 
 #: Positions farther than this from the unit sphere are refused, nearer ones retracted.
@@ -152,9 +152,10 @@ def tokens(case: Case, n: int | None, default: int) -> tuple[np.ndarray, np.ndar
     * ``equiangular``: n tokens with Gram matrix G = (1 - ρ₀)I + ρ₀11ᵀ, the rows of its
       Cholesky factor padded with zeros to d columns.  G is positive definite for
       ρ₀ ∈ (-1/(n-1), 1), and has rank n, so this needs n ≤ d (default n = d);
-    * ``perturbed_uniform`` (circle): θ_i = 2πi/n - (a/k) sin(2πik/n), equally spaced angles
+    * ``perturbed_uniform``, circle: θ_i = 2πi/n - (a/k) sin(2πik/n), equally spaced angles
       displaced so that the density is (1 + a cos kθ)/2π + O(a²) (the displacement δθ
-      gives the density change -∂_θ δθ/2π).
+      gives the density change -∂_θ δθ/2π); sphere: the ``uniform`` tokens with weights
+      proportional to 1 + a Re((x₁ + i x₂)^k), the density's (an importance sample).
 
     Args:
         case: A circle or sphere case.
@@ -175,7 +176,7 @@ def tokens(case: Case, n: int | None, default: int) -> tuple[np.ndarray, np.ndar
         gram = (1.0 - rho0) * np.eye(n) + rho0 * np.ones((n, n))
         x = np.zeros((n, dim))
         x[:, :n] = np.linalg.cholesky(gram)
-    elif kind == "perturbed_uniform":
+    elif kind == "perturbed_uniform" and dim == 2:
         n = default if n is None else n
         k, a = ini["mode"], ini["amplitude"]
         theta0 = 2.0 * np.pi * np.arange(n) / n
@@ -186,4 +187,7 @@ def tokens(case: Case, n: int | None, default: int) -> tuple[np.ndarray, np.ndar
         rng = np.random.Generator(np.random.Philox(np.random.SeedSequence(ini["seed"])))
         x = rng.standard_normal((n, dim))
     x /= np.linalg.norm(x, axis=1, keepdims=True)
+    if kind == "perturbed_uniform" and dim > 2:
+        weights = 1.0 + ini["amplitude"] * harmonic(x, ini["mode"])
+        return x, mass * weights / weights.sum()
     return x, np.full(n, mass / n)
