@@ -1,8 +1,8 @@
-"""pvbatch script: tokens (blob) and the FE density (fem-implicit) on S² in one picture.
+r"""pvbatch script: tokens (blob) and the FE density (fem-implicit) on S² in one picture.
 
-    wgf run tokens_sphere_sa --solver fem-implicit --solver blob --out runs \\
-        --set energy.interaction.normalization=usa --set initial.kind=perturbed_uniform \\
-        --set initial.mode=3 --set initial.amplitude=0.5 --set domain.cells=[16] \\
+    wgf run tokens_sphere_sa --solver fem-implicit --solver blob --out runs \
+        --set energy.interaction.normalization=usa --set initial.kind=perturbed_uniform \
+        --set initial.mode=3 --set initial.amplitude=0.5 --set domain.cells=[16] \
         --set time.t_end=0.4 --set time.tau=0.02 --set output.snapshots=5
     xvfb-run -a pvbatch docs/img/tokens_sphere.py runs docs/img/tokens_sphere.png
 
