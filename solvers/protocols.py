@@ -164,8 +164,9 @@ class Capabilities:
         non_gradient: Whether it takes velocity fields that are not W2 gradients (SA
             attention): particle solvers integrate any velocity, the FE and JKO solvers
             need the energy.
-        dims: The (flat) space dimensions it runs; a solver that runs ``"sphere"`` runs
-            S^{d-1} ⊂ ℝ^d for every d.
+        dims: The (flat) space dimensions it runs.
+        sphere_dims: The ambient dimensions d of the spheres S^{d-1} ⊂ ℝ^d it runs, if it
+            runs ``"sphere"``; None for every d (particles).
         shapes: The domain shapes it runs (``domain.shape``).
         cell_types: The mesh cells it runs (``domain.cell_type``).
         models: Whether it runs a case model (``[model]``, particles in parameter space
@@ -180,6 +181,7 @@ class Capabilities:
     interaction: bool = False
     non_gradient: bool = False
     dims: tuple[int, ...] = (1, 2, 3)
+    sphere_dims: tuple[int, ...] | None = None
     shapes: tuple[str, ...] = DOMAIN_SHAPES
     cell_types: tuple[str, ...] = CELL_TYPES
     models: bool = False
@@ -242,8 +244,15 @@ class Capabilities:
                 'normalization = "usa"',
                 "non_gradient",
             )
-        any_sphere = dom["shape"] == "sphere" and "sphere" in self.shapes
-        if case.dim not in self.dims and not any_sphere:
+        on_sphere = dom["shape"] == "sphere" and "sphere" in self.shapes
+        if on_sphere and self.sphere_dims is not None and case.dim not in self.sphere_dims:
+            self._refuse(
+                "domain.dimension",
+                f"{solver} runs the sphere in ℝ^{'/'.join(map(str, self.sphere_dims))} only (the case's "
+                f"is in ℝ^{case.dim})",
+                "sphere_dims",
+            )
+        if case.dim not in self.dims and not on_sphere:
             self._refuse(
                 "domain",
                 f"{solver} supports {_dims(self.dims)} only (the case is {case.dim}-D)",
@@ -291,7 +300,11 @@ class Capabilities:
             if self.non_gradient:
                 energy += " (SA attention too)"
             parts.append(f"gradient flow; {energy}")
-        parts.append(_dims(self.dims) + (" (sphere: any d)" if "sphere" in self.shapes else ""))
+        sphere = ""
+        if "sphere" in self.shapes:
+            d = self.sphere_dims
+            sphere = " (sphere: any d)" if d is None else f" (sphere in ℝ^{'/'.join(map(str, d))})"
+        parts.append(_dims(self.dims) + sphere)
         parts.append("domain " + "/".join(self.shapes))
         if self.models:
             parts.append("[model] two_layer")

@@ -208,6 +208,7 @@ _PARTICLES_BOX = {"shapes": "the box faces are the particles' reflecting walls"}
 _PARTICLE_SHAPES = ("box", "circle", "sphere")
 #: fem-implicit and fem-jko (LJKO) also run on the circle and sphere meshes (S¹ ⊂ ℝ², S² ⊂ ℝ³).
 _FE_SHAPES = (*DOMAIN_SHAPES, *MANIFOLD_SHAPES)
+_FE_SPHERE = {"sphere_dims": "its mesh is a triangulated icosahedron; run blob or langevin"}
 
 SOLVERS: dict[str, SolverInfo] = {
     info.name: info
@@ -216,7 +217,7 @@ SOLVERS: dict[str, SolverInfo] = {
             "fem-implicit",
             "wgf.solvers.fem.implicit_euler",
             "implicit Euler + Newton (PETSc SNES) on the PDE, mass-lumped P1",
-            Capabilities(interaction=True, shapes=_FE_SHAPES),
+            Capabilities(interaction=True, shapes=_FE_SHAPES, sphere_dims=(3,), reasons=_FE_SPHERE),
             FemImplicitParams,
         ),
         SolverInfo(
@@ -231,8 +232,10 @@ SOLVERS: dict[str, SolverInfo] = {
                 reasons={
                     "internal": "ρ is recovered from its first variation U'(ρ)",
                     "cell_types": "its transmissibilities are those of P1 on simplices",
+                    **_FE_SPHERE,
                 },
                 shapes=_FE_SHAPES,
+                sphere_dims=(3,),
             ),
             FemJKOParams,
         ),

@@ -203,7 +203,7 @@ def test_fe_density_on_the_sphere_opens_in_paraview(tmp_path):
                 "--set",
                 "energy.interaction.normalization=usa",
             ],
-            "fem-implicit runs the sphere S² ⊂ ℝ³ only",
+            "fem-implicit runs the sphere in ℝ^3 only (the case's is in ℝ^4): its mesh is",
         ),
         (
             [
@@ -222,6 +222,11 @@ def test_fe_density_on_the_sphere_opens_in_paraview(tmp_path):
             "'domain.cells': the circle mesh takes one positive n",
         ),
         (["tokens_circle_usa", "--solver", "fem-jko"], 'fem-jko needs "entropy" or "power"'),
+        (["tokens_circle_usa", "--solver", "fem-bb"], "fem-bb is a transport solver"),
+        (
+            ["tokens_circle_usa", "--solver", "fem-bb", "--set", "target.kind=uniform"],
+            "'target': transport on the circle is not built",
+        ),
     ],
 )
 def test_bad_fe_manifold_input_is_one_line(args, message, tmp_path):

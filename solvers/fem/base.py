@@ -121,18 +121,9 @@ class FEFlowSolver(FlowSolver):
 
     @classmethod
     def check_case(cls, case: Case) -> None:
-        """The capabilities, then the manifold meshes' own limits.
-
-        The sphere mesh is S² ⊂ ℝ³ only (a triangulation of S^{d-1} for d > 3 is not
-        built), and a density on it cannot start from atoms (equiangular tokens).
-        """
+        """The capabilities, then: a density cannot start from atoms (equiangular tokens)."""
         super().check_case(case)
-        dom, initial = case.section("domain"), case.section("initial")
-        if dom["shape"] == "sphere" and case.dim != 3:
-            raise UserError(
-                f"case key 'domain.dimension': {cls.name} runs the sphere S² ⊂ ℝ³ only (its "
-                f"mesh is a triangulated icosahedron), got ℝ^{case.dim}; run blob or langevin"
-            )
+        initial = case.section("initial")
         if initial is not None and initial["kind"] == "equiangular":
             raise UserError(
                 f"case key 'initial.kind': {cls.name} evolves a density, and \"equiangular\" "
