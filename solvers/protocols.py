@@ -246,10 +246,10 @@ class Capabilities:
             )
         on_sphere = dom["shape"] == "sphere" and "sphere" in self.shapes
         if on_sphere and self.sphere_dims is not None and case.dim not in self.sphere_dims:
+            spaces = "/".join(map(str, self.sphere_dims))
             self._refuse(
                 "domain.dimension",
-                f"{solver} runs the sphere in ℝ^{'/'.join(map(str, self.sphere_dims))} only (the case's "
-                f"is in ℝ^{case.dim})",
+                f"{solver} runs the sphere in ℝ^{spaces} only (the case's is in ℝ^{case.dim})",
                 "sphere_dims",
             )
         if case.dim not in self.dims and not on_sphere:
