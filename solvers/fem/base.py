@@ -245,7 +245,8 @@ class FEFlowSolver(FlowSolver):
             local = (float(owned[i]), float(self._vertex_masses[i]))
         peak, m_i = max(self.comm.allgather(local))  # the largest peak, ties by mass
         mass = self.case.section("initial")["mass"]
-        limit = mass / ((2.0 * np.pi) ** (self.case.dim / 2) * m_i)
+        # d is the cells' dimension: 2 on the sphere's surface mesh, not the ambient 3.
+        limit = mass / ((2.0 * np.pi) ** (self.mesh.topology.dim / 2) * m_i)
         return {"peak_density": peak, "resolved_density": max(float(limit), self._start_peak)}
 
     def bounding_box(self) -> tuple[np.ndarray, np.ndarray]:
