@@ -177,6 +177,18 @@ def test_fe_density_on_the_sphere_opens_in_paraview(tmp_path):
     assert 0.0 < low <= high < 0.1  # about 1/4π
 
 
+@pytest.mark.skipif(PVBATCH is None, reason="pvbatch not installed (Debian python3-paraview)")
+def test_fe_density_on_the_circle_opens_in_paraview(tmp_path):
+    sets = ["energy.internal=entropy", "domain.cells=[32]", "time.t_end=0.2", "time.tau=0.1"]
+    run_case("tokens_circle_usa", sets, tmp_path, solver="fem-jko")
+    out = pvbatch_read(tmp_path / "tokens_circle_usa_fem-jko_fields.xdmf", tmp_path)
+    assert int(out["POINTS"]) == 32 and int(out["CELLS"]) == 32
+    bounds = np.array(out["BOUNDS"].split(), dtype=float)
+    np.testing.assert_allclose(np.abs(bounds[:4]), 1.0, atol=1e-12)
+    low, high = map(float, out["RANGE_density"].split())
+    assert low == pytest.approx(high) and low == pytest.approx(1 / (64 * np.sin(np.pi / 32)))
+
+
 # -- bad input: one line, exit 2 ------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("args", "message"),
