@@ -130,13 +130,18 @@ def assert_same_on_1_and_2_ranks(
     comm = MPI.COMM_WORLD
     assert comm.size == 2, "run this under mpiexec -n 2"
     world = run_case(case, sets, shared_tmp / "world", comm=comm, solver=solver)
+    failure = None
     if comm.rank == 0:
-        single = run_case(case, sets, shared_tmp / "self", comm=MPI.COMM_SELF, solver=solver)
-        a, b = read(world.path), read(single.path)
-        assert a["attrs"]["mpi_size"] == 2 and b["attrs"]["mpi_size"] == 1
-        for key in keys:
-            np.testing.assert_allclose(a[key], b[key], rtol=0, atol=atol, err_msg=key)
-    comm.Barrier()
+        try:
+            single = run_case(case, sets, shared_tmp / "self", comm=MPI.COMM_SELF, solver=solver)
+            a, b = read(world.path), read(single.path)
+            assert a["attrs"]["mpi_size"] == 2 and b["attrs"]["mpi_size"] == 1
+            for key in keys:
+                np.testing.assert_allclose(a[key], b[key], rtol=0, atol=atol, err_msg=key)
+        except Exception as err:  # rank 1 must fail too, or it waits in the next test forever
+            failure = f"{type(err).__name__}: {err}"
+    failure = comm.bcast(failure, root=0)
+    assert failure is None, failure
 
 
 def assert_user_error(proc: subprocess.CompletedProcess, message: str) -> None:
