@@ -134,30 +134,38 @@ class _Grid:
         self.padded = tuple(fft.next_fast_len(2 * g, real=True) for g in self.shape)
 
     def corners(self, x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        """The 2^d (flat node index, CIC weight) pairs of each point."""
+        """The 2^d (flat node index, CIC weight) pairs of each point.
+
+        The flat index of the lower corner is found once and the others are offsets from it;
+        the weights are products of the per-axis factors 1 - f and f (f the fraction).
+        """
         u = (x - self.lower) / self.h
         base = np.clip(np.floor(u).astype(np.int64), 0, np.array(self.shape) - 2)
         frac = u - base
+        dim = x.shape[1]
+        strides = [int(np.prod(self.shape[k + 1 :])) for k in range(dim)]
+        flat = sum(base[:, k] * strides[k] for k in range(dim))
+        sides = [(1.0 - frac[:, k], np.ascontiguousarray(frac[:, k])) for k in range(dim)]
         out = []
-        for corner in product((0, 1), repeat=x.shape[1]):
-            c = np.array(corner)
-            index = np.ravel_multi_index(tuple((base + c).T), self.shape)
-            weight = np.prod(np.where(c == 1, frac, 1.0 - frac), axis=1)
-            out.append((index, weight))
+        for corner in product((0, 1), repeat=dim):
+            weight = sides[0][corner[0]]
+            for k in range(1, dim):
+                weight = weight * sides[k][corner[k]]
+            out.append((flat + sum(c * s for c, s in zip(corner, strides, strict=True)), weight))
         return out
 
     def deposit(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
-        """CIC masses on the nodes (deterministic: bincount in index order)."""
+        """CIC masses on the nodes (deterministic: one bincount in index order)."""
+        corners = self.corners(x)
+        index = np.concatenate([i for i, _ in corners])
+        mass = np.concatenate([weight * w for _, weight in corners])
         size = int(np.prod(self.shape))
-        mass = np.zeros(size)
-        for index, weight in self.corners(x):
-            mass += np.bincount(index, weight * w, minlength=size)
-        return mass.reshape(self.shape)
+        return np.bincount(index, mass, minlength=size).reshape(self.shape)
 
-    def interpolate(self, field: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """CIC interpolation of a node field at points x."""
-        flat = field.ravel()
-        return sum(flat[index] * weight for index, weight in self.corners(x))
+    def interpolate(self, fields: Sequence[np.ndarray], x: np.ndarray) -> list[np.ndarray]:
+        """CIC interpolation of node fields at points x (the corners found once for all)."""
+        corners = self.corners(x)
+        return [sum(f.ravel()[index] * weight for index, weight in corners) for f in fields]
 
     def offsets(self) -> np.ndarray:
         """Offset vectors o·h of the padded grid (index o ≥ P/2 stands for o - P), (P, d)."""
@@ -258,6 +266,63 @@ def _sampled(grid: _Grid, sample: Sampler, singular: bool) -> list[np.ndarray]:
     return [v.reshape(grid.padded) for v in values]
 
 
+def _masses_transformed(
+    grid: _Grid, sources: np.ndarray, weights: np.ndarray, comm: MPI.Comm | None
+) -> np.ndarray:
+    """The CIC masses on the zero-padded grid, transformed (rfftn), shared over ``comm``.
+
+    Each rank deposits its share of the sources and the grids are summed (Allreduce).  The
+    padding is zero, so the transform is pruned: the inner axes are transformed on the
+    grid's own rows only (not on the zero rows of the padding), each rank its share of
+    them, and the first axis on every column, each rank its share of the columns; the
+    shares are all-gathered, so every rank returns the whole transform.
+    """
+    size, rank = (1, 0) if comm is None else (comm.size, comm.rank)
+    lo, hi = _share(len(sources), size, rank)
+    mass = grid.deposit(sources[lo:hi], weights[lo:hi])
+    if size > 1:
+        from mpi4py import MPI
+
+        comm.Allreduce(MPI.IN_PLACE, mass, op=MPI.SUM)  # type: ignore[union-attr]
+    if mass.ndim == 1:
+        return fft.rfft(mass, n=grid.padded[0])
+    rows, inner = grid.shape[0], tuple(range(1, mass.ndim))
+    a, b = _share(rows, size, rank)
+    part = fft.rfftn(mass[a:b], s=grid.padded[1:], axes=inner)
+    if size == 1:
+        return fft.fft(part, n=grid.padded[0], axis=0)
+    cross = part.shape[1:]
+    width = int(np.prod(cross))
+    half = np.empty((rows, *cross), dtype=complex)
+    counts = [width * (e - s) for s, e in (_share(rows, size, r) for r in range(size))]
+    comm.Allgatherv(part, [half, counts])  # type: ignore[union-attr]
+    columns = half.reshape(rows, width)
+    a, b = _share(width, size, rank)
+    # this rank's columns, transformed along the first axis, stored column by column so
+    # that the shares are contiguous blocks of the gathered array
+    mine = np.ascontiguousarray(fft.fft(columns[:, a:b], n=grid.padded[0], axis=0).T)
+    gathered = np.empty((width, grid.padded[0]), dtype=complex)
+    counts = [grid.padded[0] * (e - s) for s, e in (_share(width, size, r) for r in range(size))]
+    comm.Allgatherv(mine, [gathered, counts])  # type: ignore[union-attr]
+    return np.ascontiguousarray(gathered.T).reshape(grid.padded[0], *cross)
+
+
+def _convolved(grid: _Grid, mass_hat: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """The free-space convolution on the grid's own nodes: irfftn(mass_hat·K̂), pruned.
+
+    The first axis is inverted on every column and only the grid's own rows kept, so the
+    inner axes are inverted on those rows alone (the rest of the padded result is unused).
+    """
+    axes = tuple(range(kernel.ndim))
+    product_hat = mass_hat * fft.rfftn(kernel, axes=axes)
+    if kernel.ndim == 1:
+        return fft.irfft(product_hat, n=grid.padded[0])[: grid.shape[0]]
+    rows = fft.ifft(product_hat, axis=0)[: grid.shape[0]]
+    field = fft.irfftn(rows, s=grid.padded[1:], axes=axes[1:])
+    inside = (slice(None), *(slice(0, g) for g in grid.shape[1:]))
+    return np.ascontiguousarray(field[inside])
+
+
 def mesh_sum(
     targets: np.ndarray,
     sources: np.ndarray,
@@ -296,24 +361,19 @@ def mesh_sum(
         comm.Allreduce(MPI.IN_PLACE, lower, op=MPI.MIN)
         comm.Allreduce(MPI.IN_PLACE, upper, op=MPI.MAX)
     grid = _Grid(sources, cells or default_cells(len(sources), dim), (lower, upper))
-    axes = tuple(range(dim))
     if parity is not None:
         kernels = _sampled_half(grid, sample, singular, comm)
     else:
         kernels = _sampled(grid, sample, singular)
     size, rank = (comm.size, comm.rank) if parallel else (1, 0)
-    mine = [k for k in range(len(kernels)) if k % size == rank]
-    inside = tuple(slice(0, g) for g in grid.shape)
+    mass_hat = _masses_transformed(grid, sources, weights, comm if parallel else None)
     fields = [np.empty(grid.shape) for _ in kernels]
-    if mine:
-        mass_hat = fft.rfftn(grid.deposit(sources, weights), s=grid.padded, axes=axes)
-        for k in mine:
-            kernel = kernels[k]
-            if parity is not None:
-                kernel = _reflected(kernel, grid.padded, parity[k])
-            field = fft.irfftn(mass_hat * fft.rfftn(kernel, axes=axes), s=grid.padded, axes=axes)
-            fields[k] = np.ascontiguousarray(field[inside])
+    for k in range(rank, len(kernels), size):
+        kernel = kernels[k]
+        if parity is not None:
+            kernel = _reflected(kernel, grid.padded, parity[k])
+        fields[k] = _convolved(grid, mass_hat, kernel)
     if parallel:
         for k, field in enumerate(fields):
             comm.Bcast(field, root=k % size)
-    return [grid.interpolate(field, targets) for field in fields]
+    return grid.interpolate(fields, targets)
