@@ -27,13 +27,16 @@ kernels are sampled on the non-negative offsets only (about 2^{-d} of the padded
 near-origin averages included) and reflected: sampling, which evaluates the kernel formula,
 was the largest part of a sum.
 
-Over ranks (``comm``): every rank deposits all sources and transforms the mass (cheap,
-and so the masses are bitwise the same everywhere); the sampling is split by rows of the
-non-negative offsets (then all-gathered), and the kernels are dealt out, kernel k to rank
-k mod p, which transforms it, convolves and broadcasts the field on the grid; each rank
-then interpolates every field at its own targets (the caller's block).  Every value is
-computed by the same operations on any number of ranks, so the sums do not depend on it.
-A gradient in d dimensions has d kernels, so at most d ranks share the transforms.
+Over ranks (``comm``): each rank deposits its share of the sources and the grids are summed
+(Allreduce); the mass transform is pruned (the padding is zero: the inner axes are
+transformed on the grid's own rows only) and split, rows then columns, each share
+all-gathered; the sampling is split by rows of the non-negative offsets (then
+all-gathered), and the kernels are dealt out, kernel k to rank k mod p, which transforms
+it, convolves and broadcasts the field on the grid; each rank then interpolates every
+field at its own targets (the caller's block).  Every value but the summed deposit is
+computed by the same operations on any number of ranks; the deposit's partial sums add in
+another order, so the sums agree with one rank's to round-off (1e-14 is tested).  A
+gradient in d dimensions has d kernels, so at most d ranks share the convolutions.
 """
 
 from __future__ import annotations
@@ -353,9 +356,13 @@ def mesh_sum(
     """
     dim = sources.shape[1]
     parallel = comm is not None and comm.size > 1
-    lower = np.minimum(sources.min(axis=0), targets.min(axis=0, initial=np.inf))
-    upper = np.maximum(sources.max(axis=0), targets.max(axis=0, initial=-np.inf))
-    if parallel:  # the grid must be the same on every rank whatever its targets
+    # the bounding box of the sources and targets; over ranks each rank bounds its share
+    # of the sources and its targets, and the boxes are joined (min and max are exact, so
+    # the grid is the same on every rank and on one)
+    mine = sources[slice(*_share(len(sources), comm.size, comm.rank))] if parallel else sources
+    lower = np.minimum(mine.min(axis=0, initial=np.inf), targets.min(axis=0, initial=np.inf))
+    upper = np.maximum(mine.max(axis=0, initial=-np.inf), targets.max(axis=0, initial=-np.inf))
+    if parallel:
         from mpi4py import MPI
 
         comm.Allreduce(MPI.IN_PLACE, lower, op=MPI.MIN)
