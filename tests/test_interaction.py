@@ -285,8 +285,8 @@ def test_swarm_2d_approaches_the_unit_disk(tmp_path):
     r, d = _diagnostics(summary.path)
     x, w = r["particles/positions"][-1], r["particles/weights"]
     radius = np.linalg.norm(x - w @ x, axis=1).max()
-    # The mollified repulsion (δ = √ε ≈ 0.1 here) is weaker at short range than -log r, so
-    # the blob steady state is tighter than the disk; figures in benchmarks/README.md.
+    # The mollified repulsion (δ = √ε ≈ 0.1 here) is weaker than -log r within δ, so the
+    # blob steady state is a little tighter than the disk; figures in benchmarks/README.md.
     assert 0.38 < d["second_moment"][-1] < 0.5
     assert 0.75 < radius < 1.0
     assert abs(d["second_moment"][-1] - d["second_moment"][-6]) < 2e-3  # steady

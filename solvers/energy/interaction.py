@@ -145,18 +145,19 @@ class Interaction:
         """The ``order``-th derivative (0, 1, 2) of W_δ at radii r, divided by r if ``per_r``.
 
         Outside the ball the kernel's formula; inside, the core's polynomial in q = (r/δ)²,
-        so the formula is never evaluated where it may be singular.
+        so the formula is never evaluated where it may be singular (it is evaluated at δ
+        there and overwritten: the ball holds few of the radii, so this costs less than
+        gathering the others).
         """
         r = np.asarray(r, dtype=float)
         if delta <= 0.0:
             value = self.strength * _radial(self._derivatives[order], r)
             return value / r if per_r else value
-        out = np.empty(r.shape)
         ball = r < delta
-        far = ~ball
-        out[far] = self.strength * _radial(self._derivatives[order], r[far])
+        safe = np.where(ball, delta, r)
+        out = self.strength * _radial(self._derivatives[order], safe)
         if per_r:
-            out[far] /= r[far]
+            out /= safe
         c, q = self.core(delta), (r[ball] / delta) ** 2
         j = np.arange(len(c))
         if order == 0:  # Σ c_j s^{2j}

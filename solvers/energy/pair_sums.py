@@ -28,12 +28,12 @@ near-origin averages included) and reflected: sampling, which evaluates the kern
 was the largest part of a sum.
 
 Over ranks (``comm``): each rank deposits its share of the sources and the grids are summed
-(Allreduce); the mass transform is pruned (the padding is zero: the inner axes are
-transformed on the grid's own rows only) and split, rows then columns, each share
-all-gathered; the sampling is split by rows of the non-negative offsets (then
-all-gathered), and the kernels are dealt out, kernel k to rank k mod p, which transforms
-it, convolves and broadcasts the field on the grid; each rank then interpolates every
-field at its own targets (the caller's block).  Every value but the summed deposit is
+(Allreduce); every rank transforms the summed masses (pruned: the padding is zero, so the
+inner axes are transformed on the grid's own rows only); the sampling is split by rows of
+the non-negative offsets (then all-gathered), and the kernels are dealt out, kernel k to
+rank k mod p, which transforms it, convolves (the inverse pruned to the grid's own rows)
+and broadcasts the field on the grid; each rank then interpolates every field at its own
+targets (the caller's block).  Every value but the summed deposit is
 computed by the same operations on any number of ranks; the deposit's partial sums add in
 another order, so the sums agree with one rank's to round-off (1e-14 is tested).  A
 gradient in d dimensions has d kernels, so at most d ranks share the convolutions.
@@ -272,42 +272,26 @@ def _sampled(grid: _Grid, sample: Sampler, singular: bool) -> list[np.ndarray]:
 def _masses_transformed(
     grid: _Grid, sources: np.ndarray, weights: np.ndarray, comm: MPI.Comm | None
 ) -> np.ndarray:
-    """The CIC masses on the zero-padded grid, transformed (rfftn), shared over ``comm``.
+    """The CIC masses on the zero-padded grid, transformed (rfftn); the deposit shared.
 
     Each rank deposits its share of the sources and the grids are summed (Allreduce).  The
     padding is zero, so the transform is pruned: the inner axes are transformed on the
-    grid's own rows only (not on the zero rows of the padding), each rank its share of
-    them, and the first axis on every column, each rank its share of the columns; the
-    shares are all-gathered, so every rank returns the whole transform.
+    grid's own rows only (not on the zero rows of the padding), then the first axis.
+    Every rank transforms the whole grid: splitting the passes over the ranks needs two
+    all-gathers of the complex half-transform, which cost three times the transform
+    (benchmarks/README.md).
     """
     size, rank = (1, 0) if comm is None else (comm.size, comm.rank)
     lo, hi = _share(len(sources), size, rank)
     mass = grid.deposit(sources[lo:hi], weights[lo:hi])
-    if size > 1:
+    if comm is not None and size > 1:
         from mpi4py import MPI
 
-        comm.Allreduce(MPI.IN_PLACE, mass, op=MPI.SUM)  # type: ignore[union-attr]
+        comm.Allreduce(MPI.IN_PLACE, mass, op=MPI.SUM)
     if mass.ndim == 1:
         return fft.rfft(mass, n=grid.padded[0])
-    rows, inner = grid.shape[0], tuple(range(1, mass.ndim))
-    a, b = _share(rows, size, rank)
-    part = fft.rfftn(mass[a:b], s=grid.padded[1:], axes=inner)
-    if size == 1:
-        return fft.fft(part, n=grid.padded[0], axis=0)
-    cross = part.shape[1:]
-    width = int(np.prod(cross))
-    half = np.empty((rows, *cross), dtype=complex)
-    counts = [width * (e - s) for s, e in (_share(rows, size, r) for r in range(size))]
-    comm.Allgatherv(part, [half, counts])  # type: ignore[union-attr]
-    columns = half.reshape(rows, width)
-    a, b = _share(width, size, rank)
-    # this rank's columns, transformed along the first axis, stored column by column so
-    # that the shares are contiguous blocks of the gathered array
-    mine = np.ascontiguousarray(fft.fft(columns[:, a:b], n=grid.padded[0], axis=0).T)
-    gathered = np.empty((width, grid.padded[0]), dtype=complex)
-    counts = [grid.padded[0] * (e - s) for s, e in (_share(width, size, r) for r in range(size))]
-    comm.Allgatherv(mine, [gathered, counts])  # type: ignore[union-attr]
-    return np.ascontiguousarray(gathered.T).reshape(grid.padded[0], *cross)
+    inner = fft.rfftn(mass, s=grid.padded[1:], axes=tuple(range(1, mass.ndim)))
+    return fft.fft(inner, n=grid.padded[0], axis=0)
 
 
 def _convolved(grid: _Grid, mass_hat: np.ndarray, kernel: np.ndarray) -> np.ndarray:
