@@ -2,7 +2,7 @@
 
 The same steps as :func:`wgf.solvers.energy.pair_sums.mesh_sum` (grid, sampling on the
 non-negative offsets, the shared deposit and mass transform, per kernel: reflection,
-transform and convolution, then the field broadcast and the interpolation at this rank's
+transform and convolution, then the field all-gather and the interpolation at this rank's
 block), each
 between two barriers, so that a 1-rank and a 2-rank run show which phases the ranks
 share and how long each takes when both ranks are busy.  Prints the mean of 3 per rank.
@@ -63,11 +63,8 @@ def main() -> None:
                 "kernel FFT + convolution", lambda full=full: ps._convolved(grid, mass_hat, full)
             )
 
-        def broadcast() -> None:
-            for k, field in enumerate(fields):
-                comm.Bcast(field, root=k % comm.size)
-
-        tick("broadcast", broadcast)
+        if comm.size > 1:
+            fields = tick("field all-gather", lambda: ps._fields_to_all(fields, comm))
         tick("interpolation", lambda: grid.interpolate(fields, x[lo:hi]))
 
     for _ in range(REPEAT):

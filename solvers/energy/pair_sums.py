@@ -31,8 +31,8 @@ Over ranks (``comm``): each rank deposits its share of the sources and the grids
 (Allreduce); every rank transforms the summed masses (pruned: the padding is zero, so the
 inner axes are transformed on the grid's own rows only); the sampling is split by rows of
 the non-negative offsets (then all-gathered), and the kernels are dealt out, kernel k to
-rank k mod p, which transforms it, convolves (the inverse pruned to the grid's own rows)
-and broadcasts the field on the grid; each rank then interpolates every field at its own
+rank k mod p, which transforms it and convolves (the inverse pruned to the grid's own
+rows), and the fields are all-gathered; each rank then interpolates every field at its own
 targets (the caller's block).  Every value but the summed deposit is
 computed by the same operations on any number of ranks; the deposit's partial sums add in
 another order, so the sums agree with one rank's to round-off (1e-14 is tested).  A
@@ -206,13 +206,19 @@ def _sampled_half(
     with np.errstate(all="ignore"):
         local = [np.ascontiguousarray(v.reshape(hi - lo, *half[1:])) for v in sample(z)]
     if comm is not None and size > 1:
+        # one all-gather for all kernels (each collective waits for every rank): each
+        # rank's rows of every kernel, in rank order
         row = int(np.prod(half[1:]))
-        counts = [row * (b - a) for a, b in (_share(half[0], size, r) for r in range(size))]
-        values = []
-        for part in local:
-            full = np.empty(half)
-            comm.Allgatherv(part, [full, counts])
-            values.append(full)
+        shares = [_share(half[0], size, r) for r in range(size)]
+        counts = [len(local) * row * (b - a) for a, b in shares]
+        gathered = np.empty(sum(counts))
+        comm.Allgatherv(np.concatenate([part.ravel() for part in local]), [gathered, counts])
+        values = [np.empty(half) for _ in local]
+        offset = 0
+        for a, b in shares:
+            for value in values:
+                value[a:b] = gathered[offset : offset + row * (b - a)].reshape(b - a, *half[1:])
+                offset += row * (b - a)
     else:
         values = local
     if singular:  # every rank averages the few near cells itself
@@ -310,6 +316,22 @@ def _convolved(grid: _Grid, mass_hat: np.ndarray, kernel: np.ndarray) -> np.ndar
     return np.ascontiguousarray(field[inside])
 
 
+def _fields_to_all(fields: list[np.ndarray], comm: MPI.Comm) -> list[np.ndarray]:
+    """Every field on every rank, field k from rank k mod p, by one all-gather."""
+    size = comm.size
+    owned = [list(range(r, len(fields), size)) for r in range(size)]
+    nodes = fields[0].size
+    mine = [fields[k].ravel() for k in owned[comm.rank]]
+    send = np.concatenate(mine) if mine else np.empty(0)
+    gathered = np.empty(len(fields) * nodes)
+    comm.Allgatherv(send, [gathered, [len(o) * nodes for o in owned]])
+    out = list(fields)
+    order = [k for o in owned for k in o]
+    for slot, k in enumerate(order):
+        out[k] = gathered[slot * nodes : (slot + 1) * nodes].reshape(fields[0].shape)
+    return out
+
+
 def mesh_sum(
     targets: np.ndarray,
     sources: np.ndarray,
@@ -346,11 +368,12 @@ def mesh_sum(
     mine = sources[slice(*_share(len(sources), comm.size, comm.rank))] if parallel else sources
     lower = np.minimum(mine.min(axis=0, initial=np.inf), targets.min(axis=0, initial=np.inf))
     upper = np.maximum(mine.max(axis=0, initial=-np.inf), targets.max(axis=0, initial=-np.inf))
-    if parallel:
+    if parallel:  # one Allreduce: the max of (-lower, upper)
         from mpi4py import MPI
 
-        comm.Allreduce(MPI.IN_PLACE, lower, op=MPI.MIN)
-        comm.Allreduce(MPI.IN_PLACE, upper, op=MPI.MAX)
+        bounds = np.concatenate([-lower, upper])
+        comm.Allreduce(MPI.IN_PLACE, bounds, op=MPI.MAX)
+        lower, upper = -bounds[:dim], bounds[dim:]
     grid = _Grid(sources, cells or default_cells(len(sources), dim), (lower, upper))
     if parity is not None:
         kernels = _sampled_half(grid, sample, singular, comm)
@@ -365,6 +388,5 @@ def mesh_sum(
             kernel = _reflected(kernel, grid.padded, parity[k])
         fields[k] = _convolved(grid, mass_hat, kernel)
     if parallel:
-        for k, field in enumerate(fields):
-            comm.Bcast(field, root=k % size)
+        fields = _fields_to_all(fields, comm)
     return grid.interpolate(fields, targets)
