@@ -1,8 +1,9 @@
 """The phases of one particle-mesh gradient sum at N = 10⁵, timed between barriers.
 
 The same steps as :func:`wgf.solvers.energy.pair_sums.mesh_sum` (grid, sampling on the
-non-negative offsets, deposit, mass transform, per kernel: reflection, transform,
-convolution, then the field broadcast and the interpolation at this rank's block), each
+non-negative offsets, the shared deposit and mass transform, per kernel: reflection,
+transform and convolution, then the field all-gather and the interpolation at this rank's
+block), each
 between two barriers, so that a 1-rank and a 2-rank run show which phases the ranks
 share and how long each takes when both ranks are busy.  Prints the mean of 3 per rank.
 
@@ -18,7 +19,6 @@ from collections.abc import Callable
 import numpy as np
 from interaction_sums import DELTA, cloud, kernel
 from mpi4py import MPI
-from scipy import fft
 
 from wgf.solvers.energy import pair_sums as ps
 from wgf.solvers.particles.parallel import block
@@ -54,25 +54,18 @@ def main() -> None:
     def one_sum() -> None:
         grid = tick("grid", lambda: ps._Grid(x, ps.default_cells(len(x), 2)))
         kernels = tick("sampling", lambda: ps._sampled_half(grid, sample, True, comm))
-        masses = tick("deposit", lambda: grid.deposit(x, w))
-        mass_hat = tick("mass FFT", lambda: fft.rfftn(masses, s=grid.padded, axes=(0, 1)))
-        inside = tuple(slice(0, g) for g in grid.shape)
+        shared = comm if comm.size > 1 else None
+        mass_hat = tick("deposit + mass FFT", lambda: ps._masses_transformed(grid, x, w, shared))
         fields = [np.empty(grid.shape) for _ in kernels]
         for k in range(comm.rank, len(kernels), comm.size):
             full = tick("reflection", lambda k=k: ps._reflected(kernels[k], grid.padded, parity[k]))
-            hat = tick("kernel FFT", lambda full=full: fft.rfftn(full, axes=(0, 1)))
-            field = tick(
-                "convolution",
-                lambda hat=hat: fft.irfftn(mass_hat * hat, s=grid.padded, axes=(0, 1)),
+            fields[k] = tick(
+                "kernel FFT + convolution", lambda full=full: ps._convolved(grid, mass_hat, full)
             )
-            fields[k] = np.ascontiguousarray(field[inside])
 
-        def broadcast() -> None:
-            for k, field in enumerate(fields):
-                comm.Bcast(field, root=k % comm.size)
-
-        tick("broadcast", broadcast)
-        tick("interpolation", lambda: [grid.interpolate(f, x[lo:hi]) for f in fields])
+        if comm.size > 1:
+            fields = tick("field all-gather", lambda: ps._fields_to_all(fields, comm))
+        tick("interpolation", lambda: grid.interpolate(fields, x[lo:hi]))
 
     for _ in range(REPEAT):
         one_sum()

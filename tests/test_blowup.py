@@ -36,6 +36,7 @@ def _blowup_bound(case) -> float:
     ("solver", "sets"),
     [
         ("fem-jko", ["domain.cells=[16,16]"]),
+        ("fem-implicit", ["domain.cells=[16,16]"]),  # semi-implicit W∗ρⁿ; stops at t = 0.016
         ("blob", []),  # the default 1600 particles: the start is resolved (K = 2)
         ("langevin", ["solver.langevin.particles=400"]),
     ],

@@ -74,6 +74,21 @@ def test_fem_implicit_with_interaction_agrees_on_one_and_two_ranks(case, sets, s
     assert_same_on_1_and_2_ranks(case, "fem-implicit", sets, shared_tmp, keys, atol=1e-11)
 
 
+@pytest.mark.parametrize(
+    "case,sets",
+    [
+        ("aggregation_quadratic_2d", ["domain.cells=[16,16]", "time.t_end=0.03"]),
+        ("keller_segel_2d", ["domain.cells=[20,20]", "time.t_end=0.015"]),
+    ],
+)
+def test_alg2_with_interaction_agrees_on_one_and_two_ranks(case, sets, shared_tmp):
+    # W∗ρⁿ (lattice FFT over all vertices on every rank) explicit in ALG2's prox; the
+    # iteration counts must agree too.
+    sets = [*sets, "solver.fem-jko.inner=alg2"]
+    keys = [*FE_COMPARED, "diagnostics/iterations", "diagnostics/dissipation_gap"]
+    assert_same_on_1_and_2_ranks(case, "fem-jko", sets, shared_tmp, keys, atol=1e-9)
+
+
 def test_particle_mesh_shared_over_ranks_matches_one_rank():
     # Each rank passes its block of targets; sampling rows and the two gradient components'
     # transforms are split over the ranks, and the sums equal those of one rank.

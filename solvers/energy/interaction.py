@@ -13,12 +13,26 @@ r^{-a}, and r^a with a < 2 in d ≥ 2 for the transverse part W'(r)/r; in 1-D |x
 singular: its force is bounded and the ordering of particles never needs its curvature).
 Particles then use the mollified kernel
 
-    W_δ(r) = W(√(r² + δ²)),
+    W_δ(r) = W(r) for r ≥ δ,    W_δ(r) = Σ_{j=0..K} c_j s^{2j}, s = r/δ, for r < δ (K = 4):
 
-which is smooth, differs from W by W'(r)δ²/(2r) + O(δ⁴) for r ≫ δ, has ∇W_δ(z) = W'(s) z/s,
-s = √(|z|² + δ²): the rule is the Plummer softening of gravitational N-body codes, applied to
-any radial W.  δ is the solver's resolution length (:meth:`Interaction.mollifier`): the
-blob's √ε, Silverman's bandwidth for langevin; a non-singular kernel is used as it is (δ = 0).
+the even polynomial that continues W into the ball of radius δ with W and its first K
+derivatives matched at δ, so W_δ is C⁴ and its force -∇W_δ is bounded, C³, and 0 at the
+centre.  Why this rule: for the Newtonian kernel, in any dimension, it is exactly W∗ψ_δ for
+the compactly supported radial mollifier ψ_δ ∝ (1 - |x|²/δ²)³₊ (ΔW_δ is a polynomial in r²
+that vanishes to third order at δ, beyond which W_δ is harmonic), and by Newton's theorem a
+radial mass acts outside its support as a point mass: only pairs closer than δ feel the
+mollification.  The 2-D Keller–Segel virial identity d/dt ∫|x|²ρ = 4DM − κM²/(2π), which
+rests on r·W'(r) = κ/(2π) for every pair, is then broken only by those pairs: by
+κ/(2π)·Σ_{r_ij<δ} w_i w_j (1 - s_ij²)⁴ ≈ κ/(2π)·(πδ²/5)·∫ρ².  The Plummer softening
+W(√(r² + δ²)) used before changes every pair, by W'(r)δ²/(2r) + O(δ⁴); its deficit
+κ/(2π)·∬ρ(x)ρ(y) δ²/(|x - y|² + δ²) ≈ κ/(2π)·2πδ² log(σ/δ)·∫ρ² for a cloud of width σ
+was the largest error of the blob's Keller–Segel moment law (benchmarks/README.md).  Why
+K = 4 rather than 3 (ψ_δ ∝ (1 - |x|²/δ²)²₊): a C² mollifier, a smaller deficit (πδ²/5
+against πδ²/4), and derivatives that a finite difference across r = δ checks to its own
+accuracy.  For other singular kernels (r^{-a}, r²/2 - log r) the continuation is a smooth
+core with the kernel's own tail.  δ is the solver's resolution length
+(:meth:`Interaction.mollifier`): the blob's √ε, Silverman's bandwidth for langevin; a
+non-singular kernel is used as it is (δ = 0).
 
 For the particle integrators the term also gives bounds on the stiffness of its velocity
 field: κ·M·sup_r ‖∇²W_δ‖ (the eigenvalues of ∇²W(z) are W''(r) along z and W'(r)/r across),
@@ -50,9 +64,25 @@ Method = Literal["auto", "direct", "mesh"]
 _PROBES = (1e-6, 1e-12)
 
 
-def _soft(r: np.ndarray, delta: float) -> np.ndarray:
-    """The softened distance s = √(r² + δ²) (r itself for δ = 0)."""
-    return np.sqrt(r * r + delta * delta) if delta > 0.0 else np.asarray(r, dtype=float)
+#: The core of a mollified kernel matches W and its first MATCH_ORDER derivatives at δ.
+MATCH_ORDER = 4
+
+
+def _match_matrix(order: int) -> np.ndarray:
+    """Row k, column j: the k-th derivative of s^{2j} at s = 1 (j, k = 0..order)."""
+    k, j = np.meshgrid(np.arange(order + 1), np.arange(order + 1), indexing="ij")
+    falling = np.ones(k.shape)
+    for step in range(order):  # (2j)(2j - 1)…(2j - k + 1), 0 once 2j < k
+        falling *= np.where(step < k, 2.0 * j - step, 1.0)
+    return falling
+
+
+def _horner(c: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Σ_j c_j q^j."""
+    out = np.full(q.shape, c[-1])
+    for coefficient in c[-2::-1]:
+        out = out * q + coefficient
+    return out
 
 
 def _radial(f: SymbolicFunction, r: np.ndarray) -> np.ndarray:
@@ -86,34 +116,80 @@ class Interaction:
 
     # -- the radial profile ----------------------------------------------------------------
     @functools.cached_property
-    def _dw(self) -> SymbolicFunction:
-        return self.function.diff("r")
+    def _derivatives(self) -> list[SymbolicFunction]:
+        """w, w', …, w^(MATCH_ORDER)."""
+        out = [self.function]
+        for _ in range(MATCH_ORDER):
+            out.append(out[-1].diff("r"))
+        return out
 
     @functools.cached_property
-    def _d2w(self) -> SymbolicFunction:
-        return self._dw.diff("r")
+    def _cores(self) -> dict[float, np.ndarray]:
+        return {}
+
+    def core(self, delta: float) -> np.ndarray:
+        """c₀..c_K of W_δ(r) = Σ_j c_j (r/δ)^{2j} in the ball r < δ (κ included, K = 4).
+
+        The solution of the match p⁽ᵏ⁾(1) = δᵏ W⁽ᵏ⁾(δ), k = 0..K (module docstring).
+        """
+        if delta not in self._cores:
+            at = np.array([delta])
+            jet = [float(f(at)[0]) * delta**k for k, f in enumerate(self._derivatives)]
+            coefficients = np.linalg.solve(_match_matrix(MATCH_ORDER), jet)
+            self._cores[delta] = self.strength * coefficients
+        return self._cores[delta]
+
+    def _piecewise(
+        self, r: np.ndarray, delta: float, order: int, per_r: bool = False
+    ) -> np.ndarray:
+        """The ``order``-th derivative (0, 1, 2) of W_δ at radii r, divided by r if ``per_r``.
+
+        Outside the ball the kernel's formula; inside, the core's polynomial in q = (r/δ)²,
+        so the formula is never evaluated where it may be singular (it is evaluated at δ
+        there and overwritten: the ball holds few of the radii, so this costs less than
+        gathering the others).
+        """
+        r = np.asarray(r, dtype=float)
+        if delta <= 0.0:
+            value = self.strength * _radial(self._derivatives[order], r)
+            return value / r if per_r else value
+        ball = r < delta
+        safe = np.where(ball, delta, r)
+        out = self.strength * _radial(self._derivatives[order], safe)
+        if per_r:
+            out /= safe
+        c, q = self.core(delta), (r[ball] / delta) ** 2
+        j = np.arange(len(c))
+        if order == 0:  # Σ c_j s^{2j}
+            out[ball] = _horner(c, q)
+        elif order == 1:  # Σ 2j c_j s^{2j-1}/δ, over r = sδ: Σ 2j c_j s^{2j-2}/δ²
+            scale = 1.0 / delta**2 if per_r else np.sqrt(q) / delta
+            out[ball] = scale * _horner((2 * j * c)[1:], q)
+        else:  # Σ 2j(2j-1) c_j s^{2j-2}/δ²
+            out[ball] = _horner((2 * j * (2 * j - 1) * c)[1:], q) / delta**2
+        return out
 
     def W(self, r: np.ndarray, delta: float = 0.0) -> np.ndarray:
-        """W_δ(r) = κ w(√(r² + δ²))."""
-        return self.strength * _radial(self.function, _soft(r, delta))
+        """W_δ(r): κ w(r) for r ≥ δ, Σ_j c_j s^{2j} (s = r/δ) inside."""
+        return self._piecewise(r, delta, 0)
 
     def dW(self, r: np.ndarray, delta: float = 0.0) -> np.ndarray:
-        """W_δ'(r) = κ w'(s) r/s, s = √(r² + δ²)."""
-        s = _soft(r, delta)
-        return self.strength * _radial(self._dw, s) * (r / s if delta > 0.0 else 1.0)
+        """W_δ'(r): κ w'(r) for r ≥ δ, Σ_j 2j c_j s^{2j-1}/δ inside."""
+        return self._piecewise(r, delta, 1)
 
     def d2W(self, r: np.ndarray, delta: float = 0.0) -> np.ndarray:
-        """W_δ''(r) = κ (w''(s) r²/s² + w'(s) δ²/s³) (the delta mass of a kink is dropped)."""
-        s = _soft(r, delta)
-        if delta == 0.0:
-            return self.strength * _radial(self._d2w, s)
-        along = _radial(self._d2w, s) * (r / s) ** 2
-        return self.strength * (along + _radial(self._dw, s) * delta**2 / s**3)
+        """W_δ''(r): κ w''(r) for r ≥ δ, Σ_j 2j(2j-1) c_j s^{2j-2}/δ² inside.
+
+        (The delta mass of a kink is dropped.)
+        """
+        return self._piecewise(r, delta, 2)
 
     def force_factor(self, r: np.ndarray, delta: float = 0.0) -> np.ndarray:
-        """W_δ'(r)/r = κ w'(s)/s, so that ∇W_δ(z) = (W_δ'(|z|)/|z|) z."""
-        s = _soft(r, delta)
-        return self.strength * _radial(self._dw, s) / s
+        """W_δ'(r)/r, so that ∇W_δ(z) = (W_δ'(|z|)/|z|) z: Σ_j 2j c_j s^{2j-2}/δ² inside.
+
+        Finite at r = 0 when δ > 0: the force of the core is linear there.
+        """
+        return self._piecewise(r, delta, 1, per_r=True)
 
     def pair_force(self, z: np.ndarray, delta: float = 0.0) -> np.ndarray:
         """-∇W_δ(z) for offsets z = x - y (n, d): the force of y on x (0 at z = 0).

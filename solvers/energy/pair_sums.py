@@ -27,13 +27,16 @@ kernels are sampled on the non-negative offsets only (about 2^{-d} of the padded
 near-origin averages included) and reflected: sampling, which evaluates the kernel formula,
 was the largest part of a sum.
 
-Over ranks (``comm``): every rank deposits all sources and transforms the mass (cheap,
-and so the masses are bitwise the same everywhere); the sampling is split by rows of the
-non-negative offsets (then all-gathered), and the kernels are dealt out, kernel k to rank
-k mod p, which transforms it, convolves and broadcasts the field on the grid; each rank
-then interpolates every field at its own targets (the caller's block).  Every value is
-computed by the same operations on any number of ranks, so the sums do not depend on it.
-A gradient in d dimensions has d kernels, so at most d ranks share the transforms.
+Over ranks (``comm``): each rank deposits its share of the sources and the grids are summed
+(Allreduce); every rank transforms the summed masses (pruned: the padding is zero, so the
+inner axes are transformed on the grid's own rows only); the sampling is split by rows of
+the non-negative offsets (then all-gathered), and the kernels are dealt out, kernel k to
+rank k mod p, which transforms it and convolves (the inverse pruned to the grid's own
+rows), and the fields are all-gathered; each rank then interpolates every field at its own
+targets (the caller's block).  Every value but the summed deposit is
+computed by the same operations on any number of ranks; the deposit's partial sums add in
+another order, so the sums agree with one rank's to round-off (1e-14 is tested).  A
+gradient in d dimensions has d kernels, so at most d ranks share the convolutions.
 """
 
 from __future__ import annotations
@@ -134,30 +137,38 @@ class _Grid:
         self.padded = tuple(fft.next_fast_len(2 * g, real=True) for g in self.shape)
 
     def corners(self, x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        """The 2^d (flat node index, CIC weight) pairs of each point."""
+        """The 2^d (flat node index, CIC weight) pairs of each point.
+
+        The flat index of the lower corner is found once and the others are offsets from it;
+        the weights are products of the per-axis factors 1 - f and f (f the fraction).
+        """
         u = (x - self.lower) / self.h
         base = np.clip(np.floor(u).astype(np.int64), 0, np.array(self.shape) - 2)
         frac = u - base
+        dim = x.shape[1]
+        strides = [int(np.prod(self.shape[k + 1 :])) for k in range(dim)]
+        flat = sum(base[:, k] * strides[k] for k in range(dim))
+        sides = [(1.0 - frac[:, k], np.ascontiguousarray(frac[:, k])) for k in range(dim)]
         out = []
-        for corner in product((0, 1), repeat=x.shape[1]):
-            c = np.array(corner)
-            index = np.ravel_multi_index(tuple((base + c).T), self.shape)
-            weight = np.prod(np.where(c == 1, frac, 1.0 - frac), axis=1)
-            out.append((index, weight))
+        for corner in product((0, 1), repeat=dim):
+            weight = sides[0][corner[0]]
+            for k in range(1, dim):
+                weight = weight * sides[k][corner[k]]
+            out.append((flat + sum(c * s for c, s in zip(corner, strides, strict=True)), weight))
         return out
 
     def deposit(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
-        """CIC masses on the nodes (deterministic: bincount in index order)."""
+        """CIC masses on the nodes (deterministic: one bincount in index order)."""
+        corners = self.corners(x)
+        index = np.concatenate([i for i, _ in corners])
+        mass = np.concatenate([weight * w for _, weight in corners])
         size = int(np.prod(self.shape))
-        mass = np.zeros(size)
-        for index, weight in self.corners(x):
-            mass += np.bincount(index, weight * w, minlength=size)
-        return mass.reshape(self.shape)
+        return np.bincount(index, mass, minlength=size).reshape(self.shape)
 
-    def interpolate(self, field: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """CIC interpolation of a node field at points x."""
-        flat = field.ravel()
-        return sum(flat[index] * weight for index, weight in self.corners(x))
+    def interpolate(self, fields: Sequence[np.ndarray], x: np.ndarray) -> list[np.ndarray]:
+        """CIC interpolation of node fields at points x (the corners found once for all)."""
+        corners = self.corners(x)
+        return [sum(f.ravel()[index] * weight for index, weight in corners) for f in fields]
 
     def offsets(self) -> np.ndarray:
         """Offset vectors o·h of the padded grid (index o ≥ P/2 stands for o - P), (P, d)."""
@@ -195,13 +206,19 @@ def _sampled_half(
     with np.errstate(all="ignore"):
         local = [np.ascontiguousarray(v.reshape(hi - lo, *half[1:])) for v in sample(z)]
     if comm is not None and size > 1:
+        # one all-gather for all kernels (each collective waits for every rank): each
+        # rank's rows of every kernel, in rank order
         row = int(np.prod(half[1:]))
-        counts = [row * (b - a) for a, b in (_share(half[0], size, r) for r in range(size))]
-        values = []
-        for part in local:
-            full = np.empty(half)
-            comm.Allgatherv(part, [full, counts])
-            values.append(full)
+        shares = [_share(half[0], size, r) for r in range(size)]
+        counts = [len(local) * row * (b - a) for a, b in shares]
+        gathered = np.empty(sum(counts))
+        comm.Allgatherv(np.concatenate([part.ravel() for part in local]), [gathered, counts])
+        values = [np.empty(half) for _ in local]
+        offset = 0
+        for a, b in shares:
+            for value in values:
+                value[a:b] = gathered[offset : offset + row * (b - a)].reshape(b - a, *half[1:])
+                offset += row * (b - a)
     else:
         values = local
     if singular:  # every rank averages the few near cells itself
@@ -258,6 +275,63 @@ def _sampled(grid: _Grid, sample: Sampler, singular: bool) -> list[np.ndarray]:
     return [v.reshape(grid.padded) for v in values]
 
 
+def _masses_transformed(
+    grid: _Grid, sources: np.ndarray, weights: np.ndarray, comm: MPI.Comm | None
+) -> np.ndarray:
+    """The CIC masses on the zero-padded grid, transformed (rfftn); the deposit shared.
+
+    Each rank deposits its share of the sources and the grids are summed (Allreduce).  The
+    padding is zero, so the transform is pruned: the inner axes are transformed on the
+    grid's own rows only (not on the zero rows of the padding), then the first axis.
+    Every rank transforms the whole grid: splitting the passes over the ranks needs two
+    all-gathers of the complex half-transform, which cost three times the transform
+    (benchmarks/README.md).
+    """
+    size, rank = (1, 0) if comm is None else (comm.size, comm.rank)
+    lo, hi = _share(len(sources), size, rank)
+    mass = grid.deposit(sources[lo:hi], weights[lo:hi])
+    if comm is not None and size > 1:
+        from mpi4py import MPI
+
+        comm.Allreduce(MPI.IN_PLACE, mass, op=MPI.SUM)
+    if mass.ndim == 1:
+        return fft.rfft(mass, n=grid.padded[0])
+    inner = fft.rfftn(mass, s=grid.padded[1:], axes=tuple(range(1, mass.ndim)))
+    return fft.fft(inner, n=grid.padded[0], axis=0)
+
+
+def _convolved(grid: _Grid, mass_hat: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """The free-space convolution on the grid's own nodes: irfftn(mass_hat·K̂), pruned.
+
+    The first axis is inverted on every column and only the grid's own rows kept, so the
+    inner axes are inverted on those rows alone (the rest of the padded result is unused).
+    """
+    axes = tuple(range(kernel.ndim))
+    product_hat = mass_hat * fft.rfftn(kernel, axes=axes)
+    if kernel.ndim == 1:
+        return fft.irfft(product_hat, n=grid.padded[0])[: grid.shape[0]]
+    rows = fft.ifft(product_hat, axis=0)[: grid.shape[0]]
+    field = fft.irfftn(rows, s=grid.padded[1:], axes=axes[1:])
+    inside = (slice(None), *(slice(0, g) for g in grid.shape[1:]))
+    return np.ascontiguousarray(field[inside])
+
+
+def _fields_to_all(fields: list[np.ndarray], comm: MPI.Comm) -> list[np.ndarray]:
+    """Every field on every rank, field k from rank k mod p, by one all-gather."""
+    size = comm.size
+    owned = [list(range(r, len(fields), size)) for r in range(size)]
+    nodes = fields[0].size
+    mine = [fields[k].ravel() for k in owned[comm.rank]]
+    send = np.concatenate(mine) if mine else np.empty(0)
+    gathered = np.empty(len(fields) * nodes)
+    comm.Allgatherv(send, [gathered, [len(o) * nodes for o in owned]])
+    out = list(fields)
+    order = [k for o in owned for k in o]
+    for slot, k in enumerate(order):
+        out[k] = gathered[slot * nodes : (slot + 1) * nodes].reshape(fields[0].shape)
+    return out
+
+
 def mesh_sum(
     targets: np.ndarray,
     sources: np.ndarray,
@@ -288,32 +362,31 @@ def mesh_sum(
     """
     dim = sources.shape[1]
     parallel = comm is not None and comm.size > 1
-    lower = np.minimum(sources.min(axis=0), targets.min(axis=0, initial=np.inf))
-    upper = np.maximum(sources.max(axis=0), targets.max(axis=0, initial=-np.inf))
-    if parallel:  # the grid must be the same on every rank whatever its targets
+    # the bounding box of the sources and targets; over ranks each rank bounds its share
+    # of the sources and its targets, and the boxes are joined (min and max are exact, so
+    # the grid is the same on every rank and on one)
+    mine = sources[slice(*_share(len(sources), comm.size, comm.rank))] if parallel else sources
+    lower = np.minimum(mine.min(axis=0, initial=np.inf), targets.min(axis=0, initial=np.inf))
+    upper = np.maximum(mine.max(axis=0, initial=-np.inf), targets.max(axis=0, initial=-np.inf))
+    if parallel:  # one Allreduce: the max of (-lower, upper)
         from mpi4py import MPI
 
-        comm.Allreduce(MPI.IN_PLACE, lower, op=MPI.MIN)
-        comm.Allreduce(MPI.IN_PLACE, upper, op=MPI.MAX)
+        bounds = np.concatenate([-lower, upper])
+        comm.Allreduce(MPI.IN_PLACE, bounds, op=MPI.MAX)
+        lower, upper = -bounds[:dim], bounds[dim:]
     grid = _Grid(sources, cells or default_cells(len(sources), dim), (lower, upper))
-    axes = tuple(range(dim))
     if parity is not None:
         kernels = _sampled_half(grid, sample, singular, comm)
     else:
         kernels = _sampled(grid, sample, singular)
     size, rank = (comm.size, comm.rank) if parallel else (1, 0)
-    mine = [k for k in range(len(kernels)) if k % size == rank]
-    inside = tuple(slice(0, g) for g in grid.shape)
+    mass_hat = _masses_transformed(grid, sources, weights, comm if parallel else None)
     fields = [np.empty(grid.shape) for _ in kernels]
-    if mine:
-        mass_hat = fft.rfftn(grid.deposit(sources, weights), s=grid.padded, axes=axes)
-        for k in mine:
-            kernel = kernels[k]
-            if parity is not None:
-                kernel = _reflected(kernel, grid.padded, parity[k])
-            field = fft.irfftn(mass_hat * fft.rfftn(kernel, axes=axes), s=grid.padded, axes=axes)
-            fields[k] = np.ascontiguousarray(field[inside])
+    for k in range(rank, len(kernels), size):
+        kernel = kernels[k]
+        if parity is not None:
+            kernel = _reflected(kernel, grid.padded, parity[k])
+        fields[k] = _convolved(grid, mass_hat, kernel)
     if parallel:
-        for k, field in enumerate(fields):
-            comm.Bcast(field, root=k % size)
-    return [grid.interpolate(field, targets) for field in fields]
+        fields = _fields_to_all(fields, comm)
+    return grid.interpolate(fields, targets)

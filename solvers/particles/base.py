@@ -24,10 +24,15 @@ identical on every rank:
   (:func:`~wgf.solvers.acceptance.check_resolved`).  A start already narrower than that
   (few particles) is the user's choice, not a blow-up: the limit is then the initial peak,
   and the run stops only when the cloud concentrates beyond its start.  Why K = 2: for a
-  Gaussian cloud of standard deviation s the Newtonian attraction mollified at ℓ keeps the fraction
-  E[r²/(r² + ℓ²)] of its virial (r the distance of two particles): 0.67 at s = ℓ, where the
-  mollified Keller–Segel system has its (spurious) steady state and a peak near the limit
-  of K = 1, which it then never crosses, and 0.85 at s = 2ℓ.  ρ_ℓ saturates at
+  Gaussian cloud of standard deviation s the Newtonian attraction mollified at ℓ
+  (:mod:`wgf.solvers.energy.interaction`: exact beyond ℓ) keeps the fraction
+  E[1 - (1 - r²/ℓ²)⁴₊] of its virial (r the distance of two particles): 0.95 at s = ℓ and
+  0.99 at s = 2ℓ, so down to 2ℓ the particles follow the unmollified flow.  The mollified
+  supercritical system (χM = 12π) has a spurious steady state where that fraction is 2/3
+  (the virial balance 4DM = 2/3·χM²/(2π) of a Gaussian cloud), at s ≈ 0.33ℓ, far beyond
+  the limit.  (The Plummer softening used before kept only
+  E[r²/(r² + ℓ²)]: 0.67 at s = ℓ, where its steady state sat with a peak near the limit of
+  K = 1, which the run then never crossed.)  ρ_ℓ saturates at
   M/(2πℓ²)^{d/2} (every particle in one point), (K² + 1)^{d/2} times the limit, so a
   collapsing cloud does reach it.
 

@@ -33,8 +33,9 @@ Choices (all in the solver's ``[solver.blob]`` table):
   A forced step ``dt`` above the bound 2/λ is clamped to cfl·2/λ (and said so once).
 * Interaction (``[energy.interaction]``): the energy gains ½ Σ_{i≠j} w_i w_j W_δ(x_i - x_j)
   and the velocity -Σ_j w_j ∇W_δ(x_k - x_j), W_δ the kernel mollified at δ = √ε when it is
-  singular (:mod:`wgf.solvers.energy.interaction`: W_δ(r) = W(√(r² + δ²))), so the blob and
-  its interaction resolve the same length.  The sums are direct up to 2·10⁴ particles and
+  singular (:mod:`wgf.solvers.energy.interaction`: W_δ = W beyond δ, a polynomial core
+  within; for the Newtonian kernel W∗ψ_δ, ψ_δ ∝ (1 - |x|²/δ²)³₊), so the blob and its
+  interaction resolve the same length.  The sums are direct up to 2·10⁴ particles and
   by the particle mesh above; λ gains a bound on the interaction's stiffness, the smaller of
   κ M sup‖∇²W_δ‖ and the Gershgorin bound max_i 2Σ_j w_j‖∇²W_δ(x_i - x_j)‖ at the substep's
   positions (the latter sees the mass actually near, so a mollified singular kernel does
