@@ -15,7 +15,8 @@ Prints, from one run (no asserts; the test suite asserts the first item):
    (mean risk over the last quarter of [0, T], T = 20) against ``model.temperature``.
 
 Run:  OPENBLAS_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/two_layer.py [1] [2] [3]
-(the items to run, default all; ``TWO_LAYER_REF=3000`` etc. change the sizes).
+(the items to run, default all; ``TWO_LAYER_REF=3000``, ``TWO_LAYER_SIZES=100,300,1000``
+etc. change the sizes).
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ from wgf import api
 from wgf.cases import closed_forms as cf
 
 BETA = np.array([1.0, 0.5, -0.5, 0.25])
-SIZES = [100, 300, 1000]
+SIZES = [int(n) for n in os.environ.get("TWO_LAYER_SIZES", "100,300,1000").split(",")]
 REF = int(os.environ.get("TWO_LAYER_REF", "3000"))
+#: If set, item 2 saves every risk curve there (``.npz``: time, risk_<N>), for the README
+#: picture (``benchmarks/two_layer_figure.py``).
+SAVE = os.environ.get("TWO_LAYER_SAVE")
 T_RELU = float(os.environ.get("TWO_LAYER_T", "3.0"))
 LANGEVIN_N = int(os.environ.get("TWO_LAYER_LANGEVIN_N", "300"))
 TEMPERATURES = [0.0, 0.01, 0.03, 0.1, 0.3]
@@ -75,6 +79,9 @@ def relu_in_n(out: Path) -> None:
             f"max step change of the energy {np.diff(energy).max():.3e}, "
             f"wall {res.diagnostics['wall_time'][-1]:.1f} s"
         )
+    if SAVE:
+        series = {f"risk_{n}": res.diagnostics["risk"] for n, res in curves.items()}
+        np.savez(SAVE, time=curves[REF].time, **series)
     ref = curves[REF].diagnostics["risk"]
     dist = [float(np.abs(curves[n].diagnostics["risk"] - ref).max()) for n in SIZES]
     rate = np.polyfit(np.log(SIZES), np.log(dist), 1)[0]
