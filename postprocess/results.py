@@ -113,7 +113,7 @@ class Results:
     @property
     def shape(self) -> str:
         """The case's ``domain.shape`` (``box``, ``disk``, ``file``, ``circle``, ``sphere``)."""
-        return str(self.config.get("domain", {}).get("shape", "box"))
+        return str((self.config.get("domain") or {}).get("shape", "box"))
 
     def sample_cell_areas(self) -> np.ndarray:
         """The volume (area, arc length) of the sample cell of every sample point, (n,).

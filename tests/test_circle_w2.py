@@ -149,3 +149,17 @@ def test_compare_uses_the_geodesic_w2_on_the_circle(tmp_path):
     )
     assert last["w2"] == pytest.approx(expected, rel=1e-12)
     assert last["w2"] > 0.0
+    # The sample cells are arcs of 2π/n (not the spacing of x-coordinates): unit mass.
+    for run in runs:
+        assert run.sample_cell_areas() == pytest.approx(np.full(200, TWO_PI / 200))
+        mass = run.snapshot_density @ run.sample_cell_areas()
+        np.testing.assert_allclose(mass, 1.0, atol=1e-4)
+
+
+def test_sphere_sample_cells_are_the_latitude_bands(tmp_path):
+    """On S² the sample-cell areas are the grid's bands (they sum to 4π), not one volume."""
+    sets = ["time.t_end=0.5", "solver.blob.particles=100"]
+    run = load_runs([run_case("tokens_sphere_sa", sets, tmp_path, solver="blob").path])[0]
+    areas = run.sample_cell_areas()
+    assert areas.sum() == pytest.approx(4.0 * math.pi, rel=1e-12)
+    assert areas.max() / areas.min() > 10.0
