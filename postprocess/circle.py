@@ -16,9 +16,10 @@ starts; the ordinary 1-D formula is C(0).  Three facts make the minimum exact an
 * the minimiser lies within ½ of c = (E_μ θ - E_ν θ)/2π: by Jensen, C(α) ≥ m(α)² with
   m(α) = ∫F⁻¹ - ∫G⁻¹(· + α) = 2π(c - α) (since G⁻¹(s + 1) - G⁻¹(s) = 2π), while the
   minimum is at most π² (no point is farther than π);
-* between the levels where a jump of F and a shifted jump of G meet, C is linear in α when
-  both measures are atoms (C is then piecewise linear, and its minimum is at such an
-  α = B_j + k - A_i), and quadratic where a uniform arc is involved.  The search is
+* C changes form only at the shifts α = B_j + k - A_i where a level A_i of μ meets a
+  shifted level B_j + k of ν; in between it is linear in α when both measures are atoms
+  (C is then piecewise linear, and its minimum is at such a shift), and quadratic where
+  a uniform arc is involved.  The search is
   therefore finished by evaluating C at the meeting levels nearest to its answer, which
   makes the atom-against-atom value exact to round-off instead of to the search tolerance.
 
