@@ -15,7 +15,8 @@ Prints, from one run (no asserts; the test suite asserts the first item):
    (mean risk over the last quarter of [0, T], T = 20) against ``model.temperature``.
 
 Run:  OPENBLAS_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/two_layer.py [1] [2] [3]
-(the items to run, default all; ``TWO_LAYER_REF=3000`` etc. change the sizes).
+(the items to run, default all; ``TWO_LAYER_REF=3000``, ``TWO_LAYER_SIZES=100,300,1000``
+etc. change the sizes).
 """
 
 from __future__ import annotations
@@ -30,10 +31,21 @@ import numpy as np
 
 from wgf import api
 from wgf.cases import closed_forms as cf
+from wgf.postprocess.results import Results
 
 BETA = np.array([1.0, 0.5, -0.5, 0.25])
-SIZES = [100, 300, 1000]
+SIZES = [int(n) for n in os.environ.get("TWO_LAYER_SIZES", "100,300,1000").split(",")]
 REF = int(os.environ.get("TWO_LAYER_REF", "3000"))
+#: If set, item 2 saves its risk curves there (``.npz``: time, risk_<N> of the reference and
+#: of each N's first seed, seeds_<N>_<seed> of every run), for the README picture
+#: (``benchmarks/ml_figures.py``).
+SAVE = os.environ.get("TWO_LAYER_SAVE")
+#: If set, the reference curve risk_<REF> is read from this ``.npz`` (an earlier SAVE)
+#: instead of being run again.
+REF_CURVE = os.environ.get("TWO_LAYER_REF_CURVE")
+#: ``model.seed`` values of the smaller runs (default: the case's seed only); the distance
+#: is then the RMS over the seeds, the reference keeping the case's seed.
+SEEDS = [int(s) for s in os.environ.get("TWO_LAYER_SEEDS", "").split(",") if s]
 T_RELU = float(os.environ.get("TWO_LAYER_T", "3.0"))
 LANGEVIN_N = int(os.environ.get("TWO_LAYER_LANGEVIN_N", "300"))
 TEMPERATURES = [0.0, 0.01, 0.03, 0.1, 0.3]
@@ -59,27 +71,46 @@ def linear_moments(out: Path) -> None:
         print(f"   {solver:9s} {row}  EOC {', '.join(f'{v:.2f}' for v in eoc)}  fit {fit:.2f}")
 
 
+def _relu_run(n: int, out: Path, seed: int | None = None) -> Results:
+    """The ReLU teacher with blob for N neurons (the case's seed unless given), printed."""
+    sets = {"solver.blob.particles": n, "time.t_end": T_RELU, "output.snapshots": 2}
+    if seed is not None:
+        sets["model.seed"] = seed
+    res = api.run(api.load("two_layer_relu_teacher", sets), "blob", out=out / f"relu{n}_{seed}")
+    energy, risk = res.diagnostics["energy"], res.diagnostics["risk"]
+    print(
+        f"   N = {n:6d}, seed {seed if seed is not None else 'case'}: risk(0) = {risk[0]:.4f}, "
+        f"risk(T/2) = {risk[len(risk) // 2]:.4f}, risk(T) = {risk[-1]:.5f}, "
+        f"alignment(T) = {res.diagnostics['alignment'][-1]:.4f}, "
+        f"max step change of the energy {np.diff(energy).max():.3e}, "
+        f"wall {res.diagnostics['wall_time'][-1]:.1f} s"
+    )
+    return res
+
+
 def relu_in_n(out: Path) -> None:
     """Item 2."""
     print(f"2. ReLU teacher, blob, T = {T_RELU:g}, τ = 0.05: risk against N (reference N = {REF})")
-    curves = {}
-    for n in [*SIZES, REF]:
-        sets = {"solver.blob.particles": n, "time.t_end": T_RELU, "output.snapshots": 2}
-        res = api.run(api.load("two_layer_relu_teacher", sets), "blob", out=out / f"relu{n}")
-        curves[n] = res
-        energy = res.diagnostics["energy"]
-        risk = res.diagnostics["risk"]
-        print(
-            f"   N = {n:6d}: risk(0) = {risk[0]:.4f}, risk(T/2) = {risk[len(risk) // 2]:.4f}, "
-            f"risk(T) = {risk[-1]:.5f}, alignment(T) = {res.diagnostics['alignment'][-1]:.4f}, "
-            f"max step change of the energy {np.diff(energy).max():.3e}, "
-            f"wall {res.diagnostics['wall_time'][-1]:.1f} s"
-        )
-    ref = curves[REF].diagnostics["risk"]
-    dist = [float(np.abs(curves[n].diagnostics["risk"] - ref).max()) for n in SIZES]
-    rate = np.polyfit(np.log(SIZES), np.log(dist), 1)[0]
-    row = ", ".join(f"N={n}: {d:.3e}" for n, d in zip(SIZES, dist, strict=True))
-    print(f"   max_t |risk_N - risk_{REF}|: {row}; fitted rate N^{rate:.2f}")
+    if REF_CURVE:  # the reference's risk curve from an earlier run's saved curves
+        ref = np.load(REF_CURVE)[f"risk_{REF}"]
+        print(f"   reference curve read from {REF_CURVE}")
+    else:
+        ref = _relu_run(REF, out).diagnostics["risk"]
+    curves = {f"risk_{REF}": ref}
+    dist: dict[int, list[float]] = {}
+    for n in SIZES:
+        for seed in SEEDS or [None]:
+            risk = _relu_run(n, out, seed).diagnostics["risk"]
+            curves.setdefault(f"risk_{n}", risk)  # the first seed's, for the picture
+            curves[f"seeds_{n}_{seed}"] = risk
+            dist.setdefault(n, []).append(float(np.abs(risk - ref).max()))
+    if SAVE:
+        np.savez(SAVE, time=np.linspace(0.0, T_RELU, len(ref)), **curves)
+    rms = [float(np.sqrt(np.mean(np.square(dist[n])))) for n in SIZES]
+    rate = np.polyfit(np.log(SIZES), np.log(rms), 1)[0]
+    row = ", ".join(f"N={n}: {d:.3e}" for n, d in zip(SIZES, rms, strict=True))
+    over = f"RMS over seeds {SEEDS}" if SEEDS else "one seed"
+    print(f"   max_t |risk_N - risk_{REF}| ({over}): {row}; fitted rate N^{rate:.2f}")
 
 
 def langevin_plateau(out: Path) -> None:

@@ -5,10 +5,14 @@ midpoints with weights ρ·|cell|.  A point cloud on a grid of spacing h is itse
 away from the density in W2 (about h/√12 per direction), which would floor every W2
 error; in 1-D, where W2 is exact and cheap, each cell is therefore split into
 ``REFINE_1D`` sub-cells (the FE density taken constant on the cell, the closed form
-evaluated at the sub-cell midpoints).
+evaluated at the sub-cell midpoints).  On the circle the W2 is exact for a density
+constant on each sample cell (:mod:`wgf.postprocess.circle`): a grid cloud there stands for
+uniform arcs, which :func:`w2_options` tells :func:`wgf.postprocess.w2.w2`.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -36,7 +40,7 @@ def cloud(run: Results, index: int) -> tuple[np.ndarray, np.ndarray]:
     """
     if run.positions is not None and run.weights is not None:
         return run.positions[index], run.weights
-    weights = run.snapshot_density[index] * run.sample_cell_volume()
+    weights = run.snapshot_density[index] * run.sample_cell_areas()
     if run.dim == 1:
         return _sub_points(run), np.repeat(weights / REFINE_1D, REFINE_1D)
     return run.sample_points, weights
@@ -50,7 +54,25 @@ def exact_cloud(run: Results, t: float) -> tuple[np.ndarray, np.ndarray] | None:
     if run.dim == 1:
         points = _sub_points(run)
         return points, exact(t, points) * run.sample_cell_volume() / REFINE_1D
-    return run.sample_points, exact(t, run.sample_points) * run.sample_cell_volume()
+    return run.sample_points, exact(t, run.sample_points) * run.sample_cell_areas()
+
+
+def _arc(run: Results, grid: bool) -> float:
+    """The arc a point of the run's circle cloud stands for: 0 for particles, else a cell."""
+    particles = run.positions is not None and run.weights is not None
+    return 0.0 if particles and not grid else 2.0 * math.pi / len(run.sample_points)
+
+
+def w2_options(run: Results, other: Results | None = None) -> dict:
+    """Keywords of :func:`wgf.postprocess.w2.w2` for ``run``'s cloud against another's.
+
+    ``other`` is the run whose :func:`cloud` is the second argument, or None for the
+    closed form on ``run``'s grid (:func:`exact_cloud`).  Off the circle: no keywords.
+    """
+    if run.shape != "circle":
+        return {}
+    second = _arc(run, grid=True) if other is None else _arc(other, grid=False)
+    return {"shape": "circle", "arcs": (_arc(run, grid=False), second)}
 
 
 def relative_errors(run: Results, index: int) -> dict[str, float]:

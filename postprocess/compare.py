@@ -3,7 +3,8 @@
 At every snapshot time common to all runs it reports the error of each run against the
 closed form (relative L1/L2 on the sample grid, W2 to the exact density), and between
 every pair of runs the L1/L2 distance of the sampled densities and W2 (see
-:mod:`wgf.postprocess.w2`).  It writes ``compare.csv`` (every row), ``compare.h5``, four
+:mod:`wgf.postprocess.w2`; on the circle the geodesic W2 of
+:mod:`wgf.postprocess.circle`).  It writes ``compare.csv`` (every row), ``compare.h5``, four
 figures: energy against time (log scale), error against time, density slices and the
 second moments of all runs with the case's exact law (``moments.png``), and the moment
 curves as one ParaView-readable ``moments_<run>.csv`` per run.
@@ -33,7 +34,7 @@ import h5py
 import numpy as np
 
 from wgf.cases.errors import UserError
-from wgf.postprocess.clouds import cloud, exact_cloud, relative_errors
+from wgf.postprocess.clouds import cloud, exact_cloud, relative_errors, w2_options
 from wgf.postprocess.labels import run_labels
 from wgf.postprocess.results import Results, is_results_file, read_results
 from wgf.postprocess.w2 import METHOD_NOTES, w2
@@ -133,18 +134,18 @@ def compare(runs: list[Results], progress: Callable[[str], None] = _quiet) -> Co
             row.update(relative_errors(run, k))
             rows.append(row)
             ex = exact_cloud(run, t)
-            clouds.append(None if ex is None else (*cloud(run, k), *ex))
+            clouds.append(None if ex is None else ((*cloud(run, k), *ex), w2_options(run)))
         for a, b in itertools.combinations(runs, 2):
             ka, kb = a.snapshot_index(t), b.snapshot_index(t)
             row = {"time": t, "run": _label(a, runs), "against": _label(b, runs)}
             if same_grid:
                 da, db = a.snapshot_density[ka], b.snapshot_density[kb]
-                vol = a.sample_cell_volume()
-                row["l1"] = float(np.sum(np.abs(da - db)) * vol)
-                row["l2"] = float(np.sqrt(np.sum((da - db) ** 2) * vol))
+                areas = a.sample_cell_areas()
+                row["l1"] = float(np.sum(np.abs(da - db) * areas))
+                row["l2"] = float(np.sqrt(np.sum((da - db) ** 2 * areas)))
             rows.append(row)
-            clouds.append((*cloud(a, ka), *cloud(b, kb)))
-        solved = pool.map(lambda c: None if c is None else w2(*c), clouds)
+            clouds.append(((*cloud(a, ka), *cloud(b, kb)), w2_options(a, b)))
+        solved = pool.map(lambda c: None if c is None else w2(*c[0], **c[1]), clouds)
         for row, value in zip(rows, solved, strict=True):
             if value is not None:
                 row["w2"], row["w2_method"] = value

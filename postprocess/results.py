@@ -20,6 +20,7 @@ import numpy as np
 
 from wgf.cases.case import Case
 from wgf.cases.errors import UserError
+from wgf.cases.sphere import MANIFOLD_SHAPES, sample_grid
 
 SCHEMA = "wgf-results/1"
 
@@ -108,6 +109,24 @@ class Results:
             for k in range(pts.shape[1])
         ]
         return float(np.prod(spacing))
+
+    @property
+    def shape(self) -> str:
+        """The case's ``domain.shape`` (``box``, ``disk``, ``file``, ``circle``, ``sphere``)."""
+        return str((self.config.get("domain") or {}).get("shape", "box"))
+
+    def sample_cell_areas(self) -> np.ndarray:
+        """The volume (area, arc length) of the sample cell of every sample point, (n,).
+
+        A box grid's cells are equal (:meth:`sample_cell_volume`); on a circle or sphere
+        the grid is that of :func:`wgf.cases.sphere.sample_grid`, whose latitude bands on
+        the sphere differ in area.
+        """
+        if self.shape in MANIFOLD_SHAPES:
+            areas = sample_grid(self.dim, self.case().sample_cells())[1]
+            if len(areas) == len(self.sample_points):
+                return areas
+        return np.full(len(self.sample_points), self.sample_cell_volume())
 
     def snapshot_index(self, t: float) -> int:
         """Index of the snapshot at time t (within round-off)."""

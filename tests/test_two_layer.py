@@ -4,6 +4,7 @@ the deterministic flow, and bad input."""
 
 import numpy as np
 import pytest
+from scipy import special
 
 from tests.conftest import assert_user_error, wgf
 from wgf import api
@@ -139,3 +140,49 @@ def test_too_long_steps_of_a_model_are_retried(tmp_path):
     res = api.run(api.load("two_layer_linear", sets), "blob", out=tmp_path)
     assert res.diagnostics["retries"].sum() >= 2
     assert np.all(np.diff(res.diagnostics["energy"]) < 0.0)
+
+
+def _network_output(activation, theta, weights, x):
+    """f(x) = Σ_i w_i a_i σ(⟨w_i, x⟩) at the rows of x, written out from the definition."""
+    sigma = {"erf": special.erf, "tanh": np.tanh}[activation]
+    return sigma(x @ theta[:, 1:].T) @ (weights * theta[:, 0])
+
+
+@pytest.mark.parametrize("activation", ["erf", "tanh"])
+def test_shipped_erf_and_tanh_networks_report_their_risk(activation, tmp_path):
+    """two_layer_erf / two_layer_tanh, short (N = 100, T = 1): the energy decays at every
+    step, and the risk reported for the final neurons is recomputed from f and y:
+
+    * erf: the population risk, against a Monte-Carlo estimate of ½E[(f(x) - y(x))²] from
+      400 000 fresh inputs (within 4 standard errors, which the test estimates too);
+    * tanh: the empirical risk on the model's fixed input sample, to round-off.
+    """
+    name = f"two_layer_{activation}"
+    case = api.load(name, {"solver.blob.particles": 100, "time.t_end": 1.0})
+    res = api.run(case, "blob", out=tmp_path)
+    energy, risk = res.diagnostics["energy"], res.diagnostics["risk"]
+    assert np.all(np.diff(energy) < 0.0), np.diff(energy).max()
+    assert energy[-1] < 0.8 * energy[0]
+    model = case.section("model")
+    theta, weights = res.positions[-1], res.weights
+    lam = model["lambda"]
+    assert energy[-1] == pytest.approx(
+        risk[-1] + lam * float(weights @ np.sum(theta**2, axis=1)), rel=1e-12
+    )
+    teacher_a = np.asarray(model["teacher_a"])
+    teacher = np.column_stack([teacher_a, np.asarray(model["teacher_w"])])
+    unit = np.ones(len(teacher_a))
+    if activation == "erf":
+        x = np.random.default_rng(2024).standard_normal((400_000, model["d"]))
+    else:
+        x = make_kernel("tanh", model["d"], model["samples"], model["seed"]).samples
+    gap = _network_output(activation, theta, weights, x) - _network_output(
+        activation, teacher, unit, x
+    )
+    half_square = 0.5 * gap**2
+    if activation == "erf":
+        stderr = half_square.std() / np.sqrt(len(x))
+        assert abs(risk[-1] - half_square.mean()) < 4.0 * stderr, (risk[-1], half_square.mean())
+        assert stderr < 0.02 * risk[-1]  # the check is sharp enough to mean something
+    else:
+        assert risk[-1] == pytest.approx(half_square.mean(), rel=1e-10)

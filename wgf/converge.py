@@ -47,7 +47,7 @@ from mpi4py import MPI
 from wgf.cases import Case, load_case
 from wgf.cases.errors import UserError
 from wgf.dispatch import check_kind, check_runnable, run_solver
-from wgf.postprocess.clouds import cloud, exact_cloud, relative_errors
+from wgf.postprocess.clouds import cloud, exact_cloud, relative_errors, w2_options
 from wgf.postprocess.eoc import fitted_order, rates
 from wgf.postprocess.results import Results, read_results
 from wgf.postprocess.w2 import w2
@@ -335,7 +335,8 @@ def errors_against_exact(runs: list[Results]) -> dict[str, np.ndarray]:
         rel = relative_errors(run, last)
         errors["L1"].append(rel["l1"])
         errors["L2"].append(rel["l2"])
-        errors["W2"].append(w2(*cloud(run, last), *exact_cloud(run, run.snapshot_time[last]))[0])
+        exact = exact_cloud(run, run.snapshot_time[last])
+        errors["W2"].append(w2(*cloud(run, last), *exact, **w2_options(run))[0])
     return {k: np.array(v) for k, v in errors.items()}
 
 
@@ -345,12 +346,13 @@ def errors_against_finest(runs: list[Results]) -> dict[str, np.ndarray]:
     All runs must end at the same time and be sampled on the same grid; the last entry of
     every array is NaN (the reference has no error).  W2 is left out above 1-D: there two
     grid clouds are binned before ``ot.emd2`` (:mod:`wgf.postprocess.w2`), and the binning
-    error would floor the differences being measured.
+    error would floor the differences being measured.  On the circle W2 is exact (the
+    geodesic one, :mod:`wgf.postprocess.circle`) and is reported.
     """
     ref = runs[-1]
     t_ref = ref.snapshot_time[-1]
     rho_ref = ref.snapshot_density[-1]
-    names = ["L1", "L2"] + (["W2"] if ref.dim == 1 else [])
+    names = ["L1", "L2"] + (["W2"] if ref.dim == 1 or ref.shape == "circle" else [])
     errors = {name: np.full(len(runs), np.nan) for name in names}
     for k, run in enumerate(runs[:-1]):
         if not np.isclose(run.snapshot_time[-1], t_ref, rtol=1e-9, atol=1e-12):
@@ -369,7 +371,7 @@ def errors_against_finest(runs: list[Results]) -> dict[str, np.ndarray]:
         errors["L1"][k] = np.sum(np.abs(diff)) / np.sum(np.abs(rho_ref))
         errors["L2"][k] = np.sqrt(np.sum(diff**2) / np.sum(rho_ref**2))
         if "W2" in errors:
-            errors["W2"][k] = w2(*cloud(run, -1), *cloud(ref, -1))[0]
+            errors["W2"][k] = w2(*cloud(run, -1), *cloud(ref, -1), **w2_options(run, ref))[0]
     return errors
 
 
