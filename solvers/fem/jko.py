@@ -140,8 +140,8 @@ RELAX_SWEEPS = 4
 RELAX_ROWS_ABOVE = 1e-5
 #: Safeguarded Newton steps of a vertex's own mass row in a relaxation (in log ρ)...
 SCALAR_STEPS = 40
-#: ...until the bracket or the step is this small.
-SCALAR_XTOL = 1e-10
+#: ...until the bracket or the step is this small (in log ρ: the next step would be ~its square).
+SCALAR_XTOL = 1e-8
 #: Relax only when the dilute rows hold at least this share of ‖R‖.
 RELAX_WHEN_SHARE_ABOVE = 0.5
 #: Picard iterates of the Hamilton–Jacobi row for a first guess without history.
@@ -869,6 +869,12 @@ class Solver(FEFlowSolver):
             colour[pick], left, c = c, left & ~pick, c + 1
         return colour
 
+    def _psi_on(self, tau: float, edges: np.ndarray) -> np.ndarray:
+        """ψ(ϕ) of the centred mobility from the ``edges`` only: right where they are all."""
+        i, j, phi = self.edge_i[edges], self.edge_j[edges], self.phi.array
+        quarter = 0.25 * tau * self.edge_a[edges] * (phi[j] - phi[i]) ** 2
+        return -phi + self._accumulate([i, j], [quarter, quarter]) / self.masses
+
     def _relax(self, tau: float, norm: float) -> float:
         """``RELAX_SWEEPS`` Gauss–Seidel sweeps of the dilute rows, kept if ‖R‖ fell.
 
@@ -890,19 +896,25 @@ class Solver(FEFlowSolver):
                 dilute = self._dilute_rows()  # of the new ρ and R
             mark = self._on_ghosts(dilute)
             colour = self._colours(mark)
-            near = mark[self.edge_i] | mark[self.edge_j]
+            i, j = self.edge_i, self.edge_j
+            near = mark[i] | mark[j]
             n_colours = self.comm.allreduce(int(colour.max(initial=-1)) + 1, op=MPI.MAX)
-            # A colour's sums need ρ only at the relaxed vertices and their neighbours.
-            touched = np.zeros(len(mark), dtype=bool)
-            touched[self.edge_i[near]] = touched[self.edge_j[near]] = True
+            # A colour's sums need ρ only at the relaxed vertices and their neighbours (on
+            # any rank), and ψ there needs only the edges around those.
+            ones = np.ones(int(near.sum()))
+            touched = self._accumulate([i[near], j[near]], [ones, ones]) > 0.0
+            around = touched[i] | touched[j]
             touched = np.flatnonzero(touched)
             for c in range(n_colours):
                 if c:  # ρ at the ϕ the previous colour left
-                    psi = self._psi(tau)["psi"][touched]
+                    psi = self._psi_on(tau, around)[touched]
                     self.rho_v[touched] = self.energy.invert_first_variation(
                         psi - self.V_nodes[touched], self.barrier, self.rho_v[touched]
                     )[0]
-                self._relax_dilute_vertices(tau, dilute & (colour[: self.n_owned] == c), near)
+                now = mark & (colour == c)
+                self._relax_dilute_vertices(
+                    tau, dilute & now[: self.n_owned], near & (now[i] | now[j])
+                )
             relaxed = self._residual_norm(tau)  # ρ, R everywhere: the next sweep's rows
         if relaxed < norm:
             return relaxed
