@@ -806,6 +806,13 @@ class Solver(FEFlowSolver):
 
         s_now, s_old = np.log(rho[k]), np.log(np.maximum(rho_n, 1e-300))
         lo, hi = np.minimum(s_now, s_old) - 3.0, np.maximum(s_now, s_old) + 3.0
+        # ψ_i(ϕ_i) is a parabola: no ϕ_i reaches ψ below its vertex value τC/4m - c1²/4c2,
+        # so below the ρ of that value the row has no meaning (the clipped root would
+        # give spurious roots, ϕ_i ≈ 2c0/c1).
+        low = self.energy.invert_first_variation(
+            tau * C / (4.0 * m) - c1 * c1 / (4.0 * c2) - V, self.barrier, rho[k]
+        )[0]
+        lo = np.maximum(lo, np.log(low) + 1e-12)
         bracketed = (mass_row(hi)[0] > 0.0) & (mass_row(lo)[0] < 0.0)
         k, lo, hi, s = k[bracketed], lo[bracketed], hi[bracketed], s_now[bracketed]
         A, B, C, Qr, Qrp, m, V, rho_n, c1, c2 = (
