@@ -774,7 +774,8 @@ class Solver(FEFlowSolver):
         Gauss–Seidel over the colours), not Jacobi.  With the neighbours' ϕ and ρ fixed,
         vertex i's mass row is a scalar equation in s = log ρ_i (ψ_i = μ(ρ_i) - ε/ρ_i
         gives ϕ_i by a quadratic, the τ-term of ψ being quadratic in ϕ_i), solved by
-        Newton in s safeguarded by bisection.  ``near`` marks the edges that touch a
+        Newton in s safeguarded by bisection, bracketed above the ρ below which no ϕ_i
+        reaches ψ_i (the parabola's vertex).  ``near`` marks the edges that touch a
         relaxed vertex (on any rank): the sums need no others.  Centred mobility only.
         """
         i, j, a = self.edge_i[near], self.edge_j[near], self.edge_a[near]
