@@ -4,9 +4,16 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from tests.conftest import PVBATCH, assert_user_error, pvbatch_read, run_case, wgf
+from tests.conftest import (
+    PVBATCH,
+    assert_user_error,
+    benchmark,
+    pvbatch_read,
+    run_case,
+    wgf,
+)
 from wgf import api
-from wgf.cases.sphere import harmonic, harmonic_growth_rate, mode_growth_rate
+from wgf.cases.sphere import harmonic_growth_rate, mode_growth_rate
 from wgf.meshes import circle_mesh, icosphere, sphere_mesh
 from wgf.solvers.fem.implicit_euler import Solver as FEImplicit
 
@@ -47,37 +54,9 @@ def test_circle_and_sphere_meshes():
 
 
 # -- the circle's instability ------------------------------------------------------------------
-def _fe_mode_rate(k, beta, n, shape="circle", tau=0.01, steps=3):
-    """λ_h = (g - 1)/τ from the amplitude ratio g of the harmonic (benchmarks/tokens.py).
-
-    The amplitude is that of the difference of a run from ρ₀(1 + 10⁻⁶Y) and one from ρ₀
-    (on the sphere's mesh the uniform state drifts by O(h²)).
-    """
-    comm = MPI.COMM_WORLD
-    runs = []
-    for amplitude in (1e-6, 0.0):
-        case = api.load(
-            {
-                "name": "mode",
-                "energy": {"internal": "none", "interaction": {"kind": "attention", "beta": beta}},
-                "domain": {"shape": shape, "cells": [n]},
-                "initial": {"kind": "perturbed_uniform", "mode": k, "amplitude": amplitude},
-                "time": {"t_end": steps * tau, "tau": tau},
-            }
-        )
-        solver = FEImplicit(case, comm, case.solver_params("fem-implicit"))
-        own = solver.V.dofmap.index_map.size_local
-        x = solver.V.tabulate_dof_coordinates()[:own, : case.dim]
-        weights = solver.lumped_masses()[:own] * harmonic(x, k)
-        history, masses = [solver.rho.x.array[:own].copy()], [solver.diagnostics(0.0)["mass"]]
-        for _ in range(steps):
-            solver.step(tau)
-            history.append(solver.rho.x.array[:own].copy())
-            masses.append(solver.diagnostics(0.0)["mass"])
-        np.testing.assert_allclose(masses, masses[0], rtol=0, atol=1e-12)
-        runs.append(np.array(history))
-    amplitude = [comm.allreduce(float(weights @ d)) for d in runs[0] - runs[1]]
-    return ((amplitude[-1] / amplitude[0]) ** (1.0 / steps) - 1.0) / tau
+def _fe_mode_rate(k, beta, n, shape="circle", steps=3):
+    """λ_h of the harmonic k by fem-implicit, measured as ``benchmarks/tokens.py`` does."""
+    return benchmark("tokens").fe_mode_rate(k, beta, n, shape, steps=steps)
 
 
 def test_fe_mode_rates_on_the_circle_converge_in_h():
