@@ -96,6 +96,12 @@ def test_langevin_entropy_of_clustered_tokens_on_the_circle():
     solver.set_state({"positions": np.stack([np.cos(theta), np.sin(theta)], axis=1)})
     entropy = (solver.energy_value() - solver.interaction_energy_value()) / D
     assert entropy == pytest.approx(_von_mises_entropy_circle(kappa, centres), abs=0.05 * MASS)
+    # The snapshot density is the estimate at the same width: mass M on the arcs, and
+    # peaks near the clusters' M/(3·2π·I₀(κ)e^{-κ}) (Silverman's width: a third of it).
+    density, arcs = solver.sample(), 2 * np.pi / len(solver.sample())
+    assert np.sum(density) * arcs == pytest.approx(MASS, rel=1e-5)  # midpoint rule
+    peak = MASS / (3 * 2 * np.pi * special.ive(0, kappa))
+    assert density.max() == pytest.approx(peak, rel=0.1)  # measured 4 % low
 
 
 def test_langevin_entropy_of_a_von_mises_fisher_cluster_on_the_sphere():
