@@ -6,7 +6,8 @@ every pair of runs the L1/L2 distance of the sampled densities and W2 (see
 :mod:`wgf.postprocess.w2`; on the circle the geodesic W2 of
 :mod:`wgf.postprocess.circle`).  It writes ``compare.csv`` (every row), ``compare.h5``, four
 figures: energy against time (log scale), error against time, density slices and the
-second moments of all runs with the case's exact law (``moments.png``), and the moment
+second moments of all runs with the case's exact law (``moments.png``; on a circle or
+sphere the cluster order parameters of :mod:`wgf.postprocess.order`), and the moment
 curves as one ParaView-readable ``moments_<run>.csv`` per run.
 
 Every L1/L2 here is on the sample grid (midpoint rule), for FE and particle runs alike;

@@ -18,7 +18,9 @@ matplotlib figure (so tests can read its axes) or None when it would be empty:
 * :func:`moments_figure` — the second moment ∫|x|²ρ (about the origin, the diagnostic
   ``second_moment``) of every run against t, with the case's exact law dashed where it
   has one (:meth:`~wgf.cases.Case.second_moment_law`: a closed form, or Keller–Segel's
-  virial law, drawn while it is positive — a supercritical run blows up before).
+  virial law, drawn while it is positive — a supercritical run blows up before).  On a
+  circle or sphere, where ∫|x|²ρ is the mass, the cluster order parameters of the
+  snapshots (:func:`order_figure`).
 * :func:`slices_figure` — the density along x₁ through the centre of the sample grid at
   three times, with the closed form dotted when there is one.
 
@@ -38,7 +40,9 @@ import matplotlib.pyplot as plt
 import matplotlib.ticker
 import numpy as np
 
+from wgf.postprocess.clouds import cloud
 from wgf.postprocess.labels import run_labels
+from wgf.postprocess.order import DEGREES, order_parameter
 
 if TYPE_CHECKING:
     from wgf.postprocess.compare import Comparison
@@ -163,7 +167,13 @@ def second_moment_curve(run: Results, times: np.ndarray) -> np.ndarray | None:
 
 
 def moments_figure(runs: list[Results], labels: list[str]) -> plt.Figure | None:
-    """∫|x|²ρ against t for every run that records it, and the exact law (dashed)."""
+    """∫|x|²ρ against t for every run that records it, and the exact law (dashed).
+
+    On a circle or sphere ∫|x|²ρ is the mass: the order parameters instead
+    (:func:`order_figure`).
+    """
+    if runs[0].case().on_sphere:
+        return order_figure(runs, labels)
     with_m2 = [(r, lab) for r, lab in zip(runs, labels, strict=True) if _has(r, "second_moment")]
     if not with_m2:
         return None
@@ -179,6 +189,33 @@ def moments_figure(runs: list[Results], labels: list[str]) -> plt.Figure | None:
     ax.set(xlabel="t", ylabel="∫|x|²ρ dx", title="second moment (about the origin)")
     ax.legend()
     fig.suptitle(f"{runs[0].case_name}: second moment")
+    return fig
+
+
+def order_figure(runs: list[Results], labels: list[str]) -> plt.Figure | None:
+    """The order parameters s_k, k = 1, 2, 3, of every run's snapshots against t.
+
+    s_k (:mod:`~wgf.postprocess.order`) is 0 for the uniform density and 1 for one point
+    cluster (k point clusters spread evenly on the circle: s_k = 1, lower degrees 0).
+    Particle runs are measured at their particles, FE runs on the sample grid.
+    """
+    with_snapshots = [(r, lab) for r, lab in zip(runs, labels, strict=True) if len(r.snapshot_time)]
+    if not with_snapshots:
+        return None
+    fig, axes = plt.subplots(1, len(DEGREES), figsize=(4 * len(DEGREES), 3.6), squeeze=False)
+    for run, label in with_snapshots:
+        t = run.snapshot_time
+        clouds = [cloud(run, i) for i in range(len(t))]
+        for ax, k in zip(axes[0], DEGREES, strict=True):
+            values = [order_parameter(x, w, k) for x, w in clouds]
+            ax.plot(t, values, "o-" if len(t) < 30 else "-", label=label)
+    for ax, k in zip(axes[0], DEGREES, strict=True):
+        ax.set(xlabel="t", ylabel=f"s_{k}", title=f"degree {k}", ylim=(-0.02, 1.02))
+    axes[0][0].legend()
+    fig.suptitle(
+        f"{runs[0].case_name}: order parameters s_k = (∬G_k(⟨x,y⟩)dρdρ)^½/M"
+        " (0 uniform, 1 one point cluster)"
+    )
     return fig
 
 

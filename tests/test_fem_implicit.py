@@ -2,12 +2,13 @@
 energy decay, positivity, convergence in h."""
 
 import logging
+import re
 from contextlib import contextmanager
 
 import numpy as np
 import pytest
 
-from tests.conftest import read, run_case
+from tests.conftest import read, run_case, wgf
 from wgf.cases import shipped_cases
 from wgf.cases.errors import SolverError
 
@@ -69,6 +70,23 @@ def test_power_law_in_a_confining_well_stops_instead_of_going_negative(tmp_path)
         run_case("porous_quartic_2d", ["domain.cells=[24, 24]"], tmp_path)
     r = read(tmp_path / "porous_quartic_2d_fem-implicit.h5")
     assert 1 <= len(r["time"]) < 101  # the completed steps are kept
+
+
+def test_clusters_below_the_mesh_without_diffusion_stop_at_once_and_say_why(tmp_path):
+    """USA tokens, no internal energy: the clusters outgrow the mesh; exit 3 with that reason,
+    no retry (the failure time converges as τ → 0), and no blame on a power law."""
+    sets = ["initial.kind=perturbed_uniform", "initial.mode=3", "initial.amplitude=0.01"]
+    sets += ["domain.cells=[64]", "time.t_end=2.0"]
+    args = [a for s in sets for a in ("--set", s)]
+    p = wgf("run", "tokens_circle_usa", "--solver", "fem-implicit", "--out", str(tmp_path), *args)
+    assert p.returncode == 3, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    assert "negative on" in lines[0] and "clusters narrower than the mesh" in lines[0]
+    assert "cannot help" in lines[0] and "power law" not in lines[0]
+    assert "rejected" not in p.stdout and "--resume" not in lines[0]  # τ/2 would not help
+    found = re.search(r"step \d+ \(t = (\S+) →", lines[0])
+    assert 0.5 < float(found[1]) < 1.2  # after the cos 3θ mode (rate 7.5) has grown 100×
 
 
 def test_sampled_density_matches_exact(tmp_path):
