@@ -146,10 +146,6 @@ RELAX_ROWS_ABOVE = 1e-5
 SCALAR_STEPS = 40
 #: ...until the bracket or the step is this small (in log ρ: the next step would be ~its square).
 SCALAR_XTOL = 1e-8
-#: ...in a bracket, ±3 in log ρ about ρ and ρⁿ, whose top moves up by twice its width (+12,
-#: +36, +108; not above the neighbours' mean ρ) this many times while the row is still
-#: negative there.
-BRACKET_GROWTH = 3
 #: Relax only when the dilute rows hold at least this share of ‖R‖.
 RELAX_WHEN_SHARE_ABOVE = 0.5
 #: Picard iterates of the Hamilton–Jacobi row for a first guess without history.
@@ -784,8 +780,7 @@ class Solver(FEFlowSolver):
         vertex i's mass row is a scalar equation in s = log ρ_i (ψ_i = μ(ρ_i) - ε/ρ_i
         gives ϕ_i by a quadratic, the τ-term of ψ being quadratic in ϕ_i), solved by
         Newton in s safeguarded by bisection, bracketed above the ρ below which no ϕ_i
-        reaches ψ_i (the parabola's vertex) and, upwards, as far as the root is (up to
-        ``BRACKET_GROWTH`` growths).  ``near`` marks the edges that touch a
+        reaches ψ_i (the parabola's vertex).  ``near`` marks the edges that touch a
         relaxed vertex (on any rank): the sums need no others.  Centred mobility only.
         """
         i, j, a = self.edge_i[near], self.edge_j[near], self.edge_a[near]
@@ -824,22 +819,6 @@ class Solver(FEFlowSolver):
             tau * C / (4.0 * m) - c1 * c1 / (4.0 * c2) - V, self.barrier, rho[k]
         )[0]
         lo = np.maximum(lo, np.log(low) + 1e-12)
-        # A vertex the front reaches must rise from the barrier branch (ρ ~ ε) to ~1e-2 of
-        # the peak, 15-20 units of log ρ: with the ±3 bracket alone it was skipped, and
-        # only Newton's linear model, in which dρ/dψ ≈ ρ²/ε ≈ 0 there, could move the front
-        # (one ring of vertices per iteration: more iterations the finer the mesh).  So the
-        # top grows until the row changes sign (the old top is then a valid bottom).
-        for _ in range(BRACKET_GROWTH):
-            short = mass_row(hi)[0] <= 0.0
-            if not short.any():
-                break
-            # Not above the neighbours' mean density Qr/A: a vertex the front reaches
-            # does not overtake the ones behind it (in 1-D, growing past it cost 29
-            # iterations instead of 13 at the first step of porous_medium_1d).
-            with np.errstate(divide="ignore"):  # Qr = 0: no growth
-                cap = np.log(Qr / A)
-            top = np.maximum(np.minimum(hi + 2.0 * (hi - lo), cap), hi)
-            lo, hi = np.where(short, hi, lo), np.where(short, top, hi)
         bracketed = (mass_row(hi)[0] > 0.0) & (mass_row(lo)[0] < 0.0)
         k, lo, hi, s = k[bracketed], lo[bracketed], hi[bracketed], s_now[bracketed]
         A, B, C, Qr, Qrp, m, V, rho_n, c1, c2 = (
