@@ -10,8 +10,10 @@ porous_medium_2d (m = 2 and m = 3) and fokker_planck_ou_2d, on the same mesh, ti
 ``--steps`` steps after one untimed step (the first JKO step has no history to
 extrapolate ϕ from).  Printed per row: the step's wall time, that in Poisson units, the
 Newton (or ALG2) iterations per step and the Krylov iterations per step (an LU solve
-counts as one).  ALG2 runs only up to ``--alg2-up-to`` cells per axis: its step is
-thousands of space-time Poisson solves.
+counts as one), the first (untimed) step's iterations, for fem-jko the round-off floor of
+its residual over its tolerance, and the 1-minute load average after the row.  ALG2 runs
+only up to ``--alg2-up-to`` cells per axis: its step is thousands of space-time Poisson
+solves.  ``--problems`` picks rows by label (e.g. ``"PME m=2,PME m=3"``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import dolfinx_solver  # noqa: F401 - must precede dolfinx
 
 import argparse
 import logging
+import os
 import time
 
 import dolfinx.fem
@@ -88,22 +91,30 @@ def poisson_unit(mesh: dolfinx.mesh.Mesh, repeat: int = 3) -> tuple[float, int]:
 
 
 def step_cost(case_name: str, overrides: dict, solver: str, steps: int, comm: MPI.Comm):
-    """Wall time, inner and Krylov iterations per step, after one untimed step."""
+    """Wall time, inner and Krylov iterations per step after one untimed step; its extras.
+
+    The extras: the untimed first step's inner iterations, and for fem-jko (Newton) the
+    largest round-off floor of the residual over its tolerance seen in the timed steps
+    (above 1 the stop rule stopped at the floor, counted in ``round_off_stops``).
+    """
     case = load_case(case_name, overrides, solver_tables())
     s = build_solver(case, solver, comm)
     tau = case.section("time")["tau"]
-    s.step(tau)
+    first = s.step(tau)
     inner = krylov = 0
+    floor = 0.0
     comm.Barrier()
     start = time.perf_counter()
     for _ in range(steps):
         inner += s.step(tau)
         krylov += s.linear_iterations
+        floor = max(floor, getattr(s, "round_off_floor", np.nan))
     comm.Barrier()
     wall = (time.perf_counter() - start) / steps
     mesh = s.mesh
+    extras = {"first": first, "floor": floor, "stops": getattr(s, "round_off_stops", 0)}
     s.close()
-    return wall, inner / steps, krylov / steps, mesh
+    return wall, inner / steps, krylov / steps, mesh, extras
 
 
 def main() -> None:
@@ -112,34 +123,43 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2, help="timed steps per solver")
     parser.add_argument("--alg2-up-to", type=int, default=64, help="largest size for ALG2")
     parser.add_argument("--solvers", default="fem-implicit,fem-jko,fem-jko alg2")
+    parser.add_argument("--problems", default=",".join(p[0] for p in PROBLEMS))
     args = parser.parse_args()
     comm = MPI.COMM_WORLD
     logging.disable(logging.WARNING)
     set_quiet(True)
     chosen = [s for s in SOLVERS if s[0] in args.solvers.split(",")]
+    problems = [p for p in PROBLEMS if p[0] in args.problems.split(",")]
     say = print if comm.rank == 0 else (lambda *a, **k: None)
     say(f"{comm.size} rank(s); one Poisson solve = CG + GAMG, rtol 1e-8, set-up included")
+    say(f"load average at the start: {os.getloadavg()[0]:.2f}")
     say(
         f"{'cells':>5s} {'problem':9s} {'solver':13s} {'step [s]':>9s} {'Poisson':>8s} "
-        f"{'its/step':>8s} {'lin/step':>8s}"
+        f"{'its/step':>8s} {'lin/step':>8s} {'1st its':>7s} {'floor/tol':>9s} {'load':>5s}"
     )
     for n in (int(x) for x in args.sizes.split(",")):
         unit = None
-        for label, case_name, over in PROBLEMS:
+        for label, case_name, over in problems:
             for solver_label, solver, extra in chosen:
                 if "alg2" in solver_label and n > args.alg2_up_to:
                     continue
                 sets = {**over, **extra, "domain.cells": [n, n]}
-                wall, inner, krylov, mesh = step_cost(case_name, sets, solver, args.steps, comm)
+                wall, inner, krylov, mesh, extras = step_cost(
+                    case_name, sets, solver, args.steps, comm
+                )
                 if unit is None:
                     unit, unit_its = poisson_unit(mesh)
                     say(
                         f"{n:5d} {'Poisson':9s} {'CG+GAMG':13s} {unit:9.4f} {1.0:8.1f} "
                         f"{'':8s} {unit_its:8d}"
                     )
+                floor = f"{extras['floor']:9.1e}" if solver_label == "fem-jko" else f"{'':9s}"
+                if extras["stops"]:
+                    floor += f" ({extras['stops']} round-off stops)"
                 say(
                     f"{n:5d} {label:9s} {solver_label:13s} {wall:9.4f} {wall / unit:8.1f} "
-                    f"{inner:8.1f} {krylov:8.1f}",
+                    f"{inner:8.1f} {krylov:8.1f} {extras['first']:7d} {floor} "
+                    f"{os.getloadavg()[0]:5.2f}",
                     flush=True,
                 )
 

@@ -207,6 +207,8 @@ def test_newton_counts_on_porous_medium_2d():
     assert np.mean(its) < 3.5
     assert max(its) <= 12
     assert solver.diagnostics(0.1)["l1_error"] < 0.0315
+    # The round-off floor of R is far below the tolerance here (measured 2e-5 of it).
+    assert solver.round_off_stops == 0 and solver.round_off_floor < 1e-3
 
 
 def test_newton_counts_on_the_ljko_benchmark_problem_at_40():
@@ -269,6 +271,33 @@ def test_newton_failure_reports_the_iterations_it_spent():
     with pytest.raises(SolverError, match="did not converge in 3") as err:
         solver.step(case.section("time")["tau"])
     assert err.value.iterations == 3
+
+
+def test_newton_stops_at_the_round_off_floor(tmp_path, monkeypatch):
+    """rtol 1e-16 asks ‖R‖ ≤ 2.9e-15 at 32², below what double precision gives R there
+    (measured: Newton reaches 6.8e-15 at iteration 10 and then wanders in 5.5-6.4e-15; the
+    floor bound is 5.9e-14).  With the floor in the stop rule the run finishes without a
+    retry and counts the stops; without it the step spins to max_it."""
+    from mpi4py import MPI
+
+    from wgf import api
+    from wgf.cases.errors import SolverError
+    from wgf.run import build_solver
+    from wgf.solvers.fem.jko import Solver
+
+    strict = {"solver.fem-jko.rtol": 1e-16, "solver.fem-jko.atol": 1e-30}
+    sets = [f"{k}={v}" for k, v in strict.items()] + ["time.t_end=0.015"]
+    s = run_case("porous_medium_2d", sets, tmp_path, solver="fem-jko")
+    d = {k.split("/")[1]: v for k, v in read(s.path).items() if k.startswith("diagnostics/")}
+    assert s.retries == 0 and np.all(d["retries"] == 0)
+    assert d["round_off_stops"][-1] == 3  # every step stopped at the floor
+    assert np.all(d["round_off_floor"][1:] > 1.0)  # floor / tolerance (measured ≈ 20)
+    assert np.all(d["iterations"][1:] <= 12), d["iterations"]
+    monkeypatch.setattr(Solver, "_round_off_floor", lambda self, tau: 0.0)  # the old rule
+    case = api.load("porous_medium_2d", {**strict, "solver.fem-jko.max_it": 25})
+    solver = build_solver(case, "fem-jko", MPI.COMM_WORLD)
+    with pytest.raises(SolverError, match="did not converge in 25"):
+        solver.step(case.section("time")["tau"])
 
 
 def test_unresolved_drift_is_warned_once(tmp_path, caplog):

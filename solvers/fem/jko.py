@@ -52,7 +52,10 @@ maximises g: the exact Jacobian J = (∂R/∂ρ) diag(dρ/dψ) (∂ψ/∂ϕ) + �
 matrices from PETSc COO assembly and one ``matMult``, MPI-parallel; each edge piece
 belongs to the rank owning its cell) is negative definite, and symmetric for the centred
 mobility.  The line search backtracks until g or ‖R‖ has decreased enough (Armijo); the
-first guess of ϕ is extrapolated linearly from the two previous steps.  Eliminating ρ is
+first guess of ϕ is extrapolated linearly from the two previous steps.  Newton stops at
+‖R‖ ≤ max(atol, rtol·‖Mρⁿ‖/τ), or at the round-off floor of R if that is higher (a
+tolerance below what double precision can give R; counted in the diagnostic
+``round_off_stops``, see :meth:`Solver._converged`).  Eliminating ρ is
 what makes Newton work: ρ > 0 holds by construction at every iterate, so no
 fraction-to-the-boundary rule stalls the steps in Gaussian tails, where the (ρ, ϕ)
 formulation needed hundreds of damped iterations.  After convergence ρ is rescaled by
@@ -219,6 +222,8 @@ class Solver(FEFlowSolver):
         self._reduced = centred and self.energy.needs_barrier
         self._support: np.ndarray | None = None
         self._support_grows = False  # False at the first Newton solve of a step
+        #: Steps whose Newton stopped at the round-off floor, and the last floor/tolerance.
+        self.round_off_stops, self.round_off_floor = 0, 0.0
 
     def _linear_solver(self, multigrid: bool) -> PETSc.KSP:
         """GMRES + GAMG, or MUMPS LU; set on the object, so ``-fem_jko_*`` options win.
@@ -943,10 +948,44 @@ class Solver(FEFlowSolver):
         mass_row = self.masses[own] * self.rho_old.x.array[own]
         return float(np.sqrt(self.comm.allreduce(float(mass_row @ mass_row), op=MPI.SUM))) / tau
 
+    def _round_off_floor(self, tau: float) -> float:
+        """‖R‖ that round-off alone leaves at the current ϕ: the attainable precision.
+
+        Row i of R is a sum of terms that cancel at the solution; each carries a relative
+        error of about the unit round-off u, so |δR_i| ≲ u × (the sizes of its terms):
+
+        * m_i(ρ_i + ρ_iⁿ)/τ, the mass term;
+        * Σ_j a_ij ρ_ij (|Δϕ_ij| + |ϕ_i| + |ϕ_j|), the fluxes: ϕ itself is only known to
+          u|ϕ| (the last bit of an update ϕ + dϕ), and Δϕ_ij = ϕ_j - ϕ_i ~ h|∇ϕ| is a
+          difference of two such numbers, which is why the floor grows as h falls;
+        * |∂R_i/∂ρ_i| (dρ/dψ)_i (|ϕ_i| + |ψ_i + ϕ_i| + |V_i|): ρ_i from ψ_i, whose sum
+          -ϕ_i + G_i/m_i and the inversion's μ - V are rounded too.
+
+        Summed in absolute value, row by row: a bound, not an estimate of the (partly
+        cancelling) actual noise, so Newton can reach it.  Evaluated at the current iterate
+        from the arrays the residual evaluation left (one more edge sum).
+        """
+        e, rho, phi = self._edges_now, self.rho_v, self.phi.array
+        i, j, a, w = self.edge_i, self.edge_j, self.edge_a, e["w"]
+        dphi = np.abs(e["dphi"])
+        rho_e = w * rho[i] + (1.0 - w) * rho[j]
+        flux = a * rho_e * (dphi + np.abs(phi[i]) + np.abs(phi[j]))
+        slope = a * dphi  # bounds |∂F_ij/∂ρ_i| and |∂F_ij/∂ρ_j|
+        own = slice(0, self.n_owned)
+        fluxes = self._accumulate([i, j], [flux, flux])[own]
+        slopes = self._accumulate([i, j], [slope, slope])[own]
+        m, rho_n = self.masses[own], self.rho_old.x.array[own]
+        psi_sum = np.abs(phi) + np.abs(e["psi"] + phi) + np.abs(self.V_nodes)
+        drho_row = (m / tau + slopes) * self.drho[own] * psi_sum[own]
+        bound = m * (rho[own] + rho_n) / tau + fluxes + drho_row
+        total = self.comm.allreduce(float(bound @ bound), op=MPI.SUM)
+        return float(np.finfo(float).eps * np.sqrt(total))
+
     def _newton(self, tau: float, norm: float | None = None) -> int:
         """Newton on R(ϕ) = 0 from the current ϕ; ``norm``: ‖R‖ there, if just evaluated.
 
-        Stops at ‖R‖ ≤ max(atol, rtol·‖Mρⁿ‖/τ) (:meth:`_residual_scale`).  A failure
+        Stops at ‖R‖ ≤ max(atol, rtol·‖Mρⁿ‖/τ) (:meth:`_residual_scale`), or at the
+        round-off floor of R when that is higher (:meth:`_converged`).  A failure
         raises :class:`SolverError` with the iterations spent, so that the driver can
         count them.  ρⁿ has been floored by :meth:`step` (:meth:`_floor_previous_density`);
         without a previous step to extrapolate from, ϕ gets the Hamilton–Jacobi first guess
@@ -963,7 +1002,7 @@ class Solver(FEFlowSolver):
         phi0 = np.empty_like(self.phi.array)
         relaxing = self.barrier > 0.0 and self.params["mobility"] == "centred"
         for it in range(1, max_it + 1):
-            if norm <= tol:
+            if self._converged(tau, norm, tol):
                 return it - 1
             self._assemble_jacobian(tau)
             try:
@@ -1000,15 +1039,49 @@ class Solver(FEFlowSolver):
                     self.phi.array[:] = phi0
                     raise SolverError(f"line search failed at Newton iteration {it}", iterations=it)
             if self.params["monitor"] and self.comm.rank == 0:
-                log.info("    newton %d: |R| %.3e -> %.3e, step %g", it, norm, trial, alpha)
+                log.info(
+                    "    newton %d: |R| %.3e -> %.3e, step %g, round-off floor %.1e",
+                    it,
+                    norm,
+                    trial,
+                    alpha,
+                    self._round_off_floor(tau),
+                )
             norm = trial
-        if norm <= tol:
+        if self._converged(tau, norm, tol):
             return max_it
         raise SolverError(
             f"Newton did not converge in {max_it} iterations (residual {norm:.3e}, "
-            f"initial {first:.3e}, tolerance {tol:.3e})",
+            f"initial {first:.3e}, tolerance {tol:.3e}, round-off floor "
+            f"{self.round_off_floor * tol:.3e})",
             iterations=max_it,
         )
+
+    def _converged(self, tau: float, norm: float, tol: float) -> bool:
+        """‖R‖ ≤ max(tol, the round-off floor): the stop rule; a stop at the floor is counted.
+
+        A tolerance below the floor (:meth:`_round_off_floor`) cannot be met: Newton
+        would spin at the floor until ``max_it`` and the step would be retried at τ/2,
+        where the floor is no lower.  Below the floor the iterate is as converged as
+        double precision allows, so the step is accepted, and ``round_off_stops`` counts
+        it.  ``round_off_floor`` keeps floor/tol at the last check (the margin a finer
+        mesh or a stricter rtol eats into).
+        """
+        floor = self._round_off_floor(tau)
+        self.round_off_floor = floor / tol
+        if norm <= tol:
+            return True
+        if norm > floor:
+            return False
+        if self.round_off_stops == 0 and self.comm.rank == 0:
+            log.info(
+                "  fem-jko: Newton stopped at the round-off floor %.3e of the residual, above "
+                "its tolerance %.3e (counted in the diagnostic round_off_stops)",
+                floor,
+                tol,
+            )
+        self.round_off_stops += 1
+        return True
 
     def step(self, tau: float) -> int:
         """One JKO step of size τ; returns the Newton (or ALG2) iterations."""
@@ -1087,6 +1160,9 @@ class Solver(FEFlowSolver):
             out["interaction_defect"] = self.interaction_defect
         if self.inner == "alg2":
             out["mass_rescale"] = self.mass_rescale
+        else:
+            out["round_off_stops"] = float(self.round_off_stops)
+            out["round_off_floor"] = self.round_off_floor
         return out
 
 
