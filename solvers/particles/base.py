@@ -12,8 +12,8 @@ identical on every rank:
   (midpoint rule), ρ_h the solver's density estimate (:meth:`ParticleSolver.density_at`);
 * ``escaped``: how many times a particle left the box so far (see :meth:`reflect`);
 * ``interaction_energy`` (cases with ``[energy.interaction]``): ½ Σ_{i≠j} w_i w_j W_δ(x_i - x_j),
-  W_δ the kernel mollified at the solver's :attr:`ParticleSolver.interaction_delta`; it is
-  part of ``energy`` too;
+  W_δ the kernel mollified at the solver's :attr:`ParticleSolver.interaction_delta`
+  (attention sums every pair, i = j included); it is part of ``energy`` too;
 * ``peak_density`` and ``resolved_density`` (cases with a singular interaction kernel, the
   only term that can concentrate the density in finite time, and solvers with a resolution length ℓ,
   :meth:`ParticleSolver.resolution_length`, the width at which their pair force is
@@ -207,7 +207,11 @@ class ParticleSolver(FlowSolver):
         return min(bound, local)
 
     def interaction_energy_value(self) -> float:
-        """½ Σ_{i≠j} w_i w_j W_δ(|x_i - x_j|), this rank's rows summed over ranks."""
+        """½ Σ_i w_i (W∗μ)(x_i), this rank's rows summed over ranks.
+
+        The pairs the term's ``potential_at`` sums: i ≠ j for a radial kernel W_δ(|x_i - x_j|),
+        every (i, j) for attention (its self pair e^β is part of F).
+        """
         if not self.energy.has_interaction:
             return 0.0
         if self._pair_energy is None or self._pair_energy[0] != self._version:
