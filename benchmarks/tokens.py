@@ -94,28 +94,43 @@ def equiangular() -> None:
         print(f"{norm}: observed orders {np.array2string(slopes, precision=3)}", flush=True)
 
 
+def mode_case(
+    k: int, beta: float, amplitude: float, t_end: float, tau: float, shape: str = "circle"
+) -> dict:
+    """USA at β, no diffusion, from the uniform density perturbed by the harmonic k."""
+    return {
+        "name": f"mode{k}",
+        "energy": {"internal": "none", "interaction": {"kind": "attention", "beta": beta}},
+        "domain": {"shape": shape},
+        "initial": {"kind": "perturbed_uniform", "mode": k, "amplitude": amplitude},
+        "time": {"t_end": t_end, "tau": tau},
+    }
+
+
+def blob_mode_rate(
+    k: int, beta: float, T: float, steps: int, dt: float, particles: int, out: str
+) -> tuple[float, float]:
+    """log(|ĉ_k(T)|/|ĉ_k(0)|)/T for blob's tokens on the circle (this rank alone), |ĉ_k(T)|."""
+    case = mode_case(k, beta, 1e-6, T, T / steps)
+    case["output"] = {"snapshots": 2}
+    case["solver"] = {"blob": {"dt": dt, "particles": particles}}
+    run = api.run(api.load(case), "blob", comm=MPI.COMM_SELF, out=out)
+    theta = np.arctan2(run.positions[..., 1], run.positions[..., 0])
+    c = np.abs(np.exp(-1j * k * theta).mean(axis=1))
+    return float(np.log(c[-1] / c[0]) / T), float(c[-1])
+
+
 def instability() -> None:
     """Growth rates of the modes k = 1..5 on the circle (blob, USA, β = 5) against k²I_k/β."""
     beta, N, T = 5.0, 512, 0.5
     for dt in (0.002, 0.001):
         for k in range(1, 6):
-            case = {
-                "name": f"mode{k}",
-                "energy": {"internal": "none", "interaction": {"kind": "attention", "beta": beta}},
-                "domain": {"shape": "circle"},
-                "initial": {"kind": "perturbed_uniform", "mode": k, "amplitude": 1e-6},
-                "time": {"t_end": T, "tau": T / 5},
-                "output": {"snapshots": 2},
-                "solver": {"blob": {"dt": dt, "particles": N}},
-            }
             with tempfile.TemporaryDirectory() as out:
-                run = api.run(api.load(case), "blob", comm=MPI.COMM_SELF, out=out)
-            theta = np.arctan2(run.positions[..., 1], run.positions[..., 0])
-            c = np.abs(np.exp(-1j * k * theta).mean(axis=1))
-            rate, exact = np.log(c[-1] / c[0]) / T, mode_growth_rate(k, beta)
+                rate, final = blob_mode_rate(k, beta, T, 5, dt, N, out)
+            exact = mode_growth_rate(k, beta)
             print(
                 f"dt = {dt}: k = {k}: rate {rate:.6f}  k²I_k(β)/β = {exact:.6f}  "
-                f"relative error {abs(rate / exact - 1):.2e}  |ĉ_k(T)| = {c[-1]:.1e}",
+                f"relative error {abs(rate / exact - 1):.2e}  |ĉ_k(T)| = {final:.1e}",
                 flush=True,
             )
 
@@ -132,15 +147,9 @@ def fe_mode_rate(
     comm = MPI.COMM_WORLD
     runs = []
     for amplitude in (1e-6, 0.0):
-        case = api.load(
-            {
-                "name": f"fe_mode{k}",
-                "energy": {"internal": "none", "interaction": {"kind": "attention", "beta": beta}},
-                "domain": {"shape": shape, "cells": [n]},
-                "initial": {"kind": "perturbed_uniform", "mode": k, "amplitude": amplitude},
-                "time": {"t_end": steps * tau, "tau": tau},
-            }
-        )
+        settings = mode_case(k, beta, amplitude, steps * tau, tau, shape)
+        settings["domain"]["cells"] = [n]
+        case = api.load(settings)
         solver = FEImplicit(case, comm, case.solver_params("fem-implicit"))
         own = solver.V.dofmap.index_map.size_local
         x = solver.V.tabulate_dof_coordinates()[:own, : case.dim]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from tests.conftest import PVBATCH, assert_user_error, pvbatch_read, run_case, wgf
+from tests.conftest import PVBATCH, assert_user_error, benchmark, pvbatch_read, run_case, wgf
 from wgf import api
 from wgf.cases.sphere import equiangular_rate, mode_growth_rate, sample_grid, sphere_area
 from wgf.solvers.energy import FreeEnergy, Interaction
@@ -175,22 +175,8 @@ def test_attention_needs_a_sphere(tmp_path):
 @pytest.mark.parametrize("k", [1, 3])
 def test_uniform_tokens_on_the_circle_are_unstable_at_the_bessel_rate(k, tmp_path):
     """blob, 500 equally spaced tokens displaced by 10⁻⁶: |ĉ_k(t)| grows like e^{λt}."""
-    beta, T = 5.0, 0.3
-    case = api.load(
-        {
-            "name": f"mode{k}",
-            "energy": {"internal": "none", "interaction": {"kind": "attention", "beta": beta}},
-            "domain": {"shape": "circle"},
-            "initial": {"kind": "perturbed_uniform", "mode": k, "amplitude": 1e-6},
-            "time": {"t_end": T, "tau": T / 3},
-            "output": {"snapshots": 2},
-            "solver": {"blob": {"dt": 0.003, "particles": 500}},
-        }
-    )
-    run = api.run(case, "blob", out=tmp_path)
-    theta = np.arctan2(run.positions[..., 1], run.positions[..., 0])
-    c = np.abs(np.exp(-1j * k * theta).mean(axis=1))
-    rate = np.log(c[-1] / c[0]) / T
+    beta = 5.0
+    rate, _ = benchmark("tokens").blob_mode_rate(k, beta, 0.3, 3, 0.003, 500, str(tmp_path))
     assert rate == pytest.approx(mode_growth_rate(k, beta), rel=1e-3)
 
 

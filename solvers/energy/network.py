@@ -46,6 +46,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
+from wgf.solvers.energy.potential import largest_hessian_norm
+
 if TYPE_CHECKING:
     from wgf.cases import Case
 
@@ -348,10 +350,7 @@ class NetworkPotential:
 
     def hessian_norm(self, x: np.ndarray) -> float:
         """Max over the neurons of ‖∇²V‖₂ (0 for no neurons)."""
-        x = np.atleast_2d(x)
-        if len(x) == 0:
-            return 0.0
-        return float(np.abs(np.linalg.eigvalsh(self.hessian(x))).max())
+        return largest_hessian_norm(self, x)
 
     def ufl_value(self, x: Any) -> Any:
         """Not on a mesh: the FE solvers refuse ``[model]`` cases."""

@@ -38,6 +38,14 @@ class Potential(Protocol):
     def ufl_value(self, x: Any) -> Any: ...  # noqa: D102
 
 
+def largest_hessian_norm(potential: Potential, x: np.ndarray) -> float:
+    """Max over the points x of ‖∇²V(x)‖₂ from ``potential.hessian`` (0 for no points)."""
+    x = np.atleast_2d(x)
+    if len(x) == 0:
+        return 0.0
+    return float(np.abs(np.linalg.eigvalsh(potential.hessian(x))).max())
+
+
 #: The potential kinds; :meth:`FreeEnergy.from_case` takes the first that a case selects.
 POTENTIALS: list[type] = []
 
@@ -113,10 +121,7 @@ class ExpressionPotential:
 
     def hessian_norm(self, x: np.ndarray) -> float:
         """Max over the points x of the spectral norm of ∇²V (0 for no points)."""
-        x = np.atleast_2d(x)
-        if len(x) == 0:
-            return 0.0
-        return float(np.abs(np.linalg.eigvalsh(self.hessian(x))).max())
+        return largest_hessian_norm(self, x)
 
     def ufl_value(self, x: Any) -> Any:
         """V as a UFL expression of the spatial coordinate ``x``."""
