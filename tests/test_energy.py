@@ -101,7 +101,9 @@ def test_steady_state_is_reached_by_the_fe_solvers(tmp_path):
         run_case("double_well_1d", [], tmp_path, solver=solver)
         d = read(tmp_path / f"double_well_1d_{solver}.h5")
         errors[solver] = d["diagnostics/l1_error"][-1]
-        assert np.ptp(d["diagnostics/mass"]) < 1e-12
+        # 600 steps, each moving the mass by its solve's round-off (a drift of 1.01e-12
+        # with OPENBLAS_CORETYPE=SandyBridge): conservation is to round-off, not to 1e-12.
+        assert np.ptp(d["diagnostics/mass"]) < 1e-11
         energy = d["diagnostics/energy"]
         assert np.all(np.diff(energy) <= 1e-12 * np.abs(energy[:-1]))
         # The error has stopped falling: the last fifth of the run changes it by < 2 %.

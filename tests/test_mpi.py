@@ -41,13 +41,28 @@ ALG2 = ['solver.fem-jko.inner="alg2"', "time.t_end=0.025"]
         ("nonlinear_fokker_planck_1d", "fem-implicit", []),
         ("nonlinear_fokker_planck_2d", "fem-implicit", []),
         ("fokker_planck_ou_2d", "fem-jko", []),
-        ("porous_medium_1d", "fem-jko", []),
         ("aggregation_quadratic_2d", "fem-jko", ["time.t_end=0.1"]),
         ("porous_medium_1d", "fem-jko", ALG2),
     ],
 )
 def test_one_and_two_ranks_agree(case, solver, sets, shared_tmp):
     assert_same_on_1_and_2_ranks(case, solver, sets, shared_tmp, COMPARED, atol=1e-9)
+
+
+def test_free_boundary_newton_on_1_and_2_ranks(shared_tmp):
+    """fem-jko on the porous medium: the same densities on 1 and 2 ranks, the same work in total.
+
+    The nonlinear elimination of the free-boundary rows decides, vertex by vertex, whether
+    a mass row brackets a root; near the free boundary those signs are round-off, so the
+    Newton path, not its end point, depends on the order of sums.  Measured on one rank:
+    OPENBLAS_CORETYPE=SandyBridge alone turns step 2's 15 iterations into 10 (91 against
+    98 in all, L1 equal to 2e-12).  So the counts must agree in total, to 10 %.
+    """
+    counts = ["diagnostics/iterations", "diagnostics/iterations_total"]
+    exact = [k for k in COMPARED if k not in counts]
+    assert_same_on_1_and_2_ranks(
+        "porous_medium_1d", "fem-jko", [], shared_tmp, exact, 1e-9, counts, counts_rtol=0.1
+    )
 
 
 def test_keller_segel_on_1_and_2_ranks(shared_tmp):
