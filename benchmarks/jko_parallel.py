@@ -19,7 +19,7 @@ import argparse
 
 from jko_cost import time_steps
 from mpi4py import MPI
-from particles_parallel import idle_barrier
+from timing import idle_barrier
 
 from wgf.cases import load_case
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 
 from mpi4py import MPI
+from timing import idle_barrier
 
 from wgf.cases import load_case
 from wgf.solvers import solver_tables
@@ -43,14 +44,6 @@ def seconds_per_velocity(comm: MPI.Comm, fresh: bool) -> tuple[float, float, int
     cpu = comm.allreduce(time.process_time() - c0, op=MPI.MAX)
     comm.Barrier()
     return (time.perf_counter() - t0) / REPEAT, cpu / REPEAT, len(solver.w)
-
-
-def idle_barrier(comm: MPI.Comm) -> None:
-    """A barrier that sleeps while it waits: a spinning rank 1 would steal a core from the
-    1-rank timing on rank 0 (MPI barriers busy-poll)."""
-    request = comm.Ibarrier()
-    while not request.Test():
-        time.sleep(0.01)
 
 
 def main() -> None:

@@ -49,6 +49,7 @@ import time
 import numpy as np
 from mpi4py import MPI
 from scipy.integrate import solve_ivp
+from timing import idle_barrier
 
 from wgf import api
 from wgf.cases.sphere import equiangular_rate, harmonic, harmonic_growth_rate, mode_growth_rate
@@ -203,13 +204,6 @@ def seconds_per_substep(comm: MPI.Comm, norm: str, n: int, repeat: int) -> tuple
     cpu = comm.allreduce(time.process_time() - c0, op=MPI.MAX)
     comm.Barrier()
     return (time.perf_counter() - t0) / repeat, cpu / repeat
-
-
-def idle_barrier(comm: MPI.Comm) -> None:
-    """A barrier that sleeps while it waits (a spinning rank would steal rank 0's core)."""
-    request = comm.Ibarrier()
-    while not request.Test():
-        time.sleep(0.01)
 
 
 def perf(n: int = 10_000, repeat: int = 3) -> None:

@@ -41,11 +41,11 @@ import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 from mpi4py import MPI  # noqa: E402
-from particles_parallel import idle_barrier  # noqa: E402
 
 # PETSc initialises collectively on COMM_WORLD when petsc4py.PETSc is first imported: left
 # to the first FE solver, built on rank 0's COMM_SELF, it would wait forever for rank 1.
 from petsc4py import PETSc  # noqa: E402, F401
+from timing import idle_barrier  # noqa: E402
 
 from wgf.cases import load_case  # noqa: E402
 from wgf.progress import set_quiet  # noqa: E402

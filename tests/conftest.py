@@ -126,6 +126,8 @@ def pvbatch_read(xdmf: Path, workdir: Path) -> dict[str, str]:
 def benchmark(name: str) -> ModuleType:
     """The script ``benchmarks/<name>.py`` as a module: a test measures what its figure does."""
     path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    if str(path.parent) not in sys.path:  # the scripts import their siblings (timing)
+        sys.path.append(str(path.parent))
     spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
