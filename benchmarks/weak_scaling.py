@@ -19,7 +19,10 @@ steps.  Printed: wall and CPU seconds per step (CPU of the busiest rank: the spl
 work, less sensitive to other jobs on the machine than wall time), inner iterations per
 step, the weak-scaling efficiency t₁(n)/t₂(2n) (1 is perfect), also per inner iteration
 (the doubled problem may take more iterations per step), and the strong-scaling speed-up
-t₁(2n)/t₂(2n) (2 is perfect), also in CPU time.  The load average is printed before and after:
+t₁(2n)/t₂(2n) (2 is perfect), also in CPU time.  ``--ceiling`` also runs the 1-rank
+doubled problem on every rank at once (no communication) and prints p·t₁(2n)/t(copies),
+the speed-up a perfect split would reach on this machine (cores that share memory
+bandwidth and caches run slower together than alone).  The load average is printed before and after:
 other processes on the cores make the 2-rank figures worse.
 
 BLAS/OpenMP get one thread per process (set here before NumPy loads, as ``wgf`` does under
@@ -133,6 +136,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     parser.add_argument("--solvers", default=",".join(SOLVERS))
+    parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="also run the doubled problem on COMM_SELF on every rank at once: the strong "
+        "speed-up a split with no communication would reach on this machine",
+    )
     args = parser.parse_args()
     world = MPI.COMM_WORLD
     logging.disable(logging.WARNING)
@@ -167,16 +176,29 @@ def main() -> None:
             f"{two.its:8.1f}",
             flush=True,
         )
+        ceiling = float("nan")
+        if args.ceiling:
+            world.Barrier()
+            copy = time_steps(args.case, large, solver, args.steps, args.warmup, MPI.COMM_SELF)
+            slowest = world.allreduce(copy.wall, op=MPI.MAX)
+            say(
+                f"{solver:13s} {world.size} copies of the 1-rank doubled problem at once: "
+                f"{slowest:.3f} s per step (slowest)"
+            )
+            ceiling = world.size * one[1].wall / slowest if world.rank == 0 else ceiling
         if world.rank == 0:
-            summary.append(ratios(solver, one[0], one[1], two))
+            summary.append((*ratios(solver, one[0], one[1], two), ceiling))
     say(f"load average after: {load()}")
     if summary:
         say(
             f"{'solver':13s} {'weak t1(n)/t2(2n)':>17s} {'per inner it.':>13s} "
-            f"{'strong t1(2n)/t2(2n)':>20s} {'in CPU':>6s}"
+            f"{'strong t1(2n)/t2(2n)':>20s} {'in CPU':>6s} {'ceiling':>7s}"
         )
         for row in summary:
-            say(f"{row[0]:13s} {row[1]:17.2f} {row[2]:13.2f} {row[3]:20.2f} {row[4]:6.2f}")
+            say(
+                f"{row[0]:13s} {row[1]:17.2f} {row[2]:13.2f} {row[3]:20.2f} {row[4]:6.2f} "
+                f"{row[5]:7.2f}"
+            )
 
 
 if __name__ == "__main__":
