@@ -860,8 +860,10 @@ class Solver(FEFlowSolver):
 
         Jones–Plassmann: a marked vertex takes the current colour when no uncoloured
         marked neighbour has a higher priority (a hash of its global number).  The count of
-        such neighbours is a sum over the edge pieces, completed across ranks, so the
-        colours do not depend on the partition.
+        such neighbours is a sum over the edge pieces, completed across ranks, so every
+        rank agrees on the colours; they do depend on the partition, through the global
+        numbering (priorities from the coordinates, the same on any partition, cost m = 3
+        more Newton iterations: benchmarks/README.md).
         """
         n = len(mark)
         glob = self.V.dofmap.index_map.local_to_global(np.arange(n, dtype=np.int32))
