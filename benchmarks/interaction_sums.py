@@ -94,6 +94,8 @@ def main() -> None:
         copies = comm.allreduce(best_of(whole), op=MPI.MAX)
         shared = best_of(shared_blocks := lambda: shared_call(term, x, w, lo, hi, comm))
         cpu_shared = comm.allreduce(best_of(lambda: cpu_of(shared_blocks)), op=MPI.MAX)
+        if comm.rank > 0:
+            return
         ceiling = comm.size * single / copies
         say(
             f"N = 1e5 PM: 1 rank alone {single:.3f} s; {comm.size} copies of it at once "
