@@ -60,7 +60,8 @@ def main() -> None:
         for k in range(comm.rank, len(kernels), comm.size):
             full = tick("reflection", lambda k=k: ps._reflected(kernels[k], grid.padded, parity[k]))
             fields[k] = tick(
-                "kernel FFT + convolution", lambda full=full: ps._convolved(grid, mass_hat, full)
+                "kernel FFT + convolution",
+                lambda full=full: ps._convolved(grid, mass_hat, ps.fft.rfftn(full)),
             )
 
         if comm.size > 1:

@@ -40,7 +40,7 @@ def test_mesh_convolution_of_a_gaussian_with_the_quadratic_kernel():
 def test_lattice_convolution_is_the_direct_sum_and_more_accurate_than_the_particle_mesh():
     # keller_segel_2d's box mesh is a lattice: the FFT sum is the direct sum to round-off.
     # Against the closed form of (χ/2π) log r ∗ N(0, s²I), (χ/2π)(log r + E1(r²/2s²)/2),
-    # both converge at second order; the particle mesh's error is twice the direct one's.
+    # both converge at second order; the particle mesh's error is the larger.
     from scipy.special import exp1
 
     from wgf.solvers.fem.interaction import MeshConvolution
@@ -68,7 +68,8 @@ def test_lattice_convolution_is_the_direct_sum_and_more_accurate_than_the_partic
         m: np.abs(v - exact)[inside].max() / np.abs(exact[inside]).max() for m, v in sums.items()
     }
     assert error["lattice"] < 0.02  # measured 1.34e-2 (40²)
-    assert error["mesh"] > 1.5 * error["lattice"]  # measured 2.78e-2
+    # measured 1.55e-2 (2.78e-2 before the particle mesh snapped its spacing to 2^(k/16))
+    assert error["lattice"] < error["mesh"] < 0.02
 
 
 def _run(case, sets, out, solver="fem-jko"):

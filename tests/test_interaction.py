@@ -89,6 +89,37 @@ def test_pair_sums_direct_against_mesh(rng):
         assert np.linalg.norm(phi_mesh - phi) / np.linalg.norm(phi) < 1e-3
 
 
+def test_mesh_kernel_transforms_are_reused_while_the_grid_spacing_stays(rng):
+    """A cloud that moves a little keeps its snapped grid: the kernels are not sampled again,
+    and the sums stay those of a fresh term (same grid) and within the PM error of direct."""
+    from wgf.solvers.energy import pair_sums
+
+    x = rng.normal(size=(20000, 2))
+    w = np.full(len(x), 1.0 / len(x))
+    term = _term("r**2/2 - log(r)")
+    delta = term.mollifier(0.05)
+    term.gradient_at(x, x, w, delta, "mesh")
+    (cached,) = term._mesh_caches[("gradient", delta)].values()
+    h = next(iter(term._mesh_caches[("gradient", delta)]))[0]
+    # the spacing is on the lattice 2^(k/H_STEPS), at most 4.4 % finer than asked
+    k = pair_sums.H_STEPS * np.log2(h)
+    assert abs(k - round(k)) < 1e-9
+    asked = np.ptp(x, axis=0).max() / pair_sums.default_cells(len(x), 2)
+    assert asked / 2 ** (1 / pair_sums.H_STEPS) < h <= asked
+    moved = x * 1.001 + 1e-3  # one step's worth of spreading and drift
+    again = term.gradient_at(moved[:300], moved, w, delta, "mesh")
+    (entry,) = term._mesh_caches[("gradient", delta)].values()
+    assert entry is cached  # reused, not re-sampled
+    fresh = _term("r**2/2 - log(r)").gradient_at(moved[:300], moved, w, delta, "mesh")
+    np.testing.assert_array_equal(again, fresh)
+    exact = term.gradient_at(moved[:300], moved, w, delta, "direct")
+    assert np.linalg.norm(again - exact) / np.linalg.norm(exact) < 3e-3
+    # a cloud twice as wide gets a new spacing and new transforms
+    term.gradient_at(2 * x[:300], 2 * x, w, delta, "mesh")
+    (entry,) = term._mesh_caches[("gradient", delta)].values()
+    assert entry is not cached
+
+
 @pytest.mark.parametrize(
     ("dim", "kernel", "shell"),
     [

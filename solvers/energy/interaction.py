@@ -290,10 +290,19 @@ class Interaction:
             self.singular,
             parity=[(1,) * points.shape[1]],
             comm=comm,
+            cache=self._mesh_cache("hessian_norm", delta),
         )
         return 2.0 * value
 
     # -- sums over weighted points ---------------------------------------------------------
+    @functools.cached_property
+    def _mesh_caches(self) -> dict[tuple[str, float], dict]:
+        return {}
+
+    def _mesh_cache(self, sum_name: str, delta: float) -> dict:
+        """The particle mesh's kernel transforms of one sum at one δ, kept between calls."""
+        return self._mesh_caches.setdefault((sum_name, delta), {})
+
     def _method(self, method: Method, n_sources: int) -> str:
         if method != "auto":
             return method
@@ -325,6 +334,7 @@ class Interaction:
             self.singular,
             parity=[(1,) * points.shape[1]],
             comm=comm,
+            cache=self._mesh_cache("potential", delta),
         )
         return value
 
@@ -357,7 +367,10 @@ class Interaction:
 
         d = points.shape[1]
         parity = [tuple(-1 if j == k else 1 for j in range(d)) for k in range(d)]
-        sums = mesh_sum(points, sources, weights, sample, self.singular, parity=parity, comm=comm)
+        cache = self._mesh_cache("gradient", delta)
+        sums = mesh_sum(
+            points, sources, weights, sample, self.singular, parity=parity, comm=comm, cache=cache
+        )
         return np.stack(sums, axis=1)
 
     def velocity_at(
