@@ -113,10 +113,10 @@ class Sphere:
         log_c = nu * math.log(kappa) - (self.dim / 2.0) * math.log(2.0 * math.pi)
         return log_c - math.log(float(special.ive(nu, kappa)))
 
-    def density(self, points: np.ndarray, x: np.ndarray, w: np.ndarray, var: float) -> np.ndarray:
-        """The von Mises–Fisher kernel density estimate, concentration κ = 1/var."""
+    @staticmethod
+    def _kernel_sums(points: np.ndarray, x: np.ndarray, w: np.ndarray, var: float) -> np.ndarray:
+        """Σ_j w_j e^{κ(⟨p, x_j⟩ - 1)} at each point p, κ = 1/var (the kernel without C_d)."""
         kappa = 1.0 / max(var, 1e-12)
-        log_c = self.log_kernel_constant(var)
         out = np.empty(len(points))
         chunk = max(1, CHUNK_PAIRS // max(1, len(x)))
         for start in range(0, len(points), chunk):
@@ -125,7 +125,11 @@ class Sphere:
             e *= kappa
             np.exp(e, out=e)
             out[start : start + chunk] = e @ w
-        return math.exp(log_c) * out
+        return out
+
+    def density(self, points: np.ndarray, x: np.ndarray, w: np.ndarray, var: float) -> np.ndarray:
+        """The von Mises–Fisher kernel density estimate, concentration κ = 1/var."""
+        return math.exp(self.log_kernel_constant(var)) * self._kernel_sums(points, x, w, var)
 
     def leave_one_out_entropy(
         self, x: np.ndarray, w: np.ndarray, variances: np.ndarray, targets: np.ndarray
@@ -157,17 +161,9 @@ class Sphere:
             The largest estimate and the variance that gave it.
         """
         mass, wt = float(w.sum()), w[targets]
-        chunk = max(1, CHUNK_PAIRS // max(1, len(x)))
         best = (-np.inf, float(variances[0]))
         for var in variances:
-            sums = np.empty(len(targets))
-            for start in range(0, len(targets), chunk):
-                rows = slice(start, start + chunk)
-                gram = x[targets[rows]] @ x.T  # ⟨xᵢ, x_j⟩
-                gram -= 1.0
-                gram /= var
-                np.exp(gram, out=gram)
-                sums[rows] = gram @ w - wt[rows]  # minus the self term e^0 wᵢ
+            sums = self._kernel_sums(x[targets], x, w, var) - wt  # minus the self term e^0 wᵢ
             loo = self.log_kernel_constant(var) + np.log(
                 np.maximum(sums, 1e-300) * mass / (mass - wt)
             )
