@@ -342,21 +342,22 @@ def _convolved(grid: _Grid, mass_hat: np.ndarray, kernel_hat: np.ndarray) -> np.
     return np.ascontiguousarray(field[inside])
 
 
-def _cached_transforms(cache: dict, grid: _Grid, size: int, rank: int) -> list | None:
-    """The kernels' transforms kept for this spacing, split and a padded grid that fits.
+def _cached_transforms(
+    cache: dict, grid: _Grid, size: int, rank: int
+) -> tuple[tuple[int, ...], list] | None:
+    """The padded grid and kernel transforms kept for this spacing and split, if they fit.
 
     Any padded size of at least twice the grid per axis gives the free-space convolution,
-    so a kept padded grid serves (and is adopted by ``grid``) until the grid outgrows it
-    or shrinks below 1/``PADDING_SLACK`` of it: the cache does not miss each time the
-    grid's own padded size would step from one FFT-friendly length to the next.
+    so a kept padded grid serves until the grid outgrows it or shrinks below
+    1/``PADDING_SLACK`` of it: the cache does not miss each time the grid's own padded
+    size would step from one FFT-friendly length to the next.
     """
     for (h, padded, kept_size, kept_rank), hats in cache.items():
         fits = all(
             2 * g <= p <= 2 * PADDING_SLACK * g for g, p in zip(grid.shape, padded, strict=True)
         )
         if h == grid.h and (kept_size, kept_rank) == (size, rank) and fits:
-            grid.padded = padded
-            return hats
+            return padded, hats
     return None
 
 
@@ -452,8 +453,10 @@ def mesh_sum(
     grid = _Grid(sources, cells or default_cells(len(sources), dim), (lower, upper), snap)
     size, rank = (comm.size, comm.rank) if parallel else (1, 0)
     # The grid, hence hit or miss, is the same on every rank: the sampling stays collective.
-    kernel_hats = _cached_transforms(cache, grid, size, rank) if snap else None
-    if kernel_hats is None:
+    kept = _cached_transforms(cache, grid, size, rank) if snap else None
+    if kept is not None:
+        grid.padded, kernel_hats = kept  # the kept padding: the transforms are of its size
+    else:
         kernel_hats = _kernels_transformed(grid, sample, singular, parity, comm, size, rank)
         if snap:
             cache.clear()  # the cloud has moved on: keep the latest grid's only
