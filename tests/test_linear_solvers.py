@@ -59,3 +59,73 @@ def test_krylov_matches_lu(solver, prefix):
     assert linear > 2 * sum(its)
     assert linear_lu == sum(its_lu)
     assert fallbacks == 0
+
+
+def _block_matrix(n: int, rng: np.random.Generator) -> tuple[PETSc.Mat, np.ndarray]:
+    """A sparse n × n matrix whose even rows couple to their own diagonal only among evens."""
+    dense = np.zeros((n, n))
+    for i in range(n):
+        dense[i, i] = 4.0 + rng.random()
+        for j in (i - 1, i + 1, i + 3):  # odd-even couplings and odd-odd ones
+            if 0 <= j < n and (i % 2 or j % 2):
+                dense[i, j] = dense[j, i] = -rng.random()
+    A = PETSc.Mat().createAIJ([n, n], nnz=8, comm=MPI.COMM_SELF)
+    rows, cols = np.nonzero(dense)
+    for i, j in zip(rows, cols, strict=True):
+        A[i, j] = dense[i, j]
+    A.assemble()
+    return A, dense
+
+
+def test_schur_complement_is_refilled_in_one_pattern():
+    """One MUMPS analysis for three solves with new values; the complement is exact.
+
+    The even block is diagonal, so A₁₁ - A₁₀ diag(A₀₀)⁻¹ A₀₁ is the exact Schur
+    complement and GMRES with the full factorisation converges in one iteration.
+    """
+    from wgf.solvers.fem.petsc_options import use_schur_split
+
+    rng = np.random.default_rng(3)
+    n = 40
+    A, dense = _block_matrix(n, rng)
+    evens, odds = np.arange(0, n, 2), np.arange(1, n, 2)
+    sets = [
+        PETSc.IS().createGeneral(idx.astype(PETSc.IntType), comm=MPI.COMM_SELF)
+        for idx in (evens, odds)
+    ]
+    ksp = PETSc.KSP().create(MPI.COMM_SELF)
+    ksp.setOptionsPrefix("test_schur_")
+    ksp.setOperators(A)
+    schur = use_schur_split(ksp, A, ("even", sets[0]), ("odd", sets[1]), 1e-12, 20)
+    opts = PETSc.Options()
+    opts["test_schur_fieldsplit_even_pc_type"] = "jacobi"
+    opts["test_schur_fieldsplit_odd_pc_type"] = "lu"
+    opts["test_schur_fieldsplit_odd_pc_factor_mat_solver_type"] = "mumps"
+    ksp.setFromOptions()
+    PETSc.Log.begin()
+    symbolic, numeric = PETSc.Log.Event("MatLUFactorSym"), PETSc.Log.Event("MatLUFactorNum")
+    counts = symbolic.getPerfInfo()["count"], numeric.getPerfInfo()["count"]
+    b, x = A.createVecs()
+    b.setArray(rng.random(n))
+    try:
+        for _ in range(3):
+            scale = 0.5 + rng.random(n)  # new values, the same pattern
+            left = A.createVecLeft()
+            left.setArray(scale)
+            A.diagonalScale(L=left)
+            dense = scale[:, None] * dense
+            ksp.solve(b, x)
+            assert ksp.getConvergedReason() > 0 and ksp.getIterationNumber() == 1
+            assert np.allclose(dense @ x.getArray(), b.getArray(), rtol=0, atol=1e-10)
+            expected = dense[np.ix_(odds, odds)] - dense[np.ix_(odds, evens)] @ (
+                dense[np.ix_(evens, odds)] / np.diag(dense)[evens, None]
+            )
+            assert np.allclose(
+                schur.mat.getValues(range(n // 2), range(n // 2)), expected, atol=1e-13
+            )
+        assert symbolic.getPerfInfo()["count"] - counts[0] == 1
+        assert numeric.getPerfInfo()["count"] - counts[1] == 3
+    finally:
+        for key in ("even_pc_type", "odd_pc_type", "odd_pc_factor_mat_solver_type"):
+            opts.delValue(f"test_schur_fieldsplit_{key}")
+        schur.destroy()

@@ -497,7 +497,7 @@ def _configure(
     ksp = snes.getKSP()
     chosen = PETSc.Options().getString(f"{ksp.getOptionsPrefix() or ''}pc_type", "")
     if splits is not None and chosen == PETSc.PC.Type.FIELDSPLIT:
-        _schur_on_density(ksp, splits)
+        _schur_on_density(ksp, snes.getJacobian()[0], splits)
     else:
         use_direct_lu(ksp)
     snes.setFromOptions()
@@ -516,7 +516,7 @@ def _potential_density_splits(space: dolfinx.fem.FunctionSpace) -> tuple[PETSc.I
     return sets[0], sets[1]
 
 
-def _schur_on_density(ksp: PETSc.KSP, splits: tuple[PETSc.IS, PETSc.IS]) -> None:
+def _schur_on_density(ksp: PETSc.KSP, A: PETSc.Mat, splits: tuple[PETSc.IS, PETSc.IS]) -> None:
     """GMRES with the exact block factorisation onto ρ, GAMG on the Schur complement.
 
     The μ row of the mixed form is lumped, M μ = M (D·U'(ρ) + V), so the μμ block is the
@@ -526,7 +526,7 @@ def _schur_on_density(ksp: PETSc.KSP, splits: tuple[PETSc.IS, PETSc.IS]) -> None
     is what algebraic multigrid is for.  The factorisation is ``full`` and the μμ solve
     exact (Jacobi on a diagonal), so GMRES converges at GAMG's rate on S.
     """
-    use_schur_split(ksp, ("mu", splits[0]), ("rho", splits[1]), SCHUR_RTOL, SCHUR_MAX_IT)
+    use_schur_split(ksp, A, ("mu", splits[0]), ("rho", splits[1]), SCHUR_RTOL, SCHUR_MAX_IT)
     # The sub-solvers exist only after set-up; their defaults go in the options
     # database under the KSP's prefix, so the command line still overrides them.
     prefix = ksp.getOptionsPrefix() or ""

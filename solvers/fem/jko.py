@@ -119,7 +119,12 @@ from wgf.cases import Case
 from wgf.cases.errors import SolverError, UserError
 from wgf.solvers.fem.base import FEFlowSolver
 from wgf.solvers.fem.graph import PECLET_LIMIT, SUPPORT_SHARE
-from wgf.solvers.fem.petsc_options import set_default_options, use_direct_lu, use_schur_split
+from wgf.solvers.fem.petsc_options import (
+    DiagonalSchur,
+    set_default_options,
+    use_direct_lu,
+    use_schur_split,
+)
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +226,7 @@ class Solver(FEFlowSolver):
         #: Power law, centred: the support/exterior splitting of :meth:`_reduced_solver`.
         self._reduced = centred and self.energy.needs_barrier
         self._support: np.ndarray | None = None
+        self._schur: DiagonalSchur | None = None  # the support block's Schur complement
         self._support_grows = False  # False at the first Newton solve of a step
         #: Steps whose Newton stopped at the round-off floor, and the last floor/tolerance.
         self.round_off_stops, self.round_off_floor = 0, 0.0
@@ -275,8 +281,8 @@ class Solver(FEFlowSolver):
         eliminated by MUMPS LU on its Schur complement (``selfp``: with the exterior
         block's diagonal, which dominates there), and the exterior, far on the barrier
         branch, by incomplete Cholesky.  GMRES then converges in ~8 iterations, and the
-        LU is of the support block only.  A new KSP is built only when the support
-        changes, so MUMPS keeps its symbolic analysis while it does not.
+        LU is of the support block only.  A new KSP and Schur matrix are built only when
+        the support changes, so MUMPS keeps its symbolic analysis while it does not.
         """
         support = self._support_vertices()
         n_support = self.comm.allreduce(len(support), op=MPI.SUM)
@@ -289,6 +295,9 @@ class Solver(FEFlowSolver):
             return
         self._support = support
         self.ksp.destroy()
+        if self._schur is not None:
+            self._schur.destroy()
+            self._schur = None
         ksp = PETSc.KSP().create(self.comm)
         ksp.setOptionsPrefix(PREFIX)
         ksp.setOperators(self.J)
@@ -305,8 +314,8 @@ class Solver(FEFlowSolver):
             )
             for idx in (exterior, support)
         ]
-        use_schur_split(
-            ksp, ("exterior", sets[0]), ("support", sets[1]), LINEAR_RTOL, REDUCED_MAX_IT
+        self._schur = use_schur_split(
+            ksp, self.J, ("exterior", sets[0]), ("support", sets[1]), LINEAR_RTOL, REDUCED_MAX_IT
         )
         if not PETSc.Options().hasName(f"{PREFIX}pc_type"):
             # Defaults of the sub-solvers (they exist only after set-up); the command
