@@ -69,6 +69,63 @@ def test_kernel_sums_match_monte_carlo_and_their_gradient(activation):
         np.testing.assert_allclose(grad[:, k], fd, rtol=1e-6, atol=1e-8)
 
 
+def _relu_pairs(u: np.ndarray, v: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Σ_j c_j K(u_i, v_j) and its u-gradient, pair by pair from the Cho–Saul formulas."""
+    value, grad = np.zeros(len(u)), np.zeros_like(u)
+    for i, ui in enumerate(u):
+        for vj, cj in zip(v, c, strict=True):
+            nu, nv = np.linalg.norm(ui), np.linalg.norm(vj)
+            cos = np.clip(ui @ vj / (nu * nv), -1.0, 1.0) if nu * nv > 0 else 0.0
+            phi, sin = np.arccos(cos), np.sqrt(1.0 - cos * cos)
+            value[i] += cj * nu * nv * (sin + (np.pi - phi) * cos) / (2 * np.pi)
+            unit = ui / nu if nu > 0 else 0.0 * ui
+            grad[i] += cj * ((np.pi - phi) * vj + nv * sin * unit) / (2 * np.pi)
+    return value, grad
+
+
+def test_blocked_relu_sums_match_the_pairwise_formula(monkeypatch):
+    """Blocks of 3 × 4 pairs (ragged at both edges), zero neurons included."""
+    from wgf.solvers.energy import network
+
+    monkeypatch.setattr(network, "RELU_BLOCK", 12)
+    monkeypatch.setattr(network, "RELU_BLOCK_COLUMNS", 4)
+    rng = np.random.default_rng(5)
+    u, v, c = rng.normal(size=(11, 3)), rng.normal(size=(13, 3)), rng.normal(size=13)
+    u[4], v[7] = 0.0, 0.0
+    v[2] = -2.0 * u[1]  # φ = π exactly: cos clipped at -1
+    value, grad = _relu_pairs(u, v, c)
+    kernel = network.ReluKernel()
+    np.testing.assert_allclose(kernel.sum(u, v, c), value, rtol=1e-13, atol=1e-14)
+    blocked = kernel.sum_and_grad(u, v, c)
+    np.testing.assert_allclose(blocked[0], value, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(blocked[1], grad, rtol=1e-13, atol=1e-14)
+
+
+def test_network_pair_sums_are_reused_only_at_the_same_neurons(monkeypatch):
+    """The energy's pass serves the next velocity at the same neurons, and only there."""
+    from wgf.solvers.energy import network
+
+    W = FreeEnergy.from_case(api.load("two_layer_relu_teacher", {})).interaction
+    rng = np.random.default_rng(6)
+    x, w = rng.normal(size=(30, 5)), np.full(30, 1.0 / 30)
+    calls = []
+    sum_and_grad = network.ReluKernel.sum_and_grad
+
+    def counted(self, *args):
+        calls.append(1)
+        return sum_and_grad(self, *args)
+
+    monkeypatch.setattr(network.ReluKernel, "sum_and_grad", counted)
+    value, grad = _relu_pairs(x[:, 1:], x[:, 1:], w * x[:, 0])
+    np.testing.assert_allclose(W.energy(x, w), 0.5 * (w * x[:, 0]) @ value, rtol=1e-13)
+    np.testing.assert_allclose(W.gradient_at(x, x, w)[:, 1:], x[:, :1] * grad, rtol=1e-12)
+    assert len(calls) == 1
+    x[3, 2] += 0.5  # the same array, moved in place: the sums are stale
+    value, grad = _relu_pairs(x[:, 1:], x[:, 1:], w * x[:, 0])
+    np.testing.assert_allclose(W.gradient_at(x, x, w)[:, 0], value, rtol=1e-12)
+    assert len(calls) == 2
+
+
 @pytest.mark.parametrize("activation", ["relu", "erf", "tanh"])
 def test_network_energy_gradient_is_the_particle_velocity(activation):
     """-(1/w_k) ∂F/∂θ_k = -∇V(θ_k) - Σ_j w_j ∇₁W(θ_k, θ_j): central differences of the

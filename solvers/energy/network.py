@@ -41,7 +41,7 @@ step; ∇²V is taken by central differences of the closed-form ∇V.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
@@ -95,44 +95,90 @@ def _norms(u: np.ndarray) -> np.ndarray:
     return np.sqrt(np.einsum("nk,nk->n", u, u))
 
 
+#: Pair-matrix entries of one block of the ReLU sums, small enough for the dozen passes
+#: over a block to run from cache (measured, one core, n = 2000 against 10⁵ neurons:
+#: 4.9-5.5 ns per pair for 32k-128k entries and 2k-8k columns; 17.2 ns with the
+#: 2·10⁶-entry row chunks before).
+RELU_BLOCK = 131_072
+#: At most this many columns (neurons v_j) in one block, so that a block has many rows.
+RELU_BLOCK_COLUMNS = 2_048
+
+
+def _units(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """|u_i| and u_i/|u_i| (0 for a zero row: its cos φ is 0, i.e. φ = π/2)."""
+    norms = _norms(u)
+    return norms, u / np.where(norms > 0.0, norms, 1.0)[:, None]
+
+
 @dataclass(frozen=True)
 class ReluKernel:
-    """σ(s) = max(s, 0): the arc-cosine kernel (see the module docstring)."""
+    """σ(s) = max(s, 0): the arc-cosine kernel (see the module docstring).
 
+    The pair sums run over blocks of rows small enough for the pair matrices to stay in
+    cache (``RELU_BLOCK``), with every pass in place: the sums are bound by memory
+    traffic, not by the arc cosine.
+    """
+
+    @staticmethod
     def _angles(
-        self, u: np.ndarray, v: np.ndarray, nu: np.ndarray, nv: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Cos φ, sin φ and π - φ of every pair (a zero vector: φ = π/2, K = 0)."""
-        denom = np.outer(nu, nv)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cos = np.where(denom > 0.0, (u @ v.T) / np.where(denom > 0.0, denom, 1.0), 0.0)
-        cos = np.clip(cos, -1.0, 1.0)
-        return cos, np.sqrt(1.0 - cos * cos), np.pi - np.arccos(cos)
+        unit_u: np.ndarray, unit_v: np.ndarray, cos: np.ndarray, sin: np.ndarray, rest: np.ndarray
+    ) -> None:
+        """Cos φ, sin φ and π - φ of every pair, into ``cos``, ``sin`` and ``rest``."""
+        np.matmul(unit_u, unit_v.T, out=cos)
+        np.clip(cos, -1.0, 1.0, out=cos)
+        np.multiply(cos, cos, out=sin)
+        np.subtract(1.0, sin, out=sin)
+        np.sqrt(sin, out=sin)
+        np.arccos(cos, out=rest)
+        np.subtract(np.pi, rest, out=rest)
+
+    @staticmethod
+    def _blocks(n: int, m: int) -> tuple[list[tuple[slice, slice]], tuple[np.ndarray, ...]]:
+        """(rows, columns) blocks of the n × m pair matrix, and three work arrays."""
+        width = min(max(m, 1), RELU_BLOCK_COLUMNS)
+        height = min(max(n, 1), max(1, RELU_BLOCK // width))
+        blocks = [
+            (slice(i, min(i + height, n)), slice(j, min(j + width, m)))
+            for i in range(0, n, height)
+            for j in range(0, m, width)
+        ]
+        return blocks, tuple(np.empty(height * width) for _ in range(3))
 
     def sum(self, u: np.ndarray, v: np.ndarray, c: np.ndarray) -> np.ndarray:
         """Σ_j c_j |u_i||v_j|(sin φ + (π - φ) cos φ)/(2π)."""
-        nu, nv = _norms(u), _norms(v)
-        out = np.empty(len(u))
-        for rows in _chunks(len(u), len(v)):
-            cos, sin, rest = self._angles(u[rows], v, nu[rows], nv)
-            out[rows] = nu[rows] * ((sin + rest * cos) @ (c * nv))
-        return out / (2.0 * np.pi)
+        (nu, unit_u), (nv, unit_v) = _units(u), _units(v)
+        cnv = c * nv
+        out = np.zeros(len(u))
+        blocks, work = self._blocks(len(u), len(v))
+        for rows, cols in blocks:
+            shape = (rows.stop - rows.start, cols.stop - cols.start)
+            cos, sin, rest = (w[: shape[0] * shape[1]].reshape(shape) for w in work)
+            self._angles(unit_u[rows], unit_v[cols], cos, sin, rest)
+            np.multiply(rest, cos, out=rest)
+            np.add(sin, rest, out=sin)
+            out[rows] += sin @ cnv[cols]
+        return nu * out / (2.0 * np.pi)
 
     def sum_and_grad(
         self, u: np.ndarray, v: np.ndarray, c: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """The sum and Σ_j c_j ((π - φ) v_j + |v_j| sin φ · u_i/|u_i|)/(2π)."""
-        nu, nv = _norms(u), _norms(v)
-        value, grad = np.empty(len(u)), np.empty_like(u, dtype=float)
+        (nu, unit_u), (nv, unit_v) = _units(u), _units(v)
         cnv = c * nv
-        for rows in _chunks(len(u), len(v)):
-            cos, sin, rest = self._angles(u[rows], v, nu[rows], nv)
-            sin_sum = sin @ cnv
-            rest *= c  # c_j (π - φ_ij)
-            value[rows] = nu[rows] * (sin_sum + (rest * cos) @ nv)
-            unit = u[rows] / np.where(nu[rows] > 0.0, nu[rows], 1.0)[:, None]
-            grad[rows] = rest @ v + sin_sum[:, None] * unit
-        return value / (2.0 * np.pi), grad / (2.0 * np.pi)
+        sin_sum, cos_sum = np.zeros(len(u)), np.zeros(len(u))
+        grad = np.zeros_like(u, dtype=float)
+        blocks, work = self._blocks(len(u), len(v))
+        for rows, cols in blocks:
+            shape = (rows.stop - rows.start, cols.stop - cols.start)
+            cos, sin, rest = (w[: shape[0] * shape[1]].reshape(shape) for w in work)
+            self._angles(unit_u[rows], unit_v[cols], cos, sin, rest)
+            sin_sum[rows] += sin @ cnv[cols]
+            np.multiply(rest, c[cols], out=rest)  # c_j (π - φ_ij)
+            grad[rows] += rest @ v[cols]
+            np.multiply(rest, cos, out=rest)
+            cos_sum[rows] += rest @ nv[cols]
+        grad += sin_sum[:, None] * unit_u
+        return nu * (sin_sum + cos_sum) / (2.0 * np.pi), grad / (2.0 * np.pi)
 
 
 @dataclass(frozen=True)
@@ -368,6 +414,8 @@ class NetworkInteraction:
     network: TwoLayerNetwork
     singular: ClassVar[bool] = False
     gradient_flow: ClassVar[bool] = True
+    #: The last (inputs, sums) of :meth:`_kernel_sums`, or empty.
+    _memo: list = field(default_factory=list, compare=False, repr=False)
 
     def uses_local_stiffness(self, delta: float) -> bool:
         """False: :meth:`local_stiffness` has nothing to offer (no bound exists)."""
@@ -393,19 +441,36 @@ class NetworkInteraction:
         """Zeros (see :meth:`stiffness`)."""
         return np.zeros(len(points))
 
+    def _kernel_sums(
+        self, points: np.ndarray, sources: np.ndarray, weights: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Σ_j c_j K(w_i, w_j) and Σ_j c_j ∇_u K(w_i, w_j), c_j = w_j a_j, at ``points``.
+
+        The last call's inputs and sums are kept: the energy at the end of a step and
+        the velocity at the start of the next are taken at the same neurons, so the
+        O(N²) pass is done once for both (a third of the ReLU teacher's cost per step).
+        """
+        memo = self._memo
+        if memo and all(
+            np.array_equal(x, y) for x, y in zip(memo[0], (points, sources, weights), strict=True)
+        ):
+            return memo[1]
+        c = weights * sources[:, 0]
+        sums = self.network.kernel.sum_and_grad(points[:, 1:], sources[:, 1:], c)
+        memo[:] = [(points.copy(), sources.copy(), weights.copy()), sums]
+        return sums
+
     def potential_at(
         self, points: np.ndarray, sources: np.ndarray, weights: np.ndarray, *_: Any
     ) -> np.ndarray:
         """Σ_j w_j W(θ_i, θ_j) = a_i Σ_j w_j a_j K(w_i, w_j) at ``points``."""
-        c = weights * sources[:, 0]
-        return points[:, 0] * self.network.kernel.sum(points[:, 1:], sources[:, 1:], c)
+        return points[:, 0] * self._kernel_sums(points, sources, weights)[0]
 
     def gradient_at(
         self, points: np.ndarray, sources: np.ndarray, weights: np.ndarray, *_: Any
     ) -> np.ndarray:
         """Σ_j w_j ∇₁W(θ_i, θ_j) = (Σ_j w_j a_j K, a_i Σ_j w_j a_j ∇_u K) at ``points``."""
-        c = weights * sources[:, 0]
-        value, grad_w = self.network.kernel.sum_and_grad(points[:, 1:], sources[:, 1:], c)
+        value, grad_w = self._kernel_sums(points, sources, weights)
         grad = np.empty_like(points, dtype=float)
         grad[:, 0], grad[:, 1:] = value, points[:, :1] * grad_w
         return grad
