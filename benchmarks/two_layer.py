@@ -31,7 +31,7 @@ import numpy as np
 
 from wgf import api
 from wgf.cases import closed_forms as cf
-from wgf.postprocess.results import Results
+from wgf.postprocess.results import Results, read_results
 
 BETA = np.array([1.0, 0.5, -0.5, 0.25])
 SIZES = [int(n) for n in os.environ.get("TWO_LAYER_SIZES", "100,300,1000").split(",")]
@@ -40,8 +40,9 @@ REF = int(os.environ.get("TWO_LAYER_REF", "3000"))
 #: of each N's first seed, seeds_<N>_<seed> of every run), for the README picture
 #: (``benchmarks/ml_figures.py``).
 SAVE = os.environ.get("TWO_LAYER_SAVE")
-#: If set, the reference curve risk_<REF> is read from this ``.npz`` (an earlier SAVE)
-#: instead of being run again.
+#: If set, the reference curve is read instead of being run again: risk_<REF> of an
+#: ``.npz`` (an earlier SAVE), or the risk series of a blob results file (``.h5``; how the
+#: N = 10⁵ reference was run, on 2 ranks: see docs/two_layer.md).
 REF_CURVE = os.environ.get("TWO_LAYER_REF_CURVE")
 #: ``model.seed`` values of the smaller runs (default: the case's seed only); the distance
 #: is then the RMS over the seeds, the reference keeping the case's seed.
@@ -88,11 +89,22 @@ def _relu_run(n: int, out: Path, seed: int | None = None) -> Results:
     return res
 
 
+def _reference_curve(path: Path) -> np.ndarray:
+    """risk_<REF> of a saved ``.npz``, or the risk of a results file run for N = REF, T."""
+    if path.suffix == ".npz":
+        return np.load(path)[f"risk_{REF}"]
+    res = read_results(path)
+    n, t_end = res.config["solver"]["blob"]["particles"], res.config["time"]["t_end"]
+    if (n, t_end) != (REF, T_RELU):
+        sys.exit(f"{path}: N = {n}, T = {t_end}, but TWO_LAYER_REF={REF}, TWO_LAYER_T={T_RELU}")
+    return res.diagnostics["risk"]
+
+
 def relu_in_n(out: Path) -> None:
     """Item 2."""
     print(f"2. ReLU teacher, blob, T = {T_RELU:g}, τ = 0.05: risk against N (reference N = {REF})")
-    if REF_CURVE:  # the reference's risk curve from an earlier run's saved curves
-        ref = np.load(REF_CURVE)[f"risk_{REF}"]
+    if REF_CURVE:  # the reference's risk curve from an earlier run
+        ref = _reference_curve(Path(REF_CURVE))
         print(f"   reference curve read from {REF_CURVE}")
     else:
         ref = _relu_run(REF, out).diagnostics["risk"]
