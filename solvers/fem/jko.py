@@ -136,8 +136,11 @@ LINEAR_RTOL = 1e-6
 LINEAR_MAX_IT = 200
 #: Power law: the support block of the reduced solver is ρ ≥ this × the peak density...
 REDUCED_SUPPORT_BELOW = 1e-6
-#: ...grown by this many rings of neighbours (the free boundary's near field).
+#: ...grown by this many rings of neighbours (the free boundary's near field)...
 REDUCED_HOPS = 2
+#: ...and by this many more when a new block is made, so that it holds while the front
+#: moves (kept until a vertex within ``REDUCED_HOPS`` rings falls outside it).
+SUPPORT_MARGIN_HOPS = 3
 #: GMRES iterations of the reduced solver before its solve counts as failed (~8 typical).
 REDUCED_MAX_IT = 50
 #: Power law: vertices below this fraction of the peak density get relaxed (the band
@@ -252,18 +255,32 @@ class Solver(FEFlowSolver):
         return ksp
 
     def _support_vertices(self) -> np.ndarray:
-        """Owned vertices with ρ ≥ ``REDUCED_SUPPORT_BELOW`` × peak, grown by ``REDUCED_HOPS``."""
+        """The owned vertices of the support block of :meth:`_reduced_solver`.
+
+        Those with ρ ≥ ``REDUCED_SUPPORT_BELOW`` × peak, grown by ``REDUCED_HOPS`` rings
+        and by ``SUPPORT_MARGIN_HOPS`` more when a new block is made.  Within a step the
+        block only grows, and it is kept while it holds the vertices that need it: a new
+        block is a new factorisation pattern (a new MUMPS analysis and KSP set-up), and
+        the margin lets the front move a few cells before one is due.
+        """
         rho = self.rho_v
         peak = self.comm.allreduce(float(rho[: self.n_owned].max(initial=0.0)), op=MPI.MAX)
         inside = (rho >= REDUCED_SUPPORT_BELOW * peak).astype(float)
         i, j = self.edge_i, self.edge_j
-        for _ in range(REDUCED_HOPS):  # one ring of neighbours per pass, across ranks
+        grown = [inside]
+        for _ in range(REDUCED_HOPS + SUPPORT_MARGIN_HOPS):  # one ring per pass, across ranks
             inside = inside + self._accumulate([i, j], [inside[j], inside[i]])
+            grown.append(inside)
+        need = grown[REDUCED_HOPS][: self.n_owned] > 0.0
         support = np.flatnonzero(inside[: self.n_owned] > 0.0)
         if self._support is not None and self._support_grows:
             # Within a step the support only grows: vertices that just left it sit on the
             # kink of ρ(ψ), where the near-null modes are (measured: a shrinking support
             # cost a failed solve in 1 of 4 steps on porous_medium_2d, none growing).
+            held = np.zeros(self.n_owned, dtype=bool)
+            held[self._support] = True
+            if self.comm.allreduce(bool(np.all(held[need])), op=MPI.LAND):
+                return self._support
             support = np.union1d(support, self._support)
         return support
 
