@@ -211,6 +211,29 @@ def test_newton_counts_on_porous_medium_2d():
     assert solver.round_off_stops == 0 and solver.round_off_floor < 1e-3
 
 
+def test_relaxation_colours_the_mesh_properly_with_few_colours():
+    """No edge joins two vertices of one colour, and at most max degree + 1 colours (5 on
+    this mesh, whose degree is 6; the round numbers used as colours before made 21
+    classes per relaxation at 256²)."""
+    from mpi4py import MPI
+
+    from wgf.cases import load_case
+    from wgf.run import build_solver
+    from wgf.solvers import solver_tables
+
+    case = load_case("porous_medium_2d", {"domain.cells": [40, 40]}, solver_tables())
+    solver = build_solver(case, "fem-jko", MPI.COMM_WORLD)
+    colour = solver._colour_mesh()
+    i, j = solver.edge_i, solver.edge_j
+    assert np.all(colour >= 0) and np.all(colour[i] != colour[j])
+    degree = np.bincount(np.unique(np.sort(np.c_[i, j], axis=1), axis=0).ravel())
+    assert colour.max() + 1 <= degree.max() + 1
+    assert colour.max() + 1 <= 5
+    mark = np.zeros(len(colour), dtype=bool)
+    mark[::3] = True
+    np.testing.assert_array_equal(solver._colours(mark), np.where(mark, colour, -1))
+
+
 def test_newton_counts_on_the_ljko_benchmark_problem_at_40():
     """benchmarks/ljko_newton.py's problem (Barenblatt m = 2 of mass 1/16 on [0,1]²,
     t0 = 6.25e-4, 20 steps of τ = 3.125e-4) on a 40² box: measured mean 3.2, max 8,

@@ -229,6 +229,7 @@ class Solver(FEFlowSolver):
         #: Power law, centred: the support/exterior splitting of :meth:`_reduced_solver`.
         self._reduced = centred and self.energy.needs_barrier
         self._support: np.ndarray | None = None
+        self._mesh_colours: np.ndarray | None = None  # of the relaxation, made once
         self._schur: DiagonalSchur | None = None  # the support block's Schur complement
         self._support_grows = False  # False at the first Newton solve of a step
         #: Steps whose Newton stopped at the round-off floor, and the last floor/tolerance.
@@ -882,32 +883,40 @@ class Solver(FEFlowSolver):
         return self.work.array > 0.5
 
     def _colours(self, mark: np.ndarray) -> np.ndarray:
-        """Colours of the graph induced on ``mark`` (owned + ghost), -1 off it.
+        """Colours of the graph induced on ``mark`` (owned + ghost), -1 off it: the mesh's."""
+        if self._mesh_colours is None:
+            self._mesh_colours = self._colour_mesh()
+        return np.where(mark, self._mesh_colours, -1)
 
-        Jones–Plassmann: a marked vertex takes the current colour when no uncoloured
-        marked neighbour has a higher priority (a hash of its global number).  The count of
-        such neighbours is a sum over the edge pieces, completed across ranks, so every
-        rank agrees on the colours; they do depend on the partition, through the global
-        numbering (priorities from the coordinates, the same on any partition, cost m = 3
-        more Newton iterations: benchmarks/README.md).
+    def _colour_mesh(self) -> np.ndarray:
+        """A colouring of the mesh graph (owned + ghost) with few colours, made once.
+
+        Jones–Plassmann with the smallest free colour: in each round, the uncoloured
+        vertices with no uncoloured neighbour of higher priority (a hash of the global
+        number) take the smallest colour that none of their neighbours has.  Every count
+        is a sum over the edge pieces, completed across ranks, so every rank agrees on the
+        colours; they depend on the partition through the global numbering.  At most one
+        more colour than the largest vertex degree, and the relaxation's cost is per
+        colour class: the round numbers, used as colours before, made 21 classes per
+        relaxation at 256² (37 on 2 ranks).
         """
-        n = len(mark)
+        n = len(self.work.array)
         glob = self.V.dofmap.index_map.local_to_global(np.arange(n, dtype=np.int32))
         priority = (glob.astype(np.int64) * 2654435761) % 4294967291
-        both = mark[self.edge_i] & mark[self.edge_j]
-        i, j = self.edge_i[both], self.edge_j[both]
-        colour, left, c = np.full(n, -1), mark.copy(), 0
-        while self.comm.allreduce(bool(left[: self.n_owned].any()), op=MPI.LOR):
-            live = left[i] & left[j]
-            higher = self._accumulate(
-                [i[live], j[live]],
-                [
-                    (priority[j] > priority[i])[live].astype(float),
-                    (priority[i] > priority[j])[live].astype(float),
-                ],
-            )
-            pick = left & (higher == 0.0)
-            colour[pick], left, c = c, left & ~pick, c + 1
+        i, j = self.edge_i, self.edge_j
+        above = (priority[j] > priority[i]).astype(float), (priority[i] > priority[j]).astype(float)
+        colour = np.full(n, -1)
+        while self.comm.allreduce(bool((colour[: self.n_owned] < 0).any()), op=MPI.LOR):
+            left = colour < 0
+            live = (left[i] & left[j]).astype(float)
+            higher = self._accumulate([i, j], [above[0] * live, above[1] * live])
+            waiting, k = left & (higher == 0.0), 0
+            while self.comm.allreduce(bool(waiting[: self.n_owned].any()), op=MPI.LOR):
+                has = self._accumulate(
+                    [i, j], [(colour[j] == k).astype(float), (colour[i] == k).astype(float)]
+                )
+                take = waiting & (has == 0.0)
+                colour[take], waiting, k = k, waiting & ~take, k + 1
         return colour
 
     def _psi_on(self, tau: float, edges: np.ndarray) -> np.ndarray:
@@ -920,8 +929,8 @@ class Solver(FEFlowSolver):
         """``RELAX_SWEEPS`` Gauss–Seidel sweeps of the dilute rows, kept if ‖R‖ fell.
 
         Each sweep takes the dilute rows of the current ρ and R (:meth:`_dilute_rows`),
-        colours the graph they induce (:meth:`_colours`) and relaxes one colour after the
-        other (:meth:`_relax_dilute_vertices`), updating ρ at the relaxed vertices and
+        colours them with the mesh's colouring (:meth:`_colours`) and relaxes one colour
+        after the other (:meth:`_relax_dilute_vertices`), updating ρ at the relaxed vertices and
         their neighbours in between.  Called at every trial point of Newton's line search.
 
         Returns ‖R‖ at the kept ϕ (and leaves ρ, R and the edge terms evaluated there).
@@ -940,14 +949,16 @@ class Solver(FEFlowSolver):
             i, j = self.edge_i, self.edge_j
             near = mark[i] | mark[j]
             n_colours = self.comm.allreduce(int(colour.max(initial=-1)) + 1, op=MPI.MAX)
+            counts = np.bincount(colour[: self.n_owned][dilute], minlength=n_colours)
+            present = np.flatnonzero(self.comm.allreduce(counts, op=MPI.SUM))
             # A colour's sums need ρ only at the relaxed vertices and their neighbours (on
             # any rank), and ψ there needs only the edges around those.
             ones = np.ones(int(near.sum()))
             touched = self._accumulate([i[near], j[near]], [ones, ones]) > 0.0
             around = touched[i] | touched[j]
             touched = np.flatnonzero(touched)
-            for c in range(n_colours):
-                if c:  # ρ at the ϕ the previous colour left
+            for c in present:
+                if c != present[0]:  # ρ at the ϕ the previous colour left
                     psi = self._psi_on(tau, around)[touched]
                     self.rho_v[touched] = self.energy.invert_first_variation(
                         psi - self.V_nodes[touched], self.barrier, self.rho_v[touched]
