@@ -68,18 +68,25 @@ class _LogNewtonInversion:
         """ρ > 0 with D·U'(ρ) - ε/ρ = y, and dρ/dy; Newton in s = log ρ from ``start``.
 
         h(s) = D·U'(e^s) - ε e^{-s} is increasing in s (dh/ds = D·P'(ρ) + ε/ρ > 0), so the
-        root is unique; steps are clipped to ±5 in log ρ.
+        root is unique; steps are clipped to ±5 in log ρ.  Each entry stops at its first
+        step below 1e-13: with a warm start most take a few steps, a handful near the
+        free boundary fifteen or more, and iterating all of them as long as those cost
+        fem-jko a tenth of its time (measured at 256²).
         """
-        s = np.log(np.clip(start, 1e-300, 1e300))
+        shape = np.shape(start)
+        s = np.log(np.clip(start, 1e-300, 1e300)).ravel()
+        y = np.broadcast_to(y, shape).ravel()
+        active = np.arange(s.size)
         for _ in range(100):
-            rho = np.exp(s)
-            h = diffusivity * self.dU(rho) - barrier / rho - y  # type: ignore[attr-defined]
+            rho = np.exp(s[active])
+            h = diffusivity * self.dU(rho) - barrier / rho - y[active]  # type: ignore[attr-defined]
             dh = diffusivity * self.dpressure(rho) + barrier / rho  # type: ignore[attr-defined]
             step = np.clip(h / dh, -5.0, 5.0)
-            s -= step
-            if np.max(np.abs(step), initial=0.0) < 1e-13:
+            s[active] -= step
+            active = active[np.abs(step) >= 1e-13]
+            if not active.size:
                 break
-        rho = np.exp(s)
+        rho = np.exp(s).reshape(shape)
         return rho, rho / (diffusivity * self.dpressure(rho) + barrier / rho)  # type: ignore[attr-defined]
 
 
