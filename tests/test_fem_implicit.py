@@ -141,6 +141,14 @@ def test_quadrilateral_and_triangle_meshes_agree(tmp_path):
     assert quad["mass"] == pytest.approx(1.0, rel=1e-12)
 
 
+def test_first_guess_is_extrapolated_from_the_last_step(tmp_path):
+    """nonlinear_fokker_planck_1d, 50 steps: 272 Newton iterations with the extrapolated
+    (ρ, μ), 288 from the last step's; the same L1 (4.147e-3) either way."""
+    res = run_case("nonlinear_fokker_planck_1d", [], tmp_path)
+    assert res.iterations_total <= 280 and res.retries == 0
+    assert res.diagnostics["l1_error"] < 4.2e-3
+
+
 def test_case_tolerances_are_not_inherited_from_an_earlier_run(tmp_path):
     """Two runs in one process (a sweep, a notebook): the second keeps its own max_it."""
     sets = ["domain.cells=[16, 16]"]

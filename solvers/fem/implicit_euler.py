@@ -399,14 +399,21 @@ class _ChemicalPotentialScheme:
         self.w.sub(0).interpolate(s.rho)
         self.w.sub(1).interpolate(dolfinx.fem.Expression(mu, s.V.element.interpolation_points))
         self.w.x.scatter_forward()
+        self._previous: tuple[np.ndarray, float] | None = None  # no step to extrapolate from
 
     def solve(self, tau: float) -> int:
         """ρ^{n+1} from ρ^n = ``solver.rho_old``; returns the Newton iterations.
+
+        Newton starts from (ρ, μ) extrapolated linearly from the last two steps (from the
+        last one after :meth:`reset`: a retry, a resume, the first step).
 
         If a Krylov solve of the block preconditioner fails, the step is redone once with
         MUMPS LU (counted in ``lu_fallbacks``; the iterations of both attempts count).
         """
         saved = self.w.x.array.copy()
+        if self._previous is not None:  # the first guess extrapolated from the last step
+            start, tau_prev = self._previous
+            self.w.x.array[:] += (tau / tau_prev) * (saved - start)
         self.tau.value = tau
         self.problem.solve()
         its, reason = self.snes.getIterationNumber(), self.snes.getConvergedReason()
@@ -420,6 +427,7 @@ class _ChemicalPotentialScheme:
             raise _newton_failure(reason, its, self.solver.comm)
         self.solver.rho.interpolate(self._rho_expr)
         self.solver.rho.x.scatter_forward()
+        self._previous = (saved, tau)
         return its
 
     def linear_iterations(self) -> int:
