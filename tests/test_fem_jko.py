@@ -234,6 +234,29 @@ def test_relaxation_colours_the_mesh_properly_with_few_colours():
     np.testing.assert_array_equal(solver._colours(mark), np.where(mark, colour, -1))
 
 
+def test_krylov_tolerance_follows_the_residual_unless_given():
+    """Eisenstat–Walker forcing within [1e-6, 1e-3]; -fem_jko_ksp_rtol switches it off."""
+    from mpi4py import MPI
+    from petsc4py import PETSc
+
+    from wgf.cases import load_case
+    from wgf.run import build_solver
+    from wgf.solvers import solver_tables
+    from wgf.solvers.fem import jko
+
+    case = load_case("porous_medium_2d", {"domain.cells": [8, 8]}, solver_tables())
+    solver = build_solver(case, "fem-jko", MPI.COMM_WORLD)
+    assert solver._forcing(1.0, np.inf, 1e-9) == jko.LINEAR_RTOL_LOOSEST
+    assert solver._forcing(0.01, 1.0, 1e-9) == pytest.approx(0.9e-4)
+    assert solver._forcing(1e-5, 1.0, 1e-12) == jko.LINEAR_RTOL
+    assert solver._forcing(2e-9, 1e-7, 1e-9) == pytest.approx(0.05)  # one step from tol
+    PETSc.Options()["fem_jko_ksp_rtol"] = 1e-8
+    try:
+        assert solver._forcing(1.0, np.inf, 1e-9) is None
+    finally:
+        PETSc.Options().delValue("fem_jko_ksp_rtol")
+
+
 def test_newton_counts_on_the_ljko_benchmark_problem_at_40():
     """benchmarks/ljko_newton.py's problem (Barenblatt m = 2 of mass 1/16 on [0,1]²,
     t0 = 6.25e-4, 20 steps of τ = 3.125e-4) on a 40² box: measured mean 3.2, max 8,
