@@ -8,9 +8,10 @@ Prints, from one run (no asserts; the test suite asserts the first item):
    the max error and the EOC in dt, for blob (Heun) and langevin at temperature 0 (Euler).
 2. ``two_layer_relu_teacher`` with blob (the deterministic gradient flow of the neurons):
    the risk curve for N = 100, 300, 1000 and its max-in-time distance to the curve of the
-   largest N (``REF`` below; N = 10⁵ is out of reach of O(N²) closed-form pair sums on a
-   shared 2-core machine), with the fitted rate in N; and the largest energy change
-   over a step of every run (negative: the energy decays at every step).
+   largest N (``REF`` below; the N = 10⁵ curve is a 2-rank ``wgf run`` of about an hour,
+   read with ``TWO_LAYER_REF_CURVE``: benchmarks/README.md), with the fitted rate in N;
+   and the largest energy change over a step of every run (negative: the energy decays at
+   every step).
 3. The same case with langevin (mean-field Langevin, N = ``LANGEVIN_N``): the risk plateau
    (mean risk over the last quarter of [0, T], T = 20) against ``model.temperature``.
 
