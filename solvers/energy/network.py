@@ -41,7 +41,9 @@ step; ∇²V is taken by central differences of the closed-form ∇V.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import product
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
@@ -121,39 +123,36 @@ class ReluKernel:
 
     @staticmethod
     def _angles(
-        unit_u: np.ndarray, unit_v: np.ndarray, cos: np.ndarray, sin: np.ndarray, rest: np.ndarray
-    ) -> None:
-        """Cos φ, sin φ and π - φ of every pair, into ``cos``, ``sin`` and ``rest``."""
-        np.matmul(unit_u, unit_v.T, out=cos)
-        np.clip(cos, -1.0, 1.0, out=cos)
-        np.multiply(cos, cos, out=sin)
-        np.subtract(1.0, sin, out=sin)
-        np.sqrt(sin, out=sin)
-        np.arccos(cos, out=rest)
-        np.subtract(np.pi, rest, out=rest)
+        unit_u: np.ndarray, unit_v: np.ndarray
+    ) -> Iterator[tuple[slice, slice, np.ndarray, np.ndarray, np.ndarray]]:
+        """Cos φ, sin φ and π - φ of the pairs, block by block of the pair matrix.
 
-    @staticmethod
-    def _blocks(n: int, m: int) -> tuple[list[tuple[slice, slice]], tuple[np.ndarray, ...]]:
-        """(rows, columns) blocks of the n × m pair matrix, and three work arrays."""
+        Yields (rows, columns, cos, sin, rest) per block; the three arrays are views of
+        work arrays reused by the next block, which the caller may overwrite.
+        """
+        n, m = len(unit_u), len(unit_v)
         width = min(max(m, 1), RELU_BLOCK_COLUMNS)
         height = min(max(n, 1), max(1, RELU_BLOCK // width))
-        blocks = [
-            (slice(i, min(i + height, n)), slice(j, min(j + width, m)))
-            for i in range(0, n, height)
-            for j in range(0, m, width)
-        ]
-        return blocks, tuple(np.empty(height * width) for _ in range(3))
+        work = [np.empty(height * width) for _ in range(3)]
+        for i, j in product(range(0, n, height), range(0, m, width)):
+            rows, cols = slice(i, min(i + height, n)), slice(j, min(j + width, m))
+            shape = (rows.stop - rows.start, cols.stop - cols.start)
+            cos, sin, rest = (w[: shape[0] * shape[1]].reshape(shape) for w in work)
+            np.matmul(unit_u[rows], unit_v[cols].T, out=cos)
+            np.clip(cos, -1.0, 1.0, out=cos)
+            np.multiply(cos, cos, out=sin)
+            np.subtract(1.0, sin, out=sin)
+            np.sqrt(sin, out=sin)
+            np.arccos(cos, out=rest)
+            np.subtract(np.pi, rest, out=rest)
+            yield rows, cols, cos, sin, rest
 
     def sum(self, u: np.ndarray, v: np.ndarray, c: np.ndarray) -> np.ndarray:
         """Σ_j c_j |u_i||v_j|(sin φ + (π - φ) cos φ)/(2π)."""
         (nu, unit_u), (nv, unit_v) = _units(u), _units(v)
         cnv = c * nv
         out = np.zeros(len(u))
-        blocks, work = self._blocks(len(u), len(v))
-        for rows, cols in blocks:
-            shape = (rows.stop - rows.start, cols.stop - cols.start)
-            cos, sin, rest = (w[: shape[0] * shape[1]].reshape(shape) for w in work)
-            self._angles(unit_u[rows], unit_v[cols], cos, sin, rest)
+        for rows, cols, cos, sin, rest in self._angles(unit_u, unit_v):
             np.multiply(rest, cos, out=rest)
             np.add(sin, rest, out=sin)
             out[rows] += sin @ cnv[cols]
@@ -167,11 +166,7 @@ class ReluKernel:
         cnv = c * nv
         sin_sum, cos_sum = np.zeros(len(u)), np.zeros(len(u))
         grad = np.zeros_like(u, dtype=float)
-        blocks, work = self._blocks(len(u), len(v))
-        for rows, cols in blocks:
-            shape = (rows.stop - rows.start, cols.stop - cols.start)
-            cos, sin, rest = (w[: shape[0] * shape[1]].reshape(shape) for w in work)
-            self._angles(unit_u[rows], unit_v[cols], cos, sin, rest)
+        for rows, cols, cos, sin, rest in self._angles(unit_u, unit_v):
             sin_sum[rows] += sin @ cnv[cols]
             np.multiply(rest, c[cols], out=rest)  # c_j (π - φ_ij)
             grad[rows] += rest @ v[cols]
