@@ -184,15 +184,20 @@ def test_failed_krylov_solves_fall_back_to_lu(tmp_path):
         np.testing.assert_allclose(runs["fallback"][key], runs["gamg"][key], rtol=1e-8)
 
 
-def _step_fem_jko(case_name: str, sets: dict) -> tuple[list[int], object]:
-    """Step fem-jko to T on a case in this process; the Newton iterations of every step."""
+def _fem_jko(case_name: str, sets: dict) -> tuple[object, object]:
+    """The case and a fem-jko solver on it, in this process."""
     from mpi4py import MPI
 
     from wgf import api
     from wgf.run import build_solver
 
     case = api.load(case_name, sets)
-    solver = build_solver(case, "fem-jko", MPI.COMM_WORLD)
+    return case, build_solver(case, "fem-jko", MPI.COMM_WORLD)
+
+
+def _step_fem_jko(case_name: str, sets: dict) -> tuple[list[int], object]:
+    """Step fem-jko to T on a case in this process; the Newton iterations of every step."""
+    case, solver = _fem_jko(case_name, sets)
     tau, t_end = case.section("time")["tau"], case.section("time")["t_end"]
     return [solver.step(tau) for _ in range(round(t_end / tau))], solver
 
@@ -215,14 +220,7 @@ def test_relaxation_colours_the_mesh_properly_with_few_colours():
     """No edge joins two vertices of one colour, and at most max degree + 1 colours (5 on
     this mesh, whose degree is 6; the round numbers used as colours before made 21
     classes per relaxation at 256²)."""
-    from mpi4py import MPI
-
-    from wgf.cases import load_case
-    from wgf.run import build_solver
-    from wgf.solvers import solver_tables
-
-    case = load_case("porous_medium_2d", {"domain.cells": [40, 40]}, solver_tables())
-    solver = build_solver(case, "fem-jko", MPI.COMM_WORLD)
+    _, solver = _fem_jko("porous_medium_2d", {"domain.cells": [40, 40]})
     colour = solver._colour_mesh()
     i, j = solver.edge_i, solver.edge_j
     assert np.all(colour >= 0) and np.all(colour[i] != colour[j])
@@ -236,16 +234,11 @@ def test_relaxation_colours_the_mesh_properly_with_few_colours():
 
 def test_krylov_tolerance_follows_the_residual_unless_given():
     """Eisenstat–Walker forcing within [1e-6, 1e-3]; -fem_jko_ksp_rtol switches it off."""
-    from mpi4py import MPI
     from petsc4py import PETSc
 
-    from wgf.cases import load_case
-    from wgf.run import build_solver
-    from wgf.solvers import solver_tables
     from wgf.solvers.fem import jko
 
-    case = load_case("porous_medium_2d", {"domain.cells": [8, 8]}, solver_tables())
-    solver = build_solver(case, "fem-jko", MPI.COMM_WORLD)
+    _, solver = _fem_jko("porous_medium_2d", {"domain.cells": [8, 8]})
     assert solver._forcing(1.0, np.inf, 1e-9) == jko.LINEAR_RTOL_LOOSEST
     assert solver._forcing(0.01, 1.0, 1e-9) == pytest.approx(0.9e-4)
     assert solver._forcing(1e-5, 1.0, 1e-12) == jko.LINEAR_RTOL

@@ -116,8 +116,8 @@ def _units(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class ReluKernel:
     """σ(s) = max(s, 0): the arc-cosine kernel (see the module docstring).
 
-    The pair sums run over blocks of rows small enough for the pair matrices to stay in
-    cache (``RELU_BLOCK``), with every pass in place: the sums are bound by memory
+    The pair sums run over blocks of the pair matrix small enough to stay in cache
+    (``RELU_BLOCK``, ``RELU_BLOCK_COLUMNS``), with every pass in place: the sums are bound by memory
     traffic, not by the arc cosine.
     """
 
