@@ -1,11 +1,11 @@
 """The phases of one particle-mesh gradient sum at N = 10⁵, timed between barriers.
 
-The same steps as :func:`wgf.solvers.energy.pair_sums.mesh_sum` (grid, sampling on the
-non-negative offsets, the shared deposit and mass transform, per kernel: reflection,
-transform and convolution, then the field all-gather and the interpolation at this rank's
-block), each
-between two barriers, so that a 1-rank and a 2-rank run show which phases the ranks
-share and how long each takes when both ranks are busy.  Prints the mean of 3 per rank.
+The same steps as :func:`wgf.solvers.energy.pair_sums.mesh_sum` (grid; the kernels sampled
+on the non-negative offsets, reflected and transformed, which a cached sum skips; the
+deposit, summed into row slabs; the mass transform, the convolution, the field all-gather
+and the interpolation at this rank's block), each between two barriers, so that a 1-rank
+and a 2-rank run show which phases the ranks share and how long each takes when both ranks
+are busy.  Prints the mean of 3 per rank.
 
 Run:  OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/mpiexec -n 2 .venv/bin/python -m mpi4py \\
       benchmarks/interaction_phases.py   (and -n 1)
@@ -23,7 +23,7 @@ from mpi4py import MPI
 from wgf.solvers.energy import pair_sums as ps
 from wgf.solvers.particles.parallel import block
 
-REPEAT = 3
+REPEAT = 9
 
 
 def main() -> None:
@@ -51,22 +51,25 @@ def main() -> None:
         spent[name] = spent.get(name, 0.0) + time.perf_counter() - start
         return out
 
+    shared = comm if comm.size > 1 else None
+
     def one_sum() -> None:
         grid = tick("grid", lambda: ps._Grid(x, ps.default_cells(len(x), 2)))
-        kernels = tick("sampling", lambda: ps._sampled_half(grid, sample, True, comm))
-        shared = comm if comm.size > 1 else None
-        mass_hat = tick("deposit + mass FFT", lambda: ps._masses_transformed(grid, x, w, shared))
-        fields = [np.empty(grid.shape) for _ in kernels]
-        for k in range(comm.rank, len(kernels), comm.size):
-            full = tick("reflection", lambda k=k: ps._reflected(kernels[k], grid.padded, parity[k]))
-            fields[k] = tick(
-                "kernel FFT + convolution",
-                lambda full=full: ps._convolved(grid, mass_hat, ps.fft.rfftn(full)),
-            )
-
-        if comm.size > 1:
-            fields = tick("field all-gather", lambda: ps._fields_to_all(fields, comm))
-        tick("interpolation", lambda: grid.interpolate(fields, x[lo:hi]))
+        kernel_hats = tick(
+            "kernel sampling + FFT",
+            lambda: ps._kernels_transformed(grid, sample, True, parity, shared),
+        )
+        rows = ps._shares(grid.shape[0], shared)
+        mass = tick("deposit + reduce-scatter", lambda: ps._mass_rows(grid, x, w, shared))
+        mass_hat = tick("mass FFT", lambda: ps._forward(mass[None], grid.padded, rows, shared))
+        fields = tick(
+            "convolution",
+            lambda: ps._inverse(mass_hat * kernel_hats, grid.shape, grid.padded, shared),
+        )
+        gathered = tick(
+            "field all-gather", lambda: ps._rows_to_all(fields, grid.shape, rows, shared)
+        )
+        tick("interpolation", lambda: grid.interpolate(list(gathered), x[lo:hi]))
 
     for _ in range(REPEAT):
         one_sum()

@@ -35,16 +35,20 @@ kernels are sampled on the non-negative offsets only (about 2^{-d} of the padded
 near-origin averages included) and reflected: sampling, which evaluates the kernel formula,
 was the largest part of a sum.
 
-Over ranks (``comm``): each rank deposits its share of the sources and the grids are summed
-(Allreduce); every rank transforms the summed masses (pruned: the padding is zero, so the
-inner axes are transformed on the grid's own rows only); the sampling is split by rows of
-the non-negative offsets (then all-gathered), and the kernels are dealt out, kernel k to
-rank k mod p, which transforms it and convolves (the inverse pruned to the grid's own
-rows), and the fields are all-gathered; each rank then interpolates every field at its own
-targets (the caller's block).  Every value but the summed deposit is
-computed by the same operations on any number of ranks; the deposit's partial sums add in
-another order, so the sums agree with one rank's to round-off (1e-14 is tested).  A
-gradient in d dimensions has d kernels, so at most d ranks share the convolutions.
+Over ranks (``comm``), a slab decomposition: each rank deposits its share of the sources
+on the whole grid and the grids are summed into row slabs (Reduce_scatter); a rank
+transforms the inner axes of its rows (pruned: the padding rows are zero and not
+transformed), an all-to-all transposes the row slabs into column slabs of the spectrum, and
+a rank transforms the first axis of its columns, multiplies by its columns of every
+kernel's transform and inverts the first axis; a second all-to-all turns the columns back
+into rows (the padding rows are not sent), a rank inverts the inner axes of its rows, and
+the row slabs of the fields are all-gathered; each rank then interpolates every field at
+its own targets (the caller's block).  The all-to-alls move MPI subarray types in place.
+The kernels are sampled by rows of the non-negative offsets (then all-gathered) and
+transformed the same way as the masses.  Every value but the summed deposit is computed by
+the same operations on any number of ranks; the deposit's partial sums add in another
+order, so the sums agree with one rank's to round-off (tested to 1e-13, in 1, 2 and 3-D).
+In 1-D the spectrum is one column, and the first rank transforms it.
 """
 
 from __future__ import annotations
@@ -136,6 +140,17 @@ def _wrapped(p: int) -> np.ndarray:
     return np.where(o < p // 2, o, o - p)
 
 
+def _bounds(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The corners (lower, upper) of the points' bounding box (±inf for no points).
+
+    Column by column: numpy's min over axis 0 of a narrow (N, d) array walks it d entries
+    at a time, 35 times slower at N = 10⁵.
+    """
+    columns = points.T
+    lower = np.array([c.min(initial=np.inf) for c in columns])
+    return lower, np.array([c.max(initial=-np.inf) for c in columns])
+
+
 class _Grid:
     """The PM grid over a box (by default the bounding box of the points), and CIC on it."""
 
@@ -146,7 +161,7 @@ class _Grid:
         box: tuple[np.ndarray, np.ndarray] | None = None,
         snap: bool = False,
     ) -> None:
-        lower, upper = box if box is not None else (points.min(axis=0), points.max(axis=0))
+        lower, upper = box if box is not None else _bounds(points)
         self.lower = lower
         extent = upper - self.lower
         longest = float(extent.max())
@@ -215,6 +230,12 @@ def _share(n: int, size: int, rank: int) -> tuple[int, int]:
     return n * rank // size, n * (rank + 1) // size
 
 
+def _shares(n: int, comm: MPI.Comm | None) -> list[tuple[int, int]]:
+    """Every rank's share of n rows, in rank order (one share of all without ``comm``)."""
+    size = 1 if comm is None else comm.size
+    return [_share(n, size, r) for r in range(size)]
+
+
 def _sampled_half(
     grid: _Grid, sample: Sampler, singular: bool, comm: MPI.Comm | None
 ) -> list[np.ndarray]:
@@ -263,15 +284,25 @@ def _sampled_half(
     return values
 
 
-def _reflected(half: np.ndarray, padded: tuple[int, ...], parity: Sequence[int]) -> np.ndarray:
-    """The kernel on the whole padded grid from its non-negative offsets and parity."""
+def _reflected(
+    half: np.ndarray,
+    padded: tuple[int, ...],
+    parity: Sequence[int],
+    rows: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """The kernel on the padded grid from its non-negative offsets and parity.
+
+    ``rows``: only the padded grid's rows [lo, hi) along the first axis (default: all).
+    """
     full = half
     for axis, (p, sign) in enumerate(zip(padded, parity, strict=True)):
         signed = _wrapped(p)
+        if axis == 0 and rows is not None:
+            signed = signed[slice(*rows)]
         full = np.take(full, np.abs(signed), axis=axis)
         if sign < 0:
             shape = [1] * full.ndim
-            shape[axis] = p
+            shape[axis] = len(signed)
             full = full * np.sign(signed).reshape(shape)
     return full
 
@@ -300,46 +331,175 @@ def _sampled(grid: _Grid, sample: Sampler, singular: bool) -> list[np.ndarray]:
     return [v.reshape(grid.padded) for v in values]
 
 
-def _masses_transformed(
+def _window(ndim: int, axis: int, share: tuple[int, int]) -> tuple[slice, ...]:
+    """The index of ``share`` along ``axis`` (all of the other axes)."""
+    return tuple(slice(*share) if a == axis else slice(None) for a in range(ndim))
+
+
+def _exchanged(
+    source: np.ndarray,
+    sent: list[tuple[slice, ...]],
+    target: np.ndarray,
+    received: list[tuple[slice, ...]],
+    comm: MPI.Comm,
+) -> np.ndarray:
+    """``target[received[s]] = rank s's source[sent[rank]]`` for every rank s; returns target.
+
+    One MPI_Alltoallw whose parts are subarray types of ``source`` and ``target``, so MPI
+    moves the windows in place: packing them with numpy first cost a third more.
+    """
+    from mpi4py import MPI
+
+    base = MPI.DOUBLE_COMPLEX if np.iscomplexobj(source) else MPI.DOUBLE
+
+    def datatype(array: np.ndarray, window: tuple[slice, ...]) -> MPI.Datatype:
+        bounds = [w.indices(n)[:2] for w, n in zip(window, array.shape, strict=True)]
+        sizes, starts = [hi - lo for lo, hi in bounds], [lo for lo, _ in bounds]
+        return base.Create_subarray(list(array.shape), sizes, starts).Commit()
+
+    sent_types = [datatype(source, window) for window in sent]
+    received_types = [datatype(target, window) for window in received]
+    ones, origin = [1] * comm.size, [0] * comm.size
+    comm.Alltoallw([source, (ones, origin), sent_types], [target, (ones, origin), received_types])
+    for type_ in sent_types + received_types:
+        type_.Free()
+    return target
+
+
+def _redistributed(
+    slabs: np.ndarray,
+    cut: int,
+    join: int,
+    cut_shares: list[tuple[int, int]],
+    join_shares: list[tuple[int, int]],
+    comm: MPI.Comm | None,
+) -> np.ndarray:
+    """The transpose of a slab decomposition, by one all-to-all.
+
+    This rank's ``slabs`` are cut along axis ``cut`` (rank s gets the part in
+    ``cut_shares[s]``), and the parts a rank receives are joined along axis ``join`` in
+    rank order (the part from rank s is s's share ``join_shares[s]`` of that axis).  The
+    shares along ``cut`` may end before the axis does (the rest is not sent).  With
+    ``cut`` the columns of a spectrum and ``join`` its rows, each rank's rows of every
+    column become its columns of every row, and the other way round.
+    """
+    if comm is None or comm.size == 1:
+        return slabs[_window(slabs.ndim, cut, cut_shares[0])]
+    shape = list(slabs.shape)
+    lo, hi = cut_shares[comm.rank]
+    shape[cut], shape[join] = hi - lo, join_shares[-1][1]
+    return _exchanged(
+        slabs,
+        [_window(slabs.ndim, cut, share) for share in cut_shares],
+        np.empty(shape, slabs.dtype),
+        [_window(slabs.ndim, join, share) for share in join_shares],
+        comm,
+    )
+
+
+def _half_spectrum(padded: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of rfftn over the padded grid's inner axes (() in 1-D)."""
+    return (*padded[1:-1], padded[-1] // 2 + 1) if len(padded) > 1 else ()
+
+
+def _forward(
+    rows: np.ndarray,
+    padded: tuple[int, ...],
+    row_shares: list[tuple[int, int]],
+    comm: MPI.Comm | None,
+    norm: str = "backward",
+) -> np.ndarray:
+    """The transforms on the zero-padded grid of k arrays, from this rank's rows to its columns.
+
+    Args:
+        rows: This rank's rows (its share in ``row_shares``) of k arrays, (k, r, *inner);
+            the rows after the last share are zero up to ``padded[0]``.
+        padded: The padded grid.
+        row_shares: Every rank's rows.
+        comm: The ranks sharing the transform (None: one).
+        norm: scipy.fft's normalisation; "forward" scales by 1/(number of padded nodes).
+
+    Returns:
+        This rank's columns of the half-spectra, the inner axes flattened: (k, padded[0], m).
+        The inner axes are transformed on the given rows only (the padding rows are zero),
+        then the slabs are transposed and the first axis is transformed by columns.
+    """
+    k, r = rows.shape[:2]
+    if rows.ndim == 2:  # 1-D: one complex column, its first-axis transform is the whole one
+        inner = rows.astype(complex)[..., None]
+    else:
+        axes = tuple(range(2, rows.ndim))
+        inner = fft.rfftn(rows, s=padded[1:], axes=axes, norm=norm).reshape(k, r, -1)
+    column_shares = _shares(inner.shape[2], comm)
+    columns = _redistributed(inner, 2, 1, column_shares, row_shares, comm)
+    return fft.fft(columns, n=padded[0], axis=1, overwrite_x=True, norm=norm)
+
+
+def _inverse(
+    columns_hat: np.ndarray, shape: tuple[int, ...], padded: tuple[int, ...], comm: MPI.Comm | None
+) -> np.ndarray:
+    """This rank's rows of k real arrays on the grid's own nodes, from its spectrum columns.
+
+    The inverse of :func:`_forward`, pruned: the first axis is inverted by columns and only
+    the grid's own rows kept, so the inner axes are inverted on those rows alone.  Returns
+    (k, r, *padded[1:]) for this rank's share r of ``shape[0]`` rows: the grid's own nodes
+    come first along each inner axis (:func:`_rows_to_all` keeps them).
+    """
+    k = columns_hat.shape[0]
+    # unscaled ("forward"): the kernels' transforms carry the 1/(padded nodes)
+    columns = fft.ifft(columns_hat, axis=1, overwrite_x=True, norm="forward")
+    half = _half_spectrum(padded)
+    row_shares = _shares(shape[0], comm)
+    rows = _redistributed(columns, 1, 2, row_shares, _shares(int(np.prod(half)), comm), comm)
+    if not half:
+        return np.ascontiguousarray(rows[..., 0].real)
+    axes = tuple(range(2, 2 + len(half)))
+    shaped = rows.reshape(k, rows.shape[1], *half)
+    return fft.irfftn(shaped, s=padded[1:], axes=axes, overwrite_x=True, norm="forward")
+
+
+def _mass_rows(
     grid: _Grid, sources: np.ndarray, weights: np.ndarray, comm: MPI.Comm | None
 ) -> np.ndarray:
-    """The CIC masses on the zero-padded grid, transformed (rfftn); the deposit shared.
+    """This rank's rows of the CIC masses on the grid.
 
-    Each rank deposits its share of the sources and the grids are summed (Allreduce).  The
-    padding is zero, so the transform is pruned: the inner axes are transformed on the
-    grid's own rows only (not on the zero rows of the padding), then the first axis.
-    Every rank transforms the whole grid: splitting the passes over the ranks needs two
-    all-gathers of the complex half-transform, which cost three times the transform
-    (benchmarks/README.md).
+    Each rank deposits its share of the sources on the whole grid, and the grids are summed
+    into row slabs (one Reduce_scatter).
     """
-    size, rank = (1, 0) if comm is None else (comm.size, comm.rank)
-    lo, hi = _share(len(sources), size, rank)
+    if comm is None or comm.size == 1:
+        return grid.deposit(sources, weights)
+    from mpi4py import MPI
+
+    lo, hi = _share(len(sources), comm.size, comm.rank)
     mass = grid.deposit(sources[lo:hi], weights[lo:hi])
-    if comm is not None and size > 1:
-        from mpi4py import MPI
-
-        comm.Allreduce(MPI.IN_PLACE, mass, op=MPI.SUM)
-    if mass.ndim == 1:
-        return fft.rfft(mass, n=grid.padded[0])
-    inner = fft.rfftn(mass, s=grid.padded[1:], axes=tuple(range(1, mass.ndim)))
-    return fft.fft(inner, n=grid.padded[0], axis=0)
+    row = int(np.prod(grid.shape[1:]))
+    shares = _shares(grid.shape[0], comm)
+    mine = np.empty((shares[comm.rank][1] - shares[comm.rank][0], *grid.shape[1:]))
+    comm.Reduce_scatter(mass, mine, [row * (b - a) for a, b in shares], op=MPI.SUM)
+    return mine
 
 
-def _convolved(grid: _Grid, mass_hat: np.ndarray, kernel_hat: np.ndarray) -> np.ndarray:
-    """The free-space convolution on the grid's own nodes: irfftn(mass_hat·K̂), pruned.
+def _rows_to_all(
+    rows: np.ndarray,
+    shape: tuple[int, ...],
+    row_shares: list[tuple[int, int]],
+    comm: MPI.Comm | None,
+) -> np.ndarray:
+    """Every rank's row slab (k, r, ...) of k arrays on every rank, cropped to ``shape``.
 
-    ``kernel_hat`` is K̂ = rfftn of the kernel on the padded grid.  The first axis is
-    inverted on every column and only the grid's own rows kept, so the inner axes are
-    inverted on those rows alone (the rest of the padded result is unused).
+    The slabs may be longer than ``shape`` along the inner axes (padding); one all-gather
+    (an all-to-all of the cropped windows) joins them.
     """
-    axes = tuple(range(kernel_hat.ndim))
-    product_hat = mass_hat * kernel_hat
-    if kernel_hat.ndim == 1:
-        return fft.irfft(product_hat, n=grid.padded[0])[: grid.shape[0]]
-    rows = fft.ifft(product_hat, axis=0)[: grid.shape[0]]
-    field = fft.irfftn(rows, s=grid.padded[1:], axes=axes[1:])
-    inside = (slice(None), *(slice(0, g) for g in grid.shape[1:]))
-    return np.ascontiguousarray(field[inside])
+    crop = (slice(None), slice(None), *(slice(0, g) for g in shape[1:]))
+    if comm is None or comm.size == 1:
+        return np.ascontiguousarray(rows[crop])
+    return _exchanged(
+        rows,
+        [crop] * comm.size,
+        np.empty((rows.shape[0], *shape)),
+        [_window(rows.ndim, 1, share) for share in row_shares],
+        comm,
+    )
 
 
 def _cached_transforms(
@@ -367,38 +527,20 @@ def _kernels_transformed(
     singular: bool,
     parity: Parities | None,
     comm: MPI.Comm | None,
-    size: int,
-    rank: int,
-) -> list[np.ndarray | None]:
-    """K̂ = rfftn of each kernel on the padded grid, for the kernels this rank convolves.
+) -> np.ndarray:
+    """K̂/P, P the padded grid's nodes, for K̂ = rfftn of each kernel on the padded grid.
 
-    Those are k ≡ rank (mod size); the others' entries are None.
+    This rank's columns (:func:`_forward`), for the unscaled inverse of :func:`_inverse`.
     """
+    row_shares = _shares(grid.padded[0], comm)
+    rows = row_shares[0 if comm is None else comm.rank]
     if parity is not None:
-        kernels = _sampled_half(grid, sample, singular, comm if size > 1 else None)
+        halves = _sampled_half(grid, sample, singular, comm)
+        mine = [_reflected(h, grid.padded, p, rows) for h, p in zip(halves, parity, strict=True)]
     else:
-        kernels = _sampled(grid, sample, singular)
-    hats: list[np.ndarray | None] = [None] * len(kernels)
-    for k in range(rank, len(kernels), size):
-        full = kernels[k] if parity is None else _reflected(kernels[k], grid.padded, parity[k])
-        hats[k] = fft.rfftn(full)
-    return hats
-
-
-def _fields_to_all(fields: list[np.ndarray], comm: MPI.Comm) -> list[np.ndarray]:
-    """Every field on every rank, field k from rank k mod p, by one all-gather."""
-    size = comm.size
-    owned = [list(range(r, len(fields), size)) for r in range(size)]
-    nodes = fields[0].size
-    mine = [fields[k].ravel() for k in owned[comm.rank]]
-    send = np.concatenate(mine) if mine else np.empty(0)
-    gathered = np.empty(len(fields) * nodes)
-    comm.Allgatherv(send, [gathered, [len(o) * nodes for o in owned]])
-    out = list(fields)
-    order = [k for o in owned for k in o]
-    for slot, k in enumerate(order):
-        out[k] = gathered[slot * nodes : (slot + 1) * nodes].reshape(fields[0].shape)
-    return out
+        mine = [kernel[slice(*rows)] for kernel in _sampled(grid, sample, singular)]
+    # scaled by 1/(padded nodes) once here, so that no inverse transform scales
+    return _forward(np.stack(mine), grid.padded, row_shares, comm, norm="forward")
 
 
 def mesh_sum(
@@ -441,8 +583,8 @@ def mesh_sum(
     # of the sources and its targets, and the boxes are joined (min and max are exact, so
     # the grid is the same on every rank and on one)
     mine = sources[slice(*_share(len(sources), comm.size, comm.rank))] if parallel else sources
-    lower = np.minimum(mine.min(axis=0, initial=np.inf), targets.min(axis=0, initial=np.inf))
-    upper = np.maximum(mine.max(axis=0, initial=-np.inf), targets.max(axis=0, initial=-np.inf))
+    (lower, upper), (target_lower, target_upper) = _bounds(mine), _bounds(targets)
+    lower, upper = np.minimum(lower, target_lower), np.maximum(upper, target_upper)
     if parallel:  # one Allreduce: the max of (-lower, upper)
         from mpi4py import MPI
 
@@ -452,19 +594,18 @@ def mesh_sum(
     snap = cache is not None
     grid = _Grid(sources, cells or default_cells(len(sources), dim), (lower, upper), snap)
     size, rank = (comm.size, comm.rank) if parallel else (1, 0)
+    shared = comm if parallel else None
     # The grid, hence hit or miss, is the same on every rank: the sampling stays collective.
     kept = _cached_transforms(cache, grid, size, rank) if snap else None
     if kept is not None:
         grid.padded, kernel_hats = kept  # the kept padding: the transforms are of its size
     else:
-        kernel_hats = _kernels_transformed(grid, sample, singular, parity, comm, size, rank)
+        kernel_hats = _kernels_transformed(grid, sample, singular, parity, shared)
         if snap:
             cache.clear()  # the cloud has moved on: keep the latest grid's only
             cache[grid.h, grid.padded, size, rank] = kernel_hats
-    mass_hat = _masses_transformed(grid, sources, weights, comm if parallel else None)
-    fields = [np.empty(grid.shape) for _ in kernel_hats]
-    for k in range(rank, len(kernel_hats), size):
-        fields[k] = _convolved(grid, mass_hat, kernel_hats[k])
-    if parallel:
-        fields = _fields_to_all(fields, comm)
-    return grid.interpolate(fields, targets)
+    row_shares = _shares(grid.shape[0], shared)
+    masses = _mass_rows(grid, sources, weights, shared)[None]
+    mass_hat = _forward(masses, grid.padded, row_shares, shared)
+    fields = _inverse(mass_hat * kernel_hats, grid.shape, grid.padded, shared)
+    return grid.interpolate(list(_rows_to_all(fields, grid.shape, row_shares, shared)), targets)
