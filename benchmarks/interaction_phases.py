@@ -2,10 +2,12 @@
 
 The same steps as :func:`wgf.solvers.energy.pair_sums.mesh_sum` (grid; the kernels sampled
 on the non-negative offsets, reflected and transformed, which a cached sum skips; the
-deposit, summed into row slabs; the mass transform, the convolution, the field all-gather
-and the interpolation at this rank's block), each between two barriers, so that a 1-rank
-and a 2-rank run show which phases the ranks share and how long each takes when both ranks
-are busy.  Prints the mean of 3 per rank.
+deposit, summed into row slabs; the masses' inner transform and the all-to-all to spectrum
+columns; the first-axis transform, the product with the kernels and its inverse; the
+all-to-all back to rows and the inner inverse; the field all-gather and the interpolation
+at this rank's block), each between two barriers, so that a 1-rank and a 2-rank run show
+which phases the ranks share and how long each takes when both ranks are busy.  Prints the
+mean of 9 per rank.
 
 Run:  OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/mpiexec -n 2 .venv/bin/python -m mpi4py \\
       benchmarks/interaction_phases.py   (and -n 1)
@@ -61,10 +63,17 @@ def main() -> None:
         )
         rows = ps._shares(grid.shape[0], shared)
         mass = tick("deposit + reduce-scatter", lambda: ps._mass_rows(grid, x, w, shared))
-        mass_hat = tick("mass FFT", lambda: ps._forward(mass[None], grid.padded, rows, shared))
+        masses = tick(
+            "mass inner FFT + all-to-all",
+            lambda: ps._columns(mass[None], grid.padded, rows, shared),
+        )
+        kept = tick(
+            "first-axis FFT, product, inverse",
+            lambda: ps._convolved(masses, kernel_hats, grid.shape[0]),
+        )
         fields = tick(
-            "convolution",
-            lambda: ps._inverse(mass_hat * kernel_hats, grid.shape, grid.padded, shared),
+            "all-to-all + inner inverse",
+            lambda: ps._rows(kept, grid.shape, grid.padded, shared),
         )
         gathered = tick(
             "field all-gather", lambda: ps._rows_to_all(fields, grid.shape, rows, shared)
