@@ -216,6 +216,25 @@ def test_newton_counts_on_porous_medium_2d():
     assert solver.round_off_stops == 0 and solver.round_off_floor < 1e-3
 
 
+def test_relaxed_rows_count_their_neighbours_density_response_on_a_fine_mesh():
+    """At 384², τ/(4h²) = 11.5: a support neighbour's ρ_j moves with a relaxed ϕ_i through
+    the τ-term of ψ_j.  Counting it to first order, three porous_medium_2d steps took
+    [13, 6, 5] Newton iterations; holding ρ_j, [15, 15, 18] (the sweeps overshot and were
+    rejected), with the same L1 error (2.8676e-2) either way.  m = 3, whose ρ(ψ) is
+    concave, holds its support neighbours: only ρ(ψ) convex or linear responds."""
+    _, solver = _fem_jko("porous_medium_2d", {"domain.cells": [384, 384], "time.t_end": 0.015})
+    its = [solver.step(0.005) for _ in range(3)]
+    assert sum(its) <= 30, its
+    assert solver.diagnostics(0.015)["l1_error"] == pytest.approx(2.8676e-2, rel=1e-3)
+    responsive = solver._convex_response()
+    support = solver.rho_v > 1e-2 * solver.rho_v.max()
+    assert responsive[support].all()  # m = 2: ρ = ψ/2 on the power branch
+    _, cubic = _fem_jko("porous_medium_2d", {"domain.cells": [16, 16], "energy.m": 3.0})
+    cubic.step(0.005)
+    support = cubic.rho_v > 1e-2 * cubic.rho_v.max()
+    assert not cubic._convex_response()[support].any()  # ρ ∝ ψ^(1/2)
+
+
 def test_relaxation_colours_the_mesh_properly_with_few_colours():
     """No edge joins two vertices of one colour, and at most max degree + 1 colours (5 on
     this mesh, whose degree is 6; the round numbers used as colours before made 21
