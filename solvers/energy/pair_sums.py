@@ -350,7 +350,9 @@ def _exchanged(
     """``target[received[s]] = rank s's source[sent[rank]]`` for every rank s; returns target.
 
     One MPI_Alltoallw whose parts are subarray types of ``source`` and ``target``, so MPI
-    moves the windows in place: packing them with numpy first cost a third more.
+    moves the windows in place.  Packing them with ``np.concatenate`` first cost a third
+    more (an exchange alone, 2 ranks); packing with ``np.copyto`` into one buffer for a
+    contiguous Alltoallv measured from 14 % faster to equal in whole sums.
     """
     from mpi4py import MPI
 
