@@ -82,12 +82,12 @@ neighbours' ϕ are held, and their ρ follow to first order (where ρ(ψ) is not
 ψ_j holds (τ/4m_j) a_ij (ϕ_i - ϕ_j)², so a support neighbour's ρ moves with ϕ_i by
 O(τ/h²), and holding it made the sweeps overshoot on fine meshes (rejected in 32 of 44
 calls at 512²; porous_medium_2d m = 2 took 68 Newton iterations for 3 steps there,
-now 32).  The line search then
-judges the relaxed point, so the Newton direction of the other rows is taken with the
-free boundary already adjusted to it.  The converged step is unchanged (R = 0 either
-way; the L1 errors agree to 7 digits).  Before (a Jacobi sweep after the line search)
-the Newton step from a relaxed point was cut to α = ½ and undid half of the relaxation,
-iteration after iteration (measured: see benchmarks/README.md).
+now 32).  The line search then judges the relaxed point, so the Newton direction of the
+other rows is taken with the free boundary already adjusted to it.  The converged step
+is unchanged (R = 0 either way; the L1 errors agree to 7 digits).  Before (a Jacobi
+sweep after the line search) the Newton step from a relaxed point was cut to α = ½ and
+undid half of the relaxation, iteration after iteration (measured: see
+benchmarks/README.md).
 
 ρ → 0.  The entropy keeps ρ > 0 by itself.  For the power law F_h gets the log barrier
 -ε Σ_i m_i log ρ_i (interior point) with ε = ``barrier`` × the initial mean density: the
@@ -870,7 +870,7 @@ class Solver(FEFlowSolver):
         # ϕ_j, ϕ_j², ϕ_j³) and, with x₀ = ϕ_i now, Σ_j a_ij κ_ij (x₀ - ϕ_j)²·(1, ϕ_j).
         kappa = np.where(responsive, self.drho * tau / (4.0 * self.masses), 0.0)
         ak_j, ak_i = a * a * kappa[j], a * a * kappa[i]
-        d2_j, d2_i = (phi[i] - phi[j]) ** 2, (phi[j] - phi[i]) ** 2
+        d2 = (phi[i] - phi[j]) ** 2  # (x₀ - ϕ_j)² for row i, (x₀ - ϕ_i)² for row j
         S0, S1, S2, S3, T0, T1 = (
             self._accumulate([i, j], [f_j, f_i])[k]
             for f_j, f_i in (
@@ -878,8 +878,8 @@ class Solver(FEFlowSolver):
                 (ak_j * phi[j], ak_i * phi[i]),
                 (ak_j * phi[j] ** 2, ak_i * phi[i] ** 2),
                 (ak_j * phi[j] ** 3, ak_i * phi[i] ** 3),
-                (ak_j * d2_j, ak_i * d2_i),
-                (ak_j * d2_j * phi[j], ak_i * d2_i * phi[i]),
+                (ak_j * d2, ak_i * d2),
+                (ak_j * d2 * phi[j], ak_i * d2 * phi[i]),
             )
         )
         m, V, rho_n = self.masses[k], self.V_nodes[k], self.rho_old.x.array[k]
