@@ -1,9 +1,9 @@
-"""The Krylov solvers of the FE Newton systems against MUMPS LU: the same steps.
+"""The linear solvers of the FE Newton systems against MUMPS LU: the same steps.
 
 fem-jko's power law (Schur factorisation onto the support, the default) and fem-implicit's
-(ρ, μ) form (exact elimination of μ, GAMG on the Schur complement, with
-``-fem_implicit_pc_type fieldsplit``) are compared with the LU that the command line
-selects (``-<prefix>ksp_type preonly -<prefix>pc_type lu``).
+reduced system in ρ (GMRES + GAMG with ``-fem_implicit_pc_type gamg``; by default PETSc's
+LU without pivoting on one rank) are compared with the LU that the command line selects
+(``-<prefix>ksp_type preonly -<prefix>pc_type lu -<prefix>pc_factor_mat_solver_type mumps``).
 """
 
 import dolfinx_solver  # noqa: F401 - must precede dolfinx
@@ -20,11 +20,16 @@ from wgf.solvers import solver_tables
 STEPS = 3
 
 
-def _run(solver: str, prefix: str, lu: bool) -> tuple[np.ndarray, list[int], int, int]:
+def _run(
+    solver: str, prefix: str, lu: bool, extra: dict[str, str] | None = None
+) -> tuple[np.ndarray, list[int], int, int]:
     """ρ after ``STEPS`` steps of porous_medium_2d (24², m = 2), Newton its, Krylov its."""
     opts = PETSc.Options()
-    if solver == "fem-implicit" and not lu:  # its block preconditioner is opt-in
-        opts[f"{prefix}pc_type"] = "fieldsplit"
+    extra = extra or {}
+    if solver == "fem-implicit" and not lu:  # its Krylov solver is opt-in
+        extra = {"pc_type": "gamg", **extra}
+    for key, value in extra.items():
+        opts[f"{prefix}{key}"] = value
     if lu:
         opts[f"{prefix}ksp_type"] = "preonly"
         opts[f"{prefix}pc_type"] = "lu"
@@ -41,7 +46,7 @@ def _run(solver: str, prefix: str, lu: bool) -> tuple[np.ndarray, list[int], int
         assert s.diagnostics(0.0)["lu_fallbacks"] == fallbacks
         s.close()
     finally:
-        for key in ("ksp_type", "pc_type", "pc_factor_mat_solver_type"):
+        for key in ("ksp_type", "pc_type", "pc_factor_mat_solver_type", *extra):
             opts.delValue(f"{prefix}{key}")
     return rho, its, linear, fallbacks
 
@@ -59,6 +64,46 @@ def test_krylov_matches_lu(solver, prefix):
     assert linear > sum(its)
     assert linear_lu == sum(its_lu)
     assert fallbacks == 0
+
+
+def test_fem_implicit_redoes_a_step_whose_krylov_solve_fails_with_lu():
+    # Two GMRES iterations cannot reach 1e-9: the first Newton iteration of every step
+    # fails, the step falls back to MUMPS, and the steps are then LU's, with the failed
+    # attempts' Krylov iterations counted on top.
+    rho, its, linear, fallbacks = _run("fem-implicit", "fem_implicit_", False, {"ksp_max_it": "2"})
+    rho_lu, its_lu, _, _ = _run("fem-implicit", "fem_implicit_", lu=True)
+    assert fallbacks == STEPS
+    assert np.max(np.abs(rho - rho_lu)) < 1e-12 * np.max(rho_lu)
+    assert its == its_lu
+    assert linear == sum(its_lu) + 2 * STEPS
+
+
+def test_fem_implicit_lu_without_pivoting_matches_mumps():
+    # The default on one rank is PETSc's LU in a nested-dissection ordering, no pivoting.
+    rho, its, linear, fallbacks = _run("fem-implicit", "fem_implicit_", False, {"pc_type": "lu"})
+    rho_lu, its_lu, _, _ = _run("fem-implicit", "fem_implicit_", lu=True)
+    assert np.max(np.abs(rho - rho_lu)) < 1e-12 * np.max(rho_lu)
+    assert its == its_lu and linear == sum(its) and fallbacks == 0
+
+
+def test_lu_without_pivoting_fails_on_a_zero_pivot_where_mumps_does_not():
+    from wgf.solvers.fem.petsc_options import use_direct_lu
+
+    A = PETSc.Mat().createAIJ([2, 2], nnz=2, comm=MPI.COMM_SELF)
+    A[0, 1] = A[1, 0] = 1.0
+    A[0, 0] = A[1, 1] = 0.0  # stored: the LU needs the diagonal in the pattern
+    A.assemble()
+    b, x = A.createVecs()
+    b.array[:] = [1.0, 2.0]
+    reasons = []
+    for pivoting in (False, True):
+        ksp = use_direct_lu(PETSc.KSP().create(MPI.COMM_SELF), pivoting=pivoting)
+        ksp.setOperators(A)
+        ksp.solve(b, x)
+        reasons.append(ksp.getConvergedReason())
+        ksp.destroy()
+    assert reasons[0] == PETSc.KSP.ConvergedReason.DIVERGED_PCSETUP_FAILED
+    assert reasons[1] > 0 and np.allclose(x.array, [2.0, 1.0])
 
 
 def _lu_factorisations() -> tuple[int, int]:

@@ -49,9 +49,10 @@ integrated by the vertex rule,
     μ_i = D·U'(ρ_i) + V(x_i)  at every vertex,
 
 so μ is exactly the nodal derivative of F_h and testing with v = μ and convexity give
-F_h(ρ^{n+1}) + τ Σ_K |K| mean(ρ) |∇μ|² ≤ F_h(ρ^n).  The unknowns are (ρ, μ); U'(ρ) and
-the mobility are evaluated at max(ρ, 0), so Newton iterates that overshoot below zero
-near the free boundary stay well defined.  The centred mobility does not guarantee
+F_h(ρ^{n+1}) + τ Σ_K |K| mean(ρ) |∇μ|² ≤ F_h(ρ^n).  The μ row being nodal, μ is
+eliminated exactly and Newton runs on ρ alone (:class:`_ChemicalPotentialScheme`); U'(ρ)
+and the mobility are evaluated at max(ρ, 0), so Newton iterates that overshoot below
+zero near the free boundary stay well defined.  The centred mobility does not guarantee
 ρ ≥ 0 there; ``min_density`` records the undershoot, and a step whose negative part
 holds more than ``NEGATIVE_MASS_SHARE`` of the mass is refused (retried with a smaller
 τ, then exit 3): near the steady state of a confining potential the drift points into
@@ -86,12 +87,13 @@ cannot.
 Each step is one PETSc SNES solve (Newton, backtracking line search).  Its linear
 solves: MUMPS LU for the fitted flux (the matrix is constant while τ is, so one
 factorisation serves every step and each step costs two triangular solves); for the
-(ρ, μ) form MUMPS LU too, or, with ``-fem_implicit_pc_type fieldsplit``, GMRES with the
-exact elimination of μ and GAMG on the Schur complement in ρ (:func:`_schur_on_density`);
-when one of its Krylov solves fails the step is redone with MUMPS LU and counted
-(diagnostic ``lu_fallbacks``).  Every PETSc option can be changed on the
+reduced power-law system, PETSc's LU without pivoting in a nested-dissection ordering on
+one rank (half of MUMPS's cost; its diagonal M/τ dominates) and MUMPS on several, or,
+with ``-fem_implicit_pc_type gamg``, GMRES + GAMG; when one of its solves fails (a zero
+pivot, a Krylov solve short of its tolerance) the step is redone with MUMPS LU and
+counted (diagnostic ``lu_fallbacks``).  Every PETSc option can be changed on the
 command line under the prefix ``fem_implicit_``, e.g. ``-fem_implicit_snes_monitor`` or
-``-fem_implicit_pc_type fieldsplit`` (the block preconditioner for the (ρ, μ) form).
+``-fem_implicit_pc_type gamg``.
 """
 
 from __future__ import annotations
@@ -103,7 +105,6 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-import basix.ufl
 import dolfinx.fem
 import dolfinx.fem.petsc
 import numpy as np
@@ -119,7 +120,6 @@ from wgf.solvers.fem.petsc_options import (
     NEWTON,
     set_default_options,
     use_direct_lu,
-    use_schur_split,
 )
 
 log = logging.getLogger(__name__)
@@ -355,103 +355,154 @@ def _constant_jacobian(snes: PETSc.SNES, x: PETSc.Vec, J: PETSc.Mat, P: PETSc.Ma
 
 
 class _ChemicalPotentialScheme:
-    """The (ρ, μ) form of the power law and of no internal energy (module docstring)."""
+    """The chemical-potential form of the power law and of no internal energy (module docstring).
+
+    The μ row is lumped, so μ_i = c_i(ρ_i) with c = D·U'(ρ) + V (+ W∗ρⁿ) is a nodal
+    function of ρ and eliminating μ is exact and local.  Newton runs on ρ alone:
+
+        R(ρ) = M (ρ - ρⁿ)/τ + K(ρ) c(ρ),    J = M/τ + ∂_ρK(ρ)[·] c(ρ) + K(ρ) diag(c'(ρ)),
+
+    K(ρ) the stiffness matrix weighted by ρ⁺ (vertex rule).  All three terms have the P1
+    pattern: the system is half the size of the (ρ, μ) one with a quarter of its nonzeros,
+    and its LU factors cost about one Poisson solve at 256² (the mixed system's cost four).
+    The iterate's μ is always c(ρ) exactly, so this is Newton on the reduced equation (not
+    the mixed Newton restricted to ρ): the converged steps are the same.
+    """
 
     def __init__(self, solver: Solver) -> None:
         self.solver = weakref.proxy(solver)  # no cycle: see _affine_residual's caller
-        mesh, dxl = solver.mesh, solver.dx_lumped
-        self.tau = dolfinx.fem.Constant(mesh, PETSc.ScalarType(1.0))
-        p1 = basix.ufl.element("Lagrange", mesh.basix_cell(), 1)
-        space = dolfinx.fem.functionspace(mesh, basix.ufl.mixed_element([p1, p1]))
-        self.w = dolfinx.fem.Function(space, name="density_potential")
-        rho, mu = ufl.split(self.w)
-        v, q = ufl.TestFunctions(space)
-        #: W∗ρⁿ at the vertices (P1: its vertex values are what the vertex rule sees).
-        self.interaction = dolfinx.fem.Function(solver.V, name="interaction_potential")
-        chemical = solver.energy.first_variation(rho, solver.V_ufl, solver.xp)
-        if solver.convolution is not None:  # no extra term in the forms of runs without W
-            chemical = chemical + self.interaction
-        residual = (
-            (rho - solver.rho_old) / self.tau * v * dxl
-            + solver.xp.maximum(rho, 0.0) * ufl.dot(ufl.grad(mu), ufl.grad(v)) * dxl
-            + (mu - chemical) * q * dxl
-        )
-        self._rho_expr = dolfinx.fem.Expression(rho, solver.V.element.interpolation_points)
-        self.problem = dolfinx.fem.petsc.NonlinearProblem(
-            residual, self.w, petsc_options_prefix=PREFIX
-        )
-        self.snes = self.problem.solver
-        _configure(self.snes, solver.params, _potential_density_splits(space))
+        V, rho, dxl = solver.V, solver.rho, solver.dx_lumped
+        self.tau = dolfinx.fem.Constant(solver.mesh, PETSc.ScalarType(1.0))
+        nodes = V.tabulate_dof_coordinates()[:, : solver.case.dim]
+        #: V, then V + W∗ρⁿ with an interaction, at the local dofs (ghosts included).
+        self.external = solver.energy.potential_value(nodes)
+        self.potential = self.external.copy()
+        #: μ = c(ρ) at the vertices, refreshed at every residual and Jacobian.
+        self.mu = dolfinx.fem.Function(V, name="chemical_potential")
+        v, du = ufl.TestFunction(V), ufl.TrialFunction(V)
+        residual = (rho - solver.rho_old) / self.tau * v * dxl + solver.xp.maximum(
+            rho, 0.0
+        ) * ufl.dot(ufl.grad(self.mu), ufl.grad(v)) * dxl
+        self._residual = dolfinx.fem.form(residual)
+        self._jacobian = dolfinx.fem.form(ufl.derivative(residual, rho, du))
+        self._stiffness = dolfinx.fem.form(ufl.derivative(residual, self.mu, du))
+        self.J = dolfinx.fem.petsc.create_matrix(self._jacobian)
+        self.K = dolfinx.fem.petsc.create_matrix(self._stiffness)
+        self.x = dolfinx.fem.petsc.create_vector(V)
+        self._scale = self.K.createVecRight()
+        self.snes = PETSc.SNES().create(solver.comm)
+        self.snes.setOptionsPrefix(PREFIX)
+        # Bound methods would make a cycle solver → scheme → SNES → scheme (see
+        # _affine_residual's caller); the proxies below hold the scheme weakly.
+        scheme = weakref.proxy(self)
+        self.snes.setFunction(lambda _s, x, F: scheme._residual_at(x, F), self.x.duplicate())
+        self.snes.setJacobian(lambda _s, x, J, _P: scheme._jacobian_at(x, J), self.J, self.J)
+        _configure(self.snes, solver.params, reduced=True)
         self._lu: PETSc.KSP | None = None
         self._linear = 0
         self.reset()
 
+    def _set_density(self, x: PETSc.Vec) -> None:
+        """ρ := x (ghosts too) and μ := c(ρ) at the vertices."""
+        rho = self.solver.rho
+        x.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
+        with x.localForm() as local:
+            rho.x.array[:] = local.array_r
+        # NumPy at the vertices, not a UFL Expression: that evaluates every vertex once per
+        # cell around it, and cost a tenth of the step at 256².
+        self.mu.x.array[:] = self.solver.energy.first_variation(rho.x.array, self.potential)
+
+    def _residual_at(self, x: PETSc.Vec, F: PETSc.Vec) -> None:
+        self._set_density(x)
+        with F.localForm() as local:
+            local.set(0.0)
+        dolfinx.fem.petsc.assemble_vector(F, self._residual)
+        F.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+
+    def _jacobian_at(self, x: PETSc.Vec, J: PETSc.Mat) -> None:
+        self._set_density(x)
+        J.zeroEntries()
+        dolfinx.fem.petsc.assemble_matrix(J, self._jacobian)
+        J.assemble()
+        self.K.zeroEntries()
+        dolfinx.fem.petsc.assemble_matrix(self.K, self._stiffness)
+        self.K.assemble()
+        rho = self.solver.rho.x.array[: len(self._scale.array)]
+        # c'(ρ) = D·U''(ρ) = D·P'(ρ)/ρ, and 0 where ρ ≤ 0 (U' is taken at max(ρ, 0)).
+        positive = np.maximum(rho, np.finfo(float).tiny)
+        self._scale.array[:] = np.where(
+            rho > 0.0, self.solver.energy.dpressure(positive) / positive, 0.0
+        )
+        self.K.diagonalScale(R=self._scale)
+        J.axpy(1.0, self.K, PETSc.Mat.Structure.SAME_NONZERO_PATTERN)
+
     def set_interaction(self, potential: np.ndarray) -> None:
-        """μ = D·U'(ρ) + V + W∗ρⁿ from now on (``potential``: W∗ρⁿ at the local dofs)."""
-        self.interaction.x.array[:] = potential
+        """Use c = D·U'(ρ) + V + W∗ρⁿ from now on (``potential``: W∗ρⁿ at the local dofs)."""
+        self.potential = self.external + potential
 
     def reset(self) -> None:
-        """(ρ, μ = D·U'(ρ) + V + W∗ρⁿ) from the solver's density."""
-        s = self.solver
-        mu = s.energy.first_variation(s.rho, s.V_ufl, s.xp)
-        if s.convolution is not None:
-            mu = mu + self.interaction
-        self.w.sub(0).interpolate(s.rho)
-        self.w.sub(1).interpolate(dolfinx.fem.Expression(mu, s.V.element.interpolation_points))
-        self.w.x.scatter_forward()
+        """Forget the last step: the next first guess is the current density."""
         self._previous: tuple[np.ndarray, float] | None = None  # no step to extrapolate from
 
     def solve(self, tau: float) -> int:
         """ρ^{n+1} from ρ^n = ``solver.rho_old``; returns the Newton iterations.
 
-        Newton starts from (ρ, μ) extrapolated linearly from the last two steps (from the
-        last one after :meth:`reset`: a retry, a resume, the first step).
+        Newton starts from ρ extrapolated linearly from the last two steps (from ρ^n after
+        :meth:`reset`: a retry, a resume, the first step).
 
-        If a Krylov solve of the block preconditioner fails, the step is redone once with
-        MUMPS LU (counted in ``lu_fallbacks``; the iterations of both attempts count).
+        If a linear solve fails (a zero pivot of the LU that does not pivot, a Krylov solve
+        with ``-fem_implicit_pc_type gamg``), the step is redone once with MUMPS LU (counted
+        in ``lu_fallbacks``; the iterations of both attempts count).
         """
-        saved = self.w.x.array.copy()
+        rho = self.solver.rho
+        start = rho.x.array.copy()
+        guess = start
         if self._previous is not None:  # the first guess extrapolated from the last step
-            start, tau_prev = self._previous
-            self.w.x.array[:] += (tau / tau_prev) * (saved - start)
+            before, tau_prev = self._previous
+            guess = start + (tau / tau_prev) * (start - before)
         self.tau.value = tau
-        self.problem.solve()
-        its, reason = self.snes.getIterationNumber(), self.snes.getConvergedReason()
+        its, reason = self._newton(guess)
         self._linear = self.snes.getLinearSolveIterations()
         if reason == PETSc.SNES.ConvergedReason.DIVERGED_LINEAR_SOLVE and self._can_fall_back():
-            self.w.x.array[:] = saved
-            its += self._solve_by_lu()
-            reason = self.snes.getConvergedReason()
-        if reason <= 0 or not np.all(np.isfinite(self.w.x.array)):
-            self.w.x.array[:] = saved
+            more, reason = self._solve_by_lu(guess)
+            its += more
+        if reason <= 0 or not np.all(np.isfinite(self.x.array)):
+            rho.x.array[:] = start
             raise _newton_failure(reason, its, self.solver.comm)
-        self.solver.rho.interpolate(self._rho_expr)
-        self.solver.rho.x.scatter_forward()
-        self._previous = (saved, tau)
+        self._set_density(self.x)
+        self._previous = (start, tau)
         return its
+
+    def _newton(self, guess: np.ndarray) -> tuple[int, int]:
+        """SNES from ``guess`` (local dofs); its iterations and converged reason."""
+        with self.x.localForm() as local:
+            local.array[:] = guess
+        self.snes.solve(None, self.x)
+        return self.snes.getIterationNumber(), self.snes.getConvergedReason()
 
     def linear_iterations(self) -> int:
         """Krylov iterations of the last step, failed attempt included (LU counts one)."""
         return self._linear
 
     def _can_fall_back(self) -> bool:
-        return self.snes.getKSP().getPC().getType() != PETSc.PC.Type.LU
+        pc = self.snes.getKSP().getPC()
+        return pc.getType() != PETSc.PC.Type.LU or pc.getFactorSolverType() != "mumps"
 
-    def _solve_by_lu(self) -> int:
-        """The step again with MUMPS LU in place of the Krylov solver; Newton iterations."""
+    def _solve_by_lu(self, guess: np.ndarray) -> tuple[int, int]:
+        """The step again with MUMPS LU in place of the Krylov solver."""
         self.solver.lu_fallbacks += 1
         if self.solver.comm.rank == 0:
-            log.info("  fem-implicit: a Krylov solve failed; this step again with MUMPS LU")
+            log.info("  fem-implicit: a linear solve failed; this step again with MUMPS LU")
         ksp = self.snes.getKSP()
         if self._lu is None:
             self._lu = use_direct_lu(PETSc.KSP().create(self.solver.comm))
         self.snes.setKSP(self._lu)
         try:
-            self.problem.solve()
+            its, reason = self._newton(guess)
         finally:
             self.snes.setKSP(ksp)
-        self._linear += self.snes.getIterationNumber()
-        return self.snes.getIterationNumber()
+        self._linear += its
+        return its, reason
 
     def accepted(self) -> None:
         """Nothing to do after an accepted step."""
@@ -486,72 +537,32 @@ class _ChemicalPotentialScheme:
         )
 
 
-def _configure(
-    snes: PETSc.SNES, params: dict[str, Any], splits: tuple[PETSc.IS, PETSc.IS] | None = None
-) -> None:
+def _configure(snes: PETSc.SNES, params: dict[str, Any], reduced: bool = False) -> None:
     """The case's Newton tolerances and the linear solver, then the command line's options.
 
-    MUMPS LU by default.  With ``-fem_implicit_pc_type fieldsplit`` on the command line
-    and ``splits`` (the μ and ρ dofs of the mixed form): GMRES with the Schur-complement
-    block preconditioner of :func:`_schur_on_density`.  Not the default: its inexact
-    solves changed the Newton counts on 1 against 2 ranks (nonlinear_fokker_planck_1d:
-    35 against 38 at the first step; the MPI test compares them), and at 256² it saved
-    only a quarter of LU's cost (benchmarks/README.md).
+    MUMPS LU for the fitted flux.  For the ``reduced`` power-law system, whose diagonal
+    M/τ dominates: PETSc's LU without pivoting on one rank (:func:`use_direct_lu`), and
+    with a ``-fem_implicit_pc_type`` other than ``lu`` on the command line (``gamg``,
+    ``hypre`` ...) GMRES to ``SCHUR_RTOL`` with that preconditioner, GAMG reusing its
+    prolongators across Newton iterations (the pattern is fixed).  Krylov is not the
+    default: an inexact Newton direction changes the Newton path, and with it the counts
+    on 1 against 2 ranks (the MPI test compares them); a failed solve of either is
+    redone with MUMPS (``_ChemicalPotentialScheme.solve``).
 
     On the object, not in the options database: there they would outlive this solver and
     override the next one's case keys in the same process (sweeps, notebooks).
     """
     snes.setTolerances(rtol=params["rtol"], atol=params["atol"], max_it=params["max_it"])
     ksp = snes.getKSP()
-    chosen = PETSc.Options().getString(f"{ksp.getOptionsPrefix() or ''}pc_type", "")
-    if splits is not None and chosen == PETSc.PC.Type.FIELDSPLIT:
-        _schur_on_density(ksp, snes.getJacobian()[0], splits)
-    else:
-        use_direct_lu(ksp)
-    snes.setFromOptions()
-
-
-def _potential_density_splits(space: dolfinx.fem.FunctionSpace) -> tuple[PETSc.IS, PETSc.IS]:
-    """The owned dofs of μ and of ρ in the mixed space, as global index sets (μ first)."""
-    imap, bs = space.dofmap.index_map, space.dofmap.index_map_bs
-    owned = imap.size_local * bs
-    sets = []
-    for sub in (1, 0):  # μ, then ρ: the Schur complement is taken onto the second split
-        dofs = np.asarray(space.sub(sub).collapse()[1], dtype=np.int32)
-        dofs = dofs[dofs < owned]
-        glob = imap.local_to_global((dofs // bs).astype(np.int32)) * bs + dofs % bs
-        sets.append(PETSc.IS().createGeneral(glob.astype(PETSc.IntType), comm=space.mesh.comm))
-    return sets[0], sets[1]
-
-
-def _schur_on_density(ksp: PETSc.KSP, A: PETSc.Mat, splits: tuple[PETSc.IS, PETSc.IS]) -> None:
-    """GMRES with the exact block factorisation onto ρ, GAMG on the Schur complement.
-
-    The μ row of the mixed form is lumped, M μ = M (D·U'(ρ) + V), so the μμ block is the
-    diagonal M and eliminating μ is exact and local: the Schur complement
-    S = J_ρρ + K_ρ diag(D·U''(ρ)) (K_ρ the ρ-weighted stiffness matrix) is an assembled
-    sparse matrix (``selfp``: A₁₁ - A₁₀ diag(A₀₀)⁻¹ A₀₁, exact here) and elliptic, which
-    is what algebraic multigrid is for.  The factorisation is ``full`` and the μμ solve
-    exact (Jacobi on a diagonal), so GMRES converges at GAMG's rate on S.
-    """
-    use_schur_split(ksp, A, ("mu", splits[0]), ("rho", splits[1]), SCHUR_RTOL, SCHUR_MAX_IT)
-    # The sub-solvers exist only after set-up; their defaults go in the options
-    # database under the KSP's prefix, so the command line still overrides them.
     prefix = ksp.getOptionsPrefix() or ""
-    set_default_options(
-        prefix,
-        {
-            "fieldsplit_mu_ksp_type": "preonly",
-            "fieldsplit_mu_pc_type": "jacobi",
-            "fieldsplit_rho_ksp_type": "preonly",
-            "fieldsplit_rho_pc_type": "gamg",
-            # S has the two-ring stencil of K_ρ·diag·M⁻¹·(μρ block): squaring its graph
-            # for aggressive coarsening costs more than the coarser hierarchy saves.
-            "fieldsplit_rho_pc_gamg_aggressive_coarsening": 0,
-            # The prolongators of the previous Newton iteration (the pattern is fixed).
-            "fieldsplit_rho_pc_gamg_reuse_interpolation": "true",
-        },
-    )
+    chosen = PETSc.Options().getString(f"{prefix}pc_type", PETSc.PC.Type.LU)
+    if reduced and chosen != PETSc.PC.Type.LU:
+        ksp.setType(PETSc.KSP.Type.GMRES)
+        ksp.setTolerances(rtol=SCHUR_RTOL, max_it=SCHUR_MAX_IT)
+        set_default_options(prefix, {"pc_gamg_reuse_interpolation": "true"})
+    else:
+        use_direct_lu(ksp, pivoting=not reduced)
+    snes.setFromOptions()
 
 
 def _newton_failure(reason: int, its: int, comm: MPI.Comm) -> SolverError:

@@ -19,13 +19,20 @@ def set_default_options(prefix: str, defaults: Mapping[str, object]) -> None:
             opts[f"{prefix}{key}"] = value
 
 
-def use_direct_lu(ksp: PETSc.KSP) -> PETSc.KSP:
-    """Make ``ksp`` a direct solve: no Krylov iterations, one LU factorisation by MUMPS.
+def use_direct_lu(ksp: PETSc.KSP, pivoting: bool = True) -> PETSc.KSP:
+    """Make ``ksp`` a direct solve: no Krylov iterations, one LU factorisation.
 
-    MUMPS is the parallel LU in this PETSc build.  The settings go on the object, not
-    into the options database, so a later ``ksp.setFromOptions()`` lets the command line
-    (``-<prefix>pc_type``, ``-<prefix>pc_factor_mat_solver_type``, ...) override them,
-    and a KSP without a prefix does not leak them to every other unprefixed solver.
+    MUMPS by default: the parallel LU in this PETSc build, with pivoting.  With
+    ``pivoting=False`` on one rank, PETSc's own LU in a nested-dissection ordering: on the
+    P1 systems of fem-implicit it factorises in half of MUMPS's time (256², one rank:
+    0.05 s against 0.12 s; benchmarks/README.md), but it never pivots, so it is for
+    matrices whose diagonal dominates (M/τ + ...): a zero pivot fails the solve
+    (``DIVERGED_PCSETUP_FAILED``) and the caller must fall back to MUMPS.
+
+    The settings go on the object, not into the options database, so a later
+    ``ksp.setFromOptions()`` lets the command line (``-<prefix>pc_type``,
+    ``-<prefix>pc_factor_mat_solver_type``, ...) override them, and a KSP without a prefix
+    does not leak them to every other unprefixed solver.
 
     Returns:
         ``ksp``, for chaining.
@@ -33,7 +40,11 @@ def use_direct_lu(ksp: PETSc.KSP) -> PETSc.KSP:
     ksp.setType(PETSc.KSP.Type.PREONLY)
     pc = ksp.getPC()
     pc.setType(PETSc.PC.Type.LU)
-    pc.setFactorSolverType("mumps")
+    if pivoting or ksp.getComm().getSize() > 1:
+        pc.setFactorSolverType("mumps")
+    else:
+        pc.setFactorSolverType("petsc")
+        pc.setFactorOrdering(PETSc.Mat.OrderingType.ND)
     return ksp
 
 
