@@ -43,8 +43,7 @@ def use_direct_lu(ksp: PETSc.KSP, pivoting: bool = True) -> PETSc.KSP:
     if pivoting or ksp.getComm().getSize() > 1:
         pc.setFactorSolverType("mumps")
     else:
-        pc.setFactorSolverType("petsc")
-        pc.setFactorOrdering(PETSc.Mat.OrderingType.ND)
+        pc.setFactorSolverType("petsc")  # its LU's default ordering is nested dissection
     return ksp
 
 
