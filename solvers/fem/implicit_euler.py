@@ -366,7 +366,11 @@ class _ChemicalPotentialScheme:
     pattern: the system is half the size of the (ρ, μ) one with a quarter of its nonzeros,
     and its LU factors cost about one Poisson solve at 256² (the mixed system's cost four).
     The iterate's μ is always c(ρ) exactly, so this is Newton on the reduced equation (not
-    the mixed Newton restricted to ρ): the converged steps are the same.
+    the mixed Newton restricted to ρ): the converged steps are the same, the iterations
+    the same for m = 2 (c linear) and not for m ≠ 2 (benchmarks/README.md, "fem-implicit
+    on ρ alone").  c'(ρ) is taken as 0 where ρ ≤ 0 (U' is evaluated at max(ρ, 0)), so
+    m < 2, whose U'' is infinite at ρ = 0, is solved too (the mixed Jacobian held that
+    infinity, and its first linear solve failed).
     """
 
     def __init__(self, solver: Solver) -> None:
