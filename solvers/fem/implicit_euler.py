@@ -88,7 +88,7 @@ Each step is one PETSc SNES solve (Newton, backtracking line search).  Its linea
 solves: MUMPS LU for the fitted flux (the matrix is constant while τ is, so one
 factorisation serves every step and each step costs two triangular solves); for the
 reduced power-law system, PETSc's LU without pivoting in a nested-dissection ordering on
-one rank (half of MUMPS's cost; its diagonal M/τ dominates) and MUMPS on several, or,
+one rank (a third of MUMPS's cost; its diagonal M/τ dominates) and MUMPS on several, or,
 with ``-fem_implicit_pc_type gamg``, GMRES + GAMG; when one of its solves fails (a zero
 pivot, a Krylov solve short of its tolerance) the step is redone with MUMPS LU and
 counted (diagnostic ``lu_fallbacks``).  Every PETSc option can be changed on the

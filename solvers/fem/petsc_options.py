@@ -24,10 +24,12 @@ def use_direct_lu(ksp: PETSc.KSP, pivoting: bool = True) -> PETSc.KSP:
 
     MUMPS by default: the parallel LU in this PETSc build, with pivoting.  With
     ``pivoting=False`` on one rank, PETSc's own LU in a nested-dissection ordering: on the
-    P1 systems of fem-implicit it factorises in half of MUMPS's time (256², one rank:
-    0.05 s against 0.12 s; benchmarks/README.md), but it never pivots, so it is for
+    P1 systems of fem-implicit it factorises in a third of MUMPS's time (256², one rank:
+    0.031 s against 0.107 s; benchmarks/README.md), but it never pivots, so it is for
     matrices whose diagonal dominates (M/τ + ...): a zero pivot fails the solve
-    (``DIVERGED_PCSETUP_FAILED``) and the caller must fall back to MUMPS.
+    (``DIVERGED_PCSETUP_FAILED``) and the caller must fall back to MUMPS.  Not a rule
+    for every P1 system: on the fitted-flux matrix of keller_segel_2d (same pattern, same
+    fill) it took 0.25 s against MUMPS's 0.10 s, so that one keeps MUMPS.
 
     The settings go on the object, not into the options database, so a later
     ``ksp.setFromOptions()`` lets the command line (``-<prefix>pc_type``,
