@@ -86,6 +86,19 @@ def test_fem_implicit_lu_without_pivoting_matches_mumps():
     assert its == its_lu and linear == sum(its) and fallbacks == 0
 
 
+def test_fem_implicit_redoes_a_step_whose_lu_finds_a_zero_pivot_with_mumps():
+    # A zero-pivot threshold above every pivot fails PETSc's LU at the first Newton
+    # iteration of every step; the step is redone with MUMPS (which pivots) and counted.
+    rho, its, linear, fallbacks = _run(
+        "fem-implicit", "fem_implicit_", False, {"pc_type": "lu", "pc_factor_zeropivot": "1e10"}
+    )
+    rho_lu, its_lu, _, _ = _run("fem-implicit", "fem_implicit_", lu=True)
+    assert fallbacks == STEPS
+    assert np.max(np.abs(rho - rho_lu)) < 1e-12 * np.max(rho_lu)
+    assert its == its_lu
+    assert linear == sum(its_lu)  # a factorisation that fails counts no linear iteration
+
+
 def test_lu_without_pivoting_fails_on_a_zero_pivot_where_mumps_does_not():
     from wgf.solvers.fem.petsc_options import use_direct_lu
 
