@@ -49,15 +49,15 @@ integrated by the vertex rule,
     μ_i = D·U'(ρ_i) + V(x_i)  at every vertex,
 
 so μ is exactly the nodal derivative of F_h and testing with v = μ and convexity give
-F_h(ρ^{n+1}) + τ Σ_K |K| mean(ρ) |∇μ|² ≤ F_h(ρ^n).  The μ row being nodal, μ is
-eliminated exactly and Newton runs on ρ alone (:class:`_ChemicalPotentialScheme`); U'(ρ)
-and the mobility are evaluated at max(ρ, 0), so Newton iterates that overshoot below
-zero near the free boundary stay well defined.  The centred mobility does not guarantee
-ρ ≥ 0 there; ``min_density`` records the undershoot, and a step whose negative part
-holds more than ``NEGATIVE_MASS_SHARE`` of the mass is refused (retried with a smaller
-τ, then exit 3): near the steady state of a confining potential the drift points into
-the support and the cell average drains the vertices just outside it (fem-jko keeps
-ρ ≥ 0).
+F_h(ρ^{n+1}) + τ Σ_K |K| mean(ρ) |∇μ|² ≤ F_h(ρ^n).  The unknowns are (ρ, μ); the μ row
+being nodal, every Newton system is solved through its exact reduction to ρ
+(:class:`_ChemicalPotentialScheme`).  U'(ρ) and the mobility are evaluated at max(ρ, 0),
+so Newton iterates that overshoot below zero near the free boundary stay well defined.
+The centred mobility does not guarantee ρ ≥ 0 there; ``min_density`` records the
+undershoot, and a step whose negative part holds more than ``NEGATIVE_MASS_SHARE`` of
+the mass is refused (retried with a smaller τ, then exit 3): near the steady state of a
+confining potential the drift points into the support and the cell average drains the
+vertices just outside it (fem-jko keeps ρ ≥ 0).
 
 **Interaction** (``[energy.interaction]``): semi-implicit, W∗ρ^n explicit.  At the start
 of each step W∗ρ^n is evaluated at the vertices
@@ -131,6 +131,10 @@ NEGATIVE_MASS_SHARE = 0.05
 #: systems (block preconditioner): tight enough that Newton converges as with LU.
 SCHUR_RTOL = 1e-9
 SCHUR_MAX_IT = 100
+#: Backtracking by halving, not by PETSc's cubic fit: on the (ρ, μ) form of m = 3 at 512²
+#: the fit kept choosing steps of 10⁻²-10⁻⁴ and the first step stalled at ‖R‖ ≈ 0.3 (43
+#: iterations, then a failed line search); halving converges in 15.
+BACKTRACKING = {"snes_linesearch_order": 1}
 
 
 class Solver(FEFlowSolver):
@@ -141,7 +145,7 @@ class Solver(FEFlowSolver):
 
     def __init__(self, case: Case, comm: MPI.Comm, params: dict[str, Any]) -> None:
         super().__init__(case, comm, params)
-        set_default_options(PREFIX, NEWTON)
+        set_default_options(PREFIX, {**NEWTON, **BACKTRACKING})
         self._negative_mass = dolfinx.fem.form(self.xp.maximum(-self.rho, 0.0) * self.dx_lumped)
         self._scheme: _FittedScheme | _ChemicalPotentialScheme = (
             _FittedScheme(self) if self.energy.linear_diffusion else _ChemicalPotentialScheme(self)
@@ -357,31 +361,33 @@ def _constant_jacobian(snes: PETSc.SNES, x: PETSc.Vec, J: PETSc.Mat, P: PETSc.Ma
 class _ChemicalPotentialScheme:
     """The chemical-potential form of the power law and of no internal energy (module docstring).
 
-    The μ row is lumped, so μ_i = c_i(ρ_i) with c = D·U'(ρ) + V (+ W∗ρⁿ) is a nodal
-    function of ρ and eliminating μ is exact and local.  Newton runs on ρ alone:
+    Newton on (ρ, μ), each of its linear solves reduced to ρ.  The unknowns are the owned
+    ρ and μ, one after the other, and the Jacobian is
 
-        R(ρ) = M (ρ - ρⁿ)/τ + K(ρ) c(ρ),    J = M/τ + ∂_ρK(ρ)[·] c(ρ) + K(ρ) diag(c'(ρ)),
+        [ A   K ]    A = M/τ + ∂_ρK(ρ)[·] μ,   K = K(ρ) the stiffness matrix weighted by ρ⁺,
+        [-MC  M ]    M the lumped masses,       C = diag(c'(ρ)), c = D·U' + V (+ W∗ρⁿ),
 
-    K(ρ) the stiffness matrix weighted by ρ⁺ (vertex rule).  All three terms have the P1
-    pattern: the system is half the size of the (ρ, μ) one with a quarter of its nonzeros,
-    and its LU factors cost about one Poisson solve at 256² (the mixed system's cost four).
-    The iterate's μ is always c(ρ) exactly, so this is Newton on the reduced equation (not
-    the mixed Newton restricted to ρ): the converged steps are the same, the iterations
-    the same for m = 2 (c linear) and not for m ≠ 2 (benchmarks/README.md, "fem-implicit
-    on ρ alone").  c'(ρ) is taken as 0 where ρ ≤ 0 (U' is evaluated at max(ρ, 0)), so
-    m < 2, whose U'' is infinite at ρ = 0, is solved too (the mixed Jacobian held that
+    whose μ row is diagonal: eliminating μ is exact and local, and leaves
+    S = A + K C, with the P1 pattern (:class:`_Elimination`).  S has half the unknowns of
+    the mixed matrix and a quarter of its nonzeros; it is the one factorised (PETSc's LU
+    without pivoting on one rank, a third of MUMPS's cost; MUMPS on several) or solved by
+    Krylov (``-fem_implicit_pc_type gamg``): every ``fem_implicit_`` KSP/PC option goes to
+    the solver of S.  Newton itself stays that of the mixed form: its μ carries the
+    linearisation of c, which converges faster than Newton on ρ alone with μ = c(ρ) where
+    c is not linear (m = 3, 512²: 49 against 91 iterations in 6 steps; benchmarks/README.md).
+    c'(ρ) is taken as 0 where ρ ≤ 0 (U' is evaluated at max(ρ, 0)), so m < 2, whose U''
+    is infinite at ρ = 0, is solved too (the mixed Jacobian assembled by UFL held that
     infinity, and its first linear solve failed).
     """
 
     def __init__(self, solver: Solver) -> None:
         self.solver = weakref.proxy(solver)  # no cycle: see _affine_residual's caller
-        V, rho, dxl = solver.V, solver.rho, solver.dx_lumped
+        V, rho, dxl, comm = solver.V, solver.rho, solver.dx_lumped, solver.comm
         self.tau = dolfinx.fem.Constant(solver.mesh, PETSc.ScalarType(1.0))
         nodes = V.tabulate_dof_coordinates()[:, : solver.case.dim]
         #: V, then V + W∗ρⁿ with an interaction, at the local dofs (ghosts included).
         self.external = solver.energy.potential_value(nodes)
         self.potential = self.external.copy()
-        #: μ = c(ρ) at the vertices, refreshed at every residual and Jacobian.
         self.mu = dolfinx.fem.Function(V, name="chemical_potential")
         v, du = ufl.TestFunction(V), ufl.TrialFunction(V)
         residual = (rho - solver.rho_old) / self.tau * v * dxl + solver.xp.maximum(
@@ -390,123 +396,161 @@ class _ChemicalPotentialScheme:
         self._residual = dolfinx.fem.form(residual)
         self._jacobian = dolfinx.fem.form(ufl.derivative(residual, rho, du))
         self._stiffness = dolfinx.fem.form(ufl.derivative(residual, self.mu, du))
-        self.J = dolfinx.fem.petsc.create_matrix(self._jacobian)
-        self.K = dolfinx.fem.petsc.create_matrix(self._stiffness)
-        self.x = dolfinx.fem.petsc.create_vector(V)
-        self._scale = self.K.createVecRight()
-        self.snes = PETSc.SNES().create(solver.comm)
+        # A, K, K diag(c') and S: one P1 pattern, preallocated by DOLFINx.
+        self.A, self.K, self.KC, self.S = (
+            dolfinx.fem.petsc.create_matrix(self._jacobian) for _ in range(4)
+        )
+        for matrix in (self.KC, self.S):  # entries in the whole pattern, for MatCopy
+            dolfinx.fem.petsc.assemble_matrix(matrix, self._jacobian)
+            matrix.assemble()
+        self.n = n = V.dofmap.index_map.size_local
+        self.masses = solver.lumped_masses()[:n]
+        self.slope = np.zeros(n)  # c'(ρ) at the owned vertices, set with each Jacobian
+        self._rho_row = dolfinx.fem.petsc.create_vector(V)  # R_ρ, assembled with ghosts
+        self.x = PETSc.Vec().createMPI((2 * n, PETSc.DECIDE), comm=comm)
+        sizes = (self.x.getSizes(), self.x.getSizes())
+        jacobian = PETSc.Mat().createPython(sizes, _MixedJacobian(self), comm=comm)
+        jacobian.setUp()
+        self.snes = PETSc.SNES().create(comm)
         self.snes.setOptionsPrefix(PREFIX)
         # Bound methods would make a cycle solver → scheme → SNES → scheme (see
         # _affine_residual's caller); the proxies below hold the scheme weakly.
         scheme = weakref.proxy(self)
         self.snes.setFunction(lambda _s, x, F: scheme._residual_at(x, F), self.x.duplicate())
-        self.snes.setJacobian(lambda _s, x, J, _P: scheme._jacobian_at(x, J), self.J, self.J)
-        _configure(self.snes, solver.params, reduced=True)
+        self.snes.setJacobian(lambda _s, x, J, _P: scheme._jacobian_at(x), jacobian, jacobian)
+        self.snes.setTolerances(
+            rtol=solver.params["rtol"], atol=solver.params["atol"], max_it=solver.params["max_it"]
+        )
+        outer = self.snes.getKSP()
+        outer.setOptionsPrefix(f"{PREFIX}mixed_")  # the command line's KSP options are S's
+        outer.setType(PETSc.KSP.Type.PREONLY)
+        outer.getPC().setType(PETSc.PC.Type.PYTHON)
+        outer.getPC().setPythonContext(_Elimination(self))
+        #: The solver of S (prefix ``fem_implicit_``), and MUMPS once it has failed.
+        self.inner = PETSc.KSP().create(comm)
+        self.inner.setOptionsPrefix(PREFIX)
+        _configure_reduced(self.inner)
+        self.inner.setOperators(self.S)
+        self.snes.setFromOptions()
         self._lu: PETSc.KSP | None = None
         self._linear = 0
         self.reset()
 
-    def _set_density(self, x: PETSc.Vec) -> None:
-        """ρ := x (ghosts too) and μ := c(ρ) at the vertices."""
-        rho = self.solver.rho
-        x.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
-        with x.localForm() as local:
-            rho.x.array[:] = local.array_r
-        # NumPy at the vertices, not a UFL Expression: that evaluates every vertex once per
-        # cell around it, and cost a tenth of the step at 256².
-        self.mu.x.array[:] = self.solver.energy.first_variation(rho.x.array, self.potential)
+    def _set_state(self, x: PETSc.Vec) -> None:
+        """ρ and μ (ghosts too) from the Newton unknowns x = (ρ, μ) at the owned vertices."""
+        n, s = self.n, self.solver
+        for function, part in ((s.rho, x.array_r[:n]), (self.mu, x.array_r[n:])):
+            function.x.array[:n] = part
+            function.x.scatter_forward()
 
     def _residual_at(self, x: PETSc.Vec, F: PETSc.Vec) -> None:
-        self._set_density(x)
-        with F.localForm() as local:
+        self._set_state(x)
+        b, n = self._rho_row, self.n
+        with b.localForm() as local:
             local.set(0.0)
-        dolfinx.fem.petsc.assemble_vector(F, self._residual)
-        F.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+        dolfinx.fem.petsc.assemble_vector(b, self._residual)
+        b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+        rho = self.solver.rho.x.array[:n]
+        chemical = self.solver.energy.first_variation(rho, self.potential[:n])
+        F.array[:n] = b.array_r[:n]
+        F.array[n:] = self.masses * (self.mu.x.array[:n] - chemical)
 
-    def _jacobian_at(self, x: PETSc.Vec, J: PETSc.Mat) -> None:
-        self._set_density(x)
-        J.zeroEntries()
-        dolfinx.fem.petsc.assemble_matrix(J, self._jacobian)
-        J.assemble()
-        self.K.zeroEntries()
-        dolfinx.fem.petsc.assemble_matrix(self.K, self._stiffness)
-        self.K.assemble()
-        rho = self.solver.rho.x.array[: len(self._scale.array)]
+    def _jacobian_at(self, x: PETSc.Vec) -> None:
+        """A, K and S = A + K diag(c') at x; the shell matrix and preconditioner use them."""
+        self._set_state(x)
+        for matrix, form in ((self.A, self._jacobian), (self.K, self._stiffness)):
+            matrix.zeroEntries()
+            dolfinx.fem.petsc.assemble_matrix(matrix, form)
+            matrix.assemble()
+        rho = self.solver.rho.x.array[: self.n]
         # c'(ρ) = D·U''(ρ) = D·P'(ρ)/ρ, and 0 where ρ ≤ 0 (U' is taken at max(ρ, 0)).
         positive = np.maximum(rho, np.finfo(float).tiny)
-        self._scale.array[:] = np.where(
-            rho > 0.0, self.solver.energy.dpressure(positive) / positive, 0.0
-        )
-        self.K.diagonalScale(R=self._scale)
-        J.axpy(1.0, self.K, PETSc.Mat.Structure.SAME_NONZERO_PATTERN)
+        self.slope[:] = np.where(rho > 0.0, self.solver.energy.dpressure(positive) / positive, 0.0)
+        scale = self.K.createVecRight()
+        scale.array[:] = self.slope
+        self.K.copy(self.KC, PETSc.Mat.Structure.SAME_NONZERO_PATTERN)
+        self.KC.diagonalScale(R=scale)
+        self.A.copy(self.S, PETSc.Mat.Structure.SAME_NONZERO_PATTERN)
+        self.S.axpy(1.0, self.KC, PETSc.Mat.Structure.SAME_NONZERO_PATTERN)
 
     def set_interaction(self, potential: np.ndarray) -> None:
         """Use c = D·U'(ρ) + V + W∗ρⁿ from now on (``potential``: W∗ρⁿ at the local dofs)."""
         self.potential = self.external + potential
 
     def reset(self) -> None:
-        """Forget the last step: the next first guess is the current density."""
-        self._previous: tuple[np.ndarray, float] | None = None  # no step to extrapolate from
+        """(ρ, μ = c(ρ)) from the solver's density; no step to extrapolate from."""
+        rho = self.solver.rho.x.array
+        self.mu.x.array[:] = self.solver.energy.first_variation(rho, self.potential)
+        self._previous: tuple[np.ndarray, float] | None = None
+
+    def _unknowns(self) -> np.ndarray:
+        """(ρ, μ) at the owned vertices, as the Newton unknowns are laid out."""
+        n = self.n
+        return np.concatenate([self.solver.rho.x.array[:n], self.mu.x.array[:n]])
 
     def solve(self, tau: float) -> int:
         """ρ^{n+1} from ρ^n = ``solver.rho_old``; returns the Newton iterations.
 
-        Newton starts from ρ extrapolated linearly from the last two steps (from ρ^n after
-        :meth:`reset`: a retry, a resume, the first step).
+        Newton starts from (ρ, μ) extrapolated linearly from the last two steps (from the
+        last one after :meth:`reset`: a retry, a resume, the first step).
 
         If a linear solve fails (a zero pivot of the LU that does not pivot, a Krylov solve
         with ``-fem_implicit_pc_type gamg``), the step is redone once with MUMPS LU (counted
         in ``lu_fallbacks``; the iterations of both attempts count).
         """
-        rho = self.solver.rho
-        start = rho.x.array.copy()
+        start = self._unknowns()
+        saved = (self.solver.rho.x.array.copy(), self.mu.x.array.copy())
         guess = start
         if self._previous is not None:  # the first guess extrapolated from the last step
             before, tau_prev = self._previous
             guess = start + (tau / tau_prev) * (start - before)
         self.tau.value = tau
+        self._linear = 0
         its, reason = self._newton(guess)
-        self._linear = self.snes.getLinearSolveIterations()
         if reason == PETSc.SNES.ConvergedReason.DIVERGED_LINEAR_SOLVE and self._can_fall_back():
             more, reason = self._solve_by_lu(guess)
             its += more
         if reason <= 0 or not np.all(np.isfinite(self.x.array)):
-            rho.x.array[:] = start
+            self.solver.rho.x.array[:], self.mu.x.array[:] = saved
             raise _newton_failure(reason, its, self.solver.comm)
-        self._set_density(self.x)
+        self._set_state(self.x)
         self._previous = (start, tau)
         return its
 
     def _newton(self, guess: np.ndarray) -> tuple[int, int]:
-        """SNES from ``guess`` (local dofs); its iterations and converged reason."""
-        with self.x.localForm() as local:
-            local.array[:] = guess
+        """SNES from ``guess`` (owned ρ then μ); its iterations and converged reason."""
+        self.x.array[:] = guess
         self.snes.solve(None, self.x)
         return self.snes.getIterationNumber(), self.snes.getConvergedReason()
 
+    def solve_reduced(self, rhs: PETSc.Vec, out: PETSc.Vec) -> bool:
+        """S out = rhs by the solver of S; False if it failed.  Its iterations are counted."""
+        self.inner.solve(rhs, out)
+        self._linear += self.inner.getIterationNumber()
+        return self.inner.getConvergedReason() > 0
+
     def linear_iterations(self) -> int:
-        """Krylov iterations of the last step, failed attempt included (LU counts one)."""
+        """Iterations of the solves of S in the last step, failed attempt included (LU: 1)."""
         return self._linear
 
     def _can_fall_back(self) -> bool:
-        pc = self.snes.getKSP().getPC()
+        pc = self.inner.getPC()
         return pc.getType() != PETSc.PC.Type.LU or pc.getFactorSolverType() != "mumps"
 
     def _solve_by_lu(self, guess: np.ndarray) -> tuple[int, int]:
-        """The step again with MUMPS LU in place of the Krylov solver."""
+        """The step again with MUMPS LU as the solver of S."""
         self.solver.lu_fallbacks += 1
         if self.solver.comm.rank == 0:
             log.info("  fem-implicit: a linear solve failed; this step again with MUMPS LU")
-        ksp = self.snes.getKSP()
+        inner = self.inner
         if self._lu is None:
             self._lu = use_direct_lu(PETSc.KSP().create(self.solver.comm))
-        self.snes.setKSP(self._lu)
+            self._lu.setOperators(self.S)
+        self.inner = self._lu
         try:
-            its, reason = self._newton(guess)
+            return self._newton(guess)
         finally:
-            self.snes.setKSP(ksp)
-        self._linear += its
-        return its, reason
+            self.inner = inner
 
     def accepted(self) -> None:
         """Nothing to do after an accepted step."""
@@ -541,32 +585,94 @@ class _ChemicalPotentialScheme:
         )
 
 
-def _configure(snes: PETSc.SNES, params: dict[str, Any], reduced: bool = False) -> None:
-    """The case's Newton tolerances and the linear solver, then the command line's options.
+class _MixedJacobian:
+    """The (ρ, μ) Jacobian as a PETSc shell matrix: y = J x (for the line search's slope)."""
 
-    MUMPS LU for the fitted flux.  For the ``reduced`` power-law system, whose diagonal
-    M/τ dominates: PETSc's LU without pivoting on one rank (:func:`use_direct_lu`), and
-    with a ``-fem_implicit_pc_type`` other than ``lu`` on the command line (``gamg``,
-    ``hypre`` ...) GMRES to ``SCHUR_RTOL`` with that preconditioner, GAMG reusing its
-    prolongators across Newton iterations (the pattern is fixed).  Krylov is not the
-    default: an inexact Newton direction changes the Newton path, and with it the counts
-    on 1 against 2 ranks (the MPI test compares them); a failed solve of either is
-    redone with MUMPS (``_ChemicalPotentialScheme.solve``).
+    def __init__(self, scheme: _ChemicalPotentialScheme) -> None:
+        self.scheme = weakref.proxy(scheme)
+
+    def mult(self, _mat: PETSc.Mat, x: PETSc.Vec, y: PETSc.Vec) -> None:
+        s, n = self.scheme, self.scheme.n
+        x_rho, x_mu = _halves(s.A, x)
+        a_x, k_x = s.A.createVecLeft(), s.K.createVecLeft()
+        s.A.mult(x_rho, a_x)
+        s.K.mult(x_mu, k_x)
+        y.array[:n] = a_x.array_r + k_x.array_r
+        y.array[n:] = s.masses * (x_mu.array_r - s.slope * x_rho.array_r)
+
+
+class _Elimination:
+    """The exact solve of the (ρ, μ) Newton system through S = A + K diag(c') (a shell PC).
+
+    J (δρ, δμ) = (b_ρ, b_μ):  δμ = M⁻¹b_μ + c'δρ  and  S δρ = b_ρ - K M⁻¹ b_μ.
+    A failed solve of S fails the preconditioner, hence the Newton step (SNES reports a
+    failed linear solve, and the step falls back to MUMPS).
+    """
+
+    def __init__(self, scheme: _ChemicalPotentialScheme) -> None:
+        self.scheme = weakref.proxy(scheme)
+
+    def apply(self, pc: PETSc.PC, b: PETSc.Vec, x: PETSc.Vec) -> None:
+        s, n = self.scheme, self.scheme.n
+        b_rho, b_mu = _halves(s.A, b)
+        eliminated = b_mu.array_r / s.masses
+        b_mu.array[:] = eliminated
+        rhs = s.K.createVecLeft()
+        s.K.mult(b_mu, rhs)
+        rhs.aypx(-1.0, b_rho)
+        d_rho = s.S.createVecRight()
+        # The reason sticks to the PC until set again (a retry reuses it).
+        ok = s.solve_reduced(rhs, d_rho)
+        pc.setFailedReason(
+            PETSc.PC.FailedReason.NOERROR if ok else PETSc.PC.FailedReason.SUBPC_ERROR
+        )
+        if not ok:  # whatever the failed solve left is no direction
+            x.set(0.0)
+            return
+        x.array[:n] = d_rho.array_r
+        x.array[n:] = eliminated + s.slope * d_rho.array_r
+
+
+def _halves(matrix: PETSc.Mat, x: PETSc.Vec) -> tuple[PETSc.Vec, PETSc.Vec]:
+    """The ρ and μ halves of a Newton vector, as copies in ``matrix``'s column layout."""
+    first, second = matrix.createVecRight(), matrix.createVecRight()
+    n = first.getLocalSize()
+    first.array[:] = x.array_r[:n]
+    second.array[:] = x.array_r[n:]
+    return first, second
+
+
+def _configure(snes: PETSc.SNES, params: dict[str, Any]) -> None:
+    """The case's Newton tolerances and MUMPS LU, then the command line's options.
 
     On the object, not in the options database: there they would outlive this solver and
     override the next one's case keys in the same process (sweeps, notebooks).
     """
     snes.setTolerances(rtol=params["rtol"], atol=params["atol"], max_it=params["max_it"])
-    ksp = snes.getKSP()
+    use_direct_lu(snes.getKSP())
+    snes.setFromOptions()
+
+
+def _configure_reduced(ksp: PETSc.KSP) -> None:
+    """The solver of S = A + K diag(c'), then the command line's options.
+
+    S's diagonal M/τ dominates: PETSc's LU without pivoting on one rank, MUMPS on several
+    (:func:`use_direct_lu`).  With a ``-fem_implicit_pc_type`` other than ``lu`` on the
+    command line (``gamg``, ``hypre`` ...): GMRES to ``SCHUR_RTOL`` with that
+    preconditioner, GAMG reusing its prolongators across Newton iterations (the pattern
+    is fixed).  Krylov is not the default: an inexact Newton direction changes the Newton
+    path, and with it the counts on 1 against 2 ranks (the MPI test compares them); a
+    failed solve of either is redone with MUMPS (``_ChemicalPotentialScheme.solve``).
+    """
     prefix = ksp.getOptionsPrefix() or ""
     chosen = PETSc.Options().getString(f"{prefix}pc_type", PETSc.PC.Type.LU)
-    if reduced and chosen != PETSc.PC.Type.LU:
+    if chosen != PETSc.PC.Type.LU:
         ksp.setType(PETSc.KSP.Type.GMRES)
         ksp.setTolerances(rtol=SCHUR_RTOL, max_it=SCHUR_MAX_IT)
         set_default_options(prefix, {"pc_gamg_reuse_interpolation": "true"})
     else:
-        use_direct_lu(ksp, pivoting=not reduced)
-    snes.setFromOptions()
+        use_direct_lu(ksp, pivoting=False)
+    ksp.setFromOptions()
 
 
 def _newton_failure(reason: int, its: int, comm: MPI.Comm) -> SolverError:
