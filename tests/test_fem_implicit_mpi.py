@@ -1,6 +1,7 @@
-"""fem-implicit's fitted flux under ``mpiexec -n 2``: the edge graph crosses the partition
+"""fem-implicit under ``mpiexec -n 2``: the fitted flux's edge graph crosses the partition
 (an owned vertex's neighbours may live only on the other rank), so small D, where the
-Bernoulli weights vary most from edge to edge, must give the numbers of one rank."""
+Bernoulli weights vary most from edge to edge, must give the numbers of one rank; and the
+power law's Newton, whose unknowns and shell operators are laid out per rank."""
 
 import pytest
 
@@ -14,3 +15,13 @@ pytestmark = pytest.mark.mpi
 def test_small_diffusion_on_one_and_two_ranks(case, shared_tmp):
     sets = ["energy.diffusivity=0.02", "time.t_end=0.05"]
     assert_same_on_1_and_2_ranks(case, "fem-implicit", sets, shared_tmp, COMPARED, atol=1e-9)
+
+
+@pytest.mark.parametrize("m", ["1.5", "3"])
+def test_power_law_on_one_and_two_ranks(m, shared_tmp):
+    # The (ρ, μ) Newton with its systems reduced to ρ (a shell matrix and preconditioner
+    # over the owned ρ and μ), and for m = 1.5 its step re-aimed at the concave c.
+    sets = [f"energy.m={m}", "domain.cells=[40, 40]"]
+    assert_same_on_1_and_2_ranks(
+        "porous_medium_2d", "fem-implicit", sets, shared_tmp / m, COMPARED, atol=1e-9
+    )

@@ -418,6 +418,7 @@ class _ChemicalPotentialScheme:
         scheme = weakref.proxy(self)
         self.snes.setFunction(lambda _s, x, F: scheme._residual_at(x, F), self.x.duplicate())
         self.snes.setJacobian(lambda _s, x, J, _P: scheme._jacobian_at(x), jacobian, jacobian)
+        self.snes.setLineSearchPreCheck(lambda x, y: scheme._land_on_concave_potential(x, y))
         self.snes.setTolerances(
             rtol=solver.params["rtol"], atol=solver.params["atol"], max_it=solver.params["max_it"]
         )
@@ -472,6 +473,22 @@ class _ChemicalPotentialScheme:
         self.KC.diagonalScale(R=scale)
         self.A.copy(self.S, PETSc.Mat.Structure.SAME_NONZERO_PATTERN)
         self.S.axpy(1.0, self.KC, PETSc.Mat.Structure.SAME_NONZERO_PATTERN)
+
+    def _land_on_concave_potential(self, x: PETSc.Vec, y: PETSc.Vec) -> None:
+        """Where c is concave between ρ and the full step's ρ, aim μ at c of that ρ.
+
+        Newton's μ is c's tangent at ρ.  Where c is concave (U' ∝ ρ^{m-1}, m < 2), the
+        tangent overshoots, by far next to ρ = 0 where c' is infinite: the μ row then grew
+        10⁴-fold in one step (m = 1.5, 40², DIVERGED_DTOL).  There the step's μ part is
+        set so that the full step lands on c(ρ - δρ) (SNES steps to x - λy).
+        """
+        n, c = self.n, self.solver.energy.first_variation
+        rho, new, potential = x.array_r[:n], x.array_r[:n] - y.array_r[:n], self.potential[:n]
+        ends = c(rho, potential), c(new, potential)
+        middle = c(0.5 * (rho + new), potential)
+        scale = np.abs(ends[0]) + np.abs(ends[1]) + np.finfo(float).tiny
+        concave = middle - 0.5 * (ends[0] + ends[1]) > 1e-12 * scale
+        y.array[n:][concave] = x.array_r[n:][concave] - ends[1][concave]
 
     def set_interaction(self, potential: np.ndarray) -> None:
         """Use c = D·U'(ρ) + V + W∗ρⁿ from now on (``potential``: W∗ρⁿ at the local dofs)."""
