@@ -377,7 +377,8 @@ class _ChemicalPotentialScheme:
     c is not linear (m = 3, 512²: 49 against 91 iterations in 6 steps; benchmarks/README.md).
     c'(ρ) is taken as 0 where ρ ≤ 0 (U' is evaluated at max(ρ, 0)), so m < 2, whose U''
     is infinite at ρ = 0, is solved too (the mixed Jacobian assembled by UFL held that
-    infinity, and its first linear solve failed).
+    infinity, and its first linear solve failed); where c is concave the step's μ part is
+    re-aimed at c (:meth:`_land_on_concave_potential`).
     """
 
     def __init__(self, solver: Solver) -> None:
