@@ -127,8 +127,9 @@ log = logging.getLogger(__name__)
 PREFIX = "fem_implicit_"
 #: A step is refused when the negative part of ρ holds more than this share of the mass.
 NEGATIVE_MASS_SHARE = 0.05
-#: Relative tolerance and iteration cap of the Krylov solve of the mixed form's Newton
-#: systems (block preconditioner): tight enough that Newton converges as with LU.
+#: Relative tolerance and iteration cap of the Krylov solve of S, the Newton systems
+#: reduced to ρ (``-fem_implicit_pc_type gamg``): tight enough that Newton converges as
+#: with LU.
 SCHUR_RTOL = 1e-9
 SCHUR_MAX_IT = 100
 #: Backtracking by halving, not by PETSc's cubic fit: on the (ρ, μ) form of m = 3 at 512²
@@ -406,7 +407,9 @@ class _ChemicalPotentialScheme:
             matrix.assemble()
         self.n = n = V.dofmap.index_map.size_local
         self.masses = solver.lumped_masses()[:n]
-        self.slope = np.zeros(n)  # c'(ρ) at the owned vertices, set with each Jacobian
+        # c'(ρ) at the owned vertices, set with each Jacobian: the column scaling of K.
+        self._slope = self.K.createVecRight()
+        self.slope = self._slope.array
         self._rho_row = dolfinx.fem.petsc.create_vector(V)  # R_ρ, assembled with ghosts
         self.x = PETSc.Vec().createMPI((2 * n, PETSc.DECIDE), comm=comm)
         sizes = (self.x.getSizes(), self.x.getSizes())
@@ -420,20 +423,12 @@ class _ChemicalPotentialScheme:
         self.snes.setFunction(lambda _s, x, F: scheme._residual_at(x, F), self.x.duplicate())
         self.snes.setJacobian(lambda _s, x, J, _P: scheme._jacobian_at(x), jacobian, jacobian)
         self.snes.setLineSearchPreCheck(lambda x, y: scheme._land_on_concave_potential(x, y))
-        self.snes.setTolerances(
-            rtol=solver.params["rtol"], atol=solver.params["atol"], max_it=solver.params["max_it"]
-        )
-        outer = self.snes.getKSP()
-        outer.setOptionsPrefix(f"{PREFIX}mixed_")  # the command line's KSP options are S's
-        outer.setType(PETSc.KSP.Type.PREONLY)
-        outer.getPC().setType(PETSc.PC.Type.PYTHON)
-        outer.getPC().setPythonContext(_Elimination(self))
         #: The solver of S (prefix ``fem_implicit_``), and MUMPS once it has failed.
         self.inner = PETSc.KSP().create(comm)
         self.inner.setOptionsPrefix(PREFIX)
         _configure_reduced(self.inner)
         self.inner.setOperators(self.S)
-        self.snes.setFromOptions()
+        _configure(self.snes, solver.params, _Elimination(self).install)
         self._lu: PETSc.KSP | None = None
         self._linear = 0
         self.reset()
@@ -468,10 +463,8 @@ class _ChemicalPotentialScheme:
         # c'(ρ) = D·U''(ρ) = D·P'(ρ)/ρ, and 0 where ρ ≤ 0 (U' is taken at max(ρ, 0)).
         positive = np.maximum(rho, np.finfo(float).tiny)
         self.slope[:] = np.where(rho > 0.0, self.solver.energy.dpressure(positive) / positive, 0.0)
-        scale = self.K.createVecRight()
-        scale.array[:] = self.slope
         self.K.copy(self.KC, PETSc.Mat.Structure.SAME_NONZERO_PATTERN)
-        self.KC.diagonalScale(R=scale)
+        self.KC.diagonalScale(R=self._slope)
         self.A.copy(self.S, PETSc.Mat.Structure.SAME_NONZERO_PATTERN)
         self.S.axpy(1.0, self.KC, PETSc.Mat.Structure.SAME_NONZERO_PATTERN)
 
@@ -608,14 +601,15 @@ class _MixedJacobian:
 
     def __init__(self, scheme: _ChemicalPotentialScheme) -> None:
         self.scheme = weakref.proxy(scheme)
+        self.halves = _Halves(scheme.A)
+        self.a_x, self.k_x = scheme.A.createVecLeft(), scheme.K.createVecLeft()
 
     def mult(self, _mat: PETSc.Mat, x: PETSc.Vec, y: PETSc.Vec) -> None:
         s, n = self.scheme, self.scheme.n
-        x_rho, x_mu = _halves(s.A, x)
-        a_x, k_x = s.A.createVecLeft(), s.K.createVecLeft()
-        s.A.mult(x_rho, a_x)
-        s.K.mult(x_mu, k_x)
-        y.array[:n] = a_x.array_r + k_x.array_r
+        x_rho, x_mu = self.halves.of(x)
+        s.A.mult(x_rho, self.a_x)
+        s.K.mult(x_mu, self.k_x)
+        y.array[:n] = self.a_x.array_r + self.k_x.array_r
         y.array[n:] = s.masses * (x_mu.array_r - s.slope * x_rho.array_r)
 
 
@@ -629,16 +623,27 @@ class _Elimination:
 
     def __init__(self, scheme: _ChemicalPotentialScheme) -> None:
         self.scheme = weakref.proxy(scheme)
+        self.halves = _Halves(scheme.A)
+        self.rhs, self.d_rho = scheme.K.createVecLeft(), scheme.S.createVecRight()
+
+    def install(self, ksp: PETSc.KSP) -> None:
+        """Make ``ksp`` (SNES's) one application of this elimination.
+
+        Its prefix becomes ``fem_implicit_mixed_``: the command line's ``fem_implicit_``
+        KSP and PC options are the solver of S's.
+        """
+        ksp.setOptionsPrefix(f"{PREFIX}mixed_")
+        ksp.setType(PETSc.KSP.Type.PREONLY)
+        ksp.getPC().setType(PETSc.PC.Type.PYTHON)
+        ksp.getPC().setPythonContext(self)
 
     def apply(self, pc: PETSc.PC, b: PETSc.Vec, x: PETSc.Vec) -> None:
-        s, n = self.scheme, self.scheme.n
-        b_rho, b_mu = _halves(s.A, b)
+        s, n, rhs, d_rho = self.scheme, self.scheme.n, self.rhs, self.d_rho
+        b_rho, b_mu = self.halves.of(b)
         eliminated = b_mu.array_r / s.masses
         b_mu.array[:] = eliminated
-        rhs = s.K.createVecLeft()
         s.K.mult(b_mu, rhs)
         rhs.aypx(-1.0, b_rho)
-        d_rho = s.S.createVecRight()
         # The reason sticks to the PC until set again (a retry reuses it).
         ok = s.solve_reduced(rhs, d_rho)
         pc.setFailedReason(
@@ -651,23 +656,33 @@ class _Elimination:
         x.array[n:] = eliminated + s.slope * d_rho.array_r
 
 
-def _halves(matrix: PETSc.Mat, x: PETSc.Vec) -> tuple[PETSc.Vec, PETSc.Vec]:
-    """The ρ and μ halves of a Newton vector, as copies in ``matrix``'s column layout."""
-    first, second = matrix.createVecRight(), matrix.createVecRight()
-    n = first.getLocalSize()
-    first.array[:] = x.array_r[:n]
-    second.array[:] = x.array_r[n:]
-    return first, second
+class _Halves:
+    """The ρ and μ halves of a Newton vector, copied into two vectors made once."""
+
+    def __init__(self, matrix: PETSc.Mat) -> None:
+        self.first, self.second = matrix.createVecRight(), matrix.createVecRight()
+
+    def of(self, x: PETSc.Vec) -> tuple[PETSc.Vec, PETSc.Vec]:
+        """The halves of ``x``, in ``matrix``'s column layout (valid until the next call)."""
+        n = self.first.getLocalSize()
+        self.first.array[:] = x.array_r[:n]
+        self.second.array[:] = x.array_r[n:]
+        return self.first, self.second
 
 
-def _configure(snes: PETSc.SNES, params: dict[str, Any]) -> None:
-    """The case's Newton tolerances and MUMPS LU, then the command line's options.
+def _configure(
+    snes: PETSc.SNES,
+    params: dict[str, Any],
+    linear: Callable[[PETSc.KSP], object] = use_direct_lu,
+) -> None:
+    """The case's Newton tolerances and the linear solver, then the command line's options.
 
-    On the object, not in the options database: there they would outlive this solver and
-    override the next one's case keys in the same process (sweeps, notebooks).
+    ``linear`` sets up SNES's KSP: MUMPS LU by default.  On the object, not in the
+    options database: there they would outlive this solver and override the next one's
+    case keys in the same process (sweeps, notebooks).
     """
     snes.setTolerances(rtol=params["rtol"], atol=params["atol"], max_it=params["max_it"])
-    use_direct_lu(snes.getKSP())
+    linear(snes.getKSP())
     snes.setFromOptions()
 
 
