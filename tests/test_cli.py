@@ -168,6 +168,14 @@ def test_petsc_options_reach_snes(tmp_path):
     assert "SNES Function norm" in proc.stdout
 
 
+def test_fieldsplit_for_fem_implicits_one_field_systems_is_refused(tmp_path):
+    # The (ρ, μ) fieldsplit of earlier versions: its systems are now reduced to ρ.
+    out = tmp_path / "out"
+    args = ["run", "porous_medium_2d", "--out", str(out), "-fem_implicit_pc_type", "fieldsplit"]
+    assert_user_error(wgf(*args), "use -fem_implicit_pc_type gamg")
+    assert not out.exists()
+
+
 def test_solver_failure_keeps_completed_steps_and_resumes(tmp_path):
     out = str(tmp_path)
     # One Newton iteration cannot solve a porous-medium step: the run must stop after

@@ -113,7 +113,7 @@ from mpi4py import MPI
 from petsc4py import PETSc
 
 from wgf.cases import Case
-from wgf.cases.errors import SolverError
+from wgf.cases.errors import SolverError, UserError
 from wgf.solvers.fem.base import FEFlowSolver
 from wgf.solvers.fem.graph import PECLET_LIMIT, SUPPORT_SHARE, bernoulli, mesh_graph
 from wgf.solvers.fem.petsc_options import (
@@ -699,6 +699,11 @@ def _configure_reduced(ksp: PETSc.KSP) -> None:
     """
     prefix = ksp.getOptionsPrefix() or ""
     chosen = PETSc.Options().getString(f"{prefix}pc_type", PETSc.PC.Type.LU)
+    if chosen == PETSc.PC.Type.FIELDSPLIT:  # S is one field; the option was (ρ, μ)'s
+        raise UserError(
+            f"-{prefix}pc_type fieldsplit: fem-implicit's linear systems are reduced to ρ "
+            f"and have one field; use -{prefix}pc_type gamg (GMRES + GAMG) or the default LU"
+        )
     if chosen != PETSc.PC.Type.LU:
         ksp.setType(PETSc.KSP.Type.GMRES)
         ksp.setTolerances(rtol=SCHUR_RTOL, max_it=SCHUR_MAX_IT)
