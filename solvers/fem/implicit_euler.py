@@ -691,7 +691,7 @@ def _configure_reduced(ksp: PETSc.KSP) -> None:
 
     S's diagonal M/τ dominates: PETSc's LU without pivoting on one rank, MUMPS on several
     (:func:`use_direct_lu`).  With a ``-fem_implicit_pc_type`` other than ``lu`` on the
-    command line (``gamg``, ``hypre`` ...): GMRES to ``SCHUR_RTOL`` with that
+    command line (``gamg``, ``asm`` ...): GMRES to ``SCHUR_RTOL`` with that
     preconditioner, GAMG reusing its prolongators across Newton iterations (the pattern
     is fixed).  Krylov is not the default: an inexact Newton direction changes the Newton
     path, and with it the counts on 1 against 2 ranks (the MPI test compares them); a
