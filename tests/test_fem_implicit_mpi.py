@@ -22,6 +22,21 @@ def test_power_law_on_one_and_two_ranks(m, shared_tmp):
     # The (ρ, μ) Newton with its systems reduced to ρ (a shell matrix and preconditioner
     # over the owned ρ and μ), and for m = 1.5 its step re-aimed at the concave c.
     sets = [f"energy.m={m}", "domain.cells=[40, 40]"]
+    counts: dict = {}
+    if m == "1.5":
+        # Drained vertices hold ρ = ±1e-18 from round-off, which differs with the ranks'
+        # summation order, and the sign switches ρ⁺'s derivative in the Jacobian (an O(1)
+        # column): the Newton paths part at the second iteration (10 against 11 in the
+        # first step) and meet at the same ρ.
+        iterations = ["diagnostics/iterations", "diagnostics/iterations_total"]
+        keys = [key for key in COMPARED if key not in iterations]
+        counts = {"keys": keys, "counts": iterations, "counts_rtol": 0.05}
     assert_same_on_1_and_2_ranks(
-        "porous_medium_2d", "fem-implicit", sets, shared_tmp / m, COMPARED, atol=1e-9
+        "porous_medium_2d",
+        "fem-implicit",
+        sets,
+        shared_tmp / m,
+        counts.pop("keys", COMPARED),
+        atol=1e-9,
+        **counts,
     )

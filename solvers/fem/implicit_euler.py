@@ -107,8 +107,8 @@ from typing import Any
 
 import dolfinx.fem
 import dolfinx.fem.petsc
+import dolfinx.la
 import numpy as np
-import ufl
 from mpi4py import MPI
 from petsc4py import PETSc
 
@@ -121,6 +121,7 @@ from wgf.solvers.fem.petsc_options import (
     set_default_options,
     use_direct_lu,
 )
+from wgf.solvers.fem.vertex_rule import VertexRuleStiffness, coo_matrix
 
 log = logging.getLogger(__name__)
 
@@ -384,33 +385,26 @@ class _ChemicalPotentialScheme:
 
     def __init__(self, solver: Solver) -> None:
         self.solver = weakref.proxy(solver)  # no cycle: see _affine_residual's caller
-        V, rho, dxl, comm = solver.V, solver.rho, solver.dx_lumped, solver.comm
-        self.tau = dolfinx.fem.Constant(solver.mesh, PETSc.ScalarType(1.0))
+        V, comm = solver.V, solver.comm
+        self.tau = 1.0
         nodes = V.tabulate_dof_coordinates()[:, : solver.case.dim]
         #: V, then V + W∗ρⁿ with an interaction, at the local dofs (ghosts included).
         self.external = solver.energy.potential_value(nodes)
         self.potential = self.external.copy()
         self.mu = dolfinx.fem.Function(V, name="chemical_potential")
-        v, du = ufl.TestFunction(V), ufl.TrialFunction(V)
-        residual = (rho - solver.rho_old) / self.tau * v * dxl + solver.xp.maximum(
-            rho, 0.0
-        ) * ufl.dot(ufl.grad(self.mu), ufl.grad(v)) * dxl
-        self._residual = dolfinx.fem.form(residual)
-        self._jacobian = dolfinx.fem.form(ufl.derivative(residual, rho, du))
-        self._stiffness = dolfinx.fem.form(ufl.derivative(residual, self.mu, du))
-        # A, K, K diag(c') and S: one P1 pattern, preallocated by DOLFINx.
-        self.A, self.K, self.KC, self.S = (
-            dolfinx.fem.petsc.create_matrix(self._jacobian) for _ in range(4)
-        )
-        for matrix in (self.KC, self.S):  # entries in the whole pattern, for MatCopy
-            dolfinx.fem.petsc.assemble_matrix(matrix, self._jacobian)
-            matrix.assemble()
-        self.n = n = V.dofmap.index_map.size_local
+        #: ∫ρ⁺∇μ·∇v by the vertex rule, cell by cell: R_ρ, K and ∂_ρK(ρ)[·]μ in NumPy.
+        self.cells = VertexRuleStiffness(V, solver.case.dim)
+        imap = V.dofmap.index_map
+        self.n = n = imap.size_local
+        self._flux = dolfinx.la.vector(imap)  # R_ρ's flux rows, ghosts summed into owners
+        owned = np.arange(n)
+        rows, cols = self.cells.pattern()
+        rows, cols = np.concatenate([owned, rows]), np.concatenate([owned, cols])
+        # A, K and S: one P1 pattern, the owned diagonal (M/τ) first, then the cells.
+        self.A, self.K, self.S = (coo_matrix(imap, rows, cols, comm) for _ in range(3))
         self.masses = solver.lumped_masses()[:n]
-        # c'(ρ) at the owned vertices, set with each Jacobian: the column scaling of K.
-        self._slope = self.K.createVecRight()
-        self.slope = self._slope.array
-        self._rho_row = dolfinx.fem.petsc.create_vector(V)  # R_ρ, assembled with ghosts
+        #: c'(ρ) at the owned vertices, set with each Jacobian.
+        self.slope = np.zeros(n)
         self.x = PETSc.Vec().createMPI((2 * n, PETSc.DECIDE), comm=comm)
         sizes = (self.x.getSizes(), self.x.getSizes())
         jacobian = PETSc.Mat().createPython(sizes, _MixedJacobian(self), comm=comm)
@@ -442,31 +436,33 @@ class _ChemicalPotentialScheme:
 
     def _residual_at(self, x: PETSc.Vec, F: PETSc.Vec) -> None:
         self._set_state(x)
-        b, n = self._rho_row, self.n
-        with b.localForm() as local:
-            local.set(0.0)
-        dolfinx.fem.petsc.assemble_vector(b, self._residual)
-        b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
-        rho = self.solver.rho.x.array[:n]
-        chemical = self.solver.energy.first_variation(rho, self.potential[:n])
-        F.array[:n] = b.array_r[:n]
+        n, rho, flux = self.n, self.solver.rho.x.array, self._flux
+        flux.array[:] = self.cells.rows(
+            self.cells.flux(np.maximum(rho, 0.0), self.mu.x.array), len(flux.array)
+        )
+        flux.scatter_reverse(dolfinx.la.InsertMode.add)
+        chemical = self.solver.energy.first_variation(rho[:n], self.potential[:n])
+        change = rho[:n] - self.solver.rho_old.x.array[:n]
+        F.array[:n] = self.masses * change / self.tau + flux.array[:n]
         F.array[n:] = self.masses * (self.mu.x.array[:n] - chemical)
 
     def _jacobian_at(self, x: PETSc.Vec) -> None:
         """A, K and S = A + K diag(c') at x; the shell matrix and preconditioner use them."""
         self._set_state(x)
-        for matrix, form in ((self.A, self._jacobian), (self.K, self._stiffness)):
-            matrix.zeroEntries()
-            dolfinx.fem.petsc.assemble_matrix(matrix, form)
-            matrix.assemble()
-        rho = self.solver.rho.x.array[: self.n]
-        # c'(ρ) = D·U''(ρ) = D·P'(ρ)/ρ, and 0 where ρ ≤ 0 (U' is taken at max(ρ, 0)).
-        positive = np.maximum(rho, np.finfo(float).tiny)
-        self.slope[:] = np.where(rho > 0.0, self.solver.energy.dpressure(positive) / positive, 0.0)
-        self.K.copy(self.KC, PETSc.Mat.Structure.SAME_NONZERO_PATTERN)
-        self.KC.diagonalScale(R=self._slope)
-        self.A.copy(self.S, PETSc.Mat.Structure.SAME_NONZERO_PATTERN)
-        self.S.axpy(1.0, self.KC, PETSc.Mat.Structure.SAME_NONZERO_PATTERN)
+        rho, mu, cells = self.solver.rho.x.array, self.mu.x.array, self.cells
+        positive = rho > 0.0
+        # c'(ρ) = D·U''(ρ) = D·P'(ρ)/ρ, and 0 where ρ ≤ 0 (U' is taken at max(ρ, 0)); at
+        # the ghosts too, which are columns of the cells' blocks.
+        floored = np.maximum(rho, np.finfo(float).tiny)
+        slope = np.where(positive, self.solver.energy.dpressure(floored) / floored, 0.0)
+        self.slope[:] = slope[: self.n]
+        diagonal = self.masses / self.tau
+        stiffness = cells.weighted(np.maximum(rho, 0.0))
+        derivative = cells.derivative(mu, positive.astype(float))
+        self.K.setValuesCOO(np.concatenate([np.zeros_like(diagonal), stiffness.ravel()]))
+        self.A.setValuesCOO(np.concatenate([diagonal, derivative.ravel()]))
+        derivative += stiffness * slope[cells.dofs][None]
+        self.S.setValuesCOO(np.concatenate([diagonal, derivative.ravel()]))
 
     def _land_on_concave_potential(self, x: PETSc.Vec, y: PETSc.Vec) -> None:
         """Where c is concave between ρ and the full step's ρ, aim μ at c of that ρ.
@@ -515,7 +511,7 @@ class _ChemicalPotentialScheme:
         if self._previous is not None:  # the first guess extrapolated from the last step
             before, tau_prev = self._previous
             guess = start + (tau / tau_prev) * (start - before)
-        self.tau.value = tau
+        self.tau = tau
         self._linear = 0
         its, reason = self._newton(guess)
         if reason == PETSc.SNES.ConvergedReason.DIVERGED_LINEAR_SOLVE and self._can_fall_back():

@@ -111,7 +111,6 @@ from __future__ import annotations
 import dolfinx_solver  # noqa: F401 - must precede dolfinx
 
 import logging
-import math
 from typing import Any
 
 import dolfinx.fem
@@ -130,6 +129,7 @@ from wgf.solvers.fem.petsc_options import (
     use_direct_lu,
     use_schur_split,
 )
+from wgf.solvers.fem.vertex_rule import VertexRuleStiffness, coo_matrix
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ class Solver(FEFlowSolver):
             self._init_alg2(params)
             return
         imap = self.V.dofmap.index_map
-        self.n_owned, n_local = imap.size_local, imap.size_local + imap.num_ghosts
+        self.n_owned = imap.size_local
         self.masses = self.lumped_masses()
         self.V_external = self._nodal_potential()
         self.V_nodes = self.V_external
@@ -230,7 +230,7 @@ class Solver(FEFlowSolver):
         self._phi_prev: np.ndarray | None = None
         self._tau_prev = 0.0
         self._reset_newton_state()
-        self.Psi, self.Rrho, self.Rphi = (self._edge_matrix(imap, n_local) for _ in range(3))
+        self.Psi, self.Rrho, self.Rphi = (self._edge_matrix(imap) for _ in range(3))
         self.J: PETSc.Mat | None = None
         self._lu: PETSc.KSP | None = None
         centred = params["mobility"] == "centred"
@@ -490,34 +490,23 @@ class Solver(FEFlowSolver):
         where both endpoints are local (an owned vertex's neighbours need not be).  Each
         piece is clipped at 0 (exact on non-obtuse meshes).
         """
-        tdim = self.mesh.topology.dim
-        n_cells = self.mesh.topology.index_map(tdim).size_local
-        dofs = self.V.dofmap.list[:n_cells]
-        x = self.V.tabulate_dof_coordinates()[:, : self.case.dim][dofs]  # (cells, d+1, d)
-        edges = x[:, 1:] - x[:, :1]  # (cells, tdim, d): rows are edge vectors
-        grads, volume = _simplex_gradients(edges)
-        grads = np.concatenate([-grads.sum(axis=1, keepdims=True), grads], axis=1)
-        stiffness = volume[:, None, None] * np.einsum("cak,cbk->cab", grads, grads)
-        pairs = [(p, q) for p in range(tdim + 1) for q in range(p + 1, tdim + 1)]
-        i = np.concatenate([dofs[:, p] for p, _ in pairs]).astype(np.int64)
-        j = np.concatenate([dofs[:, q] for _, q in pairs]).astype(np.int64)
-        a = np.concatenate([-stiffness[:, p, q] for p, q in pairs])
+        cells = VertexRuleStiffness(self.V, self.case.dim)
+        stiffness = cells.weighted(np.ones_like(self.rho.x.array))
+        k = len(cells.dofs)
+        pairs = [(p, q) for p in range(k) for q in range(p + 1, k)]
+        i = np.concatenate([cells.dofs[p] for p, _ in pairs])
+        j = np.concatenate([cells.dofs[q] for _, q in pairs])
+        a = np.concatenate([-stiffness[p, q] for p, q in pairs])
         keep = a > 1e-14 * np.abs(a).max(initial=1.0)
         return i[keep], j[keep], a[keep]
 
-    def _edge_matrix(self, imap: dolfinx.common.IndexMap, n_local: int) -> PETSc.Mat:
+    def _edge_matrix(self, imap: dolfinx.common.IndexMap) -> PETSc.Mat:
         """AIJ matrix with the COO pattern [owned diagonal, (i,i), (i,j), (j,i), (j,j)]."""
-        n_glob = imap.size_global
-        A = PETSc.Mat().createAIJ(((self.n_owned, n_glob), (self.n_owned, n_glob)), comm=self.comm)
-        l2g = imap.local_to_global(np.arange(n_local, dtype=np.int32)).astype(PETSc.IntType)
-        lgmap = PETSc.LGMap().create(l2g, comm=self.comm)
-        A.setLGMap(lgmap, lgmap)
         owned = np.arange(self.n_owned)
         i, j = self.edge_i, self.edge_j
-        rows = np.concatenate([owned, i, i, j, j]).astype(PETSc.IntType)
-        cols = np.concatenate([owned, i, j, i, j]).astype(PETSc.IntType)
-        A.setPreallocationCOOLocal(rows, cols)
-        return A
+        rows = np.concatenate([owned, i, i, j, j])
+        cols = np.concatenate([owned, i, j, i, j])
+        return coo_matrix(imap, rows, cols, self.comm)
 
     # -- state -------------------------------------------------------------------------------
     def _reset_newton_state(self) -> None:
@@ -1289,23 +1278,3 @@ class Solver(FEFlowSolver):
             out["round_off_stops"] = float(self.round_off_stops)
             out["round_off_floor"] = self.round_off_floor
         return out
-
-
-def _simplex_gradients(edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Gradients of the barycentric coordinates λ_1..λ_k and the volumes of simplices.
-
-    ``edges`` (cells, k, d) holds the edge vectors E = [x_1 - x_0, …, x_k - x_0] as rows.
-    The gradients G (rows, in the cell's tangent space) satisfy E Gᵀ = I: G = E^{-T} for a
-    full-dimensional cell (k = d), and G = (E⁺)ᵀ, E⁺ = Eᵀ(E Eᵀ)⁻¹ the pseudo-inverse, for a
-    cell of a manifold mesh (k < d).  The volume is √det(E Eᵀ)/k! (|det E|/k! for k = d).
-
-    Returns:
-        The gradients (cells, k, d) and the volumes (cells,).
-    """
-    k, d = edges.shape[1:]
-    if k == d:
-        grads = np.linalg.inv(edges).transpose(0, 2, 1)
-        return grads, np.abs(np.linalg.det(edges)) / math.factorial(k)
-    gram = np.einsum("cak,cbk->cab", edges, edges)
-    grads = np.linalg.solve(gram, edges)  # (E Eᵀ)⁻¹E = (E⁺)ᵀ
-    return grads, np.sqrt(np.linalg.det(gram)) / math.factorial(k)
