@@ -51,7 +51,10 @@ integrated by the vertex rule,
 so μ is exactly the nodal derivative of F_h and testing with v = μ and convexity give
 F_h(ρ^{n+1}) + τ Σ_K |K| mean(ρ) |∇μ|² ≤ F_h(ρ^n).  The unknowns are (ρ, μ); the μ row
 being nodal, every Newton system is solved through its exact reduction to ρ
-(:class:`_ChemicalPotentialScheme`).  U'(ρ) and the mobility are evaluated at max(ρ, 0),
+(:class:`_ChemicalPotentialScheme`).  Its residual and matrices are sums over the cells
+of the vertex rule's tensors (:mod:`wgf.solvers.fem.vertex_rule`; on quadrilaterals the
+mean of ρ above is the rule's vertex-by-vertex sum), a few NumPy passes and one COO
+fill per matrix instead of the assembly of UFL forms.  U'(ρ) and the mobility are evaluated at max(ρ, 0),
 so Newton iterates that overshoot below zero near the free boundary stay well defined.
 The centred mobility does not guarantee ρ ≥ 0 there; ``min_density`` records the
 undershoot, and a step whose negative part holds more than ``NEGATIVE_MASS_SHARE`` of
