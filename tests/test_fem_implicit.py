@@ -275,3 +275,33 @@ def test_small_diffusion_steady_state_is_kept_exactly(tmp_path):
     energy, l1 = r["diagnostics/energy"], r["diagnostics/l1_error"]
     np.testing.assert_allclose(energy, energy[0], rtol=1e-11)
     np.testing.assert_allclose(l1, l1[0], rtol=1e-9)
+
+
+def test_newton_stops_at_an_iteration_that_did_not_lower_the_residual():
+    # Backtracking accepts its last, tiny trial when it finds no decrease; Newton must then
+    # fail (and the step be retried), not spin to max_it, nor stop "converged" on the
+    # tiny step as PETSc's step-length test would.
+    from petsc4py import PETSc
+
+    from wgf.solvers.fem.implicit_euler import _NewtonTest
+
+    snes = PETSc.SNES().create(PETSc.COMM_SELF)
+    snes.setTolerances(rtol=1e-6, atol=1e-12, stol=1e-8, max_it=5)
+    reason = PETSc.SNES.ConvergedReason
+    test = _NewtonTest()
+    assert test(snes, 0, (1.0, 0.0, 2.0)) == reason.CONVERGED_ITERATING
+    assert test(snes, 1, (1.0, 1e-14, 1.0)) == reason.CONVERGED_ITERATING
+    assert test(snes, 2, (1.0, 1e-14, 1.0)) == reason.DIVERGED_LINE_SEARCH
+    test = _NewtonTest()
+    norms = [2.0, 1.0, 1e-3, 3e-6, 1e-7]
+    reasons = [test(snes, it, (1.0, 1.0, f)) for it, f in enumerate(norms)]
+    assert reasons[:3] == [reason.CONVERGED_ITERATING] * 3
+    assert reasons[3:] == [reason.CONVERGED_ITERATING, reason.CONVERGED_FNORM_RELATIVE]
+    test = _NewtonTest()
+    assert test(snes, 0, (1.0, 0.0, 1e-13)) == reason.CONVERGED_FNORM_ABS
+    assert test(snes, 0, (1.0, 0.0, float("nan"))) == reason.DIVERGED_FNORM_NAN
+    test = _NewtonTest()
+    assert [test(snes, it, (1.0, 1.0, 2.0**-it)) for it in range(6)][-1] == reason.DIVERGED_MAX_IT
+    test = _NewtonTest()
+    test(snes, 0, (1.0, 0.0, 1.0))
+    assert test(snes, 1, (1.0, 1.0, 2e4)) == reason.DIVERGED_LINE_SEARCH

@@ -54,13 +54,13 @@ being nodal, every Newton system is solved through its exact reduction to ρ
 (:class:`_ChemicalPotentialScheme`).  Its residual and matrices are sums over the cells
 of the vertex rule's tensors (:mod:`wgf.solvers.fem.vertex_rule`; on quadrilaterals the
 mean of ρ above is the rule's vertex-by-vertex sum), a few NumPy passes and one COO
-fill per matrix instead of the assembly of UFL forms.  U'(ρ) and the mobility are evaluated at max(ρ, 0),
-so Newton iterates that overshoot below zero near the free boundary stay well defined.
-The centred mobility does not guarantee ρ ≥ 0 there; ``min_density`` records the
-undershoot, and a step whose negative part holds more than ``NEGATIVE_MASS_SHARE`` of
-the mass is refused (retried with a smaller τ, then exit 3): near the steady state of a
-confining potential the drift points into the support and the cell average drains the
-vertices just outside it (fem-jko keeps ρ ≥ 0).
+fill per matrix instead of the assembly of UFL forms.  U'(ρ) and the mobility are
+evaluated at max(ρ, 0), so Newton iterates that overshoot below zero near the free
+boundary stay well defined.  The centred mobility does not guarantee ρ ≥ 0 there;
+``min_density`` records the undershoot, and a step whose negative part holds more than
+``NEGATIVE_MASS_SHARE`` of the mass is refused (retried with a smaller τ, then exit 3):
+near the steady state of a confining potential the drift points into the support and the
+cell average drains the vertices just outside it (fem-jko keeps ρ ≥ 0).
 
 **Interaction** (``[energy.interaction]``): semi-implicit, W∗ρ^n explicit.  At the start
 of each step W∗ρ^n is evaluated at the vertices
@@ -104,6 +104,7 @@ from __future__ import annotations
 import dolfinx_solver  # noqa: F401 - must precede dolfinx
 
 import logging
+import math
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -426,6 +427,7 @@ class _ChemicalPotentialScheme:
         _configure_reduced(self.inner)
         self.inner.setOperators(self.S)
         _configure(self.snes, solver.params, _Elimination(self).install)
+        self.snes.setConvergenceTest(_NewtonTest())
         self._lu: PETSc.KSP | None = None
         self._linear = 0
         self.reset()
@@ -710,6 +712,42 @@ def _configure_reduced(ksp: PETSc.KSP) -> None:
     else:
         use_direct_lu(ksp, pivoting=False)
     ksp.setFromOptions()
+
+
+class _NewtonTest:
+    """SNES's tolerance test, stopping also at an iteration that did not lower ‖F‖.
+
+    Backtracking accepts its last trial when the step has shrunk below its minimum; then
+    ‖F‖ has not decreased, and Newton has stalled: its direction is no descent direction
+    of ‖F‖² (the Jacobian's ρ⁺ and c' switch near ρ = 0 while the step crosses it).  At
+    porous_medium_2d, m = 1.5, 512² the first step repeated the same ‖F‖ = 0.547 to 12
+    digits from its 6th to its 100th iteration, then was retried at τ/2; it now fails at
+    the first such iteration (``DIVERGED_LINE_SEARCH``), and the retry comes at once.
+    PETSc's step-length stop (``CONVERGED_SNORM_RELATIVE``) is left out on purpose: a
+    tiny step is what a stall takes, and it would be accepted as converged.
+    """
+
+    def __init__(self) -> None:
+        self.first = self.last = math.inf
+
+    def __call__(self, snes: PETSc.SNES, it: int, norms: tuple[float, float, float]) -> int:
+        fnorm = norms[2]
+        rtol, atol, _stol, max_it = snes.getTolerances()
+        reason = PETSc.SNES.ConvergedReason
+        if it == 0:
+            self.first = self.last = fnorm
+        if not math.isfinite(fnorm):
+            return reason.DIVERGED_FNORM_NAN
+        if fnorm <= atol:
+            return reason.CONVERGED_FNORM_ABS
+        if fnorm <= rtol * self.first:
+            return reason.CONVERGED_FNORM_RELATIVE
+        if it > 0 and fnorm >= self.last:
+            return reason.DIVERGED_LINE_SEARCH
+        if fnorm > snes.getDivergenceTolerance() * self.first:
+            return reason.DIVERGED_DTOL
+        self.last = fnorm
+        return reason.DIVERGED_MAX_IT if it >= max_it else reason.CONVERGED_ITERATING
 
 
 def _newton_failure(reason: int, its: int, comm: MPI.Comm) -> SolverError:
