@@ -737,7 +737,7 @@ class _NewtonTest:
         if it == 0:
             self.first = self.last = fnorm
         if not math.isfinite(fnorm):
-            return reason.DIVERGED_FNORM_NAN
+            return reason.DIVERGED_FUNCTION_NANORINF
         if fnorm <= atol:
             return reason.CONVERGED_FNORM_ABS
         if fnorm <= rtol * self.first:
