@@ -697,6 +697,13 @@ def _configure_reduced(ksp: PETSc.KSP) -> None:
     is fixed).  Krylov is not the default: an inexact Newton direction changes the Newton
     path, and with it the counts on 1 against 2 ranks (the MPI test compares them); a
     failed solve of either is redone with MUMPS (``_ChemicalPotentialScheme.solve``).
+
+    On a few ranks MUMPS is slower than PETSc's LU on one (512², 2 ranks: 4.1 s per step
+    against 2.9 s on one rank).  Gathering S onto one rank for PETSc's LU, the rest of
+    the step still split, took 3.0 s there: ``-fem_implicit_pc_type telescope
+    -fem_implicit_pc_telescope_reduction_factor <ranks> -fem_implicit_telescope_pc_type
+    lu -fem_implicit_telescope_pc_factor_mat_solver_type petsc``.  Not the default: one
+    rank then holds the whole factor, which does not scale to many ranks or to 3-D.
     """
     prefix = ksp.getOptionsPrefix() or ""
     chosen = PETSc.Options().getString(f"{prefix}pc_type", PETSc.PC.Type.LU)
