@@ -111,6 +111,7 @@ from __future__ import annotations
 import dolfinx_solver  # noqa: F401 - must precede dolfinx
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import dolfinx.fem
@@ -669,6 +670,26 @@ class Solver(FEFlowSolver):
             self.work.scatter_forward()
         return self.work.array.copy()
 
+    def _sums_at(
+        self, k: np.ndarray, i: np.ndarray, j: np.ndarray
+    ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """Σ over the edge pieces (i, j) of (``at_i``, ``at_j``), at the sorted vertices ``k``.
+
+        The relaxation takes eleven such sums per colour class at a few vertices each: on
+        one rank only the pieces that end in ``k`` are summed, in the order
+        :meth:`_accumulate` sums them (the same floating-point result, without its pass
+        over every vertex); across ranks the ghosts' parts need that pass and its scatter.
+        """
+        if self.comm.size > 1:
+            return lambda at_i, at_j: self._accumulate([i, j], [at_i, at_j])[k]
+        ends = np.concatenate([i, j])
+        slot = np.minimum(np.searchsorted(k, ends), max(len(k) - 1, 0))
+        hit = np.flatnonzero(k[slot] == ends) if len(k) else np.zeros(0, dtype=int)
+        slot = slot[hit]
+        return lambda at_i, at_j: np.bincount(
+            slot, weights=np.concatenate([at_i, at_j])[hit], minlength=len(k)
+        )
+
     def _psi(self, tau: float) -> dict[str, np.ndarray]:
         """The edge terms and ψ(ϕ) = -ϕ + (τ/2m) Σ_j w a (ϕ_j - ϕ_i)² (Hamilton–Jacobi row)."""
         e = self._edge_terms(tau)
@@ -847,10 +868,10 @@ class Solver(FEFlowSolver):
         i, j, a = self.edge_i[near], self.edge_j[near], self.edge_a[near]
         phi, rho = self.phi.array, self.rho_v
         k = np.flatnonzero(update)
+        at_k = self._sums_at(k, i, j)
         # Σ_j a_ij·(1, ϕ_j, ϕ_j², ρ_j, ρ_j ϕ_j) at the relaxed vertices, completed across ranks.
         A, B, C, Qr, Qrp = (
-            self._accumulate([i, j], [a * f[j], a * f[i]])[k]
-            for f in (np.ones_like(phi), phi, phi**2, rho, rho * phi)
+            at_k(a * f[j], a * f[i]) for f in (np.ones_like(phi), phi, phi**2, rho, rho * phi)
         )
         # A neighbour's ρ_j moves with ϕ_i = x through the τ-term of ψ_j, by
         # κ_ij [(x - ϕ_j)² - (x₀ - ϕ_j)²] to first order, κ_ij = (dρ/dψ)_j τ a_ij/(4 m_j).
@@ -861,7 +882,7 @@ class Solver(FEFlowSolver):
         ak_j, ak_i = a * a * kappa[j], a * a * kappa[i]
         d2 = (phi[i] - phi[j]) ** 2  # (x₀ - ϕ_j)² for row i, (x₀ - ϕ_i)² for row j
         S0, S1, S2, S3, T0, T1 = (
-            self._accumulate([i, j], [f_j, f_i])[k]
+            at_k(f_j, f_i)
             for f_j, f_i in (
                 (ak_j, ak_i),
                 (ak_j * phi[j], ak_i * phi[i]),
@@ -992,11 +1013,21 @@ class Solver(FEFlowSolver):
                 colour[take], waiting, k = k, waiting & ~take, k + 1
         return colour
 
-    def _psi_on(self, tau: float, edges: np.ndarray) -> np.ndarray:
-        """ψ(ϕ) of the centred mobility from the ``edges`` only: right where they are all."""
+    def _psi_on(
+        self,
+        tau: float,
+        edges: np.ndarray,
+        at: np.ndarray,
+        sums: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    ) -> np.ndarray:
+        """ψ(ϕ) of the centred mobility at the vertices ``at``.
+
+        Every edge piece of the vertices ``at`` is in ``edges``; ``sums`` is
+        :meth:`_sums_at` of those pieces at ``at``.
+        """
         i, j, phi = self.edge_i[edges], self.edge_j[edges], self.phi.array
         quarter = 0.25 * tau * self.edge_a[edges] * (phi[j] - phi[i]) ** 2
-        return -phi + self._accumulate([i, j], [quarter, quarter]) / self.masses
+        return -phi[at] + sums(quarter, quarter) / self.masses[at]
 
     def _relax(self, tau: float, norm: float) -> float:
         """``RELAX_SWEEPS`` Gauss–Seidel sweeps of the dilute rows, kept if ‖R‖ fell.
@@ -1031,9 +1062,10 @@ class Solver(FEFlowSolver):
             touched = self._accumulate([i[near], j[near]], [ones, ones]) > 0.0
             around = touched[i] | touched[j]
             touched = np.flatnonzero(touched)
+            psi_sums = self._sums_at(touched, i[around], j[around])
             for c in present:
                 if c != present[0]:  # ρ at the ϕ the previous colour left
-                    psi = self._psi_on(tau, around)[touched]
+                    psi = self._psi_on(tau, around, touched, psi_sums)
                     self.rho_v[touched] = self.energy.invert_first_variation(
                         psi - self.V_nodes[touched], self.barrier, self.rho_v[touched]
                     )[0]
