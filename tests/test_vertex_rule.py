@@ -2,7 +2,8 @@
 
 ∫ρ⁺∇μ·∇v with the vertex quadrature rule (fem-implicit's flux), its derivatives in μ and
 in ρ, on intervals, triangles (a distorted mesh with obtuse cells), quadrilaterals
-(non-affine ones), tetrahedra and a manifold mesh (the circle in ℝ²), on every rank.
+(non-affine ones), tetrahedra, hexahedra and a manifold mesh (the circle in ℝ²), on
+every rank.
 """
 
 import dolfinx_solver  # noqa: F401 - must precede dolfinx
@@ -37,6 +38,10 @@ def _meshes(comm: MPI.Comm) -> dict[str, tuple[dolfinx.mesh.Mesh, int]]:
             2,
         ),
         "tetrahedron": (dolfinx.mesh.create_unit_cube(comm, 3, 4, 3), 3),
+        "hexahedron": (
+            dolfinx.mesh.create_unit_cube(comm, 3, 2, 3, dolfinx.mesh.CellType.hexahedron),
+            3,
+        ),
         "circle": (circle_mesh(comm, 40), 2),
     }
 
@@ -49,7 +54,7 @@ def _dense(A) -> np.ndarray:
     return np.vstack(A.getComm().tompi4py().allgather(local))
 
 
-CELLS = ["interval", "triangle", "quadrilateral", "tetrahedron", "circle"]
+CELLS = ["interval", "triangle", "quadrilateral", "tetrahedron", "hexahedron", "circle"]
 
 
 @pytest.mark.parametrize("name", CELLS)
