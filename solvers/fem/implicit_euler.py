@@ -407,8 +407,10 @@ class _ChemicalPotentialScheme:
         owned = np.arange(n)
         rows, cols = self.cells.pattern()
         rows, cols = np.concatenate([owned, rows]), np.concatenate([owned, cols])
-        # A, K and S: one P1 pattern, the owned diagonal (M/τ) first, then the cells.
-        self.A, self.K, self.S = (coo_matrix(imap, rows, cols, comm) for _ in range(3))
+        # A, K and S: one P1 pattern, the owned diagonal (M/τ) first, then the cells (a
+        # duplicate keeps the COO layout, so the preallocation is done once).
+        self.A = coo_matrix(imap, rows, cols, comm)
+        self.K, self.S = self.A.duplicate(), self.A.duplicate()
         self.masses = solver.lumped_masses()[:n]
         #: c'(ρ) at the owned vertices, set with each Jacobian.
         self.slope = np.zeros(n)

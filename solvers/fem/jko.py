@@ -231,7 +231,8 @@ class Solver(FEFlowSolver):
         self._phi_prev: np.ndarray | None = None
         self._tau_prev = 0.0
         self._reset_newton_state()
-        self.Psi, self.Rrho, self.Rphi = (self._edge_matrix(imap) for _ in range(3))
+        self.Psi = self._edge_matrix(imap)
+        self.Rrho, self.Rphi = self.Psi.duplicate(), self.Psi.duplicate()  # the COO layout too
         self.J: PETSc.Mat | None = None
         self._lu: PETSc.KSP | None = None
         centred = params["mobility"] == "centred"

@@ -109,7 +109,8 @@ def coo_matrix(
     """AIJ matrix on ``imap``'s layout, preallocated for entries at local (rows, cols).
 
     Fill it with ``setValuesCOO`` (values in the same order, duplicates summed): entries
-    in rows of ghost dofs are sent to their owners.
+    in rows of ghost dofs are sent to their owners.  ``duplicate()`` keeps the COO
+    layout, so matrices of one pattern need this preallocation once.
     """
     owned, n_glob = imap.size_local, imap.size_global
     local = np.arange(owned + imap.num_ghosts, dtype=np.int32)
