@@ -289,9 +289,9 @@ def test_newton_stops_when_the_residual_has_stopped_falling():
 
     from wgf.solvers.fem.implicit_euler import STALLED_ITERATIONS, _NewtonTest
 
-    assert STALLED_ITERATIONS == 3
+    assert STALLED_ITERATIONS == 5
     snes = PETSc.SNES().create(PETSc.COMM_SELF)
-    snes.setTolerances(rtol=1e-6, atol=1e-12, stol=1e-8, max_it=8)
+    snes.setTolerances(rtol=1e-6, atol=1e-12, stol=1e-8, max_it=10)
     reason = PETSc.SNES.ConvergedReason
 
     def reasons(norms: list[float]) -> list[int]:
@@ -299,16 +299,17 @@ def test_newton_stops_when_the_residual_has_stopped_falling():
         return [test(snes, it, (1.0, 1e-14, f)) for it, f in enumerate(norms)]
 
     going = reason.CONVERGED_ITERATING
-    assert reasons([2.0, 1.0, 1.0, 1.5, 1.0]) == [going] * 4 + [reason.DIVERGED_LINE_SEARCH]
-    assert reasons([2.0, 1.0, 1.2, 0.5, 0.6, 0.5, 0.4]) == [going] * 7
+    stalled = [2.0, 1.0, 1.0, 1.5, 1.0, 1.0, 1.2]
+    assert reasons(stalled) == [going] * 6 + [reason.DIVERGED_LINE_SEARCH]
+    assert reasons([2.0, 1.0, 1.2, 1.1, 1.0, 1.3, 0.5, 0.6, 0.4]) == [going] * 9
     assert reasons([2.0, 1.0, 1e-3, 3e-6, 1e-7])[3:] == [going, reason.CONVERGED_FNORM_RELATIVE]
     assert reasons([1e-13]) == [reason.CONVERGED_FNORM_ABS]
     assert reasons([float("nan")]) == [reason.DIVERGED_FUNCTION_NANORINF]
-    assert reasons([2.0**-it for it in range(9)])[-1] == reason.DIVERGED_MAX_IT
+    assert reasons([2.0**-it for it in range(11)])[-1] == reason.DIVERGED_MAX_IT
     assert reasons([1.0, 2e4]) == [going, reason.DIVERGED_DTOL]
     # A second solve starts afresh (the test object lives as long as the SNES).
     test = _NewtonTest()
-    for it, f in enumerate([2.0, 1.0, 1.0, 1.0]):
+    for it, f in enumerate([2.0, 1.0, 1.0, 1.0, 1.0, 1.0]):
         test(snes, it, (1.0, 1.0, f))
     assert test(snes, 0, (1.0, 0.0, 5.0)) == going
     assert test(snes, 1, (1.0, 1.0, 4.0)) == going

@@ -139,7 +139,7 @@ SCHUR_RTOL = 1e-9
 SCHUR_MAX_IT = 100
 #: Newton iterations in a row that may leave ‖F‖ above its lowest value before the step
 #: fails as stalled (:class:`_NewtonTest`).
-STALLED_ITERATIONS = 3
+STALLED_ITERATIONS = 5
 #: Backtracking by halving, not by PETSc's cubic fit: on the (ρ, μ) form of m = 3 at 512²
 #: the fit kept choosing steps of 10⁻²-10⁻⁴ and the first step stalled at ‖R‖ ≈ 0.3 (43
 #: iterations, then a failed line search); halving converges in 15.
@@ -736,10 +736,11 @@ class _NewtonTest:
     ‖F‖ = 0.547 to 12 digits from its 6th to its 100th iteration, then was retried at
     τ/2; now the step fails (``DIVERGED_LINE_SEARCH``) once ``STALLED_ITERATIONS``
     iterations in a row have not gone below the lowest ‖F‖ so far, and the retry comes
-    at once.  Not at the first such iteration: a single one occurs in one run of 4 of
-    the same 40² problem on 2 ranks (MUMPS's parallel factorisation is not bitwise
-    reproducible), and Newton then recovers; failing there retried a step that
-    converges.  PETSc's step-length stop (``CONVERGED_SNORM_RELATIVE``) is left out on
+    at once.  Not at the first such iteration: on the same 40² problem on 2 ranks
+    (MUMPS's parallel factorisation is not bitwise reproducible) Newton has such
+    iterations now and then and recovers from them; failing there retried a step that
+    converges (4 runs of 16 at the first such iteration, about 1 run of 18 of the MPI
+    tests at 3 in a row).  PETSc's step-length stop (``CONVERGED_SNORM_RELATIVE``) is left out on
     purpose: a tiny step is what a stall takes, and it would be accepted as converged.
     """
 
