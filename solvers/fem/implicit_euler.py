@@ -140,6 +140,8 @@ SCHUR_MAX_IT = 100
 #: Newton iterations in a row that may leave ‖F‖ above its lowest value before the step
 #: fails as stalled (:class:`_NewtonTest`).
 STALLED_ITERATIONS = 5
+#: ρ⁺ counts as positive in the Jacobian above this share of the peak density (round-off).
+SWITCH_ABOVE = 1e-14
 #: Backtracking by halving, not by PETSc's cubic fit: on the (ρ, μ) form of m = 3 at 512²
 #: the fit kept choosing steps of 10⁻²-10⁻⁴ and the first step stalled at ‖R‖ ≈ 0.3 (43
 #: iterations, then a failed line search); halving converges in 15.
@@ -387,7 +389,10 @@ class _ChemicalPotentialScheme:
     c'(ρ) is taken as 0 where ρ ≤ 0 (U' is evaluated at max(ρ, 0)), so m < 2, whose U''
     is infinite at ρ = 0, is solved too (the mixed Jacobian assembled by UFL held that
     infinity, and its first linear solve failed); where c is concave the step's μ part is
-    re-aimed at c (:meth:`_land_on_concave_potential`).
+    re-aimed at c (:meth:`_land_on_concave_potential`).  In the Jacobian ρ counts as
+    positive above ``SWITCH_ABOVE`` × the peak density: the round-off signs of drained
+    vertices (ρ = ±1e-18, which differ with the ranks' summation order) no longer switch
+    its columns, and 1 and 2 ranks take the same Newton iterations.
     """
 
     def __init__(self, solver: Solver) -> None:
@@ -460,9 +465,13 @@ class _ChemicalPotentialScheme:
         """A, K and S = A + K diag(c') at x; the shell matrix and preconditioner use them."""
         self._set_state(x)
         rho, mu, cells = self.solver.rho.x.array, self.mu.x.array, self.cells
-        positive = rho > 0.0
-        # c'(ρ) = D·U''(ρ) = D·P'(ρ)/ρ, and 0 where ρ ≤ 0 (U' is taken at max(ρ, 0)); at
-        # the ghosts too, which are columns of the cells' blocks.
+        # ρ⁺'s switch at round-off above zero, not at zero: drained vertices hold ρ = ±1e-18
+        # from round-off, whose sign (which differs with the ranks' summation order) would
+        # switch an O(1) column of the Jacobian and part the Newton paths of 1 and 2 ranks.
+        peak = self.solver.comm.allreduce(float(rho[: self.n].max(initial=0.0)), op=MPI.MAX)
+        positive = rho > SWITCH_ABOVE * peak
+        # c'(ρ) = D·U''(ρ) = D·P'(ρ)/ρ, and 0 where ρ is not positive (U' is taken at
+        # max(ρ, 0)); at the ghosts too, which are columns of the cells' blocks.
         floored = np.maximum(rho, np.finfo(float).tiny)
         slope = np.where(positive, self.solver.energy.dpressure(floored) / floored, 0.0)
         self.slope[:] = slope[: self.n]
@@ -737,10 +746,11 @@ class _NewtonTest:
     τ/2; now the step fails (``DIVERGED_LINE_SEARCH``) once ``STALLED_ITERATIONS``
     iterations in a row have not gone below the lowest ‖F‖ so far, and the retry comes
     at once.  Not at the first such iteration: on the same 40² problem on 2 ranks
-    (MUMPS's parallel factorisation is not bitwise reproducible) Newton has such
-    iterations now and then and recovers from them; failing there retried a step that
+    (MUMPS's parallel factorisation is not bitwise reproducible) Newton had such
+    iterations now and then and recovered from them; failing there retried a step that
     converges (4 runs of 16 at the first such iteration, about 1 run of 18 of the MPI
-    tests at 3 in a row).  PETSc's step-length stop (``CONVERGED_SNORM_RELATIVE``) is left out on
+    tests at 3 in a row; those paths parted on the round-off signs that ``SWITCH_ABOVE``
+    now ignores).  PETSc's step-length stop (``CONVERGED_SNORM_RELATIVE``) is left out on
     purpose: a tiny step is what a stall takes, and it would be accepted as converged.
     """
 
