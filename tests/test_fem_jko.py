@@ -235,6 +235,20 @@ def test_relaxed_rows_count_their_neighbours_density_response_on_a_fine_mesh():
     assert not cubic._convex_response()[support].any()  # ρ ∝ ψ^(1/2)
 
 
+def test_overfilled_vertices_are_relaxed_where_the_density_response_is_concave():
+    """m = 3: a full Newton step overfills vertices just outside ρⁿ's support (ρ up to the
+    peak where ρⁿ is 10⁻⁸ of it); kept as relaxation candidates, they no longer damp the
+    line search for iterations in a row.  Four porous_medium_2d steps at 192² took [23, 19,
+    20, 18] Newton iterations before, now [19, 10, 9, 10], with the same L1 error to 7
+    digits (the same R = 0 is solved)."""
+    _, solver = _fem_jko(
+        "porous_medium_2d", {"domain.cells": [192, 192], "energy.m": 3.0, "time.t_end": 0.02}
+    )
+    its = [solver.step(0.005) for _ in range(4)]
+    assert sum(its) <= 60, its
+    assert solver.diagnostics(0.02)["l1_error"] == pytest.approx(2.572023e-2, rel=1e-6)
+
+
 def test_relaxation_colours_the_mesh_properly_with_few_colours():
     """No edge joins two vertices of one colour, and at most max degree + 1 colours (5 on
     this mesh, whose degree is 6; the round numbers used as colours before made 21
