@@ -87,7 +87,9 @@ other rows is taken with the free boundary already adjusted to it.  The converge
 is unchanged (R = 0 either way; the L1 errors agree to 7 digits).  Before (a Jacobi
 sweep after the line search) the Newton step from a relaxed point was cut to α = ½ and
 undid half of the relaxation, iteration after iteration (measured: see
-benchmarks/README.md).
+benchmarks/README.md).  Where ρ(ψ) is concave (m > 2) a trial point may overfill a
+vertex that was dilute at the Newton iterate (up to the peak density just outside ρⁿ's
+support); it stays a candidate of the relaxation (:meth:`Solver._dilute_rows`).
 
 ρ → 0.  The entropy keeps ρ > 0 by itself.  For the power law F_h gets the log barrier
 -ε Σ_i m_i log ρ_i (interior point) with ε = ``barrier`` × the initial mean density: the
