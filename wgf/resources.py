@@ -5,7 +5,9 @@ A case with ``domain.cells = [3000, 3000]``, ``output.sample_cells = [20000, 200
 killer) after minutes of building.  The estimate is a sum of three terms, each a count
 times a per-item constant:
 
-    bytes ≈ BASE + C_cell · (mesh cells) + C_sample · (sample points) + C_particle · N.
+    bytes ≈ BASE + C_cell · (mesh cells) + C_sample · (sample points) + C_particle · N,
+
+with C_cell by the kind of cell (a hexahedron takes 12 times a triangle's memory).
 
 The constants are rounded up from the peak resident size of small runs on one rank (the
 difference between two sizes, so the interpreter and libraries cancel; the measurements
@@ -25,8 +27,16 @@ from wgf.cases.errors import UserError
 
 #: The interpreter, DOLFINx, PETSc and numpy before any case data [bytes].
 BASE_BYTES = 200e6
-#: Per mesh cell of a finite-element solver: mesh, P1 spaces, matrices, the linear solver.
-CELL_BYTES = 1700.0
+#: Per mesh cell of a finite-element solver (mesh, P1 spaces, matrices, the linear solver),
+#: by the box's ``cell_type`` and the dimension; triangles for the other shapes.  A cell
+#: with more vertices couples more pairs of them (and its vertex rule has more points).
+CELL_BYTES = {
+    ("simplex", 1): 1700.0,
+    ("simplex", 2): 1700.0,
+    ("simplex", 3): 3700.0,
+    ("hypercube", 2): 3700.0,
+    ("hypercube", 3): 20_000.0,
+}
 #: Per sample point: coordinates, the cell that holds it, the sampled values.
 SAMPLE_BYTES = 250.0
 #: Per particle, by solver; ``blob`` keeps neighbour lists (thousands of entries each).
@@ -64,6 +74,15 @@ def mesh_cells(case: Case) -> float:
     return float(cells) * 2.0 ** (case.dim * (dom.get("refinements") or 0))
 
 
+def cell_bytes(case: Case) -> float:
+    """Bytes per mesh cell of the case's finite-element mesh (:data:`CELL_BYTES`)."""
+    dom = case.section("domain")
+    if dom["shape"] != "box":
+        return CELL_BYTES[("simplex", 2)]
+    kind = "simplex" if case.dim == 1 else dom["cell_type"]  # an interval either way
+    return CELL_BYTES[(kind, case.dim)]
+
+
 def estimate(case: Case, solver: str) -> dict[str, float]:
     """Estimated bytes of running ``solver`` on ``case``, by term (and their ``total``)."""
     params = case.solver_params(solver)
@@ -74,7 +93,7 @@ def estimate(case: Case, solver: str) -> dict[str, float]:
     else:
         # A space-time solver (fem-bb) has time_cells layers of the spatial mesh.
         layers = params.get("time_cells") or 1
-        parts["cells"] = CELL_BYTES * mesh_cells(case) * layers
+        parts["cells"] = cell_bytes(case) * mesh_cells(case) * layers
     parts["samples"] = SAMPLE_BYTES * math.prod(case.sample_cells())
     parts["total"] = sum(parts.values())
     return parts
