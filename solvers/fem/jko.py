@@ -89,7 +89,8 @@ sweep after the line search) the Newton step from a relaxed point was cut to α 
 undid half of the relaxation, iteration after iteration (measured: see
 benchmarks/README.md).  Where ρ(ψ) is concave (m > 2) a trial point may overfill a
 vertex that was dilute at the Newton iterate (up to the peak density just outside ρⁿ's
-support); it stays a candidate of the relaxation (:meth:`Solver._dilute_rows`).
+support); in a warm-started step it stays a candidate of the relaxation
+(:meth:`Solver._dilute_rows`).
 
 ρ → 0.  The entropy keeps ρ > 0 by itself.  For the power law F_h gets the log barrier
 -ε Σ_i m_i log ρ_i (interior point) with ε = ``barrier`` × the initial mean density: the
