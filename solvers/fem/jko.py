@@ -247,7 +247,6 @@ class Solver(FEFlowSolver):
         self._reduced = centred and self.energy.needs_barrier
         self._support: np.ndarray | None = None
         self._mesh_colours: np.ndarray | None = None  # of the relaxation, made once
-        self._blocks: dict[int, dolfinx.la.Vector] = {}  # of _sums_at across ranks
         #: Owned vertices dilute at the current Newton iterate (relaxed at its trial points).
         self._dilute_at_iterate: np.ndarray | None = None
         self._schur: DiagonalSchur | None = None  # the support block's Schur complement
@@ -680,53 +679,25 @@ class Solver(FEFlowSolver):
             self.work.scatter_forward()
         return self.work.array.copy()
 
-    def _sums_at(self, k: np.ndarray, i: np.ndarray, j: np.ndarray) -> Callable[..., np.ndarray]:
-        """Σ over the edge pieces (i, j) of pairs (``at_i``, ``at_j``) at the sorted vertices ``k``.
+    def _sums_at(
+        self, k: np.ndarray, i: np.ndarray, j: np.ndarray
+    ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """Σ over the edge pieces (i, j) of (``at_i``, ``at_j``), at the sorted vertices ``k``.
 
-        The returned function takes any number of pairs and returns their sums, one row per
-        pair.  The relaxation takes eleven such sums per colour class at a few vertices
-        each: on one rank only the pieces that end in ``k`` are summed, in the order
+        The relaxation takes eleven such sums per colour class at a few vertices each: on
+        one rank only the pieces that end in ``k`` are summed, in the order
         :meth:`_accumulate` sums them (the same floating-point result, without its pass
-        over every vertex); across ranks every pair is summed at once, and one scatter of
-        a block vector (a column per pair) completes the sums, where :meth:`_accumulate`
-        took a pass and two scatters per sum (fem-jko at 512² on 2 ranks: 8 % less time
-        per step).
+        over every vertex); across ranks the ghosts' parts need that pass and its scatter.
         """
-        ends = np.concatenate([i, j])
         if self.comm.size > 1:
-            n = len(self.work.array)
-
-            def completed(*pairs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-                # Bin v·P + p holds pair p at vertex v: the layout of a block vector of P.
-                width = len(pairs)
-                bins = (ends * width + np.arange(width)[:, None]).ravel()
-                weights = np.concatenate([np.concatenate(pair) for pair in pairs])
-                block = self._block_vector(width)
-                block.array[:] = np.bincount(bins, weights=weights, minlength=n * width)
-                block.scatter_reverse(dolfinx.la.InsertMode.add)
-                block.scatter_forward()
-                return block.array.reshape(-1, width)[k].T.copy()
-
-            return completed
+            return lambda at_i, at_j: self._accumulate([i, j], [at_i, at_j])[k]
+        ends = np.concatenate([i, j])
         slot = np.minimum(np.searchsorted(k, ends), max(len(k) - 1, 0))
         hit = np.flatnonzero(k[slot] == ends) if len(k) else np.zeros(0, dtype=int)
         slot = slot[hit]
-
-        def sums(*pairs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-            return np.array(
-                [
-                    np.bincount(slot, weights=np.concatenate(pair)[hit], minlength=len(k))
-                    for pair in pairs
-                ]
-            )
-
-        return sums
-
-    def _block_vector(self, width: int) -> dolfinx.la.Vector:
-        """A vector over the vertices with ``width`` values each, made once per width."""
-        if width not in self._blocks:
-            self._blocks[width] = dolfinx.la.vector(self.V.dofmap.index_map, bs=width)
-        return self._blocks[width]
+        return lambda at_i, at_j: np.bincount(
+            slot, weights=np.concatenate([at_i, at_j])[hit], minlength=len(k)
+        )
 
     def _psi(self, tau: float) -> dict[str, np.ndarray]:
         """The edge terms and ψ(ϕ) = -ϕ + (τ/2m) Σ_j w a (ϕ_j - ϕ_i)² (Hamilton–Jacobi row)."""
@@ -908,8 +879,8 @@ class Solver(FEFlowSolver):
         k = np.flatnonzero(update)
         at_k = self._sums_at(k, i, j)
         # Σ_j a_ij·(1, ϕ_j, ϕ_j², ρ_j, ρ_j ϕ_j) at the relaxed vertices, completed across ranks.
-        A, B, C, Qr, Qrp = at_k(
-            *((a * f[j], a * f[i]) for f in (np.ones_like(phi), phi, phi**2, rho, rho * phi))
+        A, B, C, Qr, Qrp = (
+            at_k(a * f[j], a * f[i]) for f in (np.ones_like(phi), phi, phi**2, rho, rho * phi)
         )
         # A neighbour's ρ_j moves with ϕ_i = x through the τ-term of ψ_j, by
         # κ_ij [(x - ϕ_j)² - (x₀ - ϕ_j)²] to first order, κ_ij = (dρ/dψ)_j τ a_ij/(4 m_j).
@@ -919,13 +890,16 @@ class Solver(FEFlowSolver):
         kappa = np.where(responsive, self.drho * tau / (4.0 * self.masses), 0.0)
         ak_j, ak_i = a * a * kappa[j], a * a * kappa[i]
         d2 = (phi[i] - phi[j]) ** 2  # (x₀ - ϕ_j)² for row i, (x₀ - ϕ_i)² for row j
-        S0, S1, S2, S3, T0, T1 = at_k(
-            (ak_j, ak_i),
-            (ak_j * phi[j], ak_i * phi[i]),
-            (ak_j * phi[j] ** 2, ak_i * phi[i] ** 2),
-            (ak_j * phi[j] ** 3, ak_i * phi[i] ** 3),
-            (ak_j * d2, ak_i * d2),
-            (ak_j * d2 * phi[j], ak_i * d2 * phi[i]),
+        S0, S1, S2, S3, T0, T1 = (
+            at_k(f_j, f_i)
+            for f_j, f_i in (
+                (ak_j, ak_i),
+                (ak_j * phi[j], ak_i * phi[i]),
+                (ak_j * phi[j] ** 2, ak_i * phi[i] ** 2),
+                (ak_j * phi[j] ** 3, ak_i * phi[i] ** 3),
+                (ak_j * d2, ak_i * d2),
+                (ak_j * d2 * phi[j], ak_i * d2 * phi[i]),
+            )
         )
         m, V, rho_n = self.masses[k], self.V_nodes[k], self.rho_old.x.array[k]
         # ψ_i = -ϕ_i + (τ/4m_i) Σ_j a_ij (ϕ_j - ϕ_i)² (centred: half of each edge's term):
@@ -1081,7 +1055,7 @@ class Solver(FEFlowSolver):
         """
         i, j, phi = self.edge_i[edges], self.edge_j[edges], self.phi.array
         quarter = 0.25 * tau * self.edge_a[edges] * (phi[j] - phi[i]) ** 2
-        return -phi[at] + sums((quarter, quarter))[0] / self.masses[at]
+        return -phi[at] + sums(quarter, quarter) / self.masses[at]
 
     def _relax(self, tau: float, norm: float) -> float:
         """``RELAX_SWEEPS`` Gauss–Seidel sweeps of the dilute rows, kept if ‖R‖ fell.
