@@ -344,7 +344,9 @@ class Solver(FEFlowSolver):
             ksp.setFromOptions()
             self.ksp = ksp
             return
-        exterior = np.setdiff1d(np.arange(self.n_owned), support)
+        outside = np.ones(self.n_owned, dtype=bool)
+        outside[support] = False
+        exterior = np.flatnonzero(outside)
         imap = self.V.dofmap.index_map
         sets = [
             PETSc.IS().createGeneral(
@@ -781,7 +783,7 @@ class Solver(FEFlowSolver):
                     -c_j / m[j],
                     c_j / m[j],
                 ]
-            ).astype(PETSc.ScalarType),
+            ).astype(PETSc.ScalarType, copy=False),
             addv=PETSc.InsertMode.ADD_VALUES,
         )
         # ∂R/∂ρ at fixed ϕ.
@@ -794,7 +796,7 @@ class Solver(FEFlowSolver):
                     -a * w * dphi,
                     -a * (1.0 - w) * dphi,
                 ]
-            ).astype(PETSc.ScalarType),
+            ).astype(PETSc.ScalarType, copy=False),
             addv=PETSc.InsertMode.ADD_VALUES,
         )
         # ∂R/∂ϕ at fixed ρ.
@@ -808,7 +810,7 @@ class Solver(FEFlowSolver):
                     d,
                     -d,
                 ]
-            ).astype(PETSc.ScalarType),
+            ).astype(PETSc.ScalarType, copy=False),
             addv=PETSc.InsertMode.ADD_VALUES,
         )
         scale = self.Psi.createVecLeft()
