@@ -167,6 +167,10 @@ RELAX_ROWS_ABOVE = 1e-5
 SCALAR_STEPS = 40
 #: ...until the bracket or the step is this small (in log ρ: the next step would be ~its square).
 SCALAR_XTOL = 1e-8
+#: Widenings of a relaxed row's bracket by e³ upwards where the row is still negative at
+#: its top (:meth:`Solver._relax_dilute_vertices`); only where ρ(ψ) is concave and only
+#: in warm-started steps (:meth:`Solver._relax`).
+BRACKET_WIDENINGS = 5
 #: Relax only when the dilute rows hold at least this share of ‖R‖.
 RELAX_WHEN_SHARE_ABOVE = 0.5
 #: Newton iterations of a warm-started step during which the vertices dilute at the
@@ -872,7 +876,12 @@ class Solver(FEFlowSolver):
         return norm
 
     def _relax_dilute_vertices(
-        self, tau: float, update: np.ndarray, near: np.ndarray, kappa: np.ndarray
+        self,
+        tau: float,
+        update: np.ndarray,
+        near: np.ndarray,
+        kappa: np.ndarray,
+        widen: np.ndarray,
     ) -> None:
         """Each owned vertex of ``update`` solves its own mass row (one colour of a sweep).
 
@@ -885,7 +894,9 @@ class Solver(FEFlowSolver):
         reaches ψ_i (the parabola's vertex).  ``near`` holds the edges that touch a
         relaxed vertex (on any rank): the sums need no others.  ``kappa`` is τ(dρ/dψ)/4m
         at the vertices (owned and ghost) whose ρ is taken to follow a relaxed
-        neighbour's ϕ to first order, and 0 at those held.  Centred mobility only.
+        neighbour's ϕ to first order, and 0 at those held.  The bracket is [log ρ, log ρⁿ]
+        widened by 3 each way; at the owned vertices of ``widen`` its top is widened
+        further while the row is still negative there.  Centred mobility only.
         """
         i, j, a = self.edge_i[near], self.edge_j[near], self.edge_a[near]
         k = np.flatnonzero(update)
@@ -961,6 +972,15 @@ class Solver(FEFlowSolver):
             start = np.where(y < 0.0, self.barrier / np.maximum(-y, 1e-300), self.rho_v[k[short]])
             low = self.energy.invert_first_variation(y, self.barrier, start)[0]
             lo[short] = np.maximum(lo[short], np.log(low) + 1e-12)
+        # A front vertex can fill from the barrier's floor to a share of the peak in one
+        # step (m = 3, 256²: from 10⁻⁶ to 10⁻² of it): e³ above ρ and ρⁿ does not bracket
+        # its row, and unrelaxed it held ‖R‖ at 10⁻⁴ for five Newton iterations in a row.
+        widen = widen[k]
+        for _ in range(BRACKET_WIDENINGS):
+            low_top = widen & (mass_row(hi)[0] <= 0.0)
+            if not low_top.any():
+                break
+            hi = np.where(low_top, hi + 3.0, hi)
         bracketed = (mass_row(hi)[0] > 0.0) & (mass_row(lo)[0] < 0.0)
         k, lo, hi, s = k[bracketed], lo[bracketed], hi[bracketed], s_now[bracketed]
         A, B, C, Qr, Qrp, m, V, rho_n, c1, c2, S0, S1, S2, S3, T0, T1 = (
@@ -1097,6 +1117,11 @@ class Solver(FEFlowSolver):
         """
         responsive = self._convex_response()
         concave = ~responsive[: self.n_owned]
+        # Wider brackets for the front vertices that fill (see _relax_dilute_vertices): where
+        # ρ(ψ) is linear (m = 2) they cost Newton iterations at 512² (20 against 17 in 3
+        # steps), and from the first step's Hamilton–Jacobi guess, where mass moves into
+        # dilute vertices for real (see _dilute_rows), 43 against 18 at 256², m = 3.
+        widen = concave if self._phi_prev is not None else np.zeros_like(concave)
         dilute = self._dilute_rows(concave)
         rows = self.r.array[: self.n_owned][dilute]
         share = np.sqrt(self.comm.allreduce(float(rows @ rows), op=MPI.SUM)) / norm
@@ -1134,6 +1159,7 @@ class Solver(FEFlowSolver):
                     dilute & (colour[: self.n_owned] == c),
                     near[(colour_i == c) | (colour_j == c)],
                     kappa,
+                    widen,
                 )
             relaxed = self._residual_norm(tau)  # ρ, R everywhere: the next sweep's rows
         if relaxed < norm:
