@@ -1117,11 +1117,13 @@ class Solver(FEFlowSolver):
         """
         responsive = self._convex_response()
         concave = ~responsive[: self.n_owned]
-        # Wider brackets for the front vertices that fill (see _relax_dilute_vertices): where
-        # ρ(ψ) is linear (m = 2) they cost Newton iterations at 512² (20 against 17 in 3
-        # steps), and from the first step's Hamilton–Jacobi guess, where mass moves into
-        # dilute vertices for real (see _dilute_rows), 43 against 18 at 256², m = 3.
-        widen = concave if self._phi_prev is not None else np.zeros_like(concave)
+        # Wider brackets for the front vertices that fill (see _relax_dilute_vertices), where
+        # ρ(ψ) is concave somewhere: where it is linear on the support (m = 2) they cost
+        # Newton iterations at 512² (20 against 17 in 3 steps).  Not from the first step's
+        # Hamilton–Jacobi guess, where mass moves into dilute vertices for real (see
+        # _dilute_rows): 43 Newton iterations against 18 at 256², m = 3.
+        somewhere = self.comm.allreduce(bool(concave.any()), op=MPI.LOR)
+        widen = np.full_like(concave, somewhere and self._phi_prev is not None)
         dilute = self._dilute_rows(concave)
         rows = self.r.array[: self.n_owned][dilute]
         share = np.sqrt(self.comm.allreduce(float(rows @ rows), op=MPI.SUM)) / norm
