@@ -168,8 +168,8 @@ SCALAR_STEPS = 40
 #: ...until the bracket or the step is this small (in log ρ: the next step would be ~its square).
 SCALAR_XTOL = 1e-8
 #: Widenings of a relaxed row's bracket by e³ upwards where the row is still negative at
-#: its top (:meth:`Solver._relax_dilute_vertices`); only where ρ(ψ) is concave and only
-#: in warm-started steps (:meth:`Solver._relax`).
+#: its top (:meth:`Solver._relax_dilute_vertices`); only once ρ(ψ) is concave somewhere
+#: (m > 2) and only in warm-started steps (:meth:`Solver._relax`).
 BRACKET_WIDENINGS = 5
 #: Relax only when the dilute rows hold at least this share of ‖R‖.
 RELAX_WHEN_SHARE_ABOVE = 0.5
@@ -881,7 +881,7 @@ class Solver(FEFlowSolver):
         update: np.ndarray,
         near: np.ndarray,
         kappa: np.ndarray,
-        widen: np.ndarray,
+        widen: bool,
     ) -> None:
         """Each owned vertex of ``update`` solves its own mass row (one colour of a sweep).
 
@@ -895,8 +895,8 @@ class Solver(FEFlowSolver):
         relaxed vertex (on any rank): the sums need no others.  ``kappa`` is τ(dρ/dψ)/4m
         at the vertices (owned and ghost) whose ρ is taken to follow a relaxed
         neighbour's ϕ to first order, and 0 at those held.  The bracket is [log ρ, log ρⁿ]
-        widened by 3 each way; at the owned vertices of ``widen`` its top is widened
-        further while the row is still negative there.  Centred mobility only.
+        widened by 3 each way; with ``widen`` its top is widened further while the row is
+        still negative there.  Centred mobility only.
         """
         i, j, a = self.edge_i[near], self.edge_j[near], self.edge_a[near]
         k = np.flatnonzero(update)
@@ -975,9 +975,8 @@ class Solver(FEFlowSolver):
         # A front vertex can fill from the barrier's floor to a share of the peak in one
         # step (m = 3, 256²: from 10⁻⁶ to 10⁻² of it): e³ above ρ and ρⁿ does not bracket
         # its row, and unrelaxed it held ‖R‖ at 10⁻⁴ for five Newton iterations in a row.
-        widen = widen[k]
-        for _ in range(BRACKET_WIDENINGS):
-            low_top = widen & (mass_row(hi)[0] <= 0.0)
+        for _ in range(BRACKET_WIDENINGS if widen else 0):
+            low_top = mass_row(hi)[0] <= 0.0
             if not low_top.any():
                 break
             hi = np.where(low_top, hi + 3.0, hi)
@@ -1122,8 +1121,7 @@ class Solver(FEFlowSolver):
         # Newton iterations at 512² (20 against 17 in 3 steps).  Not from the first step's
         # Hamilton–Jacobi guess, where mass moves into dilute vertices for real (see
         # _dilute_rows): 43 Newton iterations against 18 at 256², m = 3.
-        somewhere = self.comm.allreduce(bool(concave.any()), op=MPI.LOR)
-        widen = np.full_like(concave, somewhere and self._phi_prev is not None)
+        widen = self._phi_prev is not None and self.comm.allreduce(bool(concave.any()), op=MPI.LOR)
         dilute = self._dilute_rows(concave)
         rows = self.r.array[: self.n_owned][dilute]
         share = np.sqrt(self.comm.allreduce(float(rows @ rows), op=MPI.SUM)) / norm
