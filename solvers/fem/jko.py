@@ -975,12 +975,14 @@ class Solver(FEFlowSolver):
         # A front vertex can fill from the barrier's floor to a share of the peak in one
         # step (m = 3, 256²: from 10⁻⁶ to 10⁻² of it): e³ above ρ and ρⁿ does not bracket
         # its row, and unrelaxed it held ‖R‖ at 10⁻⁴ for five Newton iterations in a row.
+        row_hi = mass_row(hi)[0]
         for _ in range(BRACKET_WIDENINGS if widen else 0):
-            low_top = mass_row(hi)[0] <= 0.0
+            low_top = row_hi <= 0.0
             if not low_top.any():
                 break
             hi = np.where(low_top, hi + 3.0, hi)
-        bracketed = (mass_row(hi)[0] > 0.0) & (mass_row(lo)[0] < 0.0)
+            row_hi = mass_row(hi)[0]
+        bracketed = (row_hi > 0.0) & (mass_row(lo)[0] < 0.0)
         k, lo, hi, s = k[bracketed], lo[bracketed], hi[bracketed], s_now[bracketed]
         A, B, C, Qr, Qrp, m, V, rho_n, c1, c2, S0, S1, S2, S3, T0, T1 = (
             x[bracketed] for x in (A, B, C, Qr, Qrp, m, V, rho_n, c1, c2, S0, S1, S2, S3, T0, T1)
@@ -1140,12 +1142,13 @@ class Solver(FEFlowSolver):
             present = np.flatnonzero(self.comm.allreduce(counts, op=MPI.SUM))
             # A colour's sums need ρ only at the relaxed vertices and their neighbours (on
             # any rank), and ψ there needs only the edges around those.
+            near_i, near_j = i[near], j[near]
             ones = np.ones(len(near))
-            touched = self._accumulate(ones, ones, np.concatenate([i[near], j[near]])) > 0.0
+            touched = self._accumulate(ones, ones, np.concatenate([near_i, near_j])) > 0.0
             around = np.flatnonzero(touched[i] | touched[j])
             touched = np.flatnonzero(touched)
             psi_sums = self._sums_at(touched, i[around], j[around])
-            colour_i, colour_j = colour[i[near]], colour[j[near]]
+            colour_i, colour_j = colour[near_i], colour[near_j]
             # dρ/dψ is that of the last full evaluation for the whole sweep.
             kappa = np.where(responsive, self.drho * tau / (4.0 * self.masses), 0.0)
             for c in present:
