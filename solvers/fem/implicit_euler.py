@@ -87,6 +87,15 @@ Failures say whether a smaller τ can cure them (:class:`~wgf.cases.errors.Solve
 is not finite before the first iteration (τ only scales ρ - ρ^n, which is zero there)
 cannot.
 
+Newton and the free boundary (power law): at a vertex outside the support the
+linearisation has neither mobility (ρ⁺ = 0 on its cells) nor a pressure response
+(c'(0) = 0), so one Newton step fills only the vertices next to the support, and a step
+whose front crosses k cells takes about k + 2 iterations: the counts grow like τ/h
+(porous_medium_2d, m = 2: 4 per step at 64², 7-9 at 512²).  A first guess with the front
+already moved does not help: the first Newton step empties most of the predicted ring
+again (measured: benchmarks/README.md).  fem-jko's unknown ϕ lives everywhere and has no
+such limit.
+
 Each step is one PETSc SNES solve (Newton, backtracking line search).  Its linear
 solves: MUMPS LU for the fitted flux (the matrix is constant while τ is, so one
 factorisation serves every step and each step costs two triangular solves); for the
