@@ -1231,14 +1231,13 @@ class Solver(FEFlowSolver):
         The sweep moved ϕ at the relaxed vertices alone, so Δϕ changed on their edges
         (``near``), ψ and ρ at those edges' ends (``touched``, whose edges are ``around``;
         ``psi_sums`` sums over those at them), and R in the rows at and next to ``touched``.
-        Those are summed in the order of the full evaluation (:meth:`_sums_at`); at the other
-        vertices the full evaluation would only redo the inversion of an unchanged ψ, whose
-        result moves by its tolerance (10⁻¹³ in log ρ).  A full evaluation is 8 ms at 256²
-        and a relaxation takes four; on several ranks the ghosts' rows need its scatters, so
-        there it is the full one.
+        On one rank those are summed in the order of the full evaluation (:meth:`_sums_at`);
+        at the other vertices the full evaluation would only redo the inversion of an
+        unchanged ψ, whose result moves by its tolerance (10⁻¹³ in log ρ).  On several ranks
+        a row's edge pieces may lie on another rank's cells, so the rows are marked across
+        ranks and summed there.  A full evaluation is 8 ms at 256² and a relaxation takes
+        four.
         """
-        if self.comm.size > 1:
-            return self._residual_norm(tau)
         e, phi, rho = self._edges_now, self.phi.array, self.rho_v
         i, j = self.edge_i, self.edge_j
         e["dphi"][near] = phi[j[near]] - phi[i[near]]
@@ -1249,10 +1248,15 @@ class Solver(FEFlowSolver):
         rho[touched], self.drho[touched] = self.energy.invert_first_variation(
             psi - self.V_nodes[touched], self.barrier, start
         )
-        row = np.zeros(len(phi), dtype=bool)
-        row[i[around]] = row[j[around]] = True
+        ends = np.concatenate([i[around], j[around]])
+        if self.comm.size > 1:
+            ones = np.ones(len(around))
+            row = self._accumulate(ones, ones, ends) > 0.0
+        else:
+            row = np.zeros(len(phi), dtype=bool)
+            row[ends] = True
         pieces = np.flatnonzero(row[i] | row[j])
-        rows = np.flatnonzero(row)
+        rows = np.flatnonzero(row[: self.n_owned])
         w, p_i, p_j = e["w"][pieces], i[pieces], j[pieces]
         flux = self.edge_a[pieces] * (w * rho[p_i] + (1.0 - w) * rho[p_j]) * e["dphi"][pieces]
         mass = self.masses[rows] * (rho[rows] - self.rho_old.x.array[rows]) / tau
