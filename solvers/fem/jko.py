@@ -295,15 +295,7 @@ class Solver(FEFlowSolver):
         """
         rho = self.rho_v
         peak = self.comm.allreduce(float(rho[: self.n_owned].max(initial=0.0)), op=MPI.MAX)
-        inside = (rho >= REDUCED_SUPPORT_BELOW * peak).astype(float)
-        i, j = self.edge_i, self.edge_j
-
-        def grow(rings: int) -> None:  # one ring per pass, across ranks
-            nonlocal inside
-            for _ in range(rings):
-                inside = inside + self._accumulate(inside[j], inside[i])
-
-        grow(REDUCED_HOPS)
+        inside = self._grown((rho >= REDUCED_SUPPORT_BELOW * peak).astype(float), REDUCED_HOPS)
         keep = self._support is not None and self._support_grows
         if keep:
             # Within a step the support only grows: vertices that just left it sit on the
@@ -314,9 +306,15 @@ class Solver(FEFlowSolver):
             need = inside[: self.n_owned] > 0.0
             if self.comm.allreduce(bool(np.all(held[need])), op=MPI.LAND):
                 return self._support
-        grow(SUPPORT_MARGIN_HOPS)
-        support = np.flatnonzero(inside[: self.n_owned] > 0.0)
+        support = np.flatnonzero(self._grown(inside, SUPPORT_MARGIN_HOPS)[: self.n_owned] > 0.0)
         return np.union1d(support, self._support) if keep else support
+
+    def _grown(self, inside: np.ndarray, rings: int) -> np.ndarray:
+        """A vertex mark (owned + ghost, > 0 inside) grown by ``rings`` rings, across ranks."""
+        i, j = self.edge_i, self.edge_j
+        for _ in range(rings):
+            inside = inside + self._accumulate(inside[j], inside[i])
+        return inside
 
     def _reduced_solver(self) -> None:
         """GMRES on -J with the Schur factorisation onto the support (power law, centred).
