@@ -657,13 +657,23 @@ class Solver(FEFlowSolver):
     def _mu(self, rho: np.ndarray) -> np.ndarray:
         return self.energy.first_variation(rho, self.V_nodes)
 
-    def _density_of(self, psi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Invert μ(ρ) - ε/ρ = ψ vertexwise: ρ and dρ/dψ (the Hamilton–Jacobi row).
+    def _density_of(
+        self, psi: np.ndarray, at: np.ndarray | slice = slice(None)
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Invert μ(ρ) - ε/ρ = ψ at the vertices ``at``: ρ and dρ/dψ (the Hamilton–Jacobi row).
 
         Iterative inversions start from the last evaluation: consecutive ψ differ little.
         """
-        start = np.where(np.isfinite(self.rho_v) & (self.rho_v > 0.0), self.rho_v, self.rho.x.array)
-        return self.energy.invert_first_variation(psi - self.V_nodes, self.barrier, start)
+        last = self.rho_v[at]
+        start = np.where(np.isfinite(last) & (last > 0.0), last, self.rho.x.array[at])
+        return self.energy.invert_first_variation(psi - self.V_nodes[at], self.barrier, start)
+
+    def _edge_density(
+        self, e: dict[str, np.ndarray], pieces: np.ndarray | slice = slice(None)
+    ) -> np.ndarray:
+        """The mobility ρ_ij = w ρ_i + (1 - w) ρ_j of the edge ``pieces`` (edge terms ``e``)."""
+        w, rho = e["w"][pieces], self.rho_v
+        return w * rho[self.edge_i[pieces]] + (1.0 - w) * rho[self.edge_j[pieces]]
 
     # -- the reduced system R(ϕ) = 0 ----------------------------------------------------------
     def _edge_terms(self, tau: float) -> dict[str, np.ndarray]:
@@ -744,8 +754,7 @@ class Solver(FEFlowSolver):
     def _mass_residual(self, tau: float, e: dict[str, np.ndarray]) -> float:
         """The mass row R at the current ϕ (edge terms ``e``) and ρ = ``rho_v``; ‖R‖."""
         rho, own = self.rho_v, slice(0, self.n_owned)
-        i, j, w = self.edge_i, self.edge_j, e["w"]
-        flux = self.edge_a * (w * rho[i] + (1.0 - w) * rho[j]) * e["dphi"]
+        flux = self.edge_a * self._edge_density(e) * e["dphi"]
         self.r.array[:] = 0.0
         self.r.array[own] = self.masses[own] * (rho[own] - self.rho_old.x.array[own]) / tau
         self.r.array[:] += self._accumulate(flux, -flux, complete=False)
@@ -763,13 +772,13 @@ class Solver(FEFlowSolver):
         maximises g.
         """
         rho, phi, own = self.rho_v, self.phi.array, slice(0, self.n_owned)
-        e, i, j = self._edges_now, self.edge_i, self.edge_j
+        e = self._edges_now
         nodal = self.energy.density(rho[own], self.V_nodes[own]) + phi[own] * (
             rho[own] - self.rho_old.x.array[own]
         )
         if self.barrier > 0.0:
             nodal -= self.barrier * np.log(rho[own])
-        rho_e = e["w"] * rho[i] + (1.0 - e["w"]) * rho[j]
+        rho_e = self._edge_density(e)
         local = self.masses[own] @ nodal - 0.5 * tau * np.sum(self.edge_a * rho_e * e["dphi"] ** 2)
         return float(self.comm.allreduce(local, op=MPI.SUM))
 
@@ -811,7 +820,7 @@ class Solver(FEFlowSolver):
             addv=PETSc.InsertMode.ADD_VALUES,
         )
         # ∂R/∂ϕ at fixed ρ.
-        d = a * (w * rho[i] + (1.0 - w) * rho[j] + dphi * dw * (rho[i] - rho[j]))
+        d = a * (self._edge_density(e) + dphi * dw * (rho[i] - rho[j]))
         self.Rphi.setValuesCOO(
             np.concatenate(
                 [
@@ -1197,7 +1206,7 @@ class Solver(FEFlowSolver):
             touched = np.flatnonzero(touched)
             psi_sums = self._sums_at(touched, i[around], j[around])
             colour_i, colour_j = colour[near_i], colour[near_j]
-            # dρ/dψ is that of the last full evaluation for the whole sweep.
+            # dρ/dψ is that of the last evaluation for the whole sweep.
             kappa = np.where(responsive, self.drho * tau / (4.0 * self.masses), 0.0)
             for c in present:
                 if c != present[0]:  # ρ at the ϕ the previous colour left
@@ -1241,11 +1250,7 @@ class Solver(FEFlowSolver):
         e["dphi"][near] = phi[j[near]] - phi[i[near]]
         psi = self._psi_on(tau, around, touched, psi_sums)
         e["psi"][touched] = psi
-        start = rho[touched]
-        start = np.where(np.isfinite(start) & (start > 0.0), start, self.rho.x.array[touched])
-        rho[touched], self.drho[touched] = self.energy.invert_first_variation(
-            psi - self.V_nodes[touched], self.barrier, start
-        )
+        rho[touched], self.drho[touched] = self._density_of(psi, touched)
         ends = np.concatenate([i[around], j[around]])
         if self.comm.size > 1:
             ones = np.ones(len(around))
@@ -1255,10 +1260,9 @@ class Solver(FEFlowSolver):
             row[ends] = True
         pieces = np.flatnonzero(row[i] | row[j])
         rows = np.flatnonzero(row[: self.n_owned])
-        w, p_i, p_j = e["w"][pieces], i[pieces], j[pieces]
-        flux = self.edge_a[pieces] * (w * rho[p_i] + (1.0 - w) * rho[p_j]) * e["dphi"][pieces]
+        flux = self.edge_a[pieces] * self._edge_density(e, pieces) * e["dphi"][pieces]
         mass = self.masses[rows] * (rho[rows] - self.rho_old.x.array[rows]) / tau
-        self.r.array[rows] = mass + self._sums_at(rows, p_i, p_j)(flux, -flux)
+        self.r.array[rows] = mass + self._sums_at(rows, i[pieces], j[pieces])(flux, -flux)
         owned = self.r.array[: self.n_owned]
         return float(np.sqrt(self.comm.allreduce(owned @ owned, op=MPI.SUM)))
 
@@ -1294,9 +1298,9 @@ class Solver(FEFlowSolver):
         from the arrays the residual evaluation left (one more edge sum).
         """
         e, rho, phi = self._edges_now, self.rho_v, self.phi.array
-        i, j, a, w = self.edge_i, self.edge_j, self.edge_a, e["w"]
+        i, j, a = self.edge_i, self.edge_j, self.edge_a
         dphi = np.abs(e["dphi"])
-        rho_e = w * rho[i] + (1.0 - w) * rho[j]
+        rho_e = self._edge_density(e)
         flux = a * rho_e * (dphi + np.abs(phi[i]) + np.abs(phi[j]))
         slope = a * dphi  # bounds |∂F_ij/∂ρ_i| and |∂F_ij/∂ρ_j|
         own = slice(0, self.n_owned)
@@ -1461,7 +1465,7 @@ class Solver(FEFlowSolver):
         )
         self.rho.x.array[:] = self.rho_v * (self.mass_target / mass)
         e = self._edges_now
-        rho_e = e["w"] * self.rho_v[self.edge_i] + (1.0 - e["w"]) * self.rho_v[self.edge_j]
+        rho_e = self._edge_density(e)
         self.transport_cost = self.comm.allreduce(
             float(np.sum(tau**2 * self.edge_a * rho_e * e["dphi"] ** 2)), op=MPI.SUM
         )
