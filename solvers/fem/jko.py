@@ -183,6 +183,21 @@ RELAX_WHEN_SHARE_ABOVE = 0.5
 OVERFILL_ITERATIONS = 20
 #: Picard iterates of the Hamilton–Jacobi row for a first guess without history.
 HJ_GUESS_ITERATES = 1
+#: Power law: a first step whose Newton has not brought ‖R‖ below ``COLD_TRIAL_DECREASE``
+#: of its first value in ``COLD_TRIAL_ITERATIONS`` iterations is started again from the
+#: first guess by barrier continuation (:meth:`Solver._barrier_continuation`)...
+COLD_TRIAL_ITERATIONS = 20
+COLD_TRIAL_DECREASE = 1e-2
+#: ...through the barriers ε·f^k, f = ``BARRIER_CONTINUATION_FACTOR``, k =
+#: ``BARRIER_CONTINUATION_LEVELS``, ..., 1, 0...
+BARRIER_CONTINUATION_FACTOR = 100.0
+BARRIER_CONTINUATION_LEVELS = 3
+#: ...each level above ε solved to this many times the step's Newton tolerance.
+BARRIER_CONTINUATION_LOOSEN = 1e4
+
+
+class _Stalled(SolverError):
+    """A first step's Newton that made too little progress in its trial iterations."""
 
 
 class Solver(FEFlowSolver):
@@ -1313,24 +1328,31 @@ class Solver(FEFlowSolver):
         total = self.comm.allreduce(float(bound @ bound), op=MPI.SUM)
         return float(np.finfo(float).eps * np.sqrt(total))
 
-    def _newton(self, tau: float, norm: float | None = None) -> int:
+    def _newton(
+        self,
+        tau: float,
+        norm: float | None = None,
+        loosen: float = 1.0,
+        max_it: int | None = None,
+        stall_check: bool = False,
+    ) -> int:
         """Newton on R(ϕ) = 0 from the current ϕ; ``norm``: ‖R‖ there, if just evaluated.
 
-        Stops at ‖R‖ ≤ max(atol, rtol·‖Mρⁿ‖/τ) (:meth:`_residual_scale`), or at the
-        round-off floor of R when that is higher (:meth:`_converged`).  A failure
-        raises :class:`SolverError` with the iterations spent, so that the driver can
-        count them.  ρⁿ has been floored by :meth:`step` (:meth:`_floor_previous_density`);
-        without a previous step to extrapolate from, ϕ gets the Hamilton–Jacobi first guess
-        (:meth:`_hamilton_jacobi_guess`).
+        Stops at ‖R‖ ≤ max(atol, rtol·‖Mρⁿ‖/τ) (:meth:`_residual_scale`; times
+        ``loosen``), or at the round-off floor of R when that is higher
+        (:meth:`_converged`).  A failure raises :class:`SolverError` with the iterations
+        spent, so that the driver can count them: after ``max_it`` iterations (default:
+        the ``max_it`` parameter), or, with ``stall_check``, as :class:`_Stalled` once
+        ``COLD_TRIAL_ITERATIONS`` have not lowered ‖R‖ by ``COLD_TRIAL_DECREASE``.  ρⁿ
+        has been floored by :meth:`step` (:meth:`_floor_previous_density`).
         """
-        rtol, atol, max_it = self.params["rtol"], self.params["atol"], self.params["max_it"]
+        rtol, atol = self.params["rtol"], self.params["atol"]
+        max_it = self.params["max_it"] if max_it is None else max_it
         norm = self._residual_norm(tau) if norm is None else norm
-        warm = self._phi_prev is not None  # else the Hamilton–Jacobi first guess
-        if not warm:
-            norm = self._hamilton_jacobi_guess(tau, norm, HJ_GUESS_ITERATES)
+        warm = self._phi_prev is not None  # else from the Hamilton–Jacobi first guess
         if not np.isfinite(norm):
             raise SolverError("the first Newton residual is not finite")
-        first, tol = norm, max(atol, rtol * self._residual_scale(tau))
+        first, tol = norm, loosen * max(atol, rtol * self._residual_scale(tau))
         dual = self._dual(tau)
         phi0 = np.empty_like(self.phi.array)
         relaxing = self.barrier > 0.0 and self.params["mobility"] == "centred"
@@ -1387,6 +1409,8 @@ class Solver(FEFlowSolver):
                     self._round_off_floor(tau),
                 )
             norm, previous = trial, norm
+            if stall_check and it == COLD_TRIAL_ITERATIONS and norm > COLD_TRIAL_DECREASE * first:
+                raise _Stalled(f"Newton stalled at {norm:.3e} from {first:.3e}", iterations=it)
         if self._converged(tau, norm, tol):
             return max_it
         raise SolverError(
@@ -1455,7 +1479,7 @@ class Solver(FEFlowSolver):
             else:
                 self.phi.array[:] = saved
         try:
-            its = self._newton(tau, norm)
+            its = self._newton(tau, norm) if self._phi_prev is not None else self._cold_newton(tau)
         except SolverError:
             self.phi.array[:] = saved
             raise
@@ -1472,6 +1496,49 @@ class Solver(FEFlowSolver):
         self._last_tau = tau
         self.interaction_defect = self._interaction_defect()
         return its
+
+    def _cold_newton(self, tau: float) -> int:
+        """Newton from the Hamilton–Jacobi first guess; by barrier continuation if it stalls.
+
+        A first step has no history to start from, and from the first guess some are slow
+        to find the new free boundary: porous_quartic_2d at m = 3 (a cap drawn into a
+        steep well) took 82-89 Newton iterations or failed at 100, in runs of one build on
+        one machine that differ only by round-off, and τ/2 and τ/4 did no better.  Such a
+        step is recognised by its first ``COLD_TRIAL_ITERATIONS`` (:class:`_Stalled`) and
+        taken again from the first guess along the central path of the barrier, ε·f^k
+        down to ε, the levels above ε to a loose tolerance, each started from the last:
+        28-35 iterations, the trial's included.  Not as the first choice: on the steps
+        that converge anyway (porous_medium_2d at 256², m = 2: 12) the levels cost more
+        (26), each at first an LU of the whole mesh (the larger barrier fills the support
+        block).  ``max_it`` bounds the iterations of all of it together.
+        """
+        start = self.phi.array.copy()
+        guess = self._hamilton_jacobi_guess(tau, self._residual_norm(tau), HJ_GUESS_ITERATES)
+        if self.barrier == 0.0:
+            return self._newton(tau, guess)
+        try:
+            return self._newton(tau, guess, stall_check=True)
+        except _Stalled as stalled:
+            spent, why = stalled.iterations, str(stalled)
+        if self.comm.rank == 0:
+            log.info("  fem-jko: first step again, by barrier continuation (%s)", why)
+        target, max_it = self.barrier, self.params["max_it"]
+        self.phi.array[:] = start
+        try:
+            for k in range(BARRIER_CONTINUATION_LEVELS, -1, -1):
+                self.barrier = target * BARRIER_CONTINUATION_FACTOR**k
+                self._support_grows = False  # the support block may shrink with ε
+                norm = self._residual_norm(tau)
+                if k == BARRIER_CONTINUATION_LEVELS:
+                    norm = self._hamilton_jacobi_guess(tau, norm, HJ_GUESS_ITERATES)
+                loosen = BARRIER_CONTINUATION_LOOSEN if k else 1.0
+                try:
+                    spent += self._newton(tau, norm, loosen, max_it - spent)
+                except SolverError as err:
+                    raise SolverError(str(err), iterations=spent + err.iterations) from None
+        finally:
+            self.barrier = target
+        return spent
 
     def _barrier_value(self, rho: np.ndarray) -> float:
         """-ε Σ_i m_i log ρ_i over the owned vertices (0 without a barrier)."""
