@@ -299,11 +299,12 @@ def test_overfilled_vertices_are_not_relaxed_from_a_first_guess():
     well, and from the Hamilton–Jacobi first guess mass moves into dilute vertices for real.
     With the overfill candidates in that step too, no Newton of τ, τ/2 or τ/4 converged
     within 100 iterations (the run stopped with exit 3); without them in the first step it
-    took 82-98 or failed at 100 (round-off decides), and now stalls and is taken by barrier
-    continuation: 55 (20 + 35) in every run; the warm-started steps after it take a few each."""
+    took 82-98 or failed at 100 (round-off decides); it now stalls and is continued by barrier
+    continuation from there: 45 (20 + 25) in every run; the warm-started steps after it take
+    a few each."""
     _, solver = _fem_jko("porous_quartic_2d", {"energy.m": 3.0, "time.t_end": 0.3})
     its = [solver.step(0.1) for _ in range(3)]
-    assert its[0] <= 70 and sum(its[1:]) <= 20, its
+    assert its[0] <= 60 and sum(its[1:]) <= 20, its
 
 
 def test_a_stalled_first_step_is_taken_by_barrier_continuation(monkeypatch):
