@@ -1510,7 +1510,7 @@ class Solver(FEFlowSolver):
         it did not converge in 400.  Such a step is recognised by its progress
         (``COLD_TRIAL_ITERATIONS``, :class:`_Stalled`) and continued from where it stopped
         along the central path of the barrier: ε·f^k down to ε, the levels above ε to a
-        loose tolerance, each started from the last (45 and 43 iterations there, the
+        loose tolerance, each started from the last (45 iterations at 48², 50 at 96², the
         trial's included).  Not as the first choice: on the steps that converge anyway
         (porous_medium_2d at 256², m = 2: 12) the levels cost more (26), at first each an
         LU of the whole mesh (the larger barrier fills the support block).  ``max_it``
