@@ -78,7 +78,7 @@ class FemJKOParams:
     inner: Literal["newton", "alg2"] = param("newton", "inner solver")
     rtol: float = param(1e-10, "Newton relative tolerance (residual norm)")
     atol: float = param(1e-11, "Newton absolute tolerance (residual norm)")
-    max_it: int = param(100, "Newton maximum iterations")
+    max_it: int = param(100, "Newton iterations per step (a first step's barrier continuation in)")
     monitor: bool = param(False, "print the Newton residuals (rank 0)")
     mobility: Literal["centred", "upwind"] = param("centred", "edge mobility ρ_ij")
     upwind_smoothing: float = param(1e-6, "width δ in ϕ of the smoothed upwind switch")
