@@ -310,7 +310,8 @@ def test_overfilled_vertices_are_not_relaxed_from_a_first_guess():
 def test_a_stalled_first_step_is_taken_by_barrier_continuation(monkeypatch):
     """The continuation ends at the minimiser that plain Newton finds, and counts every
     iteration: forced from the first iteration (a stall test no step passes) on
-    porous_medium_2d with m = 3, whose first step plain Newton takes directly."""
+    porous_medium_2d with m = 3, whose first step plain Newton takes directly (16
+    iterations; the continuation 31, and ρ equal to 3·10⁻¹⁰ of the peak)."""
     from wgf.solvers.fem import jko
 
     case, solver = _fem_jko("porous_medium_2d", {"energy.m": 3.0, "domain.cells": [48, 48]})
@@ -324,19 +325,22 @@ def test_a_stalled_first_step_is_taken_by_barrier_continuation(monkeypatch):
 
     def counted(self, *args, **kwargs):
         its = newton(self, *args, **kwargs)
-        levels.append((self.barrier, its))
+        levels.append((self.barrier, its, self._whole_block))
         return its
 
     monkeypatch.setattr(jko.Solver, "_newton", counted)
     monkeypatch.setattr(jko, "COLD_TRIAL_ITERATIONS", 1)
     monkeypatch.setattr(jko, "COLD_TRIAL_DECREASE", 0.0)
     continued = solver.step(tau)
-    barriers = [b for b, _ in levels]
+    barriers = [b for b, _, _ in levels]
     factor = jko.BARRIER_CONTINUATION_FACTOR
     assert barriers == pytest.approx(
         [solver.barrier * factor**k for k in range(jko.BARRIER_CONTINUATION_LEVELS, -1, -1)]
     )
-    assert continued == 1 + sum(its for _, its in levels), (continued, levels)
+    # The levels above ε factorise the whole mesh; ε itself has its support block again.
+    assert [whole for _, _, whole in levels] == [True] * (len(levels) - 1) + [False]
+    assert not solver._whole_block
+    assert continued == 1 + sum(its for _, its, _ in levels), (continued, levels)
     change = np.abs(solver.rho.x.array - rho_plain).max() / rho_plain.max()
     assert change < 1e-7, (change, plain, continued)
 
