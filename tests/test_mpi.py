@@ -65,6 +65,22 @@ def test_free_boundary_newton_on_1_and_2_ranks(shared_tmp):
     )
 
 
+def test_first_step_barrier_continuation_on_1_and_2_ranks(shared_tmp):
+    """porous_quartic_2d at m = 3: its first step stalls from the first guess and goes on
+    by barrier continuation (whole-mesh LU above ε, the barrier put back after it); the
+    same densities on 1 and 2 ranks, and the same work in total to 15 % (the trial's
+    path, like any free-boundary Newton path here, depends on the order of sums)."""
+    counts = ["diagnostics/iterations", "diagnostics/iterations_total"]
+    exact = [k for k in COMPARED if k not in counts]
+    sets = ["energy.m=3.0", "time.t_end=0.3"]
+    assert_same_on_1_and_2_ranks(
+        "porous_quartic_2d", "fem-jko", sets, shared_tmp, exact, 1e-9, counts, counts_rtol=0.15
+    )
+    if MPI.COMM_WORLD.rank == 0:
+        for path in sorted(shared_tmp.rglob("porous_quartic_2d_fem-jko.h5")):
+            assert read(path)["diagnostics/iterations"][1] <= 60, path  # [0]: t = 0
+
+
 def test_keller_segel_on_1_and_2_ranks(shared_tmp):
     """W∗ρ sums over all vertices on each rank: the same numbers on 1 and 2 ranks."""
     keys = [k for k in COMPARED if "error" not in k] + ["diagnostics/interaction_energy"]
