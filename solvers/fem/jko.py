@@ -1389,9 +1389,11 @@ class Solver(FEFlowSolver):
                 self.phi.array[:] = phi0 + alpha * self.dphi.array
                 with np.errstate(over="ignore", invalid="ignore"):  # rejected below
                     trial = self._residual_norm(tau)
-                    if relaxing and np.isfinite(trial):
+                    if relaxing and np.isfinite(trial) and trial > tol:
                         # The free-boundary rows eliminated nonlinearly at the trial point,
-                        # which the merit then judges (see the module docstring).
+                        # which the merit then judges (see the module docstring).  Not at a
+                        # trial point that ends Newton anyway: there it only lowered a
+                        # converged ‖R‖ further, for a twentieth of the step's time.
                         trial = self._relax(tau, trial)
                     trial_dual = self._dual(tau)
                 # Armijo on the dual g, the natural merit of a concave maximisation, or on
