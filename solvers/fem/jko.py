@@ -1546,7 +1546,13 @@ class Solver(FEFlowSolver):
                 try:
                     spent += self._newton(tau, None, loosen, max_it - spent)
                 except SolverError as err:
-                    raise SolverError(str(err), iterations=spent + err.iterations) from None
+                    spent += err.iterations
+                    raise SolverError(
+                        f"first step by barrier continuation, at ε = {self.barrier:.1e} after "
+                        f"{spent} iterations in all: {err}",
+                        iterations=spent,
+                        tau_helps=err.tau_helps,
+                    ) from None
         finally:
             self.barrier = target
             self._whole_block = False
