@@ -736,22 +736,39 @@ class Solver(FEFlowSolver):
     ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         """Σ over the edge pieces (i, j) of (``at_i``, ``at_j``), at the vertices ``k``.
 
-        The relaxation takes eleven such sums per colour class at a few vertices each: on
-        one rank only the pieces that end in ``k`` are summed, in the order
-        :meth:`_accumulate` sums them (the same floating-point result, without its pass
-        over every vertex); across ranks the ghosts' parts need that pass and its scatter.
+        The relaxation takes eleven such sums per colour class at a few vertices each, so
+        only the pieces that end in ``k`` or in a ghost are summed, into a compact array
+        in the order :meth:`_accumulate` sums them: the same floating-point result,
+        without its pass over every vertex.  Across ranks the ghosts' parts are then added
+        to their owners and sent back to the ghosts, as :meth:`_accumulate` does.  So each
+        rank's pieces must include those that end in another rank's ``k``, and a ghost in
+        ``k`` must be in its owner's ``k`` too.
         """
-        if self.comm.size > 1:
-            ends = np.concatenate([i, j])
-            return lambda at_i, at_j: self._accumulate(at_i, at_j, ends)[k]
-        slot = np.full(len(self.work.array), -1)
+        n = len(self.work.array)
+        slot = np.full(n, -1)
         slot[k] = np.arange(len(k))
+        ghosts = np.arange(self.n_owned, n)
+        rest = ghosts[slot[ghosts] < 0]  # the ghosts outside k: their parts go to the owners
+        slot[rest] = len(k) + np.arange(len(rest))
         slot = slot[np.concatenate([i, j])]
         hit = np.flatnonzero(slot >= 0)
         slot = slot[hit]
-        return lambda at_i, at_j: np.bincount(
-            slot, weights=np.concatenate([at_i, at_j])[hit], minlength=len(k)
-        )
+        if self.comm.size == 1:
+            return lambda at_i, at_j: np.bincount(
+                slot, weights=np.concatenate([at_i, at_j])[hit], minlength=len(k)
+            )
+        work = self.work.array
+
+        def sums(at_i: np.ndarray, at_j: np.ndarray) -> np.ndarray:
+            compact = np.bincount(
+                slot, weights=np.concatenate([at_i, at_j])[hit], minlength=len(k) + len(rest)
+            )
+            work[k], work[rest] = compact[: len(k)], compact[len(k) :]
+            self.work.scatter_reverse(dolfinx.la.InsertMode.add)
+            self.work.scatter_forward()
+            return work[k]
+
+        return sums
 
     def _psi(self, tau: float) -> dict[str, np.ndarray]:
         """The edge terms and ψ(ϕ) = -ϕ + (τ/2m) Σ_j w a (ϕ_j - ϕ_i)² (Hamilton–Jacobi row)."""
