@@ -288,3 +288,24 @@ def test_solver_all_goes_on_after_a_failing_solver(tmp_path):
         assert rows[name][-1] == "ok" and rows[name][1] == "4", rows[name]
         assert (tmp_path / f"porous_medium_1d_{name}.h5").is_file()
     assert "fem-implicit: exit 3: fem-implicit: step 1" in proc.stdout
+
+
+def test_a_krylov_pc_other_than_gamg_leaves_no_unused_option(tmp_path):
+    # fem-implicit sets GAMG's reuse of its prolongators by default; with ASM that option
+    # went unused, and PETSc warned about it at exit.
+    proc = wgf(
+        "run",
+        "porous_medium_2d",
+        "--solver",
+        "fem-implicit",
+        "--out",
+        str(tmp_path),
+        "--set",
+        "domain.cells=[16,16]",
+        "--set",
+        "time.t_end=0.01",
+        "-fem_implicit_pc_type",
+        "asm",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "not used" not in proc.stdout + proc.stderr

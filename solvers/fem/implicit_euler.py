@@ -738,7 +738,8 @@ def _configure_reduced(ksp: PETSc.KSP) -> None:
     if chosen != PETSc.PC.Type.LU:
         ksp.setType(PETSc.KSP.Type.GMRES)
         ksp.setTolerances(rtol=SCHUR_RTOL, max_it=SCHUR_MAX_IT)
-        set_default_options(prefix, {"pc_gamg_reuse_interpolation": "true"})
+        if chosen == PETSc.PC.Type.GAMG:  # another PC would leave it unused (PETSc warns)
+            set_default_options(prefix, {"pc_gamg_reuse_interpolation": "true"})
     else:
         use_direct_lu(ksp, pivoting=False)
     ksp.setFromOptions()
