@@ -34,3 +34,27 @@ def test_power_law_on_one_and_two_ranks(m, shared_tmp):
         COMPARED,
         atol=1e-9,
     )
+
+
+def test_power_law_on_two_ranks_is_solved_by_multigrid():
+    # No parallel LU of this PETSc build matches PETSc's sequential LU (benchmarks/
+    # parallel_lu.py), so on several ranks S goes to GMRES + GAMG; one rank keeps the LU
+    # (one linear iteration per Newton iteration).  That both give the same steps is
+    # test_power_law_on_one_and_two_ranks.
+    from mpi4py import MPI
+
+    from wgf.cases import load_case
+    from wgf.run import build_solver
+    from wgf.solvers import solver_tables
+
+    case = load_case("porous_medium_2d", {"domain.cells": [48, 48]}, solver_tables())
+    tau = case.section("time")["tau"]
+    for comm in (MPI.COMM_WORLD, MPI.COMM_SELF):
+        s = build_solver(case, "fem-implicit", comm)
+        steps = [(s.step(tau), s.linear_iterations) for _ in range(3)]
+        multigrid = comm.size > 1
+        assert s._scheme.inner.getPC().getType() == ("gamg" if multigrid else "lu")
+        for newton, linear in steps:
+            assert linear > 2 * newton if multigrid else linear == newton
+        assert s.lu_fallbacks == 0
+        s.close()

@@ -100,10 +100,10 @@ Each step is one PETSc SNES solve (Newton, backtracking line search).  Its linea
 solves: MUMPS LU for the fitted flux (the matrix is constant while τ is, so one
 factorisation serves every step and each step costs two triangular solves); for the
 reduced power-law system, PETSc's LU without pivoting in a nested-dissection ordering on
-one rank (a third of MUMPS's cost; its diagonal M/τ dominates) and MUMPS on several, or,
-with ``-fem_implicit_pc_type gamg``, GMRES + GAMG; when one of its solves fails (a zero
-pivot, a Krylov solve short of its tolerance) the step is redone with MUMPS LU and
-counted (diagnostic ``lu_fallbacks``).  Every PETSc option can be changed on the
+one rank (a third of MUMPS's cost; its diagonal M/τ dominates) and GMRES + GAMG on
+several (no parallel LU of this PETSc build is as fast; MUMPS without diffusion); when
+one of its solves fails (a zero pivot, a Krylov solve short of its tolerance) the step
+is redone with MUMPS LU and counted (diagnostic ``lu_fallbacks``).  Every PETSc option can be changed on the
 command line under the prefix ``fem_implicit_``, e.g. ``-fem_implicit_snes_monitor`` or
 ``-fem_implicit_pc_type gamg``.
 """
@@ -132,6 +132,7 @@ from wgf.solvers.fem.graph import PECLET_LIMIT, SUPPORT_SHARE, bernoulli, mesh_g
 from wgf.solvers.fem.petsc_options import (
     NEWTON,
     set_default_options,
+    set_from_options_with,
     use_direct_lu,
 )
 from wgf.solvers.fem.vertex_rule import VertexRuleStiffness, coo_matrix
@@ -146,6 +147,10 @@ NEGATIVE_MASS_SHARE = 0.05
 #: with LU.
 SCHUR_RTOL = 1e-9
 SCHUR_MAX_IT = 100
+#: GAMG's strength threshold on S: the exterior's rows hold M/τ and weak couplings, which
+#: it drops (512², m = 2: set-up 0.31 s against 0.82 s at the default, 12 GMRES
+#: iterations against 12; benchmarks/README.md).
+GAMG_THRESHOLD = 0.02
 #: Newton iterations in a row that may leave ‖F‖ above its lowest value before the step
 #: fails as stalled (:class:`_NewtonTest`).
 STALLED_ITERATIONS = 5
@@ -390,9 +395,9 @@ class _ChemicalPotentialScheme:
     whose μ row is diagonal: eliminating μ is exact and local, and leaves
     S = A + K C, with the P1 pattern (:class:`_Elimination`).  S has half the unknowns of
     the mixed matrix and a quarter of its nonzeros; it is the one factorised (PETSc's LU
-    without pivoting on one rank, a third of MUMPS's cost; MUMPS on several) or solved by
-    Krylov (``-fem_implicit_pc_type gamg``): every ``fem_implicit_`` KSP/PC option goes to
-    the solver of S.  Newton itself stays that of the mixed form: its μ carries the
+    without pivoting on one rank, a third of MUMPS's cost) or solved by GMRES + GAMG (on
+    several ranks, :func:`_configure_reduced`): every ``fem_implicit_`` KSP/PC option goes
+    to the solver of S.  Newton itself stays that of the mixed form: its μ carries the
     linearisation of c, which converges faster than Newton on ρ alone with μ = c(ρ) where
     c is not linear (m = 3, 512²: 49 against 91 iterations in 6 steps; benchmarks/README.md).
     c'(ρ) is taken as 0 where ρ ≤ 0 (U' is evaluated at max(ρ, 0)), so m < 2, whose U''
@@ -443,7 +448,10 @@ class _ChemicalPotentialScheme:
         #: The solver of S (prefix ``fem_implicit_``), and MUMPS once it has failed.
         self.inner = PETSc.KSP().create(comm)
         self.inner.setOptionsPrefix(PREFIX)
-        _configure_reduced(self.inner)
+        energy = solver.energy
+        diffusion = energy.has_internal and energy.diffusivity > 0.0
+        #: S is solved by GAMG, whose hierarchy is rebuilt at each step (_configure_reduced).
+        self._multigrid = _configure_reduced(self.inner, diffusion and comm.size > 1)
         self.inner.setOperators(self.S)
         _configure(self.snes, solver.params, _Elimination(self).install)
         self.snes.setConvergenceTest(_NewtonTest())
@@ -541,6 +549,11 @@ class _ChemicalPotentialScheme:
             guess = start + (tau / tau_prev) * (start - before)
         self.tau = tau
         self._linear = 0
+        if self._multigrid:
+            # The support moves by a few cells a step: prolongators kept from the first
+            # step's matrix took 26 GMRES iterations per solve at 512², fresh ones 12.
+            self.inner.reset()
+            self.inner.setOperators(self.S)
         its, reason = self._newton(guess)
         if reason == PETSc.SNES.ConvergedReason.DIVERGED_LINEAR_SOLVE and self._can_fall_back():
             more, reason = self._solve_by_lu(guess)
@@ -710,39 +723,55 @@ def _configure(
     snes.setFromOptions()
 
 
-def _configure_reduced(ksp: PETSc.KSP) -> None:
+def _configure_reduced(ksp: PETSc.KSP, multigrid: bool) -> bool:
     """The solver of S = A + K diag(c'), then the command line's options.
 
-    S's diagonal M/τ dominates: PETSc's LU without pivoting on one rank, MUMPS on several
-    (:func:`use_direct_lu`).  With a ``-fem_implicit_pc_type`` other than ``lu`` on the
-    command line (``gamg``, ``asm`` ...): GMRES to ``SCHUR_RTOL`` with that
-    preconditioner, GAMG reusing its prolongators across Newton iterations (the pattern
-    is fixed).  Krylov is not the default: an inexact Newton direction changes the Newton
-    path, and with it the counts on 1 against 2 ranks (the MPI test compares them); a
-    failed solve of either is redone with MUMPS (``_ChemicalPotentialScheme.solve``).
+    By default on one rank PETSc's LU without pivoting (S's diagonal M/τ dominates; a
+    third of MUMPS's cost, :func:`use_direct_lu`).  On several ranks no LU in this PETSc
+    build is as fast as that one on one rank (512², ``benchmarks/parallel_lu.py``: MUMPS
+    on 2 ranks 0.53× of it, SuperLU_dist 0.13×), so with ``multigrid`` (the power law on
+    several ranks) S is solved by GMRES + GAMG to ``SCHUR_RTOL`` (1.6× it there).  GAMG
+    keeps its prolongators across a step's Newton iterations (the pattern is fixed) and
+    drops couplings below ``GAMG_THRESHOLD``; its hierarchy is rebuilt at each step
+    (:meth:`_ChemicalPotentialScheme.solve`).  On several ranks without diffusion
+    (S is then a transport matrix, where GAMG was not measured) MUMPS LU.  Every
+    ``-fem_implicit_`` KSP/PC option wins: ``-fem_implicit_pc_type lu`` or ``gamg``, or
+    another preconditioner (GMRES to ``SCHUR_RTOL`` with it).  A failed solve is redone
+    with MUMPS (``_ChemicalPotentialScheme.solve``).
 
-    On a few ranks MUMPS is slower than PETSc's LU on one (512², 2 ranks: 4.1 s per step
-    against 2.9 s on one rank).  Gathering S onto one rank for PETSc's LU, the rest of
-    the step still split, took 3.0 s there: ``-fem_implicit_pc_type telescope
-    -fem_implicit_pc_telescope_reduction_factor <ranks> -fem_implicit_telescope_pc_type
-    lu -fem_implicit_telescope_pc_factor_mat_solver_type petsc``.  Not the default: one
-    rank then holds the whole factor, which does not scale to many ranks or to 3-D.
+    Gathering S onto one rank for PETSc's LU, the rest of the step still split, is
+    ``-fem_implicit_pc_type telescope -fem_implicit_pc_telescope_reduction_factor
+    <ranks> -fem_implicit_telescope_pc_type lu
+    -fem_implicit_telescope_pc_factor_mat_solver_type petsc`` (512², 2 ranks: 0.91× of
+    one rank); one rank then holds the whole factor, which does not scale.
+
+    Returns:
+        Whether S is solved by GAMG.
     """
     prefix = ksp.getOptionsPrefix() or ""
-    chosen = PETSc.Options().getString(f"{prefix}pc_type", PETSc.PC.Type.LU)
+    default = PETSc.PC.Type.GAMG if multigrid else PETSc.PC.Type.LU
+    chosen = PETSc.Options().getString(f"{prefix}pc_type", default)
     if chosen == PETSc.PC.Type.FIELDSPLIT:  # S is one field; the option was (ρ, μ)'s
         raise UserError(
             f"-{prefix}pc_type fieldsplit: fem-implicit's linear systems are reduced to ρ "
             f"and have one field; use -{prefix}pc_type gamg (GMRES + GAMG) or the default LU"
         )
-    if chosen != PETSc.PC.Type.LU:
-        ksp.setType(PETSc.KSP.Type.GMRES)
-        ksp.setTolerances(rtol=SCHUR_RTOL, max_it=SCHUR_MAX_IT)
-        if chosen == PETSc.PC.Type.GAMG:  # another PC would leave it unused (PETSc warns)
-            set_default_options(prefix, {"pc_gamg_reuse_interpolation": "true"})
-    else:
+    if chosen == PETSc.PC.Type.LU:
         use_direct_lu(ksp, pivoting=False)
-    ksp.setFromOptions()
+        ksp.setFromOptions()
+        return False
+    ksp.setType(PETSc.KSP.Type.GMRES)
+    ksp.setTolerances(rtol=SCHUR_RTOL, max_it=SCHUR_MAX_IT)
+    # No restart within the cap (GMRES allocates its basis as it grows): the first solve
+    # of a run took 89 iterations with restarts every 30, 46 without (512², one rank).
+    ksp.setGMRESRestart(SCHUR_MAX_IT)
+    ksp.getPC().setType(chosen)
+    gamg = chosen == PETSc.PC.Type.GAMG
+    defaults = (
+        {"pc_gamg_reuse_interpolation": "true", "pc_gamg_threshold": GAMG_THRESHOLD} if gamg else {}
+    )
+    set_from_options_with(ksp, defaults)
+    return gamg
 
 
 class _NewtonTest:

@@ -19,6 +19,25 @@ def set_default_options(prefix: str, defaults: Mapping[str, object]) -> None:
             opts[f"{prefix}{key}"] = value
 
 
+def set_from_options_with(ksp: PETSc.KSP, defaults: Mapping[str, object]) -> None:
+    """``ksp.setFromOptions()`` with ``defaults`` under its prefix, unless already set.
+
+    Unlike :func:`set_default_options` the defaults leave the database afterwards: the
+    object keeps them, and a later solver with the same prefix that does not read them
+    (another preconditioner) leaves no unused option for PETSc to warn about at exit.
+    """
+    prefix, opts = ksp.getOptionsPrefix() or "", PETSc.Options()
+    added = [f"{prefix}{key}" for key in defaults if not opts.hasName(f"{prefix}{key}")]
+    for key, value in defaults.items():
+        if f"{prefix}{key}" in added:
+            opts[f"{prefix}{key}"] = value
+    try:
+        ksp.setFromOptions()
+    finally:
+        for name in added:
+            opts.delValue(name)
+
+
 def use_direct_lu(ksp: PETSc.KSP, pivoting: bool = True) -> PETSc.KSP:
     """Make ``ksp`` a direct solve: no Krylov iterations, one LU factorisation.
 
