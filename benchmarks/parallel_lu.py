@@ -15,8 +15,8 @@ of S the PETSc build offers:
   one rank; sequential only);
 * MUMPS LU (its default on several ranks);
 * SuperLU_dist LU;
-* GMRES + GAMG to fem-implicit's tolerance (``-fem_implicit_pc_type gamg``), reusing
-  the prolongators as fem-implicit does.
+* GMRES + GAMG with fem-implicit's settings (its default on several ranks): its
+  tolerance, threshold and restart, the prolongators kept for the set-ups that follow.
 
 "set-up" is a numeric factorisation of a matrix with the analysed pattern (GAMG: a new
 Galerkin hierarchy on the kept prolongators), "solve" one solve; both are the least of
@@ -48,7 +48,11 @@ from wgf.cases import load_case  # noqa: E402
 from wgf.progress import set_quiet  # noqa: E402
 from wgf.run import build_solver  # noqa: E402
 from wgf.solvers import solver_tables  # noqa: E402
-from wgf.solvers.fem.implicit_euler import SCHUR_RTOL  # noqa: E402
+from wgf.solvers.fem.implicit_euler import (  # noqa: E402
+    GAMG_THRESHOLD,
+    SCHUR_MAX_IT,
+    SCHUR_RTOL,
+)
 
 PREFIX = "parallel_lu_"
 #: name, KSP type, PC options, on one rank only.
@@ -58,7 +62,9 @@ SOLVERS = (
     ("MUMPS LU", "preonly", {"pc_type": "lu", "pc_factor_mat_solver_type": "mumps"}, False),
     ("SuperLU_dist LU", "preonly",
      {"pc_type": "lu", "pc_factor_mat_solver_type": "superlu_dist"}, False),
-    ("GMRES + GAMG", "gmres", {"pc_type": "gamg", "pc_gamg_reuse_interpolation": "true"}, False),
+    ("GMRES + GAMG", "gmres", {"pc_type": "gamg", "pc_gamg_reuse_interpolation": "true",
+                               "pc_gamg_threshold": str(GAMG_THRESHOLD),
+                               "ksp_gmres_restart": str(SCHUR_MAX_IT)}, False),
 )  # fmt: skip
 
 
@@ -94,7 +100,7 @@ def measure(
     ksp = PETSc.KSP().create(comm)
     ksp.setOptionsPrefix(PREFIX)
     ksp.setType(ksp_type)
-    ksp.setTolerances(rtol=SCHUR_RTOL, max_it=200)
+    ksp.setTolerances(rtol=SCHUR_RTOL, max_it=SCHUR_MAX_IT)
     ksp.setOperators(S)
     ksp.setFromOptions()
     x, r = b.duplicate(), b.duplicate()
