@@ -103,9 +103,9 @@ reduced power-law system, PETSc's LU without pivoting in a nested-dissection ord
 one rank (a third of MUMPS's cost; its diagonal M/τ dominates) and GMRES + GAMG on
 several (no parallel LU of this PETSc build is as fast; MUMPS without diffusion); when
 one of its solves fails (a zero pivot, a Krylov solve short of its tolerance) the step
-is redone with MUMPS LU and counted (diagnostic ``lu_fallbacks``).  Every PETSc option can be changed on the
-command line under the prefix ``fem_implicit_``, e.g. ``-fem_implicit_snes_monitor`` or
-``-fem_implicit_pc_type gamg``.
+is redone with MUMPS LU and counted (diagnostic ``lu_fallbacks``).  Every PETSc option
+can be changed on the command line under the prefix ``fem_implicit_``, e.g.
+``-fem_implicit_snes_monitor`` or ``-fem_implicit_pc_type gamg``.
 """
 
 from __future__ import annotations
@@ -729,12 +729,12 @@ def _configure_reduced(ksp: PETSc.KSP, multigrid: bool) -> bool:
     By default on one rank PETSc's LU without pivoting (S's diagonal M/τ dominates; a
     third of MUMPS's cost, :func:`use_direct_lu`).  On several ranks no LU in this PETSc
     build is as fast as that one on one rank (512², ``benchmarks/parallel_lu.py``: MUMPS
-    on 2 ranks 0.53× of it, SuperLU_dist 0.13×), so with ``multigrid`` (the power law on
-    several ranks) S is solved by GMRES + GAMG to ``SCHUR_RTOL`` (1.6× it there).  GAMG
-    keeps its prolongators across a step's Newton iterations (the pattern is fixed) and
-    drops couplings below ``GAMG_THRESHOLD``; its hierarchy is rebuilt at each step
-    (:meth:`_ChemicalPotentialScheme.solve`).  On several ranks without diffusion
-    (S is then a transport matrix, where GAMG was not measured) MUMPS LU.  Every
+    on 2 ranks at 0.5× its speed, SuperLU_dist 0.13×), so with ``multigrid`` (the power
+    law on several ranks) S is solved by GMRES + GAMG to ``SCHUR_RTOL`` (2.4× it there).
+    GAMG keeps its prolongators across a step's Newton iterations (the pattern is fixed)
+    and drops couplings below ``GAMG_THRESHOLD``; its hierarchy is rebuilt at each step
+    (:meth:`_ChemicalPotentialScheme.solve`).  On several ranks without diffusion (S is
+    then a transport matrix, where GAMG was not measured) MUMPS LU.  Every
     ``-fem_implicit_`` KSP/PC option wins: ``-fem_implicit_pc_type lu`` or ``gamg``, or
     another preconditioner (GMRES to ``SCHUR_RTOL`` with it).  A failed solve is redone
     with MUMPS (``_ChemicalPotentialScheme.solve``).
