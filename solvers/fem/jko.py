@@ -753,17 +753,19 @@ class Solver(FEFlowSolver):
         slot = slot[np.concatenate([i, j])]
         hit = np.flatnonzero(slot >= 0)
         slot = slot[hit]
-        if self.comm.size == 1:
-            return lambda at_i, at_j: np.bincount(
-                slot, weights=np.concatenate([at_i, at_j])[hit], minlength=len(k)
-            )
+
+        def compact(at_i: np.ndarray, at_j: np.ndarray) -> np.ndarray:
+            """The local sums at k, then at the ghosts outside k."""
+            weights = np.concatenate([at_i, at_j])[hit]
+            return np.bincount(slot, weights=weights, minlength=len(k) + len(rest))
+
+        if self.comm.size == 1:  # no ghosts: the local sums are the sums at k
+            return compact
         work = self.work.array
 
         def sums(at_i: np.ndarray, at_j: np.ndarray) -> np.ndarray:
-            compact = np.bincount(
-                slot, weights=np.concatenate([at_i, at_j])[hit], minlength=len(k) + len(rest)
-            )
-            work[k], work[rest] = compact[: len(k)], compact[len(k) :]
+            local = compact(at_i, at_j)
+            work[k], work[rest] = local[: len(k)], local[len(k) :]
             self.work.scatter_reverse(dolfinx.la.InsertMode.add)
             self.work.scatter_forward()
             return work[k]

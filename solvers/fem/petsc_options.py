@@ -7,16 +7,21 @@ from collections.abc import Mapping
 from petsc4py import PETSc
 
 
-def set_default_options(prefix: str, defaults: Mapping[str, object]) -> None:
+def set_default_options(prefix: str, defaults: Mapping[str, object]) -> list[str]:
     """Put ``defaults`` into the options database under ``prefix`` unless already set.
 
     Options given on the command line (``-<prefix>snes_monitor``) are in the database
     already (``petsc4py.init(argv)``), so they override these defaults.
+
+    Returns:
+        The names of the options put in (those not already set).
     """
-    opts = PETSc.Options()
+    opts, added = PETSc.Options(), []
     for key, value in defaults.items():
         if not opts.hasName(f"{prefix}{key}"):
             opts[f"{prefix}{key}"] = value
+            added.append(f"{prefix}{key}")
+    return added
 
 
 def set_from_options_with(ksp: PETSc.KSP, defaults: Mapping[str, object]) -> None:
@@ -26,16 +31,12 @@ def set_from_options_with(ksp: PETSc.KSP, defaults: Mapping[str, object]) -> Non
     object keeps them, and a later solver with the same prefix that does not read them
     (another preconditioner) leaves no unused option for PETSc to warn about at exit.
     """
-    prefix, opts = ksp.getOptionsPrefix() or "", PETSc.Options()
-    added = [f"{prefix}{key}" for key in defaults if not opts.hasName(f"{prefix}{key}")]
-    for key, value in defaults.items():
-        if f"{prefix}{key}" in added:
-            opts[f"{prefix}{key}"] = value
+    added = set_default_options(ksp.getOptionsPrefix() or "", defaults)
     try:
         ksp.setFromOptions()
     finally:
         for name in added:
-            opts.delValue(name)
+            PETSc.Options().delValue(name)
 
 
 def use_direct_lu(ksp: PETSc.KSP, pivoting: bool = True) -> PETSc.KSP:
