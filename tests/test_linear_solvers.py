@@ -66,11 +66,24 @@ def test_krylov_matches_lu(solver, prefix):
     assert fallbacks == 0
 
 
+def test_fem_implicit_solves_a_system_that_gamg_fails_by_lu():
+    # Two GMRES iterations cannot reach 1e-20: every solve of S fails and that system
+    # alone goes to MUMPS, so the steps are LU's, each Newton iteration counted once, with
+    # the failed attempts' two Krylov iterations and the LU's one per solve.
+    extra = {"ksp_max_it": "2", "ksp_rtol": "1e-20"}
+    rho, its, linear, fallbacks = _run("fem-implicit", "fem_implicit_", False, extra)
+    rho_lu, its_lu, _, _ = _run("fem-implicit", "fem_implicit_", lu=True)
+    assert its == its_lu
+    assert fallbacks == sum(its_lu)
+    assert np.max(np.abs(rho - rho_lu)) < 1e-12 * np.max(rho_lu)
+    assert linear == 3 * sum(its_lu)
+
+
 def test_fem_implicit_redoes_a_step_whose_krylov_solve_fails_with_lu():
-    # Two GMRES iterations cannot reach 1e-9: the first Newton iteration of every step
-    # fails, the step falls back to MUMPS, and the steps are then LU's, with the failed
-    # attempts' Krylov iterations counted on top.
-    rho, its, linear, fallbacks = _run("fem-implicit", "fem_implicit_", False, {"ksp_max_it": "2"})
+    # Another preconditioner than GAMG: the first failed solve fails the Newton step,
+    # which is redone with MUMPS, the failed attempt's two iterations counted on top.
+    extra = {"pc_type": "jacobi", "ksp_max_it": "2"}
+    rho, its, linear, fallbacks = _run("fem-implicit", "fem_implicit_", False, extra)
     rho_lu, its_lu, _, _ = _run("fem-implicit", "fem_implicit_", lu=True)
     assert fallbacks == STEPS
     assert np.max(np.abs(rho - rho_lu)) < 1e-12 * np.max(rho_lu)

@@ -101,9 +101,10 @@ solves: MUMPS LU for the fitted flux (the matrix is constant while τ is, so one
 factorisation serves every step and each step costs two triangular solves); for the
 reduced power-law system, PETSc's LU without pivoting in a nested-dissection ordering on
 one rank (a third of MUMPS's cost; its diagonal M/τ dominates) and GMRES + GAMG on
-several (no parallel LU of this PETSc build is as fast; MUMPS without diffusion); when
-one of its solves fails (a zero pivot, a Krylov solve short of its tolerance) the step
-is redone with MUMPS LU and counted (diagnostic ``lu_fallbacks``).  Every PETSc option
+several (no parallel LU of this PETSc build is as fast; MUMPS without diffusion).  A
+GAMG solve short of its tolerance is done again by MUMPS LU, that system only; any other
+failed solve (a zero pivot, another preconditioner) has the step redone with MUMPS LU.
+Both are counted (diagnostic ``lu_fallbacks``).  Every PETSc option
 can be changed on the command line under the prefix ``fem_implicit_``, e.g.
 ``-fem_implicit_snes_monitor`` or ``-fem_implicit_pc_type gamg``.
 """
@@ -151,6 +152,11 @@ SCHUR_MAX_IT = 100
 #: it drops (512², m = 2: set-up 0.31 s against 0.82 s at the default, 12 GMRES
 #: iterations against 12; benchmarks/README.md).
 GAMG_THRESHOLD = 0.02
+#: GAMG's smoother on S: SOR sweeps (within each rank) in place of PETSc's default,
+#: Chebyshev on Jacobi, whose eigenvalue bounds suit S's transport part less (512², m = 2,
+#: 2 ranks: GMRES iterations 694 → 390 in the first step, 99 → 65 in a warm one; the first
+#: step 10.1 s against 11.4-12.3 s, warm steps alike; benchmarks/README.md).
+GAMG_SMOOTHER = {"mg_levels_ksp_type": "richardson", "mg_levels_pc_type": "sor"}
 #: Newton iterations in a row that may leave ‖F‖ above its lowest value before the step
 #: fails as stalled (:class:`_NewtonTest`).
 STALLED_ITERATIONS = 5
@@ -457,6 +463,8 @@ class _ChemicalPotentialScheme:
         self.snes.setConvergenceTest(_NewtonTest())
         self._lu: PETSc.KSP | None = None
         self._linear = 0
+        #: GAMG: whether the next solve of S makes a new hierarchy (at each step).
+        self._rebuild = False
         self.reset()
 
     def _set_state(self, x: PETSc.Vec) -> None:
@@ -538,8 +546,9 @@ class _ChemicalPotentialScheme:
         last one after :meth:`reset`: a retry, a resume, the first step).
 
         If a linear solve fails (a zero pivot of the LU that does not pivot, a Krylov solve
-        with ``-fem_implicit_pc_type gamg``), the step is redone once with MUMPS LU (counted
-        in ``lu_fallbacks``; the iterations of both attempts count).
+        with a preconditioner other than GAMG), the step is redone once with MUMPS LU
+        (counted in ``lu_fallbacks``; the iterations of both attempts count).  GAMG's
+        failures are handled solve by solve (:meth:`solve_reduced`).
         """
         start = self._unknowns()
         saved = (self.solver.rho.x.array.copy(), self.mu.x.array.copy())
@@ -549,11 +558,9 @@ class _ChemicalPotentialScheme:
             guess = start + (tau / tau_prev) * (start - before)
         self.tau = tau
         self._linear = 0
-        if self._multigrid:
-            # The support moves by a few cells a step: prolongators kept from the first
-            # step's matrix took 26 GMRES iterations per solve at 512², fresh ones 12.
-            self.inner.reset()
-            self.inner.setOperators(self.S)
+        # The support moves by a few cells a step: prolongators kept from the first step's
+        # matrix took 26 GMRES iterations per solve at 512², fresh ones 12.
+        self._rebuild = self._multigrid
         its, reason = self._newton(guess)
         if reason == PETSc.SNES.ConvergedReason.DIVERGED_LINEAR_SOLVE and self._can_fall_back():
             more, reason = self._solve_by_lu(guess)
@@ -572,10 +579,40 @@ class _ChemicalPotentialScheme:
         return self.snes.getIterationNumber(), self.snes.getConvergedReason()
 
     def solve_reduced(self, rhs: PETSc.Vec, out: PETSc.Vec) -> bool:
-        """S out = rhs by the solver of S; False if it failed.  Its iterations are counted."""
+        """S out = rhs by the solver of S; False if it failed.  Every iteration is counted.
+
+        With GAMG the hierarchy is made at the first solve of each step.  A solve that
+        fails is done again by MUMPS LU, this one system only (counted in
+        ``lu_fallbacks``): the step's other solves keep the multigrid (1024², one rank,
+        ``-fem_implicit_pc_type gamg``: the first step in 352 s, against 423 s when its
+        failed first solve had the whole step redone by LU).  Not retried on a new
+        hierarchy: one made in the middle of the first step's Newton failed where the one
+        made at its first iterate took 27 iterations (512², m = 2, 2 ranks).
+        """
+        if self._rebuild:
+            # The levels' smoothers read the options database when the hierarchy is made.
+            set_default_options(PREFIX, GAMG_SMOOTHER)
+            self.inner.reset()
+            self.inner.setOperators(self.S)
+            self._rebuild = False
         self.inner.solve(rhs, out)
         self._linear += self.inner.getIterationNumber()
-        return self.inner.getConvergedReason() > 0
+        if self.inner.getConvergedReason() > 0 or not self._multigrid:
+            return self.inner.getConvergedReason() > 0
+        self.solver.lu_fallbacks += 1
+        if self.solver.comm.rank == 0:
+            log.info("  fem-implicit: GMRES + GAMG failed on S; MUMPS LU for this solve")
+        lu = self._mumps()
+        lu.setOperators(self.S)
+        lu.solve(rhs, out)
+        self._linear += 1
+        return lu.getConvergedReason() > 0
+
+    def _mumps(self) -> PETSc.KSP:
+        if self._lu is None:
+            self._lu = use_direct_lu(PETSc.KSP().create(self.solver.comm))
+            self._lu.setOperators(self.S)
+        return self._lu
 
     def linear_iterations(self) -> int:
         """Iterations of the solves of S in the last step, failed attempt included (LU: 1)."""
@@ -590,15 +627,12 @@ class _ChemicalPotentialScheme:
         self.solver.lu_fallbacks += 1
         if self.solver.comm.rank == 0:
             log.info("  fem-implicit: a linear solve failed; this step again with MUMPS LU")
-        inner = self.inner
-        if self._lu is None:
-            self._lu = use_direct_lu(PETSc.KSP().create(self.solver.comm))
-            self._lu.setOperators(self.S)
-        self.inner = self._lu
+        inner, multigrid = self.inner, self._multigrid
+        self.inner, self._multigrid = self._mumps(), False
         try:
             return self._newton(guess)
         finally:
-            self.inner = inner
+            self.inner, self._multigrid = inner, multigrid
 
     def accepted(self) -> None:
         """Nothing to do after an accepted step."""
@@ -731,13 +765,15 @@ def _configure_reduced(ksp: PETSc.KSP, multigrid: bool) -> bool:
     build is as fast as that one on one rank (512², ``benchmarks/parallel_lu.py``: MUMPS
     on 2 ranks at 0.5× its speed, SuperLU_dist 0.13×), so with ``multigrid`` (the power
     law on several ranks) S is solved by GMRES + GAMG to ``SCHUR_RTOL`` (2.4× it there).
-    GAMG keeps its prolongators across a step's Newton iterations (the pattern is fixed)
-    and drops couplings below ``GAMG_THRESHOLD``; its hierarchy is rebuilt at each step
-    (:meth:`_ChemicalPotentialScheme.solve`).  On several ranks without diffusion (S is
-    then a transport matrix, where GAMG was not measured) MUMPS LU.  Every
+    GAMG keeps its prolongators across a step's Newton iterations (the pattern is fixed),
+    drops couplings below ``GAMG_THRESHOLD`` and smooths by SOR (``GAMG_SMOOTHER``); its
+    hierarchy is rebuilt at each step (:meth:`_ChemicalPotentialScheme.solve_reduced`).
+    On several ranks without diffusion (S is then a transport matrix, where GAMG was not
+    measured) MUMPS LU.  Every
     ``-fem_implicit_`` KSP/PC option wins: ``-fem_implicit_pc_type lu`` or ``gamg``, or
     another preconditioner (GMRES to ``SCHUR_RTOL`` with it).  A failed solve is redone
-    with MUMPS (``_ChemicalPotentialScheme.solve``).
+    with MUMPS: GAMG's alone (:meth:`_ChemicalPotentialScheme.solve_reduced`), the others'
+    with their step (:meth:`_ChemicalPotentialScheme.solve`).
 
     Gathering S onto one rank for PETSc's LU, the rest of the step still split, is
     ``-fem_implicit_pc_type telescope -fem_implicit_pc_telescope_reduction_factor
