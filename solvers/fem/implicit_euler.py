@@ -597,13 +597,13 @@ class _ChemicalPotentialScheme:
             self._rebuild = False
         self.inner.solve(rhs, out)
         self._linear += self.inner.getIterationNumber()
-        if self.inner.getConvergedReason() > 0 or not self._multigrid:
-            return self.inner.getConvergedReason() > 0
+        converged = self.inner.getConvergedReason() > 0
+        if converged or not self._multigrid:
+            return converged
         self.solver.lu_fallbacks += 1
         if self.solver.comm.rank == 0:
             log.info("  fem-implicit: GMRES + GAMG failed on S; MUMPS LU for this solve")
         lu = self._mumps()
-        lu.setOperators(self.S)
         lu.solve(rhs, out)
         self._linear += 1
         return lu.getConvergedReason() > 0
