@@ -132,12 +132,14 @@ def test_lu_without_pivoting_fails_on_a_zero_pivot_where_mumps_does_not():
     assert reasons[1] > 0 and np.allclose(x.array, [2.0, 1.0])
 
 
-def _lu_factorisations() -> tuple[int, int]:
-    """LU symbolic analyses and numeric factorisations so far (PETSc's event log is on)."""
+def _factorisations(kind: str = "LU") -> tuple[int, int]:
+    """Symbolic analyses and numeric factorisations so far (PETSc's event log is on).
+
+    ``kind``: "LU", or "Chol" (MUMPS's LDLᵀ; its numeric count includes ICC's).
+    """
     PETSc.Log.begin()
-    return tuple(
-        PETSc.Log.Event(e).getPerfInfo()["count"] for e in ("MatLUFactorSym", "MatLUFactorNum")
-    )
+    names = {"LU": ("MatLUFactorSym", "MatLUFactorNum"), "Chol": ("MatCholFctrSym", "MatCholFctrNum")}
+    return tuple(PETSc.Log.Event(e).getPerfInfo()["count"] for e in names[kind])
 
 
 def _block_matrix(n: int, rng: np.random.Generator) -> tuple[PETSc.Mat, np.ndarray]:
@@ -181,7 +183,7 @@ def test_schur_complement_is_refilled_in_one_pattern():
     opts["test_schur_fieldsplit_odd_pc_type"] = "lu"
     opts["test_schur_fieldsplit_odd_pc_factor_mat_solver_type"] = "mumps"
     ksp.setFromOptions()
-    before = _lu_factorisations()
+    before = _factorisations()
     b, x = A.createVecs()
     b.setArray(rng.random(n))
     try:
@@ -200,7 +202,7 @@ def test_schur_complement_is_refilled_in_one_pattern():
             assert np.allclose(
                 schur.mat.getValues(range(n // 2), range(n // 2)), expected, atol=1e-13
             )
-        after = _lu_factorisations()
+        after = _factorisations()
         assert (after[0] - before[0], after[1] - before[1]) == (1, 3)
     finally:
         for key in ("even_pc_type", "odd_pc_type", "odd_pc_factor_mat_solver_type"):
@@ -214,13 +216,16 @@ def test_fem_jko_support_block_is_analysed_about_once_a_step():
     porous_medium_2d at 48², 3 steps: 18 Newton solves.  Measured: 18 analyses when the
     Schur matrix was rebuilt at every set-up, 10 when only a new block was (the block
     grew at every other solve), 5 with the block's margin (``SUPPORT_MARGIN_HOPS``).
+    The block is factorised as LDLᵀ, and no LU is made at all.
     """
-    before = _lu_factorisations()
+    before, before_lu = _factorisations("Chol"), _factorisations()
     case = load_case("porous_medium_2d", {"domain.cells": [48, 48]}, solver_tables())
     s = build_solver(case, "fem-jko", MPI.COMM_SELF)
     its = [s.step(case.section("time")["tau"]) for _ in range(STEPS)]
     s.close()
-    after = _lu_factorisations()
+    after, after_lu = _factorisations("Chol"), _factorisations()
     analyses = after[0] - before[0]
-    assert after[1] - before[1] == sum(its) > 3 * STEPS
+    # One LDLᵀ of the support block and one ICC(0) of the exterior per Newton solve.
+    assert after[1] - before[1] == 2 * sum(its) > 6 * STEPS
+    assert after_lu == before_lu
     assert analyses <= STEPS + 2, (analyses, its)
