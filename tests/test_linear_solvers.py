@@ -138,7 +138,10 @@ def _factorisations(kind: str = "LU") -> tuple[int, int]:
     ``kind``: "LU", or "Chol" (MUMPS's LDLᵀ; its numeric count includes ICC's).
     """
     PETSc.Log.begin()
-    names = {"LU": ("MatLUFactorSym", "MatLUFactorNum"), "Chol": ("MatCholFctrSym", "MatCholFctrNum")}
+    names = {
+        "LU": ("MatLUFactorSym", "MatLUFactorNum"),
+        "Chol": ("MatCholFctrSym", "MatCholFctrNum"),
+    }
     return tuple(PETSc.Log.Event(e).getPerfInfo()["count"] for e in names[kind])
 
 
