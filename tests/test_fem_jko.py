@@ -202,6 +202,50 @@ def _step_fem_jko(case_name: str, sets: dict) -> tuple[list[int], object]:
     return [solver.step(tau) for _ in range(round(t_end / tau))], solver
 
 
+@pytest.mark.parametrize(
+    ("case_name", "sets"),
+    [
+        ("porous_medium_2d", {}),
+        ("porous_medium_2d", {"energy.m": 3.0}),
+        ("porous_medium_2d", {"solver.fem-jko.mobility": "upwind"}),
+        ("fokker_planck_ou_2d", {}),
+    ],
+)
+def test_newton_matrix_is_the_derivative_of_the_residual(case_name, sets):
+    """-J v against the central difference (R(ϕ + hv) - R(ϕ - hv))/2h, after a step.
+
+    J is assembled from three edge matrices, one product and ∂R/∂ϕ added on the product's
+    pattern; a dropped or misplaced entry shows here as an O(1) relative difference.
+    The upwind switch is widened (δ = 10⁻²) so that h stays well inside it.
+    """
+    sets = {"domain.cells": [12, 12], "solver.fem-jko.upwind_smoothing": 1e-2, **sets}
+    case, solver = _fem_jko(case_name, sets)
+    tau = case.section("time")["tau"]
+    solver.step(tau)  # ϕ and ρ with gradients, the free boundary inside the mesh
+    phi = solver.phi.array.copy()
+    direction = np.random.default_rng(3).standard_normal(len(phi))
+    h = 1e-8 * np.abs(phi).max()
+
+    def residual(x: np.ndarray) -> np.ndarray:
+        solver.phi.array[:] = x
+        solver._residual_norm(tau)
+        return solver.r.array[: solver.n_owned].copy()
+
+    central = (residual(phi + h * direction) - residual(phi - h * direction)) / (2.0 * h)
+    residual(phi)
+    J = solver._assemble_jacobian(tau)
+    v, Jv = J.createVecs()
+    v.array[:] = direction[: solver.n_owned]
+    J.mult(v, Jv)
+    error = np.abs(-Jv.array - central).max() / np.abs(central).max()
+    assert error < 1e-6, error
+    # The second assembly refills the same matrices (values only): the same product.
+    J.mult(v, Jv)
+    again = Jv.array.copy()
+    solver._assemble_jacobian(tau).mult(v, Jv)
+    assert np.array_equal(Jv.array, again)
+
+
 def test_newton_counts_on_porous_medium_2d():
     """Newton iterations per step, the first step included: measured mean 3.00, max 9 with
     the free-boundary rows eliminated by Gauss–Seidel inside the line search (4.8 and 20
