@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from tests.conftest import assert_same_on_1_and_2_ranks, read, run_case
+from tests.conftest import assert_same_on_1_and_2_ranks, jko_newton_matrix_error, read, run_case
 
 pytestmark = pytest.mark.mpi
 
@@ -63,6 +63,19 @@ def test_free_boundary_newton_on_1_and_2_ranks(shared_tmp):
     assert_same_on_1_and_2_ranks(
         "porous_medium_1d", "fem-jko", [], shared_tmp, exact, 1e-9, counts, counts_rtol=0.1
     )
+
+
+def test_free_boundary_newton_matrix_on_2_ranks():
+    """fem-jko's Newton matrix is R's derivative on 2 ranks too: edge pieces on the rank
+    of their cell, ∂R/∂ϕ's COO entries in other ranks' rows, J's pattern across ranks."""
+    from wgf import api
+    from wgf.run import build_solver
+
+    case = api.load("porous_medium_2d", {"domain.cells": [12, 12]})
+    solver = build_solver(case, "fem-jko", MPI.COMM_WORLD)
+    tau = case.section("time")["tau"]
+    solver.step(tau)
+    assert jko_newton_matrix_error(solver, tau) < 1e-6
 
 
 def test_first_step_barrier_continuation_on_1_and_2_ranks(shared_tmp):
