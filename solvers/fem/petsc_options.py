@@ -80,7 +80,8 @@ class DiagonalSchur:
 
     Args:
         A: the block matrix; its pattern must stay fixed, its values may change.
-        first: the global rows of the eliminated block.
+        first: the global rows of the eliminated block, owned by this rank (as the index
+            sets of PCFIELDSPLIT are).
         second: the global rows of the block the complement is taken onto.
     """
 
