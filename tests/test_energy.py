@@ -16,7 +16,7 @@ from wgf.solvers.energy import (
 )
 
 
-@pytest.mark.parametrize("internal", [Entropy(), PowerLaw(2.0), PowerLaw(3.5)])
+@pytest.mark.parametrize("internal", [Entropy(), PowerLaw(2.0), PowerLaw(3.0), PowerLaw(3.5)])
 def test_inversion_and_prox_solve_their_equations(internal):
     energy = FreeEnergy(internal, diffusivity=0.7)
     rng = np.random.default_rng(3)
@@ -34,6 +34,26 @@ def test_inversion_and_prox_solve_their_equations(internal):
     z, c = rng.uniform(0.1, 5.0, 200), 0.3
     p = energy.prox(z, c)
     np.testing.assert_allclose(c * energy.first_variation(p, 0.0) + p, z, rtol=1e-10)
+
+
+@pytest.mark.parametrize("m", [2.0, 3.0])
+@pytest.mark.parametrize("barrier", [1e-12, 1e-8, 1e-6])
+def test_closed_form_inversions_agree_with_newton(m, barrier):
+    """m = 2 and 3 invert D·U'(ρ) - ε/ρ = y in closed form: against the generic Newton
+    inversion, from the barrier's branch (ρ ≈ ε/|y|) to the power branch, and at y = 0."""
+    from wgf.solvers.energy.internal import _LogNewtonInversion
+
+    power, rng = PowerLaw(m), np.random.default_rng(5)
+    rho = np.concatenate([np.exp(rng.uniform(np.log(1e-11), np.log(20.0), 4000)), [1.0]])
+    y = 0.7 * power.dU(rho) - barrier / rho
+    y[-1] = 0.0
+    found, drho = power.invert_first_variation(y, 0.7, barrier, np.ones_like(y))
+    newton, drho_newton = _LogNewtonInversion.invert_first_variation(
+        power, y, 0.7, barrier, np.ones_like(y)
+    )
+    np.testing.assert_allclose(found, newton, rtol=1e-12)
+    np.testing.assert_allclose(drho, drho_newton, rtol=1e-11)
+    np.testing.assert_allclose(found[:-1], rho[:-1], rtol=1e-9)
 
 
 def test_prox_of_no_internal_energy_is_the_projection():
