@@ -268,11 +268,15 @@ class Solver(FEFlowSolver):
         self.Psi = self._edge_matrix(imap)
         self.Rrho = self.Psi.duplicate()  # the COO layout too
         self.J: PETSc.Mat | None = None
-        #: ∂R/∂ϕ on J's pattern, and its COO values (:meth:`_assemble_jacobian`).
+        #: ∂R/∂ϕ on J's pattern (made with J), and its COO values: the edge pieces' part,
+        #: J's zeros put in front by :meth:`_on_pattern_of`.
         self.Rphi: PETSc.Mat | None = None
-        self._rphi_values: np.ndarray | None = None
-        #: The COO values of Psi and Rrho, made once; 1/m at the edge pieces' ends.
-        self._coo_values: np.ndarray | None = None
+        pieces = 4 * len(self.edge_i)
+        self._rphi_values = np.zeros(pieces, dtype=PETSc.ScalarType)
+        #: The COO values of Psi and Rrho (Psi's diagonal part is -1 for good); 1/m at the
+        #: edge pieces' ends.
+        self._coo_values = np.empty((2, self.n_owned + pieces), dtype=PETSc.ScalarType)
+        self._coo_values[0, : self.n_owned] = -1.0
         self._inverse_mass_at = 1.0 / self.masses[self.edge_i], 1.0 / self.masses[self.edge_j]
         self._lu: PETSc.KSP | None = None
         centred = params["mobility"] == "centred"
@@ -845,10 +849,6 @@ class Solver(FEFlowSolver):
         i, a = self.edge_i, self.edge_a
         dphi, w, dw = e["dphi"], e["w"], e["dw"]
         n = self.n_owned
-        if self._coo_values is None:
-            self._coo_values = np.empty((2, n + 4 * len(i)), dtype=PETSc.ScalarType)
-            self._coo_values[0, :n] = -1.0  # Psi's diagonal part does not change
-            self._rphi_values = np.zeros(4 * len(i), dtype=PETSc.ScalarType)
         psi, r_rho = (v[n:].reshape(4, -1) for v in self._coo_values)
         r_phi = self._rphi_values[len(self._rphi_values) - 4 * len(i) :].reshape(4, -1)
         inv_m_i, inv_m_j = self._inverse_mass_at
