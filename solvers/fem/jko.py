@@ -157,8 +157,11 @@ REDUCED_SUPPORT_BELOW = 1e-6
 #: ...grown by this many rings of neighbours (the free boundary's near field)...
 REDUCED_HOPS = 2
 #: ...and by this many more when a new block is made, so that it holds while the front
-#: moves (kept until a vertex within ``REDUCED_HOPS`` rings falls outside it).
-SUPPORT_MARGIN_HOPS = 3
+#: moves (kept until a vertex within ``REDUCED_HOPS`` rings falls outside it)...
+SUPPORT_MARGIN_HOPS = 8
+#: ...and into the next step unless it holds more than this × the vertices of a new block
+#: (the support shrank).
+SUPPORT_CARRY_SIZE = 1.3
 #: GMRES iterations of the reduced solver before its solve counts as failed (~8 typical).
 REDUCED_MAX_IT = 50
 #: Power law: vertices below this fraction of the peak density get relaxed (the band
@@ -317,28 +320,38 @@ class Solver(FEFlowSolver):
         """The owned vertices of the support block of :meth:`_reduced_solver`.
 
         Those with ρ ≥ ``REDUCED_SUPPORT_BELOW`` × peak, grown by ``REDUCED_HOPS`` rings
-        and by ``SUPPORT_MARGIN_HOPS`` more when a new block is made.  Within a step the
-        block only grows, and it is kept while it holds the vertices that need it: a new
-        block is a new factorisation pattern (a new MUMPS analysis and KSP set-up), and
-        the margin lets the front move a few cells before one is due.
+        and by ``SUPPORT_MARGIN_HOPS`` more when a new block is made.  The block is kept
+        while it holds the vertices that need it, within a step and across steps: a new
+        block is a new factorisation pattern (a new MUMPS analysis and KSP set-up, whose
+        METIS ordering costs four numeric factorisations of the block), and the margin
+        lets the front move several cells before one is due.  Measured on the BFM problem
+        (benchmarks/bfm_side_by_side.py), 256², m = 3, 20 steps: 21 analyses and 54 CPU
+        s with a margin of 3 rings and a new block at every step, 10 and 48 s carried
+        across steps, 4 and 44 s with 8 rings; 12 rings cost more in the larger
+        factorisations than they save.
         """
         if self._whole_block:
             return np.arange(self.n_owned)
         rho = self.rho_v
         peak = self.comm.allreduce(float(rho[: self.n_owned].max(initial=0.0)), op=MPI.MAX)
         inside = self._grown((rho >= REDUCED_SUPPORT_BELOW * peak).astype(float), REDUCED_HOPS)
-        keep = self._support is not None and self._support_grows
-        if keep:
+        fresh = np.flatnonzero(self._grown(inside, SUPPORT_MARGIN_HOPS)[: self.n_owned] > 0.0)
+        if self._support is None:
+            return fresh
+        held = np.zeros(self.n_owned, dtype=bool)
+        held[self._support] = True
+        holds = bool(np.all(held[inside[: self.n_owned] > 0.0]))
+        if self._support_grows:
             # Within a step the support only grows: vertices that just left it sit on the
             # kink of ρ(ψ), where the near-null modes are (measured: a shrinking support
             # cost a failed solve in 1 of 4 steps on porous_medium_2d, none growing).
-            held = np.zeros(self.n_owned, dtype=bool)
-            held[self._support] = True
-            need = inside[: self.n_owned] > 0.0
-            if self.comm.allreduce(bool(np.all(held[need])), op=MPI.LAND):
+            if self.comm.allreduce(holds, op=MPI.LAND):
                 return self._support
-        support = np.flatnonzero(self._grown(inside, SUPPORT_MARGIN_HOPS)[: self.n_owned] > 0.0)
-        return np.union1d(support, self._support) if keep else support
+            return np.union1d(fresh, self._support)
+        sizes = self.comm.allreduce(np.array([len(self._support), len(fresh)]), op=MPI.SUM)
+        if self.comm.allreduce(holds, op=MPI.LAND) and sizes[0] <= SUPPORT_CARRY_SIZE * sizes[1]:
+            return self._support
+        return fresh
 
     def _grown(self, inside: np.ndarray, rings: int) -> np.ndarray:
         """A vertex mark (owned + ghost, > 0 inside) grown by ``rings`` rings, across ranks."""
