@@ -206,13 +206,11 @@ class FEFlowSolver(FlowSolver):
             return {}
         rho_q = self._q_rho.eval(self.mesh, self._q_cells).ravel()
         exact_q = self.exact(t, self._q_x)
+        error, w = rho_q - exact_q, self._q_w
+        # Dot products with the weights: half the cost of summing weighted copies, at a
+        # million points (256²) and every step.
         sums = np.array(
-            [
-                np.sum(np.abs(rho_q - exact_q) * self._q_w),
-                np.sum((rho_q - exact_q) ** 2 * self._q_w),
-                np.sum(np.abs(exact_q) * self._q_w),
-                np.sum(exact_q**2 * self._q_w),
-            ]
+            [np.abs(error) @ w, (error * error) @ w, np.abs(exact_q) @ w, (exact_q * exact_q) @ w]
         )
         self.comm.Allreduce(MPI.IN_PLACE, sums, op=MPI.SUM)
         return {"l1_error": sums[0] / sums[2], "l2_error": float(np.sqrt(sums[1] / sums[3]))}
