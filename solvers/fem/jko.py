@@ -335,23 +335,23 @@ class Solver(FEFlowSolver):
         rho = self.rho_v
         peak = self.comm.allreduce(float(rho[: self.n_owned].max(initial=0.0)), op=MPI.MAX)
         inside = self._grown((rho >= REDUCED_SUPPORT_BELOW * peak).astype(float), REDUCED_HOPS)
-        fresh = np.flatnonzero(self._grown(inside, SUPPORT_MARGIN_HOPS)[: self.n_owned] > 0.0)
         if self._support is None:
-            return fresh
+            return self._with_margin(inside)
         held = np.zeros(self.n_owned, dtype=bool)
         held[self._support] = True
-        holds = bool(np.all(held[inside[: self.n_owned] > 0.0]))
+        holds = self.comm.allreduce(bool(np.all(held[inside[: self.n_owned] > 0.0])), op=MPI.LAND)
         if self._support_grows:
             # Within a step the support only grows: vertices that just left it sit on the
             # kink of ρ(ψ), where the near-null modes are (measured: a shrinking support
             # cost a failed solve in 1 of 4 steps on porous_medium_2d, none growing).
-            if self.comm.allreduce(holds, op=MPI.LAND):
-                return self._support
-            return np.union1d(fresh, self._support)
+            return self._support if holds else np.union1d(self._with_margin(inside), self._support)
+        fresh = self._with_margin(inside)
         sizes = self.comm.allreduce(np.array([len(self._support), len(fresh)]), op=MPI.SUM)
-        if self.comm.allreduce(holds, op=MPI.LAND) and sizes[0] <= SUPPORT_CARRY_SIZE * sizes[1]:
-            return self._support
-        return fresh
+        return self._support if holds and sizes[0] <= SUPPORT_CARRY_SIZE * sizes[1] else fresh
+
+    def _with_margin(self, inside: np.ndarray) -> np.ndarray:
+        """The owned vertices of ``inside`` grown by ``SUPPORT_MARGIN_HOPS`` rings."""
+        return np.flatnonzero(self._grown(inside, SUPPORT_MARGIN_HOPS)[: self.n_owned] > 0.0)
 
     def _grown(self, inside: np.ndarray, rings: int) -> np.ndarray:
         """A vertex mark (owned + ghost, > 0 inside) grown by ``rings`` rings, across ranks."""
