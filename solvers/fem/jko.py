@@ -326,12 +326,12 @@ class Solver(FEFlowSolver):
         Those with ρ ≥ ``REDUCED_SUPPORT_BELOW`` × peak, grown by ``REDUCED_HOPS`` rings
         and by ``SUPPORT_MARGIN_HOPS`` more when a new block is made.  The block is kept
         while it holds the vertices that need it, within a step and across steps: a new
-        block is a new factorisation pattern (a new MUMPS analysis and KSP set-up, whose
-        METIS ordering costs four numeric factorisations of the block), and the margin
+        block is a new factorisation pattern (a new MUMPS analysis, the cost of about two
+        numeric factorisations of the block, and a new KSP set-up), and the margin
         lets the front move several cells before one is due.  Measured on the BFM problem
-        (benchmarks/bfm_side_by_side.py), 256², m = 3, 20 steps: 21 analyses and 54 CPU
-        s with a margin of 3 rings and a new block at every step, 10 and 48 s carried
-        across steps, 4 and 44 s with 8 rings; 12 rings cost more in the larger
+        (benchmarks/bfm_side_by_side.py), 256², m = 3, 20 steps: 43 analyses and 54 CPU
+        s with a margin of 3 rings and a new block at every step, 21 and 48 s carried
+        across steps, 8 and 44 s with 8 rings; 12 rings cost more in the larger
         factorisations than they save.
         """
         if self._whole_block:
