@@ -144,7 +144,7 @@ def _wrapped(p: int) -> np.ndarray:
     return np.where(o < p // 2, o, o - p)
 
 
-def _bounds(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def bounding_box(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The corners (lower, upper) of the points' bounding box (±inf for no points).
 
     Column by column: numpy's min over axis 0 of a narrow (N, d) array walks it d entries
@@ -153,6 +153,48 @@ def _bounds(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     columns = points.T
     lower = np.array([c.min(initial=np.inf) for c in columns])
     return lower, np.array([c.max(initial=-np.inf) for c in columns])
+
+
+def multilinear_corners(
+    u: np.ndarray, shape: tuple[int, ...]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The 2^d (flat node index, multilinear weight) pairs of points on a uniform grid.
+
+    Args:
+        u: The points in grid coordinates (node 0 at 0, spacing 1 along every axis), (n, d).
+        shape: The grid's nodes per axis; a point's cell is clipped into the grid.
+
+    The flat index of the lower corner is found once and the others are offsets from it;
+    the weights are products of the per-axis factors 1 - f and f (f the fraction).  This is
+    the cloud-in-cell (CIC) of a particle mesh and the linear binning of a kernel density
+    estimate (:mod:`wgf.solvers.particles.kde`).
+    """
+    base = np.clip(np.floor(u).astype(np.int64), 0, np.array(shape) - 2)
+    frac = u - base
+    dim = u.shape[1]
+    strides = [int(np.prod(shape[k + 1 :])) for k in range(dim)]
+    flat = sum(base[:, k] * strides[k] for k in range(dim))
+    sides = [(1.0 - frac[:, k], np.ascontiguousarray(frac[:, k])) for k in range(dim)]
+    out = []
+    for corner in product((0, 1), repeat=dim):
+        weight = sides[0][corner[0]]
+        for k in range(1, dim):
+            weight = weight * sides[k][corner[k]]
+        out.append((flat + sum(c * s for c, s in zip(corner, strides, strict=True)), weight))
+    return out
+
+
+def deposited(
+    corners: list[tuple[np.ndarray, np.ndarray]], weights: np.ndarray, shape: tuple[int, ...]
+) -> np.ndarray:
+    """The weights shared out to the nodes by their ``corners``, as an array of ``shape``.
+
+    One bincount over all the corners (in index order: the same sums on every rank); a
+    bincount per corner added up took 2.8 times as long at N = 10⁵ on 1.5·10⁶ nodes.
+    """
+    index = np.concatenate([i for i, _ in corners])
+    mass = np.concatenate([weight * weights for _, weight in corners])
+    return np.bincount(index, mass, minlength=int(np.prod(shape))).reshape(shape)
 
 
 class _Grid:
@@ -165,7 +207,7 @@ class _Grid:
         box: tuple[np.ndarray, np.ndarray] | None = None,
         snap: bool = False,
     ) -> None:
-        lower, upper = box if box is not None else _bounds(points)
+        lower, upper = box if box is not None else bounding_box(points)
         self.lower = lower
         extent = upper - self.lower
         longest = float(extent.max())
@@ -181,33 +223,12 @@ class _Grid:
         )
 
     def corners(self, x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        """The 2^d (flat node index, CIC weight) pairs of each point.
-
-        The flat index of the lower corner is found once and the others are offsets from it;
-        the weights are products of the per-axis factors 1 - f and f (f the fraction).
-        """
-        u = (x - self.lower) / self.h
-        base = np.clip(np.floor(u).astype(np.int64), 0, np.array(self.shape) - 2)
-        frac = u - base
-        dim = x.shape[1]
-        strides = [int(np.prod(self.shape[k + 1 :])) for k in range(dim)]
-        flat = sum(base[:, k] * strides[k] for k in range(dim))
-        sides = [(1.0 - frac[:, k], np.ascontiguousarray(frac[:, k])) for k in range(dim)]
-        out = []
-        for corner in product((0, 1), repeat=dim):
-            weight = sides[0][corner[0]]
-            for k in range(1, dim):
-                weight = weight * sides[k][corner[k]]
-            out.append((flat + sum(c * s for c, s in zip(corner, strides, strict=True)), weight))
-        return out
+        """The 2^d (flat node index, CIC weight) pairs of each point."""
+        return multilinear_corners((x - self.lower) / self.h, self.shape)
 
     def deposit(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
         """CIC masses on the nodes (deterministic: one bincount in index order)."""
-        corners = self.corners(x)
-        index = np.concatenate([i for i, _ in corners])
-        mass = np.concatenate([weight * w for _, weight in corners])
-        size = int(np.prod(self.shape))
-        return np.bincount(index, mass, minlength=size).reshape(self.shape)
+        return deposited(self.corners(x), w, self.shape)
 
     def interpolate(self, fields: Sequence[np.ndarray], x: np.ndarray) -> list[np.ndarray]:
         """CIC interpolation of node fields at points x (the corners found once for all)."""
@@ -609,7 +630,7 @@ def mesh_sum(
     # of the sources and its targets, and the boxes are joined (min and max are exact, so
     # the grid is the same on every rank and on one)
     mine = sources[slice(*_share(len(sources), comm.size, comm.rank))] if parallel else sources
-    (lower, upper), (target_lower, target_upper) = _bounds(mine), _bounds(targets)
+    (lower, upper), (target_lower, target_upper) = bounding_box(mine), bounding_box(targets)
     lower, upper = np.minimum(lower, target_lower), np.maximum(upper, target_upper)
     if parallel:  # one Allreduce: the max of (-lower, upper)
         from mpi4py import MPI

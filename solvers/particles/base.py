@@ -246,11 +246,12 @@ class ParticleSolver(FlowSolver):
             length: ℓ.
             x: The positions (default: the current ones).
 
-        Each rank evaluates its block of particles; the maximum is taken over ranks.
+        Each rank evaluates its block of particles (and its rows of the bin grid); the
+        maximum is taken over ranks.
         """
         x = self.x if x is None else x
         lo, hi = self.my_block()
-        local = kde_at(x[lo:hi], x, self.w, length**2)
+        local = kde_at(x[lo:hi], x, self.w, length**2, comm=self.comm)
         return self.comm.allreduce(float(np.max(local, initial=-np.inf)), op=MPI.MAX)
 
     def resolution(self) -> dict[str, float]:

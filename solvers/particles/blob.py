@@ -331,7 +331,8 @@ class Solver(ParticleSolver):
             return super().density_at_particles()
         if not self.energy.has_internal:
             lo, hi = self.my_block()
-            return allgather_blocks(self.comm, kde_at(self.x[lo:hi], self.x, self.w, self.eps))
+            binned = kde_at(self.x[lo:hi], self.x, self.w, self.eps, comm=self.comm)
+            return allgather_blocks(self.comm, binned)
         sums = self.kernels(self.x, moments=False)
         return allgather_blocks(self.comm, mollified_density(sums, self.w))
 

@@ -36,21 +36,24 @@ Monte-Carlo error of the estimate itself.  Interpolating (at arbitrary points) a
 most the same again.
 
 Rank independence: the bin grid depends on the global positions only, and every rank
-computes the estimate from the same replicated array in the same order, so the result
-is the same on any number of ranks.
+computes the estimate from the same replicated array in the same order (or, with
+``comm``, its rows of it; :func:`kde_at`), so the result is the same on any number of
+ranks.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from mpi4py import MPI
 from scipy import sparse
 
+from wgf.solvers.energy.pair_sums import bounding_box, deposited, multilinear_corners
 from wgf.solvers.particles.kernels import CUTOFF, density_at, density_on_grid, gaussian
+from wgf.solvers.particles.parallel import allgather_blocks, block
 
 Method = Literal["binned", "exact"]
 
@@ -112,20 +115,12 @@ def linear_binning(x: np.ndarray, weights: np.ndarray, eps: float, pad: int = 0)
     :func:`bin_spacing`; the corner weights Π_k (1 - θ_k or θ_k), θ the position in the
     cell, keep the total mass and the first moment of the cloud exactly.
     """
-    lower, upper = x.min(axis=0), x.max(axis=0)
+    lower, upper = bounding_box(x)
     delta = bin_spacing(lower, upper, eps, pad)
     shape = tuple(int(n) for n in np.floor((upper - lower) / delta) + 2 + 2 * pad)
     origin = lower - pad * delta
-    u = (x - origin) / delta
-    cell = np.minimum(np.floor(u).astype(np.intp), np.array(shape) - 2)
-    theta = u - cell
-    masses = np.zeros(int(np.prod(shape)))
-    for corner in itertools.product((0, 1), repeat=x.shape[1]):
-        index = np.ravel_multi_index(tuple((cell + corner).T), shape)
-        share = weights * np.prod(np.where(corner, theta, 1.0 - theta), axis=1)
-        # bincount sums in index order: the same on every rank.
-        masses += np.bincount(index, weights=share, minlength=len(masses))
-    return BinnedMeasure(origin, delta, masses.reshape(shape))
+    masses = deposited(multilinear_corners((x - origin) / delta, shape), weights, shape)
+    return BinnedMeasure(origin, delta, masses)
 
 
 def kernel_matrix(points: np.ndarray, nodes: np.ndarray, eps: float) -> sparse.csr_matrix:
@@ -166,19 +161,13 @@ def binned_on_grid(measure: BinnedMeasure, axes: list[np.ndarray], eps: float) -
 
 def interpolate(values: np.ndarray, measure: BinnedMeasure, points: np.ndarray) -> np.ndarray:
     """Multilinear interpolation of node ``values`` (the binning's transpose); 0 outside."""
-    shape = np.array(values.shape)
     u = (points - measure.origin) / measure.spacing
-    inside = np.all((u >= 0) & (u <= shape - 1), axis=1)
-    u = u[inside]
-    cell = np.minimum(np.floor(u).astype(np.intp), shape - 2)
-    theta = u - cell
+    inside = np.all((u >= 0) & (u <= np.array(values.shape) - 1), axis=1)
     out = np.zeros(len(points))
     flat = values.ravel()
-    total = np.zeros(len(u))
-    for corner in itertools.product((0, 1), repeat=points.shape[1]):
-        index = np.ravel_multi_index(tuple((cell + corner).T), values.shape)
-        total += flat[index] * np.prod(np.where(corner, theta, 1.0 - theta), axis=1)
-    out[inside] = total
+    out[inside] = sum(
+        flat[index] * weight for index, weight in multilinear_corners(u[inside], values.shape)
+    )
     return out
 
 
@@ -209,17 +198,31 @@ def kde_at(
     weights: np.ndarray,
     eps: float,
     method: Method = "binned",
+    comm: MPI.Comm | None = None,
 ) -> np.ndarray:
     """The kernel density estimate at arbitrary ``points`` (M, d).
 
     ``"binned"``: the estimate on the bin grid (padded by the cut-off, so that it covers
     the estimate's support), interpolated multilinearly; ``"exact"``: the cut-off sum.
+
+    With ``comm`` (collective: every rank passes its own ``points`` and all of ``x``), the
+    ranks share the binned estimate's kernel sums: each computes the bin grid's rows in
+    its block and the rows are all-gathered.  Every row is the same sum as on one rank, so
+    the values are too, bit for bit.  Without it a 2-rank run repeated those sums on every
+    rank: 0.15 of 0.22 s at N = 10⁵ (swarm_2d's peak density).
     """
-    if len(points) == 0:
-        return np.zeros(0)
     if method == "exact":
-        return density_at(points, x, weights, eps)
+        return density_at(points, x, weights, eps) if len(points) else np.zeros(0)
+    shared = comm is not None and comm.size > 1
+    if len(points) == 0 and not shared:
+        return np.zeros(0)
     pad = math.ceil(CUTOFF * RESOLUTION) + 1
     measure = linear_binning(x, weights, eps, pad)
-    on_nodes = binned_on_grid(measure, measure.axes(), eps).reshape(measure.masses.shape)
+    axes = measure.axes()
+    if shared:
+        lo, hi = block(len(axes[0]), comm)
+        rows = binned_on_grid(measure, [axes[0][lo:hi], *axes[1:]], eps)
+        on_nodes = allgather_blocks(comm, rows.reshape(hi - lo, *measure.masses.shape[1:]))
+    else:
+        on_nodes = binned_on_grid(measure, axes, eps).reshape(measure.masses.shape)
     return interpolate(on_nodes, measure, np.asarray(points, dtype=float))
