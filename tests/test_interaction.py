@@ -114,10 +114,18 @@ def test_mesh_kernel_transforms_are_reused_while_the_grid_spacing_stays(rng):
     np.testing.assert_array_equal(again, fresh)
     exact = term.gradient_at(moved[:300], moved, w, delta, "direct")
     assert np.linalg.norm(again - exact) / np.linalg.norm(exact) < 3e-3
-    # a cloud twice as wide gets a new spacing and new transforms
+    # a cloud twice as wide gets a new spacing and new transforms; the first grid's stay
+    # (a spacing that flips back, as a Langevin cloud's does, finds them)
     term.gradient_at(2 * x[:300], 2 * x, w, delta, "mesh")
-    (entry,) = term._mesh_caches[("gradient", delta)].values()
-    assert entry is not cached
+    kept = term._mesh_caches[("gradient", delta)]
+    assert len(kept) == 2 and next(reversed(kept.values())) is not cached
+    term.gradient_at(moved[:300], moved, w, delta, "mesh")
+    assert len(kept) == 2 and next(reversed(kept.values())) is cached  # reused again
+    # at most KEPT_GRIDS grids, the least recently used dropped first
+    for scale in (3, 4, 5):
+        term.gradient_at(scale * x[:300], scale * x, w, delta, "mesh")
+    assert len(kept) == pair_sums.KEPT_GRIDS
+    assert all(entry is not cached for entry in kept.values())
 
 
 @pytest.mark.parametrize(

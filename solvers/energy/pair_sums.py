@@ -27,7 +27,10 @@ cloud by little per step.  With a cache the spacing is rounded down to the latti
 (so the grid is never coarser than asked) and the padding gets one lattice step of
 headroom; the kernels' transforms are kept and reused while the spacing is the same and
 the kept padded grid still fits the grid (:func:`_cached_transforms`).  A cloud that
-spreads by 0.2 % per step then re-samples about once in 20 steps.
+spreads by 0.2 % per step then re-samples about once in 20 steps.  The transforms of the
+last :data:`KEPT_GRIDS` grids are kept (within :data:`KEPT_BYTES`): a Langevin cloud at
+N = 10⁵ (its bounding box set by outliers) re-sampled in 36 of 200 sums of its stationary
+phase with one grid kept, in 2 with three.
 
 Symmetry.  A radial kernel's value is even in every coordinate of the offset, and the k-th
 component of its gradient is odd in z_k and even in the others.  Given these parities the
@@ -75,6 +78,13 @@ GAUSS = 4
 H_STEPS = 16
 #: ...and kept transforms serve while the padded grid is at most this much too large.
 PADDING_SLACK = 1.3
+#: ...and the transforms of this many grids are kept (the most recently used): a Langevin
+#: cloud's bounding box, set by its outermost particles, jitters by ±5 % from step to step
+#: and its spacing flips between neighbouring lattice values.
+KEPT_GRIDS = 3
+#: ...while they take at most this many bytes together (the latest grid's are always kept):
+#: 33 MB per grid for a 2-D gradient at N = 10⁵, 270 MB at the 2-D cap of 2048 cells.
+KEPT_BYTES = 256e6
 #: Spectrum columns per block of :func:`_convolved` (transform, multiply, invert): 32
 #: kept a block in cache best (8-128 measured at N = 2·10⁴ to 10⁵: 14-29 % faster than
 #: whole arrays).
@@ -557,11 +567,13 @@ def _cached_transforms(
     1/``PADDING_SLACK`` of it: the cache does not miss each time the grid's own padded
     size would step from one FFT-friendly length to the next.
     """
-    for (h, padded, kept_size, kept_rank), hats in cache.items():
+    for key, hats in cache.items():
+        h, padded, kept_size, kept_rank = key
         fits = all(
             2 * g <= p <= 2 * PADDING_SLACK * g for g, p in zip(grid.shape, padded, strict=True)
         )
         if h == grid.h and (kept_size, kept_rank) == (size, rank) and fits:
+            cache[key] = cache.pop(key)  # now the most recently used
             return padded, hats
     return None
 
@@ -617,9 +629,10 @@ def mesh_sum(
             rank calls with its own targets and the same sources).
         cache: A dict kept by the caller for these kernels (the same ``sample`` at every
             call): the grid spacing is rounded down to the lattice 2^(k/H_STEPS), and the
-            kernels' transforms are kept there and reused while the spacing and the padded
-            grid stay the same, which spares the sampling and one FFT per kernel.  The
-            grid is then up to 4.4 % finer than ``cells`` asks.
+            kernels' transforms of the last :data:`KEPT_GRIDS` grids are kept there and
+            reused for a grid of the same spacing that their padded grid fits, which
+            spares the sampling and one FFT per kernel.  The grid is then up to 4.4 %
+            finer than ``cells`` asks.
 
     Returns:
         One array (n,) per kernel.
@@ -649,8 +662,11 @@ def mesh_sum(
     else:
         kernel_hats = _kernels_transformed(grid, sample, singular, parity, shared)
         if snap:
-            cache.clear()  # the cloud has moved on: keep the latest grid's only
             cache[grid.h, grid.padded, size, rank] = kernel_hats
+            while len(cache) > KEPT_GRIDS or (
+                len(cache) > 1 and sum(kept.nbytes for kept in cache.values()) > KEPT_BYTES
+            ):
+                del cache[next(iter(cache))]  # the least recently used
     row_shares = _shares(grid.shape[0], shared)
     masses = _columns(
         _mass_rows(grid, sources, weights, shared)[None], grid.padded, row_shares, shared
