@@ -348,11 +348,29 @@ def test_blob_without_internal_energy_builds_no_neighbour_list():
     solver = build_solver(case, "blob", MPI.COMM_WORLD)
     solver.step(case.section("time")["tau"])
     d = solver.diagnostics(case.section("time")["tau"])
+    assert "peak_density" not in d  # a repelling core: no blow-up check (test below)
+    peak = solver.peak_density(solver.resolution_length())
+    binned = solver.density_at_particles()  # what the XDMF series colours particles by
     assert solver.list_builds == 0
     exact = density_at(solver.x, solver.x, solver.w, solver.eps)  # the cut-off sum of ρ_ε
-    assert d["peak_density"] == pytest.approx(exact.max(), rel=2e-3)
-    binned = solver.density_at_particles()
+    assert peak == pytest.approx(exact.max(), rel=2e-3)
     np.testing.assert_allclose(binned, exact, rtol=0, atol=5e-3 * exact.max())
+
+
+@pytest.mark.parametrize(
+    ("kernel", "blows_up"),
+    [
+        ("log(r)", True),  # Keller–Segel
+        ("-1/r", True),
+        ("r", True),  # aggregation: collapses in finite time
+        ("-log(r)", False),
+        ("1/r", False),
+        ("r**2/2 - log(r)", False),  # swarming: the disk
+        ("r**2/2", False),  # smooth: contracts exponentially
+    ],
+)
+def test_only_a_singular_core_that_attracts_may_blow_up(kernel, blows_up):
+    assert FreeEnergy.from_case(_case(kernel)).may_blow_up is blows_up
 
 
 # -- bad input ---------------------------------------------------------------------------------

@@ -220,6 +220,17 @@ class Interaction:
         return bool(not np.isfinite(small) or small > 10.0 * max(big, 1e-300))
 
     @functools.cached_property
+    def attracts_at_origin(self) -> bool:
+        """Whether W increases with r near 0 (W' > 0 at the smaller probe radius).
+
+        A pair then pulls together at short range: log r and -r^{-a} (Keller–Segel), r^a
+        with a < 2 (aggregation).  A core that repels (-log r in swarming, r^{-a}) keeps
+        mass from focusing into a point: the energy of a point mass would be +∞.
+        """
+        with np.errstate(all="ignore"):
+            return bool(self.force_factor(np.array([_PROBES[0]]))[0] > 0.0)
+
+    @functools.cached_property
     def linear_coefficient(self) -> float | None:
         """The a if W(r) = a·r + b (the 1-D force is then a·(mass left - mass right)), else None."""
         import sympy

@@ -12,8 +12,8 @@ Diagnostics are computed the same way by every FE solver:
 * ``l1_error``/``l2_error``: ‖ρ_h - ρ‖/‖ρ‖ against the closed form ρ, with a degree-6
   Gauss rule evaluated cell by cell (ρ is a NumPy function, so any closed form works);
 * ``min_density``: the smallest nodal value;
-* with a singular interaction kernel (the only term that can concentrate the density in
-  finite time, :attr:`~wgf.solvers.energy.FreeEnergy.may_blow_up`):
+* with an interaction kernel singular and attracting at the origin (the only term that can
+  concentrate the density in finite time, :attr:`~wgf.solvers.energy.FreeEnergy.may_blow_up`):
   ``peak_density`` = max_i ρ_i and ``resolved_density`` = M/((2π)^{d/2} m_i) at that
   vertex, m_i = ∫φ_i its lumped mass (h² on a uniform 2-D mesh of spacing h).  The latter is
   the peak of a Gaussian of mass M whose standard deviation is the local cell size

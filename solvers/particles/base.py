@@ -14,8 +14,9 @@ identical on every rank:
 * ``interaction_energy`` (cases with ``[energy.interaction]``): ½ Σ_{i≠j} w_i w_j W_δ(x_i - x_j),
   W_δ the kernel mollified at the solver's :attr:`ParticleSolver.interaction_delta`
   (attention sums every pair, i = j included); it is part of ``energy`` too;
-* ``peak_density`` and ``resolved_density`` (cases with a singular interaction kernel, the
-  only term that can concentrate the density in finite time, and solvers with a resolution length ℓ,
+* ``peak_density`` and ``resolved_density`` (cases with an interaction kernel singular and
+  attracting at the origin, the only term that can concentrate the density in finite time,
+  :attr:`~wgf.solvers.energy.FreeEnergy.may_blow_up`, and solvers with a resolution length ℓ,
   :meth:`ParticleSolver.resolution_length`, the width at which their pair force is
   mollified): the peak max_i ρ_ℓ(x_i) of the Gaussian estimate ρ_ℓ = Σ_j w_j φ_{ℓ²}(· − x_j)
   of variance ℓ², and M/(2π(K² + 1)ℓ²)^{d/2}, K = :data:`RESOLVED_WIDTH`, the peak of ρ_ℓ
