@@ -221,7 +221,7 @@ class Interaction:
 
     @functools.cached_property
     def attracts_at_origin(self) -> bool:
-        """Whether W increases with r near 0 (W' > 0 at the smaller probe radius).
+        """Whether W increases with r near 0 (W' > 0 at r = 10⁻⁶, the larger probe radius).
 
         A pair then pulls together at short range: log r and -r^{-a} (Keller–Segel), r^a
         with a < 2 (aggregation).  A core that repels (-log r in swarming, r^{-a}) keeps

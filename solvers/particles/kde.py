@@ -219,10 +219,9 @@ def kde_at(
     pad = math.ceil(CUTOFF * RESOLUTION) + 1
     measure = linear_binning(x, weights, eps, pad)
     axes = measure.axes()
+    lo, hi = block(len(axes[0]), comm) if shared else (0, len(axes[0]))
+    rows = binned_on_grid(measure, [axes[0][lo:hi], *axes[1:]], eps)
+    on_nodes = rows.reshape(hi - lo, *measure.masses.shape[1:])
     if shared:
-        lo, hi = block(len(axes[0]), comm)
-        rows = binned_on_grid(measure, [axes[0][lo:hi], *axes[1:]], eps)
-        on_nodes = allgather_blocks(comm, rows.reshape(hi - lo, *measure.masses.shape[1:]))
-    else:
-        on_nodes = binned_on_grid(measure, axes, eps).reshape(measure.masses.shape)
+        on_nodes = allgather_blocks(comm, on_nodes)
     return interpolate(on_nodes, measure, np.asarray(points, dtype=float))
