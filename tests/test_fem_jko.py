@@ -509,3 +509,26 @@ def test_unresolved_drift_is_warned_once(tmp_path, caplog):
         run_case("fokker_planck_ou_2d", ["time.t_end=0.05"], tmp_path / "b", solver="fem-jko")
         quiet = [r for r in caplog.records if "Péclet" in r.getMessage()]
     assert len(warned) == 1 and "refine" in warned[0] and not quiet
+
+
+def test_newton_monitor_prints_once_on_two_ranks(tmp_path):
+    """The monitor's line is rank 0's, but the round-off floor it prints is a sum over the
+    ranks: taken on rank 0 alone, it left rank 1 out of the sum and both hung."""
+    proc = wgf(
+        "run",
+        "porous_medium_2d",
+        "--solver",
+        "fem-jko",
+        "--set",
+        "domain.cells=[16,16]",
+        "--set",
+        "time.t_end=0.01",
+        "--set",
+        "solver.fem-jko.monitor=true",
+        "--out",
+        str(tmp_path),
+        ranks=2,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("newton 1:") == 2  # two steps, one line each

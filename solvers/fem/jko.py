@@ -1475,15 +1475,17 @@ class Solver(FEFlowSolver):
                 if alpha < 1e-10:
                     self.phi.array[:] = phi0
                     raise SolverError(f"line search failed at Newton iteration {it}", iterations=it)
-            if self.params["monitor"] and self.comm.rank == 0:
-                log.info(
-                    "    newton %d: |R| %.3e -> %.3e, step %g, round-off floor %.1e",
-                    it,
-                    norm,
-                    trial,
-                    alpha,
-                    self._round_off_floor(tau),
-                )
+            if self.params["monitor"]:
+                floor = self._round_off_floor(tau)  # on every rank: it sums over them
+                if self.comm.rank == 0:
+                    log.info(
+                        "    newton %d: |R| %.3e -> %.3e, step %g, round-off floor %.1e",
+                        it,
+                        norm,
+                        trial,
+                        alpha,
+                        floor,
+                    )
             norm, previous = trial, norm
             trials, left = divmod(it, COLD_TRIAL_ITERATIONS)
             if stall_check and not left and norm > COLD_TRIAL_DECREASE**trials * first:
