@@ -78,6 +78,38 @@ def test_free_boundary_newton_matrix_on_2_ranks():
     assert jko_newton_matrix_error(solver, tau) < 1e-6
 
 
+def test_power_law_support_block_by_schwarz_on_2_ranks_and_cholesky_on_1():
+    """fem-jko's support block: additive Schwarz over 2 ranks, MUMPS LDLᵀ of each rank's
+    part with its overlap, and the whole block's LDLᵀ on one; a 1-rank solver made after
+    a 2-rank one in the same process does not inherit the 2-rank defaults, and none of
+    them is left in the options database (PETSc would report them unused)."""
+    from petsc4py import PETSc
+
+    from wgf import api
+    from wgf.run import build_solver
+
+    case = api.load("porous_medium_2d", {"domain.cells": [24, 24]})
+    tau = case.section("time")["tau"]
+    found = {}
+    for comm in (MPI.COMM_WORLD, MPI.COMM_SELF):
+        solver = build_solver(case, "fem-jko", comm)
+        solver.step(tau)
+        _, support = solver.ksp.getPC().getFieldSplitSubKSP()
+        pc = support.getPC()
+        found[comm.size] = pc.getType()
+        if pc.getType() == "asm":
+            (local,) = pc.getASMSubKSP()
+            assert local.getPC().getType() == "cholesky"
+            assert local.getPC().getFactorSolverType() == "mumps"
+            # This rank's part of the block, grown by the overlap into the other's.
+            own = support.getOperators()[0].getLocalSize()[0]
+            assert own < local.getOperators()[0].getSize()[0] <= comm.allreduce(own)
+        else:
+            assert pc.getFactorSolverType() == "mumps"
+    assert found == {2: "asm", 1: "cholesky"}
+    assert not [k for k in PETSc.Options().getAll() if k.startswith("fem_jko_fieldsplit")]
+
+
 def test_first_step_barrier_continuation_on_1_and_2_ranks(shared_tmp):
     """porous_quartic_2d at m = 3: its first step stalls from the first guess and goes on
     by barrier continuation (whole-mesh LU above ε, the barrier put back after it); the

@@ -66,8 +66,9 @@ round-off.
 
 Linear solver: GMRES + GAMG for the entropy with the centred mobility (it scales over
 ranks); for the power law with the centred mobility, GMRES with a Schur factorisation onto
-the support and its near field, a MUMPS LDLᵀ factorisation of that block only
-(:meth:`Solver._reduced_solver`);
+the support and its near field, a MUMPS LDLᵀ factorisation of that block only (on several
+ranks, of each rank's part of it with an overlap: additive Schwarz;
+:meth:`Solver._reduced_solver`);
 MUMPS LU for the upwind mobility (see :meth:`Solver._linear_solver`).  A failed Krylov solve
 is redone by LU and counted (diagnostic ``lu_fallbacks``).
 
@@ -166,6 +167,19 @@ COLD_SUPPORT_MARGIN_HOPS = 3
 #: ...and into the next step unless it holds more than this × the vertices of a new block
 #: (the support shrank).
 SUPPORT_CARRY_SIZE = 1.3
+#: Several ranks: rings of the support block's graph by which each rank's part of it
+#: overlaps its neighbours' in the additive Schwarz preconditioner of that block
+#: (:meth:`Solver._sub_solver_defaults`).  porous_medium_2d at 512² on 2 ranks: at m = 2,
+#: 4 rings cost Newton iterations (9 a step against 6) and 16 made the local
+#: factorisations dearer (5.2 s a step against 4.2-4.8); at m = 3, with 8 rings one warm
+#: step in six took 59 Newton iterations (8-10 with 12 or 16, and the others with 8).
+SUPPORT_OVERLAP = 12
+#: ...with each rank's part factorised by MUMPS as LDLᵀ (PETSc's Cholesky on AIJ).
+SUPPORT_SCHWARZ = {
+    "pc_asm_overlap": SUPPORT_OVERLAP,
+    "sub_pc_type": "cholesky",
+    "sub_pc_factor_mat_solver_type": "mumps",
+}
 #: GMRES iterations of the reduced solver before its solve counts as failed (~8 typical).
 REDUCED_MAX_IT = 50
 #: Power law: vertices below this fraction of the peak density get relaxed (the band
@@ -295,6 +309,7 @@ class Solver(FEFlowSolver):
         #: Owned vertices dilute at the current Newton iterate (relaxed at its trial points).
         self._dilute_at_iterate: np.ndarray | None = None
         self._schur: DiagonalSchur | None = None  # the support block's Schur complement
+        self._pending_defaults: list[str] = []  # see _sub_solver_defaults
         self._support_grows = False  # False at the first Newton solve of a step
         self._whole_block = False  # the whole mesh is the support block (see _cold_newton)
         #: Steps whose Newton stopped at the round-off floor, and the last floor/tolerance.
@@ -385,7 +400,8 @@ class Solver(FEFlowSolver):
         MUMPS factorises it as LDLᵀ (symmetric indefinite, with pivoting: ``selfp`` need
         not be definite) from its upper triangle: the same GMRES iterations as its LU,
         for 30 % less factorisation time and 10 % less triangular-solve time
-        (benchmarks/README.md).
+        (benchmarks/README.md).  On several ranks each rank factorises its own part of
+        the block, grown by an overlap (:meth:`_sub_solver_defaults`).
         """
         support = self._support_vertices()
         n_support = self.comm.allreduce(len(support), op=MPI.SUM)
@@ -432,21 +448,43 @@ class Solver(FEFlowSolver):
             PETSc.PC.FieldSplitSchurFactType.UPPER,
         )
         if not PETSc.Options().hasName(f"{PREFIX}pc_type"):
-            # Defaults of the sub-solvers (they exist only after set-up); the command
-            # line's -fem_jko_fieldsplit_* options win.
-            set_default_options(
-                PREFIX,
-                {
-                    "fieldsplit_exterior_ksp_type": "preonly",
-                    "fieldsplit_exterior_pc_type": "bjacobi",
-                    "fieldsplit_exterior_sub_pc_type": "icc",
-                    "fieldsplit_support_ksp_type": "preonly",
-                    "fieldsplit_support_pc_type": "cholesky",
-                    "fieldsplit_support_pc_factor_mat_solver_type": "mumps",
-                },
-            )
+            self._sub_solver_defaults()
         ksp.setFromOptions()
         self.ksp = ksp
+
+    def _sub_solver_defaults(self) -> None:
+        """Our defaults of the split's sub-solvers, in the options database until set-up.
+
+        PETSc makes the sub-solvers only when the first solve sets the split up, so the
+        defaults wait in the database (under ``fem_jko_fieldsplit_*``, where the command
+        line's options win) and :meth:`_solve_linear` takes them out after that solve:
+        they depend on the number of ranks, and a solver on another communicator in the
+        same process (a 1-rank reference next to a 2-rank run) must not inherit them as
+        if given.  A block given another preconditioner on the command line gets none of
+        the defaults that belong to ours (PETSc would warn about them, unused, at exit).
+
+        The support block: MUMPS LDLᵀ of the whole block on one rank; on several,
+        additive Schwarz (restricted), each rank's part grown by ``SUPPORT_OVERLAP`` rings
+        and factorised by MUMPS LDLᵀ on that rank alone.  MUMPS's distributed
+        factorisation and triangular solves of the whole block gained only 1.15× on 2
+        ranks at 512²; the local ones need no communication, and GMRES took as many
+        iterations (porous_medium_2d, m = 2: a step on 2 ranks 4.2-4.8 s against 5.6-6.8
+        s; benchmarks/README.md).  On one rank the Schwarz wrapper would only copy the
+        block (MatCreateSubMatrices) for the same factorisation.
+        """
+        if self.comm.size == 1:
+            support = ("cholesky", {"pc_factor_mat_solver_type": "mumps"})
+        else:
+            support = ("asm", SUPPORT_SCHWARZ)
+        for block, (pc, sub) in (
+            ("exterior", ("bjacobi", {"sub_pc_type": "icc"})),
+            ("support", support),
+        ):
+            prefix = f"{PREFIX}fieldsplit_{block}_"
+            added = set_default_options(prefix, {"ksp_type": "preonly", "pc_type": pc})
+            if PETSc.Options().getString(f"{prefix}pc_type") == pc:
+                added += set_default_options(prefix, sub)
+            self._pending_defaults += added
 
     def _forcing(self, norm: float, previous: float, tol: float) -> float | None:
         """The Krylov tolerance of the next Newton solve (Eisenstat–Walker, choice 2).
@@ -480,7 +518,12 @@ class Solver(FEFlowSolver):
             self._support_grows = True
         if rtol is not None:
             self.ksp.setTolerances(rtol=rtol)
-        self.ksp.solve(self.r.petsc_vec, self.dphi.petsc_vec)
+        try:
+            self.ksp.solve(self.r.petsc_vec, self.dphi.petsc_vec)
+        finally:  # set up: the sub-solvers have read their defaults (_sub_solver_defaults)
+            for name in self._pending_defaults:
+                PETSc.Options().delValue(name)
+            self._pending_defaults = []
         self.linear_iterations += self.ksp.getIterationNumber()
         if (reason := self.ksp.getConvergedReason()) >= 0:
             return
