@@ -171,8 +171,8 @@ SUPPORT_CARRY_SIZE = 1.3
 #: overlaps its neighbours' in the additive Schwarz preconditioner of that block
 #: (:meth:`Solver._sub_solver_defaults`).  porous_medium_2d at 512² on 2 ranks: at m = 2,
 #: 4 rings cost Newton iterations (9 a step against 6) and 16 made the local
-#: factorisations dearer (5.2 s a step against 4.2-4.8); at m = 3, with 8 rings one warm
-#: step in six took 59 Newton iterations (8-10 with 12 or 16, and the others with 8).
+#: factorisations dearer (5.2 s a step against 4.3-4.8 with 8); at m = 3, with 8 rings one
+#: warm step in six took 59 Newton iterations (8-11 with 12 or 16, and the others with 8).
 SUPPORT_OVERLAP = 12
 #: ...with each rank's part factorised by MUMPS as LDLᵀ (PETSc's Cholesky on AIJ).
 SUPPORT_SCHWARZ = {
@@ -468,8 +468,8 @@ class Solver(FEFlowSolver):
         and factorised by MUMPS LDLᵀ on that rank alone.  MUMPS's distributed
         factorisation and triangular solves of the whole block gained only 1.15× on 2
         ranks at 512²; the local ones need no communication, and GMRES took as many
-        iterations (porous_medium_2d, m = 2: a step on 2 ranks 4.2-4.8 s against 5.6-6.8
-        s; benchmarks/README.md).  On one rank the Schwarz wrapper would only copy the
+        iterations (porous_medium_2d at 512², m = 2: a step on 2 ranks 4.2-5.4 s against
+        5.6-6.8 s; benchmarks/README.md).  On one rank the Schwarz wrapper would only copy the
         block (MatCreateSubMatrices) for the same factorisation.
         """
         if self.comm.size == 1:
