@@ -135,6 +135,7 @@ from wgf.solvers.fem.base import FEFlowSolver
 from wgf.solvers.fem.graph import PECLET_LIMIT, SUPPORT_SHARE
 from wgf.solvers.fem.petsc_options import (
     DiagonalSchur,
+    remove_options,
     set_default_options,
     use_direct_lu,
     use_schur_split,
@@ -521,8 +522,7 @@ class Solver(FEFlowSolver):
         try:
             self.ksp.solve(self.r.petsc_vec, self.dphi.petsc_vec)
         finally:  # set up: the sub-solvers have read their defaults (_sub_solver_defaults)
-            for name in self._pending_defaults:
-                PETSc.Options().delValue(name)
+            remove_options(self._pending_defaults)
             self._pending_defaults = []
         self.linear_iterations += self.ksp.getIterationNumber()
         if (reason := self.ksp.getConvergedReason()) >= 0:

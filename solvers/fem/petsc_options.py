@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from petsc4py import PETSc
 
@@ -24,6 +24,13 @@ def set_default_options(prefix: str, defaults: Mapping[str, object]) -> list[str
     return added
 
 
+def remove_options(names: Iterable[str]) -> None:
+    """Take ``names`` (as :func:`set_default_options` returned them) out of the database."""
+    opts = PETSc.Options()
+    for name in names:
+        opts.delValue(name)
+
+
 def set_from_options_with(ksp: PETSc.KSP, defaults: Mapping[str, object]) -> None:
     """``ksp.setFromOptions()`` with ``defaults`` under its prefix, unless already set.
 
@@ -35,8 +42,7 @@ def set_from_options_with(ksp: PETSc.KSP, defaults: Mapping[str, object]) -> Non
     try:
         ksp.setFromOptions()
     finally:
-        for name in added:
-            PETSc.Options().delValue(name)
+        remove_options(added)
 
 
 def use_direct_lu(ksp: PETSc.KSP, pivoting: bool = True) -> PETSc.KSP:
