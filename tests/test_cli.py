@@ -290,6 +290,34 @@ def test_solver_all_goes_on_after_a_failing_solver(tmp_path):
     assert "fem-implicit: exit 3: fem-implicit: step 1" in proc.stdout
 
 
+@pytest.mark.parametrize(
+    ("ranks", "option", "reason", "written"),
+    [
+        # read by the solver's constructor, before the results file is opened
+        (0, ["-fem_jko_pc_type", "bogus"], "Unable to find requested PC type bogus", False),
+        # read at the first solve by the power law's split, with the initial state written
+        (0, ["-fem_jko_ksp_rtol", "abc"], "Input string abc has no numeric value", True),
+        # on 2 ranks by each rank's Schwarz block (a hang if one rank did not raise)
+        (
+            2,
+            ["-fem_jko_fieldsplit_support_sub_pc_factor_mat_solver_type", "bogus"],
+            "Could not locate solver type bogus",
+            True,
+        ),
+    ],
+)
+def test_a_petsc_option_value_petsc_refuses_is_bad_input(tmp_path, ranks, option, reason, written):
+    # Before, PETSc's error came out as a traceback and exit 1 (MPI_Abort on 2 ranks).
+    args = ["run", "porous_medium_2d", "--solver", "fem-jko", "--out", str(tmp_path)]
+    proc = wgf(*args, "--set", "domain.cells=[16,16]", *option, ranks=ranks, timeout=120)
+    assert_user_error(proc, f"PETSc refused an option: {reason}")
+    results = tmp_path / "porous_medium_2d_fem-jko.h5"
+    assert results.exists() == written
+    if written:  # readable, with the initial state
+        with h5py.File(results, "r") as f:
+            assert f["diagnostics/mass"][0] == pytest.approx(1.0)
+
+
 def test_a_krylov_pc_other_than_gamg_leaves_no_unused_option(tmp_path):
     # fem-implicit sets GAMG's reuse of its prolongators by default; with ASM that option
     # went unused, and PETSc warned about it at exit.

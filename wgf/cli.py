@@ -269,6 +269,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as err:  # wgf.run.Interrupted says where; a bare Ctrl-C does not
         _report(err, prefix="wgf: ")
         return INTERRUPTED
+    except Exception as err:
+        reason = _refused_petsc_option(err, petsc_args)
+        if reason is None:
+            raise
+        _report(UserError(f"PETSc refused an option: {reason}"))
+        return UserError.status
+
+
+def _refused_petsc_option(err: Exception, petsc_args: Sequence[str]) -> str | None:
+    """PETSc's reason if ``err`` is it refusing a value the user gave, else None.
+
+    Every rank reads the same options, so every rank raises the same error.
+    """
+    import os
+
+    if "petsc4py.PETSc" not in sys.modules or not (petsc_args or os.environ.get("PETSC_OPTIONS")):
+        return None
+    from wgf.solvers.fem.petsc_options import refused_option
+
+    return refused_option(err)
 
 
 def configure_logging(rank: int, quiet: bool = False) -> None:

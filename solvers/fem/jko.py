@@ -135,6 +135,7 @@ from wgf.solvers.fem.base import FEFlowSolver
 from wgf.solvers.fem.graph import PECLET_LIMIT, SUPPORT_SHARE
 from wgf.solvers.fem.petsc_options import (
     DiagonalSchur,
+    error_message,
     remove_options,
     set_default_options,
     use_direct_lu,
@@ -542,7 +543,7 @@ class Solver(FEFlowSolver):
         try:
             self._lu.solve(self.r.petsc_vec, self.dphi.petsc_vec)
         except PETSc.Error as err:  # MUMPS gives up on a numerically singular matrix
-            raise SolverError(f"linear solve failed (LU: {err})") from None
+            raise SolverError(f"linear solve failed (LU: {error_message(err)})") from None
         self.linear_iterations += 1
         if (reason := self._lu.getConvergedReason()) < 0:
             raise SolverError(f"linear solve failed (LU, KSP reason {reason})")

@@ -2,9 +2,38 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 
 from petsc4py import PETSc
+
+#: PETSc's error codes for an option value it cannot use: out of range or not a number
+#: (``PETSC_ERR_ARG_OUTOFRANGE``), an unknown type (``PETSC_ERR_ARG_UNKNOWN_TYPE``), a
+#: factorisation package this build lacks (``PETSC_ERR_MISSING_FACTOR``).
+OPTION_ERRORS = frozenset({63, 86, 92})
+
+
+def error_message(err: PETSc.Error) -> str:
+    """PETSc's own reason for ``err`` on one line.
+
+    petsc4py's error text is "error code N" followed by PETSc's traceback, one
+    ``[rank] …`` line per frame, ending with the specific message.
+    """
+    lines = [re.sub(r"^\[\d+\]\s*", "", line).strip() for line in str(err).splitlines()]
+    lines = [line for line in lines if line]
+    return lines[-1] if len(lines) > 1 else f"PETSc error {err.ierr}"
+
+
+def refused_option(err: BaseException) -> str | None:
+    """PETSc's reason if ``err`` is PETSc refusing an option's value, else None.
+
+    Such errors surface wherever the option is read: at ``setFromOptions`` or, for a
+    split's sub-solvers, at the first solve.  The codes can also come from a defect of
+    ours, so the caller should ask only when the user gave PETSc options.
+    """
+    if isinstance(err, PETSc.Error) and err.ierr in OPTION_ERRORS:
+        return error_message(err)
+    return None
 
 
 def set_default_options(prefix: str, defaults: Mapping[str, object]) -> list[str]:
