@@ -60,6 +60,25 @@ def build_mesh(domain: dict, comm: MPI.Comm) -> dolfinx.mesh.Mesh:
     return refine_uniformly(mesh, domain.get("refinements") or 0)
 
 
+def coarser_domain(domain: dict) -> dict | None:
+    """The ``[domain]`` table of a mesh that this one refines (every edge doubled), or None.
+
+    One uniform refinement fewer, or, for a box without refinements, half the cells on
+    every axis (all even).  A box's fine and coarse meshes are nested for simplices in 1-D
+    and 2-D ("right" diagonals split alike at both levels); in 3-D they share the coarse
+    vertices only.  None for the manifolds, a mesh file without refinements and an odd
+    box.
+    """
+    if domain["shape"] in MANIFOLD_CELLS:
+        return None
+    if domain.get("refinements"):
+        return {**domain, "refinements": domain["refinements"] - 1}
+    cells = domain.get("cells")
+    if domain["shape"] != "box" or not cells or any(n % 2 for n in cells):
+        return None
+    return {**domain, "cells": [n // 2 for n in cells]}
+
+
 #: Default resolution of the manifold meshes (``domain.cells = [n]``): circle, n arcs;
 #: sphere, n subdivisions of each icosahedron edge (20 n² triangles, 10 n² + 2 vertices).
 MANIFOLD_CELLS = {"circle": 256, "sphere": 16}

@@ -84,6 +84,11 @@ class FemJKOParams:
     upwind_smoothing: float = param(1e-6, "width δ in ϕ of the smoothed upwind switch")
     floor: float = param(1e-10, "initial density floor, relative to its maximum")
     barrier: float = param(1e-8, "power law: log-barrier weight / mean density")
+    nested_coarsest: int = param(
+        50000,
+        "power law: each step solved first on the coarser meshes (every edge doubled) of at "
+        "least this many vertices (0: off)",
+    )
     alg2_time_cells: int = param(1, "inner = alg2: cells of the space-time mesh in t ∈ [0, 1]")
     alg2_r: float = param(1.0, "inner = alg2: augmentation parameter r (> 0)")
     alg2_relaxation: float = param(1.5, "inner = alg2: over-relaxation ω ∈ (0, 2)")

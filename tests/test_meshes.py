@@ -10,7 +10,7 @@ import ufl
 from mpi4py import MPI
 
 from tests.conftest import assert_user_error, run_case, wgf
-from wgf.meshes import bounding_box, build_mesh
+from wgf.meshes import bounding_box, build_mesh, coarser_domain
 
 
 def _area(mesh):
@@ -40,6 +40,33 @@ def test_box_meshes(cell_type):
         lo, hi = bounding_box(mesh)
         np.testing.assert_allclose(lo, lower)
         np.testing.assert_allclose(hi, upper)
+
+
+def test_coarser_domain_is_refined_back_into_the_same_vertices():
+    """One refinement fewer, or half the cells of an even box; none for an odd box, a file
+    mesh without refinements or a manifold.  The coarse box's vertices are the fine one's."""
+    from wgf.solvers.fem.nested import NodalTransfer
+
+    box = {"shape": "box", "lower": [0.0, 0.0], "upper": [1.0, 2.0], "cells": [8, 6]}
+    box["cell_type"] = "simplex"
+    coarse = coarser_domain(box)
+    assert coarse["cells"] == [4, 3] and box["cells"] == [8, 6]
+    assert coarser_domain({**box, "cells": [8, 5]}) is None
+    assert coarser_domain({**box, "refinements": 2})["refinements"] == 1
+    assert coarser_domain({"shape": "file", "path": "m.msh", "refinements": 0}) is None
+    assert coarser_domain({"shape": "sphere", "cells": [8], "refinements": 1}) is None
+    fine_V, coarse_V = (
+        dolfinx.fem.functionspace(build_mesh(d, MPI.COMM_WORLD), ("Lagrange", 1))
+        for d in (box, coarse)
+    )
+    transfer = NodalTransfer(fine_V, coarse_V)
+    # P1 functions of the coarse mesh are P1 on the fine one (nested): up and down exactly.
+    x, y = coarse_V.tabulate_dof_coordinates()[:, :2].T
+    up = transfer.to_fine(1.0 + 2.0 * x - 3.0 * y)
+    xf, yf = fine_V.tabulate_dof_coordinates()[:, :2].T
+    assert np.abs(up - (1.0 + 2.0 * xf - 3.0 * yf)).max() < 1e-12
+    down = transfer.to_coarse(np.sin(3 * xf) * yf**2)
+    assert np.abs(down - np.sin(3 * x) * y**2).max() < 1e-12
 
 
 def test_disk_area_converges():

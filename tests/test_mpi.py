@@ -65,6 +65,22 @@ def test_free_boundary_newton_on_1_and_2_ranks(shared_tmp):
     )
 
 
+def test_nested_iteration_on_1_and_2_ranks(shared_tmp):
+    """fem-jko with each step first solved on the 16² mesh (``nested_coarsest`` 200): the
+    two meshes are partitioned apart, and the transfers between them find each vertex's
+    cell on whichever rank holds it.  The same densities on 1 and 2 ranks; the counts
+    to 15 %, as for any free-boundary Newton path (see above)."""
+    counts = ["diagnostics/iterations", "diagnostics/iterations_total"]
+    exact = [k for k in COMPARED if k not in counts]
+    sets = ["solver.fem-jko.nested_coarsest=200", "time.t_end=0.03"]
+    assert_same_on_1_and_2_ranks(
+        "porous_medium_2d", "fem-jko", sets, shared_tmp, exact, 1e-9, counts, counts_rtol=0.15
+    )
+    if MPI.COMM_WORLD.rank == 0:
+        for path in sorted(shared_tmp.rglob("porous_medium_2d_fem-jko.h5")):
+            assert read(path)["diagnostics/coarse_iterations"][1:].min() > 0, path
+
+
 def test_free_boundary_newton_matrix_on_2_ranks():
     """fem-jko's Newton matrix is R's derivative on 2 ranks too: edge pieces on the rank
     of their cell, ∂R/∂ϕ's COO entries in other ranks' rows, J's pattern across ranks."""
