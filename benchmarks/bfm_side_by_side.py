@@ -23,9 +23,10 @@ last one with the iterations that step took).  Build: ``g++ -O3 -march=native bf
 Printed for each m, grid and code: the L1 error at T against the Barenblatt profile (BFM:
 at the pixel centres, Σ|ρ - ρ_exact|/n²; wgf: its ``l1_error`` diagnostic), the inner
 iterations per step (BFM: back-and-forth iterations; wgf: Newton iterations, failed
-attempts included) and the CPU seconds of the time loop (BFM: its own ``clock()``
+attempts included; fem-jko's on the coarser meshes of its nested iteration printed after
+the row) and the CPU seconds of the time loop (BFM: its own ``clock()``
 around the loop; wgf: ``time.process_time`` around the driver's steps, set-up excluded on
-both sides), then the ratios wgf/BFM of CPU and BFM/wgf of L1 measured in the same run.
+both sides; wgf's is printed after the row), then the ratios wgf/BFM of CPU and BFM/wgf of L1 measured in the same run.
 wgf's loop includes what a run computes after every step and BFM's does not: the
 diagnostics, among them the L1/L2 errors against the Barenblatt profile on degree-6
 quadrature (about 0.09 s a step at 256², 1.7 s of the 26 s of fem-jko at m = 2).
@@ -106,14 +107,24 @@ def run_wgf(solver_name: str, n: int, m: float) -> dict:
             "output.sample_cells": [2 * n, 2 * n],
         },
     )
+    start = time.process_time()
     solver = build_solver(case, solver_name, MPI.COMM_WORLD)
+    setup = time.process_time() - start
     grid = TimeGrid.from_case(case)
     start = time.process_time()
     records = list(advance(solver, grid))
     cpu = time.process_time() - start
     its = np.asarray([r.iterations_total for r in records], dtype=float)
     retries = sum(r.retries for r in records)
-    return {"l1": records[-1].diagnostics["l1_error"], "its": its, "cpu": cpu, "retries": retries}
+    last = records[-1].diagnostics
+    return {
+        "l1": last["l1_error"],
+        "its": its,
+        "cpu": cpu,
+        "setup": setup,
+        "coarse": last.get("coarse_iterations", 0.0) / len(records),
+        "retries": retries,
+    }
 
 
 def main() -> None:
@@ -136,6 +147,9 @@ def main() -> None:
                 for code, r in rows.items():
                     note = f"  ({r['capped']} steps at BFM's cap)" if r.get("capped") else ""
                     note += f"  ({r['retries']} retries)" if r.get("retries") else ""
+                    note += f"  (set-up {r['setup']:.1f} s)" if "setup" in r else ""
+                    if r.get("coarse"):
+                        note += f"  (+{r['coarse']:.2f} its/step on coarser meshes)"
                     print(
                         f"{m:3g} {n:4d}² {code:13s} {r['l1']:9.3e} {r['its'].mean():8.2f} "
                         f"{r['its'].max():4.0f} {r['cpu']:8.2f} {r['cpu'] / bfm['cpu']:8.2f} "

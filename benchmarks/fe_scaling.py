@@ -119,6 +119,7 @@ def step_cost(case_name: str, overrides: dict, solver: str, steps: int, comm: MP
     unit = PoissonUnit(s.mesh)
     tau = case.section("time")["tau"]
     first = s.step(tau)
+    coarse = getattr(s, "coarse_iterations", 0)
     inner = krylov = 0
     floor, wall, units = 0.0, 0.0, 0.0
     for _ in range(steps):
@@ -135,6 +136,7 @@ def step_cost(case_name: str, overrides: dict, solver: str, steps: int, comm: MP
         "first": first,
         "floor": floor,
         "stops": getattr(s, "round_off_stops", 0),
+        "coarse": (getattr(s, "coarse_iterations", 0) - coarse) / steps,
     }
     s.close()
     return wall / steps, inner / steps, krylov / steps, extras
@@ -172,6 +174,8 @@ def main() -> None:
                 floor = f"{extras['floor']:9.1e}" if solver_label == "fem-jko" else f"{'':9s}"
                 if extras["stops"]:
                     floor += f" ({extras['stops']} round-off stops)"
+                if extras["coarse"]:
+                    floor += f" (+{extras['coarse']:.1f} its/step on coarser meshes)"
                 say(
                     f"{n:5d} {label:9s} {solver_label:13s} {wall:9.4f} {unit:8.4f} "
                     f"{wall / unit:8.1f} {inner:8.1f} {krylov:8.1f} {extras['first']:7d} "

@@ -78,7 +78,8 @@ def test_nested_iteration_on_1_and_2_ranks(shared_tmp):
     )
     if MPI.COMM_WORLD.rank == 0:
         for path in sorted(shared_tmp.rglob("porous_medium_2d_fem-jko.h5")):
-            assert read(path)["diagnostics/coarse_iterations"][1:].min() > 0, path
+            # Cumulative: every step spent some on the coarse mesh.
+            assert np.diff(read(path)["diagnostics/coarse_iterations"]).min() > 0, path
 
 
 def test_free_boundary_newton_matrix_on_2_ranks():

@@ -330,8 +330,8 @@ class Solver(FEFlowSolver):
         #: Steps whose Newton stopped at the round-off floor, and the last floor/tolerance.
         self.round_off_stops, self.round_off_floor = 0, 0.0
         #: Nested iteration: the solver of the next coarser mesh, which takes each step
-        #: first (:meth:`_newton_from_coarse`), and the Newton iterations the last step
-        #: spent on the coarser meshes (all of them, failed attempts included).
+        #: first (:meth:`_newton_from_coarse`), and the Newton iterations spent on the
+        #: coarser meshes since the start (all of them, in failed attempts too).
         self.coarse, self._transfer = self._coarse_level(case, params)
         self.coarse_iterations = 0
 
@@ -1687,18 +1687,18 @@ class Solver(FEFlowSolver):
             transfer.to_coarse(self.rho_old.x.array),
             transfer.to_coarse(self.phi.array) if warm else None,
         )
+        below = coarse.coarse_iterations
         try:
-            coarse_its = coarse.step(tau)
+            spent = coarse.step(tau)
         except SolverError as err:
-            self.coarse_iterations = err.iterations + coarse.coarse_iterations
+            self.coarse_iterations += err.iterations + coarse.coarse_iterations - below
             return self._newton(tau, norm) if warm else self._cold_newton(tau)
-        self.coarse_iterations = coarse_its + coarse.coarse_iterations
+        spent += coarse.coarse_iterations - below
+        self.coarse_iterations += spent
         guess = self.phi.array.copy()
         self.phi.array[:] = transfer.to_fine(coarse.phi.array)
         if self.params["monitor"] and self.comm.rank == 0:
-            log.info(
-                "    nested: %d Newton iterations on the coarser meshes", self.coarse_iterations
-            )
+            log.info("    nested: %d Newton iterations on the coarser meshes", spent)
         if warm:
             return self._newton(tau)
         try:
