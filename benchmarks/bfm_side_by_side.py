@@ -24,9 +24,10 @@ Printed for each m, grid and code: the L1 error at T against the Barenblatt prof
 at the pixel centres, Σ|ρ - ρ_exact|/n²; wgf: its ``l1_error`` diagnostic), the inner
 iterations per step (BFM: back-and-forth iterations; wgf: Newton iterations, failed
 attempts included; fem-jko's on the coarser meshes of its nested iteration printed after
-the row) and the CPU seconds of the time loop (BFM: its own ``clock()``
-around the loop; wgf: ``time.process_time`` around the driver's steps, set-up excluded on
-both sides; wgf's is printed after the row), then the ratios wgf/BFM of CPU and BFM/wgf of L1 measured in the same run.
+the row) and the CPU seconds of the time loop (BFM: its own ``clock()`` around the loop;
+wgf: ``time.process_time`` around the driver's steps, set-up excluded on both sides;
+wgf's is printed after the row), then the ratios wgf/BFM of CPU and BFM/wgf of L1
+measured in the same run.
 wgf's loop includes what a run computes after every step and BFM's does not: the
 diagnostics, among them the L1/L2 errors against the Barenblatt profile on degree-6
 quadrature (about 0.09 s a step at 256², 1.7 s of the 26 s of fem-jko at m = 2).
