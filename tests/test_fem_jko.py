@@ -202,6 +202,22 @@ def _step_fem_jko(case_name: str, sets: dict) -> tuple[list[int], object]:
     return [solver.step(tau) for _ in range(round(t_end / tau))], solver
 
 
+def _barenblatt_on_unit_square(
+    mass: float, t0: float, cells: int, tau: float, t_end: float
+) -> dict:
+    """porous_medium_2d's settings for a Barenblatt profile at the centre of [0, 1]²."""
+    return {
+        "initial.mass": mass,
+        "initial.t0": t0,
+        "initial.center": [0.5, 0.5],
+        "domain.lower": [0.0, 0.0],
+        "domain.upper": [1.0, 1.0],
+        "domain.cells": [cells, cells],
+        "time.tau": tau,
+        "time.t_end": t_end,
+    }
+
+
 @pytest.mark.parametrize(
     ("case_name", "sets"),
     [
@@ -252,16 +268,7 @@ def test_nested_iteration_starts_each_step_from_the_coarse_solution():
     6 steps, each first solved at 64² (``nested_coarsest`` 4000): 4 Newton iterations a
     step at 128² against 7, 5, 7, 5, 4, 4 from the last steps' ϕ (measured), the 64²
     ones (43) counted apart, and the same converged steps (L1 equal to 7 digits)."""
-    sets = {
-        "initial.mass": 1.0,
-        "initial.t0": 1e-4,
-        "initial.center": [0.5, 0.5],
-        "domain.lower": [0.0, 0.0],
-        "domain.upper": [1.0, 1.0],
-        "domain.cells": [128, 128],
-        "time.tau": 4.5e-5,
-        "time.t_end": 2.7e-4,
-    }
+    sets = _barenblatt_on_unit_square(1.0, 1e-4, 128, 4.5e-5, 2.7e-4)
     plain_its, plain = _step_fem_jko(
         "porous_medium_2d", {**sets, "solver.fem-jko.nested_coarsest": 0}
     )
@@ -448,16 +455,7 @@ def test_newton_counts_on_the_ljko_benchmark_problem_at_40():
     t0 = 6.25e-4, 20 steps of τ = 3.125e-4) on a 40² box: measured mean 3.2, max 8,
     L1 0.024461; before the nonlinear elimination of the free-boundary rows 5.2 and 19,
     the same L1.  Issue 12's goals are mean ≤ 4 and max ≤ 12."""
-    sets = {
-        "initial.mass": 1.0 / 16.0,
-        "initial.t0": 6.25e-4,
-        "initial.center": [0.5, 0.5],
-        "domain.lower": [0.0, 0.0],
-        "domain.upper": [1.0, 1.0],
-        "domain.cells": [40, 40],
-        "time.t_end": 6.25e-3,
-        "time.tau": 3.125e-4,
-    }
+    sets = _barenblatt_on_unit_square(1.0 / 16.0, 6.25e-4, 40, 3.125e-4, 6.25e-3)
     its, solver = _step_fem_jko("porous_medium_2d", sets)
     assert len(its) == 20
     assert np.mean(its) <= 4.0

@@ -58,10 +58,15 @@ def test_free_boundary_newton_on_1_and_2_ranks(shared_tmp):
     OPENBLAS_CORETYPE=SandyBridge alone turns step 2's 15 iterations into 10 (91 against
     98 in all, L1 equal to 2e-12).  So the counts must agree in total, to 10 %.
     """
+    _free_boundary_on_1_and_2_ranks("porous_medium_1d", [], shared_tmp, 0.1)
+
+
+def _free_boundary_on_1_and_2_ranks(case: str, sets: list[str], tmp, counts_rtol: float) -> None:
+    """fem-jko: the same results on 1 and 2 ranks, the Newton counts to ``counts_rtol``."""
     counts = ["diagnostics/iterations", "diagnostics/iterations_total"]
     exact = [k for k in COMPARED if k not in counts]
     assert_same_on_1_and_2_ranks(
-        "porous_medium_1d", "fem-jko", [], shared_tmp, exact, 1e-9, counts, counts_rtol=0.1
+        case, "fem-jko", sets, tmp, exact, 1e-9, counts, counts_rtol=counts_rtol
     )
 
 
@@ -70,12 +75,8 @@ def test_nested_iteration_on_1_and_2_ranks(shared_tmp):
     two meshes are partitioned apart, and the transfers between them find each vertex's
     cell on whichever rank holds it.  The same densities on 1 and 2 ranks; the counts
     to 15 %, as for any free-boundary Newton path (see above)."""
-    counts = ["diagnostics/iterations", "diagnostics/iterations_total"]
-    exact = [k for k in COMPARED if k not in counts]
     sets = ["solver.fem-jko.nested_coarsest=200", "time.t_end=0.03"]
-    assert_same_on_1_and_2_ranks(
-        "porous_medium_2d", "fem-jko", sets, shared_tmp, exact, 1e-9, counts, counts_rtol=0.15
-    )
+    _free_boundary_on_1_and_2_ranks("porous_medium_2d", sets, shared_tmp, 0.15)
     if MPI.COMM_WORLD.rank == 0:
         for path in sorted(shared_tmp.rglob("porous_medium_2d_fem-jko.h5")):
             # Cumulative: every step spent some on the coarse mesh.
@@ -132,11 +133,8 @@ def test_first_step_barrier_continuation_on_1_and_2_ranks(shared_tmp):
     by barrier continuation (whole-mesh LU above ε, the barrier put back after it); the
     same densities on 1 and 2 ranks, and the same work in total to 15 % (the trial's
     path, like any free-boundary Newton path here, depends on the order of sums)."""
-    counts = ["diagnostics/iterations", "diagnostics/iterations_total"]
-    exact = [k for k in COMPARED if k not in counts]
-    sets = ["energy.m=3.0", "time.t_end=0.3"]
-    assert_same_on_1_and_2_ranks(
-        "porous_quartic_2d", "fem-jko", sets, shared_tmp, exact, 1e-9, counts, counts_rtol=0.15
+    _free_boundary_on_1_and_2_ranks(
+        "porous_quartic_2d", ["energy.m=3.0", "time.t_end=0.3"], shared_tmp, 0.15
     )
     if MPI.COMM_WORLD.rank == 0:
         for path in sorted(shared_tmp.rglob("porous_quartic_2d_fem-jko.h5")):
