@@ -101,13 +101,15 @@ it (:meth:`Solver._relax`).
 Nested iteration (power law, meshes of at least 4 × ``nested_coarsest`` vertices that
 refine a coarser one: an even box, or ``domain.refinements`` ≥ 1).  Each step is first
 taken on the mesh with every edge doubled, from this mesh's ρⁿ interpolated to it and
-its own last steps' ϕ (and, recursively, on its own coarser mesh first), and the coarse
-ϕ, interpolated back, is the first guess here (:meth:`Solver._newton_from_coarse`).  From the
-last steps' ϕ the warm Newton counts grow with the mesh, because the free boundary
-crosses more rings of vertices per step; from the coarse solution they do not (the BFM
-problem at 512², m = 2: 3 a step against 8-11 and up to 54).  The coarse levels'
-iterations are counted apart (diagnostic ``coarse_iterations``); the converged step is
-this mesh's either way.
+that mesh's own last steps' ϕ (and, recursively, on its own coarser mesh first), and the
+coarse ϕ, interpolated back, is the first guess here
+(:meth:`Solver._newton_from_coarse`).  From the last steps' ϕ the warm Newton counts
+grow with the mesh, because the free boundary crosses more rings of vertices per step;
+from the coarse solution they do not (the BFM problem at 512², m = 2: 3 a step against
+8-11 and up to 54).  The coarse levels' iterations are counted apart (diagnostic
+``coarse_iterations``); the converged step is this mesh's either way.  Where the front
+moves slowly the coarse level costs more than it saves on several ranks
+(benchmarks/README.md).
 
 ρ → 0.  The entropy keeps ρ > 0 by itself.  For the power law F_h gets the log barrier
 -ε Σ_i m_i log ρ_i (interior point) with ε = ``barrier`` × the initial mean density: the
@@ -1676,10 +1678,9 @@ class Solver(FEFlowSolver):
         boundary crosses more rings of vertices per step and Newton's linear model sees
         one ring at a time (the BFM problem at 512², m = 2: a warm step 9-11 iterations
         and up to 54; from the 256² solution 3-4).  From the coarse solution the front is
-        already within a cell of its place.  A coarse step
-        that fails costs its iterations (counted) and this level goes on from its own
-        guess; so does a first step that stalls from the coarse guess, by
-        :meth:`_cold_newton`.
+        already within a cell of its place.  A coarse step that fails costs its
+        iterations (counted) and this level goes on from its own guess; so does a first
+        step that stalls from the coarse guess, by :meth:`_cold_newton`.
         """
         warm = self._phi_prev is not None
         coarse, transfer = self.coarse, self._transfer
