@@ -162,6 +162,7 @@ def test_jko_refuses_no_internal_energy_and_bad_alg2_keys(tmp_path):
     for sets, message in [
         (["energy.internal=none", "exact.kind=none"], "fem-jko needs"),
         (["solver.fem-jko.inner=alg2", "solver.fem-jko.alg2_r=0.0"], "alg2_r' must be > 0"),
+        (["solver.fem-jko.nested_coarsest=-1"], "nested_coarsest' must be >= 0"),
     ]:
         args = [x for s in sets for x in ("--set", s)]
         proc = wgf(

@@ -251,6 +251,11 @@ class Solver(FEFlowSolver):
         """The capabilities (simplex cells, an internal energy); ALG2 needs a 1-D/2-D box."""
         super().check_case(case)
         params = case.solver_params("fem-jko")
+        if params.get("nested_coarsest", 0) < 0:
+            raise UserError(
+                "case key 'solver.fem-jko.nested_coarsest' must be >= 0 (0: no nested "
+                f"iteration), got {params['nested_coarsest']}"
+            )
         if params.get("inner", "newton") == "alg2":
             shape = case.section("domain")["shape"]
             if shape != "box" or case.dim not in (1, 2):
