@@ -98,7 +98,7 @@ support); in a warm-started step it stays a candidate of the relaxation
 matters does not lower ‖R‖, the relaxation is retried on the few rows that hold most of
 it (:meth:`Solver._relax`).
 
-Nested iteration (power law, meshes of at least 4 × ``nested_coarsest`` vertices that
+Nested iteration (power law, meshes of at least 2ᵈ × ``nested_coarsest`` vertices that
 refine a coarser one: an even box, or ``domain.refinements`` ≥ 1).  Each step is first
 taken on the mesh with every edge doubled, from this mesh's ρⁿ interpolated to it and
 that mesh's own last steps' ϕ (and, recursively, on its own coarser mesh first), and the
