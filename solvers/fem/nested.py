@@ -24,8 +24,9 @@ import scipy.sparse
 from mpi4py import MPI
 from scipy.spatial import cKDTree
 
-#: Slack of the point location, relative to the cell size: vertices on the boundary of
-#: the other mesh must be found although round-off may put them just outside.
+#: Slack of the point location, since round-off may put a vertex on the other mesh's
+#: boundary just outside it: barycentric coordinates down to -PADDING count as inside,
+#: and DOLFINx pads its bounding boxes by it (a length; our domains are of order 1).
 PADDING = 1e-8
 #: Source cells tried per vertex, nearest midpoints first.
 CANDIDATES = 8
@@ -92,13 +93,12 @@ def _locate(
     k = min(CANDIDATES, len(nodes))
     _, near = cKDTree(nodes.mean(axis=1)).query(x, k=k)
     near = near.reshape(len(x), k)
-    tol = PADDING
     for column in range(k):
         c = near[:, column]
         todo = ~found
         lam = np.einsum("pij,pj->pi", inverse[c[todo]], x[todo] - nodes[c[todo], 0, :])
         full = np.concatenate([1.0 - lam.sum(axis=1, keepdims=True), lam], axis=1)
-        inside = (full >= -tol).all(axis=1)
+        inside = (full >= -PADDING).all(axis=1)
         at = np.flatnonzero(todo)[inside]
         found[at], cells[at], weights[at] = True, c[todo][inside], full[inside]
         if found.all():
