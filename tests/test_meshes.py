@@ -45,8 +45,6 @@ def test_box_meshes(cell_type):
 def test_coarser_domain_is_refined_back_into_the_same_vertices():
     """One refinement fewer, or half the cells of an even box; none for an odd box, a file
     mesh without refinements or a manifold.  The coarse box's vertices are the fine one's."""
-    from wgf.solvers.fem.nested import NodalTransfer
-
     box = {"shape": "box", "lower": [0.0, 0.0], "upper": [1.0, 2.0], "cells": [8, 6]}
     box["cell_type"] = "simplex"
     coarse = coarser_domain(box)
@@ -55,10 +53,22 @@ def test_coarser_domain_is_refined_back_into_the_same_vertices():
     assert coarser_domain({**box, "refinements": 2})["refinements"] == 1
     assert coarser_domain({"shape": "file", "path": "m.msh", "refinements": 0}) is None
     assert coarser_domain({"shape": "sphere", "cells": [8], "refinements": 1}) is None
-    fine_V, coarse_V = (
-        dolfinx.fem.functionspace(build_mesh(d, MPI.COMM_WORLD), ("Lagrange", 1))
-        for d in (box, coarse)
-    )
+    fine_V, coarse_V = _p1_space(box["cells"]), _p1_space(coarse["cells"])
+    check_nodal_transfer(fine_V, coarse_V)
+
+
+def _p1_space(cells, upper=(1.0, 2.0), comm=MPI.COMM_WORLD):
+    box = {"shape": "box", "lower": [0.0, 0.0], "upper": list(upper), "cells": cells}
+    mesh = build_mesh({**box, "cell_type": "simplex"}, comm)
+    return dolfinx.fem.functionspace(mesh, ("Lagrange", 1))
+
+
+def check_nodal_transfer(fine_V, coarse_V):
+    """P1 interpolation both ways, on however many ranks: exact between nested meshes,
+    DOLFINx's own ``interpolate_nonmatching`` between others; a vertex outside the other
+    mesh is an error.  Returns the vertices found on another rank than their own."""
+    from wgf.solvers.fem.nested import NodalTransfer
+
     transfer = NodalTransfer(fine_V, coarse_V)
     # P1 functions of the coarse mesh are P1 on the fine one (nested): up and down exactly.
     x, y = coarse_V.tabulate_dof_coordinates()[:, :2].T
@@ -67,6 +77,23 @@ def test_coarser_domain_is_refined_back_into_the_same_vertices():
     assert np.abs(up - (1.0 + 2.0 * xf - 3.0 * yf)).max() < 1e-12
     down = transfer.to_coarse(np.sin(3 * xf) * yf**2)
     assert np.abs(down - np.sin(3 * x) * y**2).max() < 1e-12
+    # Meshes that are not nested: 7 × 5 against 8 × 6, a curved function.
+    other_V = _p1_space([7, 5], comm=fine_V.mesh.comm)
+    transfer = NodalTransfer(fine_V, other_V)
+    for source, target, way in ((other_V, fine_V, "to_fine"), (fine_V, other_V, "to_coarse")):
+        f = dolfinx.fem.Function(source)
+        f.interpolate(lambda p: np.sin(3 * p[0]) * p[1] ** 2)
+        expected = dolfinx.fem.Function(target)
+        cells = np.arange(target.mesh.topology.index_map(2).size_local, dtype=np.int32)
+        data = dolfinx.fem.create_interpolation_data(target, source, cells, padding=1e-8)
+        expected.interpolate_nonmatching(f, cells, data)
+        expected.x.scatter_forward()
+        got = getattr(transfer, way)(f.x.array)
+        assert np.abs(got - expected.x.array).max() < 1e-12, way
+    with pytest.raises(ValueError, match="lies in no cell of the other"):
+        NodalTransfer(fine_V, _p1_space([4, 3], upper=(0.5, 2.0), comm=fine_V.mesh.comm))
+    comm = fine_V.mesh.comm
+    return comm.allreduce(len(transfer._up.rest) + len(transfer._down.rest), op=MPI.SUM)
 
 
 def test_disk_area_converges():

@@ -176,3 +176,12 @@ def test_disk_mesh_in_parallel(shared_tmp):
         pts = r["samples/points"]
         outside = np.hypot(pts[:, 0], pts[:, 1]) > 3.0 + 1e-9
         assert outside.any() and np.all(r["snapshots/density"][:, outside] == 0.0)
+
+
+def test_nodal_transfer_between_meshes_partitioned_apart():
+    """Nested iteration's transfers on 2 ranks, where the two meshes are partitioned apart
+    and a vertex's cell is often on the other rank: exact between nested meshes, equal to
+    DOLFINx's interpolation between others (tests/test_meshes.py)."""
+    from tests.test_meshes import _p1_space, check_nodal_transfer
+
+    assert check_nodal_transfer(_p1_space([16, 12]), _p1_space([8, 6])) > 0
