@@ -17,9 +17,11 @@ Each measurement builds the solver, takes ``--warmup`` untimed steps (linear-sol
 and the first JKO step has no ϕ history to extrapolate from), then times ``--steps``
 steps.  Printed: wall and CPU seconds per step (CPU of the busiest rank: the split of
 work, less sensitive to other jobs on the machine than wall time), inner iterations per
-step, the weak-scaling efficiency t₁(n)/t₂(2n) (1 is perfect), also per inner iteration
-(the doubled problem may take more iterations per step), and the strong-scaling speed-up
-t₁(2n)/t₂(2n) (2 is perfect), also in CPU time.  ``--ceiling`` also runs the 1-rank
+step (and fem-jko's Newton iterations per step on the coarser meshes of its nested
+iteration, "coarse", which the per-iteration figure leaves out), the weak-scaling
+efficiency t₁(n)/t₂(2n) (1 is perfect), also per inner iteration (the doubled problem
+may take more iterations per step), and the strong-scaling speed-up t₁(2n)/t₂(2n) (2 is
+perfect), also in CPU time.  ``--ceiling`` also runs the 1-rank
 doubled problem on every rank at once (no communication) and prints p·t₁(2n)/t(copies),
 the speed-up a perfect split would reach on this machine (cores that share memory
 bandwidth and caches run slower together than alone).  The load average is printed before and after:
@@ -62,12 +64,14 @@ SOLVERS = ("fem-implicit", "fem-jko", "blob")
 @dataclass
 class Timing:
     """One measurement: seconds per step (wall, and CPU of the busiest rank), inner
-    iterations per step, and the problem size (cells or particles)."""
+    iterations per step, the problem size (cells or particles), and fem-jko's Newton
+    iterations per step on the coarser meshes of its nested iteration (0 without)."""
 
     wall: float
     cpu: float
     its: float
     size: int
+    coarse: float = 0.0
 
 
 def problem(solver: str, dim: int, cells: int, particles: int, doubled: bool) -> dict:
@@ -91,7 +95,7 @@ def time_steps(
     tau = case.section("time")["tau"]
     for _ in range(warmup):
         s.step(tau)
-    its = 0
+    its, coarse = 0, getattr(s, "coarse_iterations", 0)
     comm.Barrier()
     t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(steps):
@@ -99,9 +103,10 @@ def time_steps(
     cpu = comm.allreduce(time.process_time() - c0, op=MPI.MAX)
     comm.Barrier()
     wall = time.perf_counter() - t0
+    coarse = getattr(s, "coarse_iterations", 0) - coarse
     size = problem_size(s, solver, comm)
     s.close()
-    return Timing(wall / steps, cpu / steps, its / steps, size)
+    return Timing(wall / steps, cpu / steps, its / steps, size, coarse / steps)
 
 
 def problem_size(s: object, solver: str, comm: MPI.Comm) -> int:
@@ -121,6 +126,14 @@ def ratios(solver: str, small: Timing, large: Timing, two: Timing) -> tuple:
     """
     per_it = (small.wall / max(small.its, 1.0)) / (two.wall / max(two.its, 1.0))
     return solver, small.wall / two.wall, per_it, large.wall / two.wall, large.cpu / two.cpu
+
+
+def table_row(solver: str, ranks: int, t: Timing) -> str:
+    """One measurement's line of the table."""
+    return (
+        f"{solver:13s} {ranks:5d} {t.size:8d} {t.wall:10.3f} {t.cpu:10.3f} {t.its:8.1f} "
+        f"{t.coarse:6.1f}"
+    )
 
 
 def load() -> str:
@@ -152,7 +165,7 @@ def main() -> None:
     say(f"load average before: {load()}")
     say(
         f"{'solver':13s} {'ranks':>5s} {'size':>8s} {'wall/step':>10s} {'cpu/step':>10s} "
-        f"{'its/step':>8s}"
+        f"{'its/step':>8s} {'coarse':>6s}"
     )
     summary = []
     for solver in args.solvers.split(","):
@@ -166,16 +179,12 @@ def main() -> None:
                 for sets in (small, large)
             ]
             for t in one:
-                say(f"{solver:13s} {1:5d} {t.size:8d} {t.wall:10.3f} {t.cpu:10.3f} {t.its:8.1f}")
+                say(table_row(solver, 1, t))
         idle_barrier(world)
         if world.size == 1:
             continue
         two = time_steps(args.case, large, solver, args.steps, args.warmup, world)
-        say(
-            f"{solver:13s} {world.size:5d} {two.size:8d} {two.wall:10.3f} {two.cpu:10.3f} "
-            f"{two.its:8.1f}",
-            flush=True,
-        )
+        say(table_row(solver, world.size, two), flush=True)
         ceiling = float("nan")
         if args.ceiling:
             world.Barrier()
