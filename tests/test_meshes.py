@@ -72,7 +72,8 @@ def _p1_space(cells, upper=(1.0, 2.0), comm=MPI.COMM_WORLD):
 def check_nodal_transfer(fine_V, coarse_V):
     """P1 interpolation both ways, on however many ranks: exact between nested meshes,
     DOLFINx's own ``interpolate_nonmatching`` between others; a vertex outside the other
-    mesh is an error.  Returns the vertices found on another rank than their own."""
+    mesh is an error.  Returns how many vertices of the pair that is not nested the first
+    search did not find on their own rank (summed over the ranks and both ways)."""
     from wgf.solvers.fem.nested import NodalTransfer
 
     transfer = NodalTransfer(fine_V, coarse_V)

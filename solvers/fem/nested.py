@@ -58,6 +58,8 @@ class _Remote:
         owner = np.asarray(owners.src_owner)
         if comm.allreduce(bool((owner < 0).any()), op=MPI.LOR):
             raise ValueError("a vertex of one mesh lies in no cell of the other")
+        # The points go to their owners again, with their order ours: DOLFINx has sent
+        # them already, but its documentation promises no order of ``dest_points``.
         self.order = np.argsort(owner, kind="stable")
         self.asked = np.bincount(owner, minlength=comm.size).astype(np.int64)
         self.served = np.empty_like(self.asked)
@@ -150,6 +152,8 @@ def _locate(
         near = tree.query(x[todo], k=k)[1].reshape(len(todo), k)
         for column in range(tried, k):
             left = ~found[todo]
+            if not left.any():
+                break
             at, c = todo[left], near[left, column]
             lam = np.einsum("pij,pj->pi", inverse[c], x[at] - nodes[c, 0, :])
             full = np.concatenate([1.0 - lam.sum(axis=1, keepdims=True), lam], axis=1)
