@@ -90,10 +90,17 @@ def barenblatt(
     d = x.shape[1]
     c = np.zeros(d) if center is None else center
     alpha, k, big_c = barenblatt_constants(m, d, mass)
-    offset = x - c
-    r2 = np.einsum("ij,ij->i", offset, offset)  # a third faster than sum(axis=1)
-    base = np.maximum(big_c - k * r2 * s ** (-2.0 * alpha / d), 0.0)
-    return s ** (-alpha) * base ** (1.0 / (m - 1.0))
+    # Coordinate by coordinate and in place: half the time of einsum on (x - c) at the
+    # 1.6 million quadrature points of the 256² error diagnostics, evaluated every step.
+    r2 = np.zeros(len(x))
+    for axis in range(d):
+        r2 += np.square(x[:, axis] - c[axis])
+    base = big_c - (k * s ** (-2.0 * alpha / d)) * r2
+    np.maximum(base, 0.0, out=base)
+    if m != 2.0:
+        np.power(base, 1.0 / (m - 1.0), out=base)
+    base *= s ** (-alpha)
+    return base
 
 
 def barenblatt_radius(s: float, m: float, d: int, mass: float = 1.0) -> float:
